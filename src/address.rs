@@ -1,0 +1,71 @@
+//! Mix addresses: `mixtasy@FQDN` (thesis 6.1.1), kept in lower case.
+
+use std::fmt;
+
+/// The local part every mix address has.
+pub const LOCAL_PART: &str = "mixtasy";
+
+/// A syntactically valid mix address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MixAddress(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a mix address (mixtasy@FQDN)")]
+pub struct NotMixAddress;
+
+/// Checks a host name: dot-separated labels of letters, digits and inner hyphens.
+pub fn valid_fqdn(fqdn: &str) -> bool {
+    !fqdn.is_empty()
+        && fqdn.len() <= 253
+        && fqdn.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+impl MixAddress {
+    pub fn parse(s: &str) -> Result<Self, NotMixAddress> {
+        let s = s.trim();
+        let (local, domain) = s.rsplit_once('@').ok_or(NotMixAddress)?;
+        if !local.eq_ignore_ascii_case(LOCAL_PART) || !valid_fqdn(domain) {
+            return Err(NotMixAddress);
+        }
+        Ok(MixAddress(format!("{LOCAL_PART}@{}", domain.to_ascii_lowercase())))
+    }
+
+    /// The address for a host name.
+    pub fn for_fqdn(fqdn: &str) -> Result<Self, NotMixAddress> {
+        Self::parse(&format!("{LOCAL_PART}@{fqdn}"))
+    }
+
+    pub fn fqdn(&self) -> &str {
+        &self.0[LOCAL_PART.len() + 1..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MixAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse() {
+        assert_eq!(MixAddress::parse("Mixtasy@Mix1.Test").unwrap().as_str(), "mixtasy@mix1.test");
+        assert_eq!(MixAddress::parse("mixtasy@mix1.test").unwrap().fqdn(), "mix1.test");
+        for bad in ["mixtasy", "bob@mix1.test", "mixtasy@", "mixtasy@-a.test", "mixtasy@a..test", "mixtasy@a b"] {
+            assert!(MixAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

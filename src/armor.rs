@@ -1,0 +1,164 @@
+//! ASCII armor (RFC 4880 §6): the wire body of every mix message (D5).
+//!
+//! Written as `BEGIN PGP MESSAGE`, no armor headers (no `Version:`: it would name the
+//! software), 64-character lines and the CRC24 checksum. Read leniently as to line ends and
+//! whitespace, strictly as to base64 and checksum.
+
+use base64::Engine;
+
+const BEGIN: &str = "-----BEGIN PGP MESSAGE-----";
+const END: &str = "-----END PGP MESSAGE-----";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArmorError {
+    #[error("no armored PGP message found")]
+    NoArmor,
+    #[error("armor has no END line")]
+    Unterminated,
+    #[error("armor body is not base64")]
+    Base64,
+    #[error("armor checksum is malformed")]
+    BadChecksumLine,
+    #[error("armor checksum does not match")]
+    ChecksumMismatch,
+}
+
+/// CRC-24 as RFC 4880 §6.1 defines it.
+pub fn crc24(data: &[u8]) -> u32 {
+    let mut crc: u32 = 0xB7_04CE;
+    for &b in data {
+        crc ^= (b as u32) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x100_0000 != 0 {
+                crc ^= 0x186_4CFB;
+            }
+        }
+    }
+    crc & 0xFF_FFFF
+}
+
+/// Armors `data` with `\n` line ends (what sendmail expects on its input).
+pub fn encode(data: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 80);
+    out.push_str(BEGIN);
+    out.push_str("\n\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push('=');
+    out.push_str(&base64::engine::general_purpose::STANDARD.encode(&crc24(data).to_be_bytes()[1..]));
+    out.push('\n');
+    out.push_str(END);
+    out.push('\n');
+    out
+}
+
+/// Finds the first armored message in `text` and returns its binary content.
+pub fn decode(text: &[u8]) -> Result<Vec<u8>, ArmorError> {
+    let mut lines = text.split(|&b| b == b'\n').map(|l| l.trim_ascii());
+    lines.by_ref().find(|l| *l == BEGIN.as_bytes()).ok_or(ArmorError::NoArmor)?;
+    // Armor headers ("Key: value") run to the first blank line.
+    let mut body_lines = Vec::new();
+    let mut in_headers = true;
+    let mut checksum = None;
+    let mut ended = false;
+    for line in lines {
+        if line == END.as_bytes() {
+            ended = true;
+            break;
+        }
+        if in_headers {
+            if line.is_empty() {
+                in_headers = false;
+                continue;
+            }
+            if line.windows(2).any(|w| w == b": ") {
+                continue;
+            }
+            // No blank line after BEGIN: the body started right away.
+            in_headers = false;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(crc) = line.strip_prefix(b"=") {
+            checksum = Some(crc.to_vec());
+            continue;
+        }
+        if checksum.is_some() {
+            // Body data after the checksum line.
+            return Err(ArmorError::BadChecksumLine);
+        }
+        body_lines.push(line);
+    }
+    if !ended {
+        return Err(ArmorError::Unterminated);
+    }
+    let joined: Vec<u8> = body_lines.concat();
+    let data = base64::engine::general_purpose::STANDARD.decode(&joined).map_err(|_| ArmorError::Base64)?;
+    if let Some(crc) = checksum {
+        let crc = base64::engine::general_purpose::STANDARD.decode(&crc).map_err(|_| ArmorError::BadChecksumLine)?;
+        if crc.len() != 3 {
+            return Err(ArmorError::BadChecksumLine);
+        }
+        let want = u32::from_be_bytes([0, crc[0], crc[1], crc[2]]);
+        if want != crc24(&data) {
+            return Err(ArmorError::ChecksumMismatch);
+        }
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), crlf: bool) {
+            let mut text = encode(&data);
+            if crlf { text = text.replace('\n', "\r\n"); }
+            prop_assert_eq!(decode(text.as_bytes()).unwrap(), data);
+        }
+
+        #[test]
+        fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut text = format!("{BEGIN}\n\n").into_bytes();
+            text.extend_from_slice(&bytes);
+            let _ = decode(&text);
+        }
+    }
+
+    #[test]
+    fn crc24_of_known_input() {
+        // The CRC of "123456789" under RFC 4880's parameters.
+        assert_eq!(crc24(b"123456789"), 0x21CF02);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(decode(b"hello"), Err(ArmorError::NoArmor));
+        assert_eq!(decode(format!("{BEGIN}\n\nAAAA\n").as_bytes()), Err(ArmorError::Unterminated));
+        assert_eq!(decode(format!("{BEGIN}\n\nA*AA\n{END}\n").as_bytes()), Err(ArmorError::Base64));
+        let good = encode(b"some bytes to protect");
+        let bad_crc = good.replace(&good[good.find("\n=").unwrap() + 1..good.find("\n=").unwrap() + 6], "=AAAA");
+        assert_eq!(decode(bad_crc.as_bytes()), Err(ArmorError::ChecksumMismatch));
+        // A changed body character is caught by the checksum.
+        let mut flipped = good.into_bytes();
+        let i = BEGIN.len() + 3;
+        flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+        assert!(decode(&flipped).is_err());
+    }
+
+    #[test]
+    fn no_version_header_and_line_length() {
+        let text = encode(&[0u8; 1000]);
+        assert!(!text.contains("Version"));
+        assert!(text.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+    }
+}

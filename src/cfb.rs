@@ -1,0 +1,174 @@
+//! OpenPGP CFB mode with resynchronisation (RFC 4880 §13.9), the cipher of a tag 9 packet.
+//!
+//! The ciphertext starts with a random 16-byte block and a repeat of its last two bytes
+//! (the "quick check"); after those 18 bytes the IV is resynchronised to ciphertext bytes
+//! 2..18 and plain CFB follows. No MDC: D4 forbids it, the Verification hash replaces it.
+
+use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
+
+/// Bytes of the random prefix: one block plus the two-byte quick check.
+pub const PREFIX_LEN: usize = BLOCK + 2;
+const BLOCK: usize = 16;
+
+/// The AES variants OpenPGP names (RFC 4880 §9.2, ids 7, 8, 9). Mixtasy writes AES-256;
+/// GnuPG may choose the others, so they are read too.
+pub enum Cipher {
+    Aes128(aes::Aes128),
+    Aes192(aes::Aes192),
+    Aes256(aes::Aes256),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CfbError {
+    #[error("unsupported symmetric algorithm {0}")]
+    UnsupportedAlgorithm(u8),
+    #[error("session key has the wrong length for its algorithm")]
+    KeyLength,
+    #[error("encrypted data shorter than its random prefix")]
+    Truncated,
+    #[error("quick check of the random prefix failed (wrong session key or damaged data)")]
+    QuickCheck,
+}
+
+impl Cipher {
+    /// Makes a cipher from the OpenPGP algorithm id and key.
+    pub fn new(algo: u8, key: &[u8]) -> Result<Self, CfbError> {
+        let bad = |_| CfbError::KeyLength;
+        Ok(match algo {
+            7 => Cipher::Aes128(aes::Aes128::new_from_slice(key).map_err(bad)?),
+            8 => Cipher::Aes192(aes::Aes192::new_from_slice(key).map_err(bad)?),
+            9 => Cipher::Aes256(aes::Aes256::new_from_slice(key).map_err(bad)?),
+            other => return Err(CfbError::UnsupportedAlgorithm(other)),
+        })
+    }
+
+    fn encrypt_block(&self, block: &mut [u8; BLOCK]) {
+        let b = GenericArray::from_mut_slice(block);
+        match self {
+            Cipher::Aes128(c) => c.encrypt_block(b),
+            Cipher::Aes192(c) => c.encrypt_block(b),
+            Cipher::Aes256(c) => c.encrypt_block(b),
+        }
+    }
+
+    /// Encrypts many independent blocks at once; AES-NI pipelines them.
+    fn encrypt_blocks(&self, blocks: &mut [GenericArray<u8, aes::cipher::consts::U16>]) {
+        match self {
+            Cipher::Aes128(c) => c.encrypt_blocks(blocks),
+            Cipher::Aes192(c) => c.encrypt_blocks(blocks),
+            Cipher::Aes256(c) => c.encrypt_blocks(blocks),
+        }
+    }
+
+    /// Encrypts `prefix` (16 random bytes) and `plain` into `out`, appending
+    /// `PREFIX_LEN + plain.len()` bytes.
+    pub fn encrypt(&self, prefix: &[u8; BLOCK], plain: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        let mut fr = [0u8; BLOCK];
+        self.encrypt_block(&mut fr);
+        let mut c0 = [0u8; BLOCK];
+        for i in 0..BLOCK {
+            c0[i] = fr[i] ^ prefix[i];
+        }
+        out.extend_from_slice(&c0);
+        let mut fre = c0;
+        self.encrypt_block(&mut fre);
+        out.push(fre[0] ^ prefix[BLOCK - 2]);
+        out.push(fre[1] ^ prefix[BLOCK - 1]);
+        // Resync: the IV is now ciphertext bytes 2..18.
+        let mut iv = [0u8; BLOCK];
+        iv.copy_from_slice(&out[start + 2..start + PREFIX_LEN]);
+        for chunk in plain.chunks(BLOCK) {
+            self.encrypt_block(&mut iv);
+            let n = chunk.len();
+            for i in 0..n {
+                iv[i] ^= chunk[i];
+            }
+            out.extend_from_slice(&iv[..n]);
+        }
+    }
+
+    /// Decrypts a tag 9 body: checks the quick-check bytes, returns the plaintext after the
+    /// prefix.
+    pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, CfbError> {
+        if data.len() < PREFIX_LEN {
+            return Err(CfbError::Truncated);
+        }
+        let mut p0 = [0u8; BLOCK];
+        self.encrypt_block(&mut p0);
+        for i in 0..BLOCK {
+            p0[i] ^= data[i];
+        }
+        let mut fre = [0u8; BLOCK];
+        fre.copy_from_slice(&data[..BLOCK]);
+        self.encrypt_block(&mut fre);
+        if fre[0] ^ data[BLOCK] != p0[BLOCK - 2] || fre[1] ^ data[BLOCK + 1] != p0[BLOCK - 1] {
+            return Err(CfbError::QuickCheck);
+        }
+        // Plain CFB with IV = data[2..18]: keystream block i = E(ciphertext block i-1),
+        // and every such block is known up front, so they are encrypted in one batch.
+        let ct = &data[PREFIX_LEN..];
+        let nblocks = ct.len().div_ceil(BLOCK);
+        let mut ks: Vec<GenericArray<u8, aes::cipher::consts::U16>> = Vec::with_capacity(nblocks);
+        ks.push(GenericArray::clone_from_slice(&data[2..PREFIX_LEN]));
+        for i in 1..nblocks {
+            ks.push(GenericArray::clone_from_slice(&ct[(i - 1) * BLOCK..i * BLOCK]));
+        }
+        self.encrypt_blocks(&mut ks);
+        let mut plain = Vec::with_capacity(ct.len());
+        for (i, chunk) in ct.chunks(BLOCK).enumerate() {
+            plain.extend(chunk.iter().zip(ks[i].iter()).map(|(c, k)| c ^ k));
+        }
+        Ok(plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(algo in 7u8..10, key in proptest::collection::vec(any::<u8>(), 32), prefix in any::<[u8; 16]>(), plain in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let klen = match algo { 7 => 16, 8 => 24, _ => 32 };
+            let c = Cipher::new(algo, &key[..klen]).unwrap();
+            let mut out = Vec::new();
+            c.encrypt(&prefix, &plain, &mut out);
+            prop_assert_eq!(out.len(), PREFIX_LEN + plain.len());
+            prop_assert_eq!(c.decrypt(&out).unwrap(), plain);
+        }
+
+        #[test]
+        fn flipped_bit_changes_exactly_two_blocks(plain in proptest::collection::vec(any::<u8>(), 64..512), pos in 0usize..10000, bit in 0u8..8) {
+            let c = Cipher::new(9, &[3u8; 32]).unwrap();
+            let mut out = Vec::new();
+            c.encrypt(&[9u8; 16], &plain, &mut out);
+            let pos = PREFIX_LEN + pos % plain.len();
+            out[pos] ^= 1 << bit;
+            let got = c.decrypt(&out).unwrap();
+            let rel = pos - PREFIX_LEN;
+            for i in 0..plain.len() {
+                // CFB: the flipped byte itself, then the whole next block, are damaged.
+                let blk = rel / 16;
+                let damaged = i == rel || i / 16 == blk + 1;
+                if !damaged { prop_assert_eq!(got[i], plain[i]); }
+            }
+            prop_assert_ne!(got[rel], plain[rel]);
+        }
+    }
+
+    #[test]
+    fn wrong_key_fails_quick_check_mostly() {
+        let c = Cipher::new(9, &[1u8; 32]).unwrap();
+        let mut out = Vec::new();
+        c.encrypt(&[5u8; 16], b"hello", &mut out);
+        let wrong = Cipher::new(9, &[2u8; 32]).unwrap();
+        // 1 in 65536 wrong keys pass the quick check; this fixed one does not.
+        assert_eq!(wrong.decrypt(&out).unwrap_err(), CfbError::QuickCheck);
+        assert_eq!(c.decrypt(&out[..10]).unwrap_err(), CfbError::Truncated);
+        assert!(matches!(Cipher::new(2, &[0; 24]), Err(CfbError::UnsupportedAlgorithm(2))));
+        assert!(matches!(Cipher::new(9, &[0; 16]), Err(CfbError::KeyLength)));
+    }
+}

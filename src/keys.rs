@@ -1,0 +1,170 @@
+//! Mix keys (D8, thesis 6.3.1): the node's long-term key with short-lived encryption
+//! subkeys, and the key ring that peeling decrypts with.
+//!
+//! The primary key only certifies; every layer is encrypted to a cv25519 subkey that is
+//! valid for two days. Secret material lives in one file, `secret-key.pgp`, mode 0600.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use sequoia_openpgp as openpgp;
+use openpgp::cert::amalgamation::ValidateAmalgamation;
+use openpgp::cert::{CertBuilder, CipherSuite};
+use openpgp::crypto::KeyPair;
+use openpgp::packet::key;
+use openpgp::policy::StandardPolicy;
+use openpgp::types::KeyFlags;
+use openpgp::{Cert, KeyID};
+
+use crate::address::MixAddress;
+use crate::modes::Modes;
+
+/// The thesis' subkey lifetime.
+pub const SUBKEY_VALIDITY: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The one user id a mix key carries (D8).
+pub fn user_id(name: &str, modes: &Modes, address: &MixAddress) -> String {
+    format!("{name} (mixtasy-mode:{modes}) <{address}>")
+}
+
+fn encryption_flags() -> KeyFlags {
+    KeyFlags::empty().set_transport_encryption().set_storage_encryption()
+}
+
+/// Generates a mix key: certification-only Ed25519 primary without expiry, the D8 user id,
+/// one cv25519 encryption subkey valid for `validity` from `now`.
+pub fn generate(name: &str, modes: &Modes, address: &MixAddress, now: SystemTime, validity: Duration) -> Result<Cert> {
+    let (cert, _revocation) = CertBuilder::new()
+        .set_creation_time(now)
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .set_primary_key_flags(KeyFlags::empty().set_certification())
+        .set_validity_period(None)
+        .add_userid(user_id(name, modes, address))
+        .add_subkey(encryption_flags(), validity, None)
+        .generate()
+        .context("generating the mix key")?;
+    Ok(cert)
+}
+
+/// When an encryption subkey was created and when it expires, read from its binding
+/// signature as of its creation (so expired subkeys are still described).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub created: SystemTime,
+    pub expires: Option<SystemTime>,
+}
+
+impl Validity {
+    /// Valid at `now`, allowing a subkey created up to `skew` in the future (clock skew).
+    pub fn valid_at(&self, now: SystemTime, skew: Duration) -> bool {
+        self.created <= now + skew && self.expires.is_none_or(|e| now < e)
+    }
+}
+
+/// Every encryption-capable subkey of `cert` with its validity. Subkeys whose binding does
+/// not verify, or that do not carry an encryption flag, are left out.
+pub fn encryption_subkeys(cert: &Cert) -> Vec<(key::Key<key::PublicParts, key::SubordinateRole>, Validity)> {
+    let policy = StandardPolicy::new();
+    let mut out = Vec::new();
+    for ka in cert.keys().subkeys() {
+        let created = ka.key().creation_time();
+        let Ok(vka) = ka.with_policy(&policy, created) else { continue };
+        if !(vka.for_transport_encryption() || vka.for_storage_encryption()) {
+            continue;
+        }
+        out.push((ka.key().clone(), Validity { created, expires: vka.key_expiration_time() }));
+    }
+    out
+}
+
+/// One secret subkey ready to decrypt session keys.
+pub struct DecryptionKey {
+    pub keyid: KeyID,
+    pub validity: Validity,
+    pair: KeyPair,
+}
+
+impl DecryptionKey {
+    /// A decryptor for one use (the key pair is cheap to clone; decrypting needs `&mut`).
+    pub fn decryptor(&self) -> KeyPair {
+        self.pair.clone()
+    }
+}
+
+/// What the key ring knows of a key id.
+pub enum Lookup<'a> {
+    Valid(&'a DecryptionKey),
+    Expired,
+    NotYetValid,
+    Unknown,
+}
+
+/// The node's secret encryption subkeys, loaded once per process.
+pub struct KeyRing {
+    keys: Vec<DecryptionKey>,
+    skew: Duration,
+}
+
+impl KeyRing {
+    /// Loads every secret encryption subkey of the node's key. `skew` is how far in the
+    /// future a subkey's creation may lie and still be used (clock skew between mixes).
+    pub fn from_cert(cert: &Cert, skew: Duration) -> Result<Self> {
+        let mut keys = Vec::new();
+        for (public, validity) in encryption_subkeys(cert) {
+            let Some(ka) = cert.keys().subkeys().secret().find(|k| k.key().fingerprint() == public.fingerprint()) else {
+                continue;
+            };
+            let pair = ka
+                .key()
+                .clone()
+                .role_into_unspecified()
+                .into_keypair()
+                .context("a secret subkey is encrypted with a passphrase; mix keys must not be")?;
+            keys.push(DecryptionKey { keyid: public.keyid(), validity, pair });
+        }
+        Ok(KeyRing { keys, skew })
+    }
+
+    pub fn lookup(&self, keyid: &KeyID, now: SystemTime) -> Lookup<'_> {
+        match self.keys.iter().find(|k| &k.keyid == keyid) {
+            None => Lookup::Unknown,
+            Some(k) if k.validity.valid_at(now, self.skew) => Lookup::Valid(k),
+            Some(k) if k.validity.created > now + self.skew => Lookup::NotYetValid,
+            Some(_) => Lookup::Expired,
+        }
+    }
+
+    /// Every key valid at `now` (for wildcard recipients).
+    pub fn valid(&self, now: SystemTime) -> impl Iterator<Item = &DecryptionKey> {
+        self.keys.iter().filter(move |k| k.validity.valid_at(now, self.skew))
+    }
+
+    pub fn keys(&self) -> &[DecryptionKey] {
+        &self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_follows_d8() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let addr = MixAddress::parse("mixtasy@mix.test").unwrap();
+        let modes = Modes::parse("middleman,exitpublic").unwrap();
+        let cert = generate("Mix", &modes, &addr, now, SUBKEY_VALIDITY).unwrap();
+        let uids: Vec<String> = cert.userids().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).collect();
+        assert_eq!(uids, ["Mix (mixtasy-mode:middleman,exitpublic) <mixtasy@mix.test>"]);
+        let subs = encryption_subkeys(&cert);
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].1, Validity { created: now, expires: Some(now + SUBKEY_VALIDITY) });
+        let ring = KeyRing::from_cert(&cert, Duration::from_secs(3600)).unwrap();
+        let id = subs[0].0.keyid();
+        assert!(matches!(ring.lookup(&id, now), Lookup::Valid(_)));
+        assert!(matches!(ring.lookup(&id, now - Duration::from_secs(1800)), Lookup::Valid(_)));
+        assert!(matches!(ring.lookup(&id, now - Duration::from_secs(7200)), Lookup::NotYetValid));
+        assert!(matches!(ring.lookup(&id, now + SUBKEY_VALIDITY), Lookup::Expired));
+        assert!(matches!(ring.lookup(&KeyID::new(1), now), Lookup::Unknown));
+    }
+}

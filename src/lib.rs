@@ -1,0 +1,20 @@
+//! Mixtasy: anonymous email over SMTP and OpenPGP (J. Burk, 2016), as a batch mix node
+//! (`mixtasyd`) and a sender's tool (`mixtasy`).
+//!
+//! The modules follow a message through a mix (D6), then the parts both sides share.
+
+// Framing: the bytes of one layer.
+pub mod sizes;
+pub mod packet;
+pub mod cfb;
+pub mod armor;
+
+// One message through a mix, in processing order.
+pub mod layer;
+pub mod verification;
+pub mod message;
+
+// Keys, modes, addresses.
+pub mod address;
+pub mod modes;
+pub mod keys;
