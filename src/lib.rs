@@ -18,3 +18,16 @@ pub mod message;
 pub mod address;
 pub mod modes;
 pub mod keys;
+pub mod directory;
+pub mod path;
+
+// The two sides of the wire.
+pub mod wire;
+pub mod create;
+pub mod peel;
+
+// State on disk, settings, the command-line edge.
+pub mod fsutil;
+pub mod config;
+pub mod home;
+pub mod cli;

@@ -1,1 +1,98 @@
-fn main(){}
+//! mixtasy: the sender's tool. Builds layered Mixtasy messages from a directory of mix keys.
+//! See mixtasy(1).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use mixtasy::address::MixAddress;
+use mixtasy::cli;
+use mixtasy::config;
+use mixtasy::create::{self, Options};
+use mixtasy::directory::Directory;
+use mixtasy::fsutil;
+
+#[derive(Parser)]
+#[command(name = "mixtasy", version, about = "Mixtasy sender: wrap an email in mix layers")]
+struct Args {
+    /// Client home (default: $MIXTASY_HOME, else $XDG_DATA_HOME/mixtasy, else ~/.local/share/mixtasy).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Act as if the time were this many seconds after the epoch (testing).
+    #[arg(long, global = true, hide = true, value_name = "UNIX_SECONDS")]
+    now: Option<u64>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The directory of mix keys paths are chosen from.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Read an original message on stdin; write one wire message per file into OUTDIR.
+    Create {
+        /// A mix to put first on every path (your provider's).
+        #[arg(long, value_name = "FQDN")]
+        first_mix: Option<String>,
+        /// Mixes per path (at least 4).
+        #[arg(long, default_value_t = mixtasy::path::MIN_HOPS)]
+        hops: usize,
+        /// Largest original accepted, in bytes.
+        #[arg(long, default_value_t = create::DEFAULT_MAX_SIZE)]
+        max_size: usize,
+        /// Where to write the wire messages (created if missing).
+        #[arg(long, value_name = "OUTDIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Check mix keys against D8 and store the good ones (files, or stdin).
+    Import { files: Vec<PathBuf> },
+    /// List stored mixes with modes and subkey expiry.
+    List,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mixtasy: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let now = cli::now(args.now);
+    let home = config::client_home(args.home)?;
+    let directory = Directory::new(home.join("directory"));
+    match args.command {
+        Command::Directory { command: DirectoryCommand::Import { files } } => {
+            fsutil::create_private_dir(&home)?;
+            cli::directory_import(&directory, &files, now)
+        }
+        Command::Directory { command: DirectoryCommand::List } => cli::directory_list(&directory, now),
+        Command::Create { first_mix, hops, max_size, out } => {
+            let first_mix = first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
+            let mut original = Vec::new();
+            std::io::stdin().read_to_end(&mut original).context("reading the original message")?;
+            let mixes = directory.usable(now)?;
+            let opts = Options { first_mix, hops, max_size };
+            let messages = create::create(&original, &mixes, &opts, now, &mut rand::rng())?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (i, m) in messages.iter().enumerate() {
+                let path = out.join(format!("{:04}.eml", i + 1));
+                fsutil::write_new(&path, &m.mail, 0o600)?;
+            }
+            eprintln!("mixtasy: wrote {} wire message(s) to {}", messages.len(), out.display());
+            Ok(())
+        }
+    }
+}

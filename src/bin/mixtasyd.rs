@@ -1,1 +1,154 @@
-fn main(){}
+//! mixtasyd: the Mixtasy mix node. See mixtasyd(8).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use mixtasy::address::MixAddress;
+use mixtasy::cli;
+use mixtasy::config;
+use mixtasy::home::NodeHome;
+use mixtasy::message::Kind;
+use mixtasy::modes::Modes;
+use mixtasy::peel::{self, Peeled};
+use sequoia_openpgp::serialize::SerializeInto;
+
+#[derive(Parser)]
+#[command(name = "mixtasyd", version, about = "Mixtasy mix node: peels one layer of anonymous mail and mixes it")]
+struct Args {
+    /// Node home (default: $MIXTASYD_HOME, else $XDG_STATE_HOME/mixtasyd, else ~/.local/state/mixtasyd).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Act as if the time were this many seconds after the epoch (testing).
+    #[arg(long, global = true, hide = true, value_name = "UNIX_SECONDS")]
+    now: Option<u64>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node home: config file and mix key (D8).
+    Init {
+        /// The mix address, mixtasy@FQDN.
+        #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+        address: Option<String>,
+        /// Modes, comma separated: middleman, exitpublic, exitprivate.
+        #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+        modes: Option<String>,
+        /// Name in the key's user id.
+        #[arg(long, default_value = "Mixtasy mix", conflicts_with = "key")]
+        name: String,
+        /// Restore an existing mix key (from `key export --secret`) instead of making one;
+        /// address and modes are read from its user id.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Export the mix key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// The directory of other mixes' keys (used for dummies).
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Peel one mix message from stdin: print the next wire message, or the original for an exit.
+    Peel,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the armored public key (or with --secret, the secret key, for backup).
+    Export {
+        #[arg(long)]
+        secret: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DirectoryCommand {
+    /// Check mix keys against D8 and store the good ones (files, or stdin).
+    Import { files: Vec<PathBuf> },
+    /// List stored mixes with modes and subkey expiry.
+    List,
+}
+
+/// Exit status when `peel` dropped the message.
+const EXIT_DROPPED: u8 = 1;
+/// Exit status for a usage or setup error (clap uses 2 as well).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mixtasyd: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    let now = cli::now(args.now);
+    let home = NodeHome::new(config::node_home(args.home)?);
+    match args.command {
+        Command::Init { address, modes, name, key } => {
+            let cert = match (key, address, modes) {
+                (Some(file), _, _) => {
+                    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                    home.init_from_key(&bytes, now)?
+                }
+                (None, Some(address), Some(modes)) => {
+                    let address = MixAddress::parse(&address).context("--address")?;
+                    let modes = Modes::parse(&modes).context("--modes")?;
+                    home.init(&address, &modes, &name, now)?
+                }
+                _ => unreachable!("clap requires --address and --modes without --key"),
+            };
+            let config = home.config()?;
+            println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
+        }
+        Command::Key { command: KeyCommand::Export { secret } } => {
+            let cert = home.cert()?;
+            let armored = if secret { cert.as_tsk().armored().to_vec()? } else { cert.armored().to_vec()? };
+            std::io::stdout().write_all(&armored)?;
+        }
+        Command::Directory { command } => {
+            home.config()?;
+            match command {
+                DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now)?,
+                DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
+            }
+        }
+        Command::Peel => {
+            let (_, node) = home.node()?;
+            let mut mail = Vec::new();
+            std::io::stdin().read_to_end(&mut mail).context("reading standard input")?;
+            match peel::peel(&mail, &node, now, &mut rand::rng()) {
+                Ok(outcome) => {
+                    let mut out = std::io::stdout().lock();
+                    match outcome.peeled {
+                        Peeled::Forward { mail, .. } => out.write_all(&mail)?,
+                        Peeled::Final { kind, payload, .. } => {
+                            if let Kind::Multipart { part, total } = kind {
+                                eprintln!("mixtasyd: multipart part {part}/{total}; `--round` reassembles the parts");
+                            }
+                            out.write_all(&payload)?;
+                        }
+                    }
+                    out.flush()?;
+                }
+                Err(dropped) => {
+                    eprintln!("mixtasyd: dropped: {dropped}");
+                    return Ok(ExitCode::from(EXIT_DROPPED));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! Creating a mix message (D7, thesis 6.2): the original wrapped in a final mix message,
+//! then one layer per hop from the exit outwards, the outermost padded to `OUTER`.
+//!
+//! Used by the sender's `mixtasy create` and by the node for its dummies. Everything is
+//! built in memory first, so an error writes nothing.
+
+use std::time::SystemTime;
+
+use anyhow::{anyhow, Result};
+use rand::{CryptoRng, Rng};
+
+use crate::address::MixAddress;
+use crate::directory::Mix;
+use crate::layer;
+use crate::message::{self, Kind};
+use crate::path;
+use crate::sizes::OUTER;
+use crate::wire;
+
+/// What the sender may choose.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The sender's own provider's mix, first on every path.
+    pub first_mix: Option<MixAddress>,
+    /// Hops per path (at least `path::MIN_HOPS`).
+    pub hops: usize,
+    /// Largest original accepted; larger ones are refused rather than sent as a flood.
+    pub max_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { first_mix: None, hops: path::MIN_HOPS, max_size: DEFAULT_MAX_SIZE }
+    }
+}
+
+/// Default largest original: 2 MiB, about 105 parts of 41 KB on the wire.
+pub const DEFAULT_MAX_SIZE: usize = 2 * 1024 * 1024;
+
+/// One mail ready for `sendmail -i -t`.
+#[derive(Debug, Clone)]
+pub struct WireMessage {
+    pub to: MixAddress,
+    pub mail: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    #[error("the original message has no To: recipient")]
+    NoRecipient,
+    #[error("the original message is {size} bytes, more than the maximum of {max}")]
+    TooLarge { size: usize, max: usize },
+}
+
+/// The domain of the first To: address of an original (RFC 5322 parsing).
+pub fn recipient_domain(original: &[u8]) -> Result<String, CreateError> {
+    let (headers, _) = mailparse::parse_headers(original).map_err(|_| CreateError::NoRecipient)?;
+    use mailparse::MailHeaderMap;
+    for h in headers.get_all_headers("To") {
+        let Ok(list) = mailparse::addrparse_header(h) else { continue };
+        for a in list.iter() {
+            let single = match a {
+                mailparse::MailAddr::Single(s) => Some(s),
+                mailparse::MailAddr::Group(g) => g.addrs.first(),
+            };
+            if let Some((_, domain)) = single.and_then(|s| s.addr.rsplit_once('@')) {
+                if !domain.is_empty() {
+                    return Ok(domain.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    Err(CreateError::NoRecipient)
+}
+
+/// Splits an original into final-message payloads: one singlepart, or `n` multipart parts
+/// sized so that every `Part: i/n` header fits.
+pub fn split<'a>(original: &'a [u8], id: &str) -> Vec<(Kind, &'a [u8])> {
+    if original.len() <= message::capacity(id, Kind::Singlepart) {
+        return vec![(Kind::Singlepart, original)];
+    }
+    let mut n = 2u32;
+    loop {
+        let cap = message::capacity(id, Kind::Multipart { part: n, total: n });
+        let need = original.len().div_ceil(cap) as u32;
+        if need <= n {
+            return original
+                .chunks(cap)
+                .enumerate()
+                .map(|(i, c)| (Kind::Multipart { part: i as u32 + 1, total: need }, c))
+                .collect();
+        }
+        n = need;
+    }
+}
+
+/// Wraps one revealed final mix message in layers along `path` (first hop first).
+/// `sender` is the From of the outermost mail: `None` for a user (its MTA adds one), the
+/// mix's own address for a dummy.
+pub fn wrap(final_message: Vec<u8>, path: &[&Mix], sender: Option<&MixAddress>, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<WireMessage> {
+    let mut revealed = final_message;
+    for (i, mix) in path.iter().enumerate().rev() {
+        let key = mix.newest_valid_subkey(now).ok_or_else(|| anyhow!("mix {} has no valid subkey", mix.address))?;
+        let pad = if i == 0 { Some(OUTER) } else { None };
+        let layer = layer::seal(&revealed, key, pad, rng)?;
+        if i == 0 {
+            return Ok(WireMessage { to: mix.address.clone(), mail: wire::build(sender, &mix.address, &layer) });
+        }
+        revealed = message::build_intermediate(&path[i - 1].address, &mix.address, &layer);
+    }
+    Err(anyhow!("empty path"))
+}
+
+/// Creates the wire messages for one original (several if it is multipart). Parts share
+/// the Mixtasy-ID and the exit; their other hops are chosen independently.
+pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
+    if original.len() > opts.max_size {
+        return Err(CreateError::TooLarge { size: original.len(), max: opts.max_size }.into());
+    }
+    let domain = recipient_domain(original)?;
+    let exit = path::choose_exit(mixes, &domain, rng)?;
+    let id = message::new_id(rng);
+    let mut out = Vec::new();
+    for (kind, payload) in split(original, &id) {
+        let hops = path::choose(mixes, exit, opts.first_mix.as_ref(), opts.hops, rng)?;
+        let fin = message::build_final(&id, kind, payload, rng);
+        out.push(wrap(fin, &hops, None, now, rng)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_sizes() {
+        let id = "<0123456789abcdef0123456789abcdef@mixtasy>";
+        let cap1 = message::capacity(id, Kind::Singlepart);
+        assert_eq!(split(&vec![0u8; cap1], id).len(), 1);
+        let parts = split(&vec![0u8; cap1 + 1], id);
+        assert_eq!(parts.len(), 2);
+        let big = vec![1u8; 100 * 1024];
+        let parts = split(&big, id);
+        let total = parts.len() as u32;
+        assert_eq!(parts.iter().map(|p| p.1.len()).sum::<usize>(), big.len());
+        for (i, (k, p)) in parts.iter().enumerate() {
+            assert_eq!(*k, Kind::Multipart { part: i as u32 + 1, total });
+            assert!(p.len() <= message::capacity(id, *k));
+        }
+    }
+
+    #[test]
+    fn recipient_required() {
+        assert_eq!(recipient_domain(b"Subject: x\r\n\r\nbody").unwrap_err(), CreateError::NoRecipient);
+        assert_eq!(recipient_domain(b"To: Bob <bob@Rcpt.Test>\r\n\r\nbody").unwrap(), "rcpt.test");
+        assert_eq!(recipient_domain(b"To: undisclosed-recipients:;\r\n\r\n").unwrap_err(), CreateError::NoRecipient);
+    }
+}

@@ -1,0 +1,130 @@
+//! The node's home directory (0700): what lives where.
+//!
+//! - `mixtasyd.toml`: settings (config), written last by `init`: its presence marks a
+//!   complete home.
+//! - `secret-key.pgp`: the mix key with its secret subkeys (0600).
+//! - `directory/`: other mixes' public keys (for dummies).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use sequoia_openpgp as openpgp;
+use openpgp::parse::Parse;
+use openpgp::serialize::SerializeInto;
+use openpgp::Cert;
+
+use crate::address::MixAddress;
+use crate::config::{self, Config};
+use crate::directory::Directory;
+use crate::fsutil;
+use crate::keys::{self, KeyRing};
+use crate::modes::Modes;
+use crate::peel::Node;
+
+pub struct NodeHome {
+    pub dir: PathBuf,
+}
+
+impl NodeHome {
+    pub fn new(dir: PathBuf) -> Self {
+        NodeHome { dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("mixtasyd.toml")
+    }
+
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.dir.join("secret-key.pgp")
+    }
+
+    pub fn directory(&self) -> Directory {
+        Directory::new(self.dir.join("directory"))
+    }
+
+    /// Creates a new home with a new key: the key first, the config last. Refuses, changing
+    /// nothing, if the directory already holds a config or a key.
+    pub fn init(&self, address: &MixAddress, modes: &Modes, name: &str, now: SystemTime) -> Result<Cert> {
+        self.refuse_existing()?;
+        if name.contains(['(', ')', '<', '>']) {
+            bail!("--name must not contain parentheses or angle brackets (they delimit the user id)");
+        }
+        let defaults = config::parse(&config::default_file(address, modes)).expect("default config is valid");
+        let cert = keys::generate(name, modes, address, now, defaults.subkey_validity)?;
+        self.write_new_home(&cert, address, modes)?;
+        Ok(cert)
+    }
+
+    /// Creates a new home around an existing secret key (a backup made with
+    /// `key export --secret`); address and modes come from its user id.
+    pub fn init_from_key(&self, secret_key: &[u8], now: SystemTime) -> Result<Cert> {
+        self.refuse_existing()?;
+        let cert = Cert::from_bytes(secret_key).context("parsing the secret key")?;
+        let mix = crate::directory::check(&cert, now).map_err(|why| anyhow::anyhow!("the key is not a mix key: {why}"))?;
+        if !cert.keys().subkeys().secret().any(|_| true) {
+            bail!("the key has no secret subkeys: export it with `key export --secret`");
+        }
+        self.write_new_home(&cert, &mix.address, &mix.modes)?;
+        Ok(cert)
+    }
+
+    fn refuse_existing(&self) -> Result<()> {
+        if self.config_path().exists() || self.secret_key_path().exists() {
+            bail!("{} is already a mixtasyd home; refusing to overwrite it", self.dir.display());
+        }
+        Ok(())
+    }
+
+    fn write_new_home(&self, cert: &Cert, address: &MixAddress, modes: &Modes) -> Result<()> {
+        fsutil::create_private_dir(&self.dir)?;
+        fsutil::write_new(&self.secret_key_path(), &cert.as_tsk().to_vec()?, 0o600)?;
+        fsutil::write_new(&self.config_path(), config::default_file(address, modes).as_bytes(), 0o600)?;
+        fsutil::sync_dir(&self.dir)
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        if !self.config_path().exists() {
+            bail!("{} is not a mixtasyd home (no mixtasyd.toml): run `mixtasyd init` first", self.dir.display());
+        }
+        config::load(&self.config_path())
+    }
+
+    pub fn cert(&self) -> Result<Cert> {
+        let path = self.secret_key_path();
+        let bytes = fs::read(&path).with_context(|| format!("reading the mix key {}", path.display()))?;
+        Cert::from_bytes(&bytes).with_context(|| format!("parsing the mix key {}", path.display()))
+    }
+
+    /// Loads what peeling needs.
+    pub fn node(&self) -> Result<(Config, Node)> {
+        let config = self.config()?;
+        let cert = self.cert()?;
+        let ring = KeyRing::from_cert(&cert, config.clock_skew)?;
+        let node = Node { address: config.address.clone(), modes: config.modes, ring };
+        Ok((config, node))
+    }
+}
+
+/// Checks that nothing in `dir` is group- or world-accessible (a test and `status` aid).
+pub fn loose_permissions(dir: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if fs::symlink_metadata(&d)?.permissions().mode() & 0o077 != 0 {
+            out.push(d.clone());
+        }
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let m = e.metadata()?;
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.permissions().mode() & 0o077 != 0 {
+                out.push(e.path());
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,144 @@
+//! Path selection (D7, thesis 6.1.3): which mixes a message crosses, in order.
+//!
+//! At least four hops for user mail; a mix of the recipient's domain with an exit mode is
+//! the last hop; a sender-chosen first mix is the first; never the same mix twice in a row;
+//! middle hops offer `middleman`, the last an exit mode (`exitprivate` only for its own
+//! domain). Dummies use one to four random mixes.
+
+use rand::seq::IndexedRandom;
+use rand::Rng;
+
+use crate::address::MixAddress;
+use crate::directory::Mix;
+
+/// Fewest hops a user message may take (thesis 6.1.3).
+pub const MIN_HOPS: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    #[error("a path needs at least {MIN_HOPS} hops")]
+    TooFewHops,
+    #[error("the first mix {0} is not in the directory (or has no valid subkey)")]
+    UnknownFirstMix(MixAddress),
+    #[error("the first mix {0} does not offer middleman")]
+    FirstMixNotMiddleman(MixAddress),
+    #[error("no mix in the directory offers an exit to this recipient")]
+    NoExit,
+    #[error("the directory has too few middleman mixes to make a path without repeating a mix")]
+    NoMiddleman,
+}
+
+/// Chooses the exit for a recipient domain: its own mix if it runs an exit, else a random
+/// `exitpublic` mix.
+pub fn choose_exit<'m>(mixes: &'m [Mix], recipient_domain: &str, rng: &mut impl Rng) -> Result<&'m Mix, PathError> {
+    if let Some(own) = mixes.iter().find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit()) {
+        return Ok(own);
+    }
+    let public: Vec<&Mix> = mixes.iter().filter(|m| m.modes.exitpublic).collect();
+    public.choose(rng).copied().ok_or(PathError::NoExit)
+}
+
+/// Chooses a user path of `hops` mixes ending at `exit`.
+pub fn choose<'m>(
+    mixes: &'m [Mix],
+    exit: &'m Mix,
+    first: Option<&MixAddress>,
+    hops: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<&'m Mix>, PathError> {
+    if hops < MIN_HOPS {
+        return Err(PathError::TooFewHops);
+    }
+    let middlemen: Vec<&Mix> = mixes.iter().filter(|m| m.modes.middleman).collect();
+    let mut path: Vec<&Mix> = Vec::with_capacity(hops);
+    if let Some(first) = first {
+        let m = mixes.iter().find(|m| &m.address == first).ok_or_else(|| PathError::UnknownFirstMix(first.clone()))?;
+        if !m.modes.middleman {
+            return Err(PathError::FirstMixNotMiddleman(first.clone()));
+        }
+        path.push(m);
+    }
+    while path.len() < hops - 1 {
+        let prev = path.last().map(|m| &m.address);
+        // The hop before the exit must also differ from the exit.
+        let before_exit = path.len() == hops - 2;
+        let candidates: Vec<&&Mix> = middlemen
+            .iter()
+            .filter(|m| Some(&m.address) != prev && !(before_exit && m.address == exit.address))
+            .collect();
+        path.push(candidates.choose(rng).ok_or(PathError::NoMiddleman)?);
+    }
+    path.push(exit);
+    Ok(path)
+}
+
+/// A dummy's path: one to four random mixes, never the same twice in a row (thesis 6.6).
+pub fn choose_dummy<'m>(mixes: &'m [Mix], rng: &mut impl Rng) -> Vec<&'m Mix> {
+    let hops = rng.random_range(1..=4);
+    let mut path: Vec<&Mix> = Vec::with_capacity(hops);
+    for _ in 0..hops {
+        let prev = path.last().map(|m| &m.address);
+        let candidates: Vec<&Mix> = mixes.iter().filter(|m| Some(&m.address) != prev).collect();
+        match candidates.choose(rng) {
+            Some(m) => path.push(m),
+            None => break,
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{keys, modes::Modes};
+    use std::time::{Duration, SystemTime};
+
+    fn dir(spec: &[(&str, &str)]) -> Vec<Mix> {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        spec.iter()
+            .map(|(fqdn, modes)| {
+                let c = keys::generate("M", &Modes::parse(modes).unwrap(), &MixAddress::for_fqdn(fqdn).unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+                crate::directory::check(&c, now).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rules_hold_over_many_draws() {
+        let mixes = dir(&[("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("c.test", "middleman,exitpublic"), ("rcpt.test", "exitprivate"), ("e.test", "middleman")]);
+        let mut rng = rand::rng();
+        let first = MixAddress::for_fqdn("b.test").unwrap();
+        for hops in 4..8 {
+            for _ in 0..200 {
+                let exit = choose_exit(&mixes, "rcpt.test", &mut rng).unwrap();
+                assert_eq!(exit.address.fqdn(), "rcpt.test", "recipient's own exit is last");
+                let p = choose(&mixes, exit, Some(&first), hops, &mut rng).unwrap();
+                assert_eq!(p.len(), hops);
+                assert_eq!(p[0].address, first);
+                assert!(p.windows(2).all(|w| w[0].address != w[1].address));
+                assert!(p[..hops - 1].iter().all(|m| m.modes.middleman));
+                let exit = choose_exit(&mixes, "elsewhere.test", &mut rng).unwrap();
+                assert!(exit.modes.exitpublic);
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_paths_are_errors() {
+        let mut rng = rand::rng();
+        let only_one = dir(&[("a.test", "middleman,exitpublic")]);
+        let exit = choose_exit(&only_one, "x.test", &mut rng).unwrap();
+        assert_eq!(choose(&only_one, exit, None, 4, &mut rng).unwrap_err(), PathError::NoMiddleman);
+        assert_eq!(choose(&only_one, exit, None, 3, &mut rng).unwrap_err(), PathError::TooFewHops);
+        let no_exit = dir(&[("a.test", "middleman"), ("b.test", "middleman")]);
+        assert_eq!(choose_exit(&no_exit, "x.test", &mut rng).unwrap_err(), PathError::NoExit);
+        let two = dir(&[("a.test", "middleman,exitpublic"), ("b.test", "middleman")]);
+        let exit = &two[0];
+        let unknown = MixAddress::for_fqdn("z.test").unwrap();
+        assert_eq!(choose(&two, exit, Some(&unknown), 4, &mut rng).unwrap_err(), PathError::UnknownFirstMix(unknown));
+        // Two mixes alternate: a b a b would need b before the exit a; fine.
+        let p = choose(&two, exit, None, 4, &mut rng).unwrap();
+        assert!(p.windows(2).all(|w| w[0].address != w[1].address));
+    }
+}

@@ -1,0 +1,71 @@
+//! Mix mail on the SMTP wire (D5): three headers and an armored body of exactly `OUTER`
+//! binary bytes. Parsing is for what the MTA delivered: it may have added `Received:`,
+//! `Return-Path:` and the like, and stored CRLF as LF.
+
+use crate::address::MixAddress;
+use crate::armor;
+
+pub const REMAILER_TYPE: &str = "Mixtasy v1";
+
+/// Builds the mail one mix (or the sender, `from = None`: its MTA adds its own From) hands
+/// to sendmail. Nothing else goes in: no Date, no Message-ID, no software name.
+pub fn build(from: Option<&MixAddress>, to: &MixAddress, body: &[u8]) -> Vec<u8> {
+    let mut mail = String::with_capacity(body.len() * 4 / 3 + 200);
+    if let Some(from) = from {
+        mail.push_str(&format!("From: {from}\n"));
+    }
+    mail.push_str(&format!("To: {to}\nRemailer-Type: {REMAILER_TYPE}\n\n"));
+    mail.push_str(&armor::encode(body));
+    mail.into_bytes()
+}
+
+/// What the mix reads off a delivered mail before decrypting anything.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    /// The Remailer-Type value, if the header is there.
+    pub remailer_type: Option<String>,
+    /// Every address in To: headers.
+    pub to: Vec<String>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mail header is unparseable")]
+pub struct HeaderError;
+
+pub fn parse(mail: &[u8]) -> Result<Incoming<'_>, HeaderError> {
+    let (headers, offset) = mailparse::parse_headers(mail).map_err(|_| HeaderError)?;
+    use mailparse::MailHeaderMap;
+    let remailer_type = headers.get_first_value("Remailer-Type").map(|v| v.trim().to_string());
+    let mut to = Vec::new();
+    for h in headers.get_all_headers("To") {
+        if let Ok(list) = mailparse::addrparse_header(h) {
+            for a in list.iter() {
+                match a {
+                    mailparse::MailAddr::Single(s) => to.push(s.addr.clone()),
+                    mailparse::MailAddr::Group(g) => to.extend(g.addrs.iter().map(|s| s.addr.clone())),
+                }
+            }
+        }
+    }
+    Ok(Incoming { remailer_type, to, body: &mail[offset.min(mail.len())..] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_then_parse() {
+        let from = MixAddress::for_fqdn("a.test").unwrap();
+        let to = MixAddress::for_fqdn("b.test").unwrap();
+        let mail = build(Some(&from), &to, &[1, 2, 3]);
+        let text = String::from_utf8(mail.clone()).unwrap();
+        assert!(text.starts_with("From: mixtasy@a.test\nTo: mixtasy@b.test\nRemailer-Type: Mixtasy v1\n\n-----BEGIN PGP MESSAGE-----\n"));
+        let delivered = format!("Return-Path: <x@y>\r\nReceived: from somewhere\r\n{}", text.replace('\n', "\r\n"));
+        let inc = parse(delivered.as_bytes()).unwrap();
+        assert_eq!(inc.remailer_type.as_deref(), Some(REMAILER_TYPE));
+        assert_eq!(inc.to, ["mixtasy@b.test"]);
+        assert_eq!(armor::decode(inc.body).unwrap(), [1, 2, 3]);
+    }
+}
