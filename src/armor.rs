@@ -24,20 +24,34 @@ pub enum ArmorError {
     ChecksumMismatch,
 }
 
-/// CRC-24 as RFC 4880 §6.1 defines it.
+/// CRC-24 as RFC 4880 §6.1 defines it, a byte at a time through a table (the bitwise form
+/// cost 200 µs per wire body, most of a peel).
 pub fn crc24(data: &[u8]) -> u32 {
     let mut crc: u32 = 0xB7_04CE;
     for &b in data {
-        crc ^= (b as u32) << 16;
-        for _ in 0..8 {
+        crc = (crc << 8) ^ CRC24_TABLE[(((crc >> 16) as u8) ^ b) as usize];
+    }
+    crc & 0xFF_FFFF
+}
+
+const CRC24_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u32) << 16;
+        let mut bit = 0;
+        while bit < 8 {
             crc <<= 1;
             if crc & 0x100_0000 != 0 {
                 crc ^= 0x186_4CFB;
             }
+            bit += 1;
         }
+        table[i] = crc & 0xFF_FFFF;
+        i += 1;
     }
-    crc & 0xFF_FFFF
-}
+    table
+};
 
 /// Armors `data` with `\n` line ends (what sendmail expects on its input).
 pub fn encode(data: &[u8]) -> String {
@@ -131,6 +145,21 @@ mod tests {
             let mut text = format!("{BEGIN}\n\n").into_bytes();
             text.extend_from_slice(&bytes);
             let _ = decode(&text);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn table_crc_equals_bitwise(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut crc: u32 = 0xB7_04CE;
+            for &b in &data {
+                crc ^= (b as u32) << 16;
+                for _ in 0..8 {
+                    crc <<= 1;
+                    if crc & 0x100_0000 != 0 { crc ^= 0x186_4CFB; }
+                }
+            }
+            prop_assert_eq!(crc24(&data), crc & 0xFF_FFFF);
         }
     }
 

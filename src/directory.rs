@@ -252,7 +252,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = Directory::new(t.path().join("directory"));
         let cert = mix("a.test", "middleman");
-        let r = d.import(&cert.as_tsk().armored().to_vec().unwrap(), t0()).unwrap();
+        let r = d.import(&SerializeInto::to_vec(&cert.as_tsk().armored()).unwrap(), t0()).unwrap();
         assert_eq!(r.stored.len(), 1, "{:?}", r.refused);
         let stored = d.get(&MixAddress::for_fqdn("a.test").unwrap()).unwrap().unwrap();
         assert!(!stored.is_tsk());
@@ -282,7 +282,7 @@ mod tests {
             (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_storage_encryption(), true), Refusal::PrimaryNotCertifyOnly),
         ];
         for (cert, why) in cases {
-            let r = d.import(&cert.to_vec().unwrap(), t0()).unwrap();
+            let r = d.import(&SerializeInto::to_vec(&cert).unwrap(), t0()).unwrap();
             assert!(r.stored.is_empty());
             assert_eq!(r.refused[0].1, why);
         }

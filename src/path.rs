@@ -51,26 +51,44 @@ pub fn choose<'m>(
         return Err(PathError::TooFewHops);
     }
     let middlemen: Vec<&Mix> = mixes.iter().filter(|m| m.modes.middleman).collect();
-    let mut path: Vec<&Mix> = Vec::with_capacity(hops);
-    if let Some(first) = first {
-        let m = mixes.iter().find(|m| &m.address == first).ok_or_else(|| PathError::UnknownFirstMix(first.clone()))?;
-        if !m.modes.middleman {
-            return Err(PathError::FirstMixNotMiddleman(first.clone()));
+    let first = match first {
+        Some(f) => {
+            let m = mixes.iter().find(|m| &m.address == f).ok_or_else(|| PathError::UnknownFirstMix(f.clone()))?;
+            if !m.modes.middleman {
+                return Err(PathError::FirstMixNotMiddleman(f.clone()));
+            }
+            Some(m)
         }
-        path.push(m);
+        None => None,
+    };
+    // Chosen backwards from the exit, each hop differing from its successor (and the second
+    // hop from a fixed first one). A random choice can corner itself with very few mixes
+    // (a b a b is the only path with two), so a bounded number of fresh attempts is made.
+    'attempt: for _ in 0..64 {
+        let mut rev: Vec<&Mix> = vec![exit];
+        let free = hops - 1 - usize::from(first.is_some());
+        for i in 0..free {
+            let next = rev.last().expect("path holds the exit");
+            let is_second = first.is_some() && i == free - 1;
+            let candidates: Vec<&&Mix> = middlemen
+                .iter()
+                .filter(|m| m.address != next.address && !(is_second && Some(&m.address) == first.map(|f| &f.address)))
+                .collect();
+            match candidates.choose(rng) {
+                Some(m) => rev.push(m),
+                None => continue 'attempt,
+            }
+        }
+        if let Some(f) = first {
+            if rev.last().is_some_and(|m| m.address == f.address) {
+                continue;
+            }
+            rev.push(f);
+        }
+        rev.reverse();
+        return Ok(rev);
     }
-    while path.len() < hops - 1 {
-        let prev = path.last().map(|m| &m.address);
-        // The hop before the exit must also differ from the exit.
-        let before_exit = path.len() == hops - 2;
-        let candidates: Vec<&&Mix> = middlemen
-            .iter()
-            .filter(|m| Some(&m.address) != prev && !(before_exit && m.address == exit.address))
-            .collect();
-        path.push(candidates.choose(rng).ok_or(PathError::NoMiddleman)?);
-    }
-    path.push(exit);
-    Ok(path)
+    Err(PathError::NoMiddleman)
 }
 
 /// A dummy's path: one to four random mixes, never the same twice in a row (thesis 6.6).
@@ -137,8 +155,14 @@ mod tests {
         let exit = &two[0];
         let unknown = MixAddress::for_fqdn("z.test").unwrap();
         assert_eq!(choose(&two, exit, Some(&unknown), 4, &mut rng).unwrap_err(), PathError::UnknownFirstMix(unknown));
-        // Two mixes alternate: a b a b would need b before the exit a; fine.
-        let p = choose(&two, exit, None, 4, &mut rng).unwrap();
-        assert!(p.windows(2).all(|w| w[0].address != w[1].address));
+        // Two mixes: b a b a is the only path, and it is always found.
+        for _ in 0..100 {
+            let p = choose(&two, exit, None, 4, &mut rng).unwrap();
+            let names: Vec<&str> = p.iter().map(|m| m.address.fqdn()).collect();
+            assert_eq!(names, ["b.test", "a.test", "b.test", "a.test"]);
+        }
+        // With b fixed first and b the only other middleman, a b a b a is forced too.
+        let b = MixAddress::for_fqdn("b.test").unwrap();
+        assert!(choose(&two, exit, Some(&b), 4, &mut rng).is_ok());
     }
 }

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per capability (ripgrep's layout).
+
+#[macro_use]
+mod util;
+
+mod badinput;
+mod gnupg;
+mod roundtrip;
