@@ -205,6 +205,8 @@ fn bench_gpg(cert: &Cert, body: &[u8], expected: &[u8], plan: &Plan) -> Result<(
 }
 
 fn main() {
+    // The same allocator tuning the binaries do, so the figures are theirs.
+    mixtasy::tuning::tune_allocator();
     let plan = Plan::new();
     let t_start = Instant::now();
     println!("Mixtasy layer benchmark (one process; compare ratios, not absolute times)");

@@ -27,6 +27,7 @@ pub mod create;
 pub mod peel;
 
 // State on disk, settings, the command-line edge.
+pub mod tuning;
 pub mod fsutil;
 pub mod config;
 pub mod home;

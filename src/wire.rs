@@ -10,13 +10,14 @@ pub const REMAILER_TYPE: &str = "Mixtasy v1";
 /// Builds the mail one mix (or the sender, `from = None`: its MTA adds its own From) hands
 /// to sendmail. Nothing else goes in: no Date, no Message-ID, no software name.
 pub fn build(from: Option<&MixAddress>, to: &MixAddress, body: &[u8]) -> Vec<u8> {
-    let mut mail = String::with_capacity(body.len() * 4 / 3 + 200);
-    if let Some(from) = from {
-        mail.push_str(&format!("From: {from}\n"));
-    }
-    mail.push_str(&format!("To: {to}\nRemailer-Type: {REMAILER_TYPE}\n\n"));
-    mail.push_str(&armor::encode(body));
-    mail.into_bytes()
+    let headers = match from {
+        Some(from) => format!("From: {from}\nTo: {to}\nRemailer-Type: {REMAILER_TYPE}\n\n"),
+        None => format!("To: {to}\nRemailer-Type: {REMAILER_TYPE}\n\n"),
+    };
+    let mut mail = Vec::with_capacity(headers.len() + armor::encoded_len(body.len()));
+    mail.extend_from_slice(headers.as_bytes());
+    armor::encode_into(&mut mail, body);
+    mail
 }
 
 /// What the mix reads off a delivered mail before decrypting anything.

@@ -60,6 +60,7 @@ enum DirectoryCommand {
 }
 
 fn main() -> ExitCode {
+    mixtasy::tuning::tune_allocator();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -83,6 +83,7 @@ const EXIT_DROPPED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    mixtasy::tuning::tune_allocator();
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
