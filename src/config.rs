@@ -24,35 +24,159 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "address",
         default: None,
-        doc: "The mix address, mixtasy@FQDN. Mail for it is mix traffic; it is the From of\n\
+        doc: "The mix address, mixtasy@FQDN. Mail for it is mix traffic; it is the From of
               everything this mix sends. Set by `init`, and part of the key's user id.",
     },
     Setting {
         name: "modes",
         default: None,
-        doc: "Operation modes, comma separated: middleman (forward intermediate messages),\n\
-              exitpublic (deliver to anyone), exitprivate (deliver to local_domains only).\n\
+        doc: "Operation modes, comma separated: middleman (forward intermediate messages),
+              exitpublic (deliver to anyone), exitprivate (deliver to local_domains only).
               Set by `init` and published in the key's user id: change both together.",
+    },
+    Setting {
+        name: "maildir",
+        default: Some("\"Maildir\""),
+        doc: "The Maildir the MTA delivers mail for the mix address into (relative paths are
+              relative to this home). Every file in new/ and cur/ is taken by each round;
+              mail that is not mix traffic is moved to its .operator folder, never deleted.",
+    },
+    Setting {
+        name: "local_domains",
+        default: Some("[]"),
+        doc: "Domains an exitprivate mix delivers to (its own mailboxes). Recipients in other
+              domains are dropped and counted. Ignored by an exitpublic mix.",
+    },
+    Setting {
+        name: "min_pool",
+        default: Some("25"),
+        doc: "f_min of the timed dynamic pool: messages always kept back. Mixmaster ships 45,
+              Debian 25, Mixminion 5 (and calls less insecure). 25: an anonymity set of 25
+              even when a flood flushes the pool, without Mixmaster's latency on a young network.",
+    },
+    Setting {
+        name: "threshold",
+        default: Some("5"),
+        doc: "n of the timed dynamic pool: nothing leaves unless the pool holds at least
+              n + f_min messages, so a trickle of single messages waits for cover.",
+    },
+    Setting {
+        name: "rate",
+        default: Some("0.65"),
+        doc: "frac of the timed dynamic pool: when it fires, (m - f_min) * frac random messages
+              leave (rounded down). Mixmaster's 65 %: Debian's 25 % doubles the latency.",
+    },
+    Setting {
+        name: "dummy_time_p",
+        default: Some("0.3"),
+        doc: "Time-triggered dummies (thesis 6.6): before each round, k dummies join the pool,
+              k geometric with P(k) = (1-p) p^k like Mixmaster's (mean p/(1-p), 0.43 a round).
+              They flush the pool when traffic is low. 0 turns them off.",
+    },
+    Setting {
+        name: "dummy_flush_p",
+        default: Some("0.3"),
+        doc: "Flush-triggered dummies: with every non-empty send, k more go out at once, k
+              geometric as above, so a flooded pool still emits messages unknown to the flooder.",
+    },
+    Setting {
+        name: "max_size",
+        default: Some("2097152"),
+        doc: "Largest original (bytes) an exit delivers; larger reassembled messages are dropped
+              and counted. The sender's tool refuses to create larger ones by default.",
+    },
+    Setting {
+        name: "max_parts",
+        default: Some("128"),
+        doc: "Most parts one multipart message may have (about 2.5 MB); parts claiming more are
+              dropped, so nobody can make the exit hold an endless set.",
+    },
+    Setting {
+        name: "max_recipients",
+        default: Some("5"),
+        doc: "Most recipients (To and Cc; Bcc is dropped) one delivered message may have, like
+              Mixmaster's MAXRECIPIENTS: the rest are dropped and counted.",
+    },
+    Setting {
+        name: "part_expiry",
+        default: Some("\"7d\""),
+        doc: "How long the parts of an incomplete multipart message are held before they are
+              dropped and counted.",
+    },
+    Setting {
+        name: "exit_giveup",
+        default: Some("\"5d\""),
+        doc: "How long an exit retries delivering an original whose transport keeps failing,
+              like an MTA's maximal_queue_lifetime; then it is dropped and counted.",
+    },
+    Setting {
+        name: "transport",
+        default: Some("\"sendmail\""),
+        doc: "How mail leaves: \"sendmail\" (the program below, envelope sender = the mix
+              address), or \"maildir:ROOT\" (labs, tests, the demo: each mail is delivered into
+              the Maildir ROOT/<recipient address>/, created if needed).",
+    },
+    Setting {
+        name: "sendmail",
+        default: Some("\"/usr/sbin/sendmail\""),
+        doc: "The sendmail program of the MTA. Any non-zero exit (75 EX_TEMPFAIL included) keeps
+              the message for the next round.",
+    },
+    Setting {
+        name: "sendmail_timeout",
+        default: Some("\"2m\""),
+        doc: "A sendmail that has not finished by then is killed and counts as a failure, so a
+              hung MTA cannot stall the timer.",
+    },
+    Setting {
+        name: "operator",
+        default: Some("\"\""),
+        doc: "Where recipients reach the operator, named in the header every delivered message
+              carries. Empty: postmaster@ the mix's domain.",
     },
     Setting {
         name: "subkey_validity",
         default: Some("\"2d\""),
-        doc: "Lifetime of each encryption subkey. The thesis fixes two days: short enough for\n\
+        doc: "Lifetime of each encryption subkey. The thesis fixes two days: short enough for
               forward secrecy and a small replay cache, long enough to cross the network.",
     },
     Setting {
         name: "clock_skew",
         default: Some("\"1h\""),
-        doc: "How far in the future a subkey's creation may lie and still decrypt: senders and\n\
+        doc: "How far in the future a subkey's creation may lie and still decrypt: senders and
               mixes with clocks a little ahead of ours must not lose mail. Never extends expiry.",
     },
 ];
+
+/// How mail leaves the mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportKind {
+    Sendmail,
+    /// Deliver into `ROOT/<recipient>/` Maildirs.
+    Maildir(PathBuf),
+}
 
 /// The settings, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub address: MixAddress,
     pub modes: Modes,
+    pub maildir: PathBuf,
+    pub local_domains: Vec<String>,
+    pub min_pool: u64,
+    pub threshold: u64,
+    pub rate: f64,
+    pub dummy_time_p: f64,
+    pub dummy_flush_p: f64,
+    pub max_size: u64,
+    pub max_parts: u64,
+    pub max_recipients: u64,
+    pub part_expiry: Duration,
+    pub exit_giveup: Duration,
+    pub transport: TransportKind,
+    pub sendmail: PathBuf,
+    pub sendmail_timeout: Duration,
+    pub operator: String,
     pub subkey_validity: Duration,
     pub clock_skew: Duration,
 }
@@ -86,10 +210,13 @@ pub fn default_file(address: &MixAddress, modes: &Modes) -> String {
             out.push_str(line.trim_start());
             out.push('\n');
         }
+        if let Some(d) = s.default {
+            out.push_str(&format!("# Default: {d}\n"));
+        }
         match (s.name, s.default) {
             ("address", _) => out.push_str(&format!("address = {}\n", quote(address.as_str()))),
             ("modes", _) => out.push_str(&format!("modes = {}\n", quote(&modes.to_string()))),
-            (name, Some(d)) => out.push_str(&format!("# default: {name} = {d}\n{name} = {d}\n")),
+            (name, Some(d)) => out.push_str(&format!("{name} = {d}\n")),
             (name, None) => out.push_str(&format!("{name} = \"\"\n")),
         }
     }
@@ -108,7 +235,8 @@ pub fn load(path: &Path) -> Result<Config> {
     parse(&text).map_err(|e| anyhow!("{}:{e:#}", path.display()))
 }
 
-/// Validates config text; errors start with `LINE: `.
+/// Validates config text; errors start with `LINE: `. Relative paths stay relative: the
+/// caller resolves them against the home (`Config::resolve`).
 pub fn parse(text: &str) -> Result<Config> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
@@ -119,24 +247,99 @@ pub fn parse(text: &str) -> Result<Config> {
             bail!("{}: unknown setting `{key}`", line_of(text, key));
         }
     }
-    let get = |name: &str| -> Result<String> {
+    let value = |name: &str| -> Result<toml::Value> {
         let setting = SETTINGS.iter().find(|s| s.name == name).expect("setting in table");
-        match table.get(name) {
-            Some(toml::Value::String(v)) => Ok(v.clone()),
-            Some(_) => bail!("{}: `{name}` must be a string", line_of(text, name)),
-            None => match setting.default {
-                Some(d) => Ok(d.trim_matches('"').to_string()),
-                None => bail!("0: required setting `{name}` is missing"),
-            },
+        match (table.get(name), setting.default) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(d)) => Ok(format!("v = {d}").parse::<toml::Table>().expect("defaults are TOML")["v"].clone()),
+            (None, None) => bail!("0: required setting `{name}` is missing"),
         }
     };
     let at = |name: &str, e: anyhow::Error| anyhow!("{}: `{name}`: {e:#}", line_of(text, name));
-    Ok(Config {
-        address: MixAddress::parse(&get("address")?).map_err(|e| at("address", e.into()))?,
-        modes: Modes::parse(&get("modes")?).map_err(|e| at("modes", e.into()))?,
-        subkey_validity: parse_duration(&get("subkey_validity")?).map_err(|e| at("subkey_validity", e))?,
-        clock_skew: parse_duration(&get("clock_skew")?).map_err(|e| at("clock_skew", e))?,
-    })
+    let string = |name: &str| -> Result<String> {
+        match value(name)? {
+            toml::Value::String(s) => Ok(s),
+            _ => Err(at(name, anyhow!("must be a string"))),
+        }
+    };
+    let int = |name: &str| -> Result<u64> {
+        match value(name)? {
+            toml::Value::Integer(i) if i >= 0 => Ok(i as u64),
+            _ => Err(at(name, anyhow!("must be a whole number, 0 or more"))),
+        }
+    };
+    let fraction = |name: &str| -> Result<f64> {
+        match value(name)? {
+            toml::Value::Float(f) if (0.0..=1.0).contains(&f) => Ok(f),
+            toml::Value::Integer(i) if (0..=1).contains(&i) => Ok(i as f64),
+            _ => Err(at(name, anyhow!("must be a number from 0 to 1"))),
+        }
+    };
+    let duration = |name: &str| -> Result<Duration> { parse_duration(&string(name)?).map_err(|e| at(name, e)) };
+    let local_domains = match value("local_domains")? {
+        toml::Value::Array(a) => a
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(d) if crate::address::valid_fqdn(&d) => Ok(d.to_ascii_lowercase()),
+                _ => Err(at("local_domains", anyhow!("must be a list of domain names"))),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => return Err(at("local_domains", anyhow!("must be a list of domain names"))),
+    };
+    let transport = match string("transport")?.as_str() {
+        "sendmail" => TransportKind::Sendmail,
+        t => match t.strip_prefix("maildir:") {
+            Some(root) if !root.is_empty() => TransportKind::Maildir(PathBuf::from(root)),
+            _ => return Err(at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\""))),
+        },
+    };
+    let address = MixAddress::parse(&string("address")?).map_err(|e| at("address", e.into()))?;
+    let operator = match string("operator")? {
+        o if o.is_empty() => format!("postmaster@{}", address.fqdn()),
+        o if o.contains('@') && !o.contains(['\r', '\n']) => o,
+        _ => return Err(at("operator", anyhow!("must be an email address"))),
+    };
+    let config = Config {
+        modes: Modes::parse(&string("modes")?).map_err(|e| at("modes", e.into()))?,
+        maildir: PathBuf::from(string("maildir")?),
+        local_domains,
+        min_pool: int("min_pool")?,
+        threshold: int("threshold")?,
+        rate: fraction("rate")?,
+        dummy_time_p: fraction("dummy_time_p")?,
+        dummy_flush_p: fraction("dummy_flush_p")?,
+        max_size: int("max_size")?,
+        max_parts: int("max_parts")?,
+        max_recipients: int("max_recipients")?,
+        part_expiry: duration("part_expiry")?,
+        exit_giveup: duration("exit_giveup")?,
+        transport,
+        sendmail: PathBuf::from(string("sendmail")?),
+        sendmail_timeout: duration("sendmail_timeout")?,
+        operator,
+        subkey_validity: duration("subkey_validity")?,
+        clock_skew: duration("clock_skew")?,
+        address,
+    };
+    if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {
+        bail!("{}: dummy probabilities must be below 1 (1 would mean endless dummies)", line_of(text, "dummy_time_p").max(line_of(text, "dummy_flush_p")));
+    }
+    Ok(config)
+}
+
+impl Config {
+    /// Makes relative paths relative to the home.
+    pub fn resolve(mut self, home: &Path) -> Self {
+        if self.maildir.is_relative() {
+            self.maildir = home.join(&self.maildir);
+        }
+        if let TransportKind::Maildir(root) = &self.transport {
+            if root.is_relative() {
+                self.transport = TransportKind::Maildir(home.join(root));
+            }
+        }
+        self
+    }
 }
 
 /// Where the node's home is: `--home`, else `$MIXTASYD_HOME`, else
@@ -180,6 +383,24 @@ mod tests {
         assert_eq!(c.modes, m);
         assert_eq!(c.subkey_validity, Duration::from_secs(2 * 86400));
         assert_eq!(c.clock_skew, Duration::from_secs(3600));
+        assert_eq!((c.min_pool, c.threshold, c.rate), (25, 5, 0.65));
+        assert_eq!(c.transport, TransportKind::Sendmail);
+        assert_eq!(c.operator, "postmaster@mix.test");
+        assert!(c.local_domains.is_empty());
+    }
+
+    #[test]
+    fn typed_values() {
+        let base = "address = \"mixtasy@a.test\"\nmodes = \"middleman\"\n";
+        let c = parse(&format!("{base}transport = \"maildir:out\"\nrate = 1\nlocal_domains = [\"A.test\"]\n")).unwrap();
+        assert_eq!(c.transport, TransportKind::Maildir("out".into()));
+        assert_eq!(c.rate, 1.0);
+        assert_eq!(c.local_domains, ["a.test"]);
+        assert_eq!(c.resolve(Path::new("/h")).transport, TransportKind::Maildir("/h/out".into()));
+        assert!(parse(&format!("{base}rate = 1.5\n")).unwrap_err().to_string().starts_with("3: `rate`"));
+        assert!(parse(&format!("{base}min_pool = -1\n")).unwrap_err().to_string().starts_with("3: `min_pool`"));
+        assert!(parse(&format!("{base}transport = \"smtp\"\n")).unwrap_err().to_string().starts_with("3: `transport`"));
+        assert!(parse(&format!("{base}dummy_time_p = 1\n")).is_err());
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
 #[derive(Debug, Default)]
 pub struct ImportReport {
     pub stored: Vec<MixAddress>,
+    /// Another key for a mix already stored, older than the stored one: not taken.
+    pub kept_newer: Vec<MixAddress>,
     /// A description of the refused cert (its address or fingerprint) and why.
     pub refused: Vec<(String, Refusal)>,
 }
@@ -172,7 +174,10 @@ impl Directory {
             };
             let merged = match self.get(&mix.address)? {
                 Some(old) if old.fingerprint() == cert.fingerprint() => old.merge_public(cert).context("merging certificate")?,
-                Some(old) if newest_created(&old) > newest_created(&cert) => continue,
+                Some(old) if newest_created(&old) > newest_created(&cert) => {
+                    report.kept_newer.push(mix.address);
+                    continue;
+                }
                 _ => cert,
             };
             fsutil::create_private_dir(&self.dir)?;

@@ -40,6 +40,10 @@ impl NodeHome {
         self.dir.join("secret-key.pgp")
     }
 
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.sqlite")
+    }
+
     pub fn directory(&self) -> Directory {
         Directory::new(self.dir.join("directory"))
     }
@@ -80,6 +84,9 @@ impl NodeHome {
     fn write_new_home(&self, cert: &Cert, address: &MixAddress, modes: &Modes) -> Result<()> {
         fsutil::create_private_dir(&self.dir)?;
         fsutil::write_new(&self.secret_key_path(), &cert.as_tsk().to_vec()?, 0o600)?;
+        // The default Maildir, so a fresh home can run rounds; an MTA's own Maildir
+        // (setting `maildir`) is the MTA's to create.
+        crate::spool::Spool::create(&self.dir.join("Maildir"))?;
         fsutil::write_new(&self.config_path(), config::default_file(address, modes).as_bytes(), 0o600)?;
         fsutil::sync_dir(&self.dir)
     }
@@ -91,6 +98,11 @@ impl NodeHome {
         config::load(&self.config_path())
     }
 
+    /// The config with paths resolved against the home.
+    pub fn resolved_config(&self) -> Result<Config> {
+        Ok(self.config()?.resolve(&self.dir))
+    }
+
     pub fn cert(&self) -> Result<Cert> {
         let path = self.secret_key_path();
         let bytes = fs::read(&path).with_context(|| format!("reading the mix key {}", path.display()))?;
@@ -99,7 +111,7 @@ impl NodeHome {
 
     /// Loads what peeling needs.
     pub fn node(&self) -> Result<(Config, Node)> {
-        let config = self.config()?;
+        let config = self.config()?.resolve(&self.dir);
         let cert = self.cert()?;
         let ring = KeyRing::from_cert(&cert, config.clock_skew)?;
         let node = Node { address: config.address.clone(), modes: config.modes, ring };

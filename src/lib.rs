@@ -26,8 +26,22 @@ pub mod wire;
 pub mod create;
 pub mod peel;
 
+// The round: intake, replay cache, pool, dummies, exit delivery.
+pub mod lock;
+pub mod state;
+pub mod spool;
+pub mod replay;
+pub mod pool;
+pub mod parts;
+pub mod dummy;
+pub mod exit;
+pub mod transport;
+pub mod round;
+pub mod status;
+
 // State on disk, settings, the command-line edge.
 pub mod tuning;
+pub mod clock;
 pub mod fsutil;
 pub mod config;
 pub mod home;

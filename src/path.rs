@@ -92,12 +92,15 @@ pub fn choose<'m>(
 }
 
 /// A dummy's path: one to four random mixes, never the same twice in a row (thesis 6.6).
+/// Every hop but the last must offer middleman (the last destroys the dummy whatever its
+/// modes); with too few mixes the path is shorter.
 pub fn choose_dummy<'m>(mixes: &'m [Mix], rng: &mut impl Rng) -> Vec<&'m Mix> {
     let hops = rng.random_range(1..=4);
     let mut path: Vec<&Mix> = Vec::with_capacity(hops);
-    for _ in 0..hops {
+    for i in 0..hops {
         let prev = path.last().map(|m| &m.address);
-        let candidates: Vec<&Mix> = mixes.iter().filter(|m| Some(&m.address) != prev).collect();
+        let last = i == hops - 1;
+        let candidates: Vec<&Mix> = mixes.iter().filter(|m| Some(&m.address) != prev && (last || m.modes.middleman)).collect();
         match candidates.choose(rng) {
             Some(m) => path.push(m),
             None => break,

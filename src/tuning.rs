@@ -14,3 +14,12 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_TOP_PAD, 1 << 20);
     }
 }
+
+/// Files the node creates are for its user only (0600 files, 0700 directories), whatever
+/// umask the timer or shell had.
+pub fn private_umask() {
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}

@@ -24,8 +24,11 @@ struct Args {
     /// Act as if the time were this many seconds after the epoch (testing).
     #[arg(long, global = true, hide = true, value_name = "UNIX_SECONDS")]
     now: Option<u64>,
+    /// Run one round: take the Maildir, peel, fire the pool, deliver (what the timer runs).
+    #[arg(long)]
+    round: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +61,12 @@ enum Command {
     },
     /// Peel one mix message from stdin: print the next wire message, or the original for an exit.
     Peel,
+    /// Show pool, queues, replay cache, subkeys and counters (counts only).
+    Status {
+        /// As one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +90,10 @@ pub enum DirectoryCommand {
 const EXIT_DROPPED: u8 = 1;
 /// Exit status for a usage or setup error (clap uses 2 as well).
 const EXIT_ERROR: u8 = 2;
+/// `--round`: the home, its config or its key is unusable (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+/// `--round`: the Maildir or the state could not be read or written (sysexits EX_IOERR).
+const EXIT_IO: u8 = 74;
 
 fn main() -> ExitCode {
     mixtasy::tuning::tune_allocator();
@@ -94,10 +107,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--round`: one line of counts on success; a broken setup is one line and a sysexits code.
+fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
+    // Everything the round writes is private (the home is 0700, its files 0600).
+    mixtasy::tuning::private_umask();
+    if let Err(e) = home.resolved_config().and_then(|_| home.cert().map(|_| ())) {
+        eprintln!("mixtasyd: {e:#}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    match mixtasy::round::run(home, now) {
+        Ok(mixtasy::round::RoundResult::Busy) => {
+            println!("mixtasyd: another round is running on this home; nothing to do");
+        }
+        Ok(mixtasy::round::RoundResult::Done(s)) => println!(
+            "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}",
+            s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered
+        ),
+        Err(e) => {
+            eprintln!("mixtasyd: {e:#}");
+            return Ok(ExitCode::from(EXIT_IO));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(args: Args) -> Result<ExitCode> {
     let now = cli::now(args.now);
     let home = NodeHome::new(config::node_home(args.home)?);
-    match args.command {
+    if args.round {
+        if args.command.is_some() {
+            anyhow::bail!("--round takes no command");
+        }
+        return round(&home, now);
+    }
+    let Some(command) = args.command else {
+        anyhow::bail!("nothing to do: give --round or a command (see --help)");
+    };
+    match command {
         Command::Init { address, modes, name, key } => {
             let cert = match (key, address, modes) {
                 (Some(file), _, _) => {
@@ -125,6 +171,10 @@ fn run(args: Args) -> Result<ExitCode> {
                 DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now)?,
                 DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
             }
+        }
+        Command::Status { json } => {
+            let s = mixtasy::status::collect(&home)?;
+            println!("{}", if json { s.json() } else { s.text() }.trim_end());
         }
         Command::Peel => {
             let (_, node) = home.node()?;

@@ -1,0 +1,227 @@
+//! The node's durable state: one SQLite file, `HOME/state.sqlite`.
+//!
+//! It holds the replay cache, the pool, held multipart parts, the exit queue, counters and
+//! the `done` ledger. One transaction per intake batch makes a batch's successors, replay
+//! hashes and counts durable together; only then do spool files leave the Maildir.
+//!
+//! ## Crash ordering
+//! A spool file is removed only after the transaction recording what became of it (its
+//! successor or the count of its drop, plus a `done` row naming the file) has committed. A
+//! crash before the commit loses nothing: the next round peels the file again. A crash after
+//! it, before the unlink, is finished by the next round from the `done` row without peeling
+//! or counting twice. A pool entry is deleted only after the transport accepted it; a crash
+//! between the two sends it again: the next mix's replay cache drops that duplicate (same
+//! inner layer, same Verification hash). That is the only duplicate a crash can cause.
+//!
+//! ## Privacy
+//! `secure_delete` overwrites deleted rows, so sent messages and expired replay hashes do not
+//! linger in free pages. Nothing stores arrival times of pool entries.
+//!
+//! ## Migrations
+//! A list applied in order and tracked by `PRAGMA user_version` (cargo's scheme); never
+//! reorder or remove one.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE replay (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE INDEX replay_expires ON replay(expires);
+     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE TABLE pool (id INTEGER PRIMARY KEY, rcpt TEXT NOT NULL, mail BLOB NOT NULL);
+     CREATE TABLE parts (mixtasy_id TEXT NOT NULL, part INTEGER NOT NULL, total INTEGER NOT NULL,
+                         first_seen INTEGER NOT NULL, payload BLOB NOT NULL,
+                         PRIMARY KEY (mixtasy_id, part)) WITHOUT ROWID;
+     CREATE TABLE exitq (id INTEGER PRIMARY KEY, queued INTEGER NOT NULL, original BLOB NOT NULL);
+     CREATE TABLE done (source TEXT PRIMARY KEY, action INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+];
+
+/// What to do with a spool file once its batch has committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// It was consumed (pooled, queued, held or dropped): remove it.
+    Remove = 1,
+    /// It is not mix traffic: move it to the `.operator` folder.
+    ToOperator = 2,
+}
+
+impl Action {
+    fn from_i64(v: i64) -> Option<Self> {
+        match v {
+            1 => Some(Action::Remove),
+            2 => Some(Action::ToOperator),
+            _ => None,
+        }
+    }
+}
+
+pub fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+pub fn from_unix(s: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
+}
+
+pub struct State {
+    conn: Connection,
+}
+
+impl State {
+    /// Opens (creating if needed, mode 0600 through the process umask) and migrates.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).with_context(|| format!("opening the state database {}", path.display()))?;
+        Self::setup(conn).with_context(|| format!("preparing the state database {}", path.display()))
+    }
+
+    /// An in-memory state, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // Rollback journal, not WAL: a home may sit on a network mount, and one process at
+        // a time (the round lock) writes. FULL sync: a commit is the durability point.
+        conn.pragma_update(None, "journal_mode", "DELETE")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!("state database is from a newer mixtasyd (schema {version}); refusing to touch it");
+        }
+        if version < MIGRATIONS.len() {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+            for m in &MIGRATIONS[version..] {
+                tx.execute_batch(m)?;
+            }
+            tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+            tx.commit()?;
+        }
+        Ok(State { conn })
+    }
+
+    pub fn transaction(&mut self) -> Result<Transaction<'_>> {
+        Ok(self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    // --- done ledger ---
+
+    /// Every spool file whose fate committed but whose action may not have happened.
+    pub fn pending_actions(&self) -> Result<Vec<(String, Action)>> {
+        let mut st = self.conn.prepare("SELECT source, action FROM done")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (s, a) = r?;
+            out.push((s, Action::from_i64(a).context("unknown action in the done ledger")?));
+        }
+        Ok(out)
+    }
+
+    pub fn clear_done(&mut self) -> Result<()> {
+        self.conn.execute("DELETE FROM done", [])?;
+        Ok(())
+    }
+
+    // --- counters and meta ---
+
+    pub fn counters(&self) -> Result<Vec<(String, i64)>> {
+        let mut st = self.conn.prepare("SELECT name, value FROM counters ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn counter(&self, name: &str) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0)).optional()?.unwrap_or(0))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<i64>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: i64) -> Result<()> {
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, value])?;
+        Ok(())
+    }
+
+    /// Adds to a counter in a transaction of its own.
+    pub fn bump(&mut self, name: &str, by: i64) -> Result<()> {
+        let tx = self.transaction()?;
+        bump(&tx, name, by)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // --- sizes, for status ---
+
+    pub fn count(&self, table: &str) -> Result<i64> {
+        debug_assert!(["replay", "pool", "parts", "exitq"].contains(&table));
+        Ok(self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+    }
+
+    pub fn held_sets(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(DISTINCT mixtasy_id) FROM parts", [], |r| r.get(0))?)
+    }
+}
+
+/// Adds `by` to a counter inside a transaction.
+pub fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> Result<()> {
+    if by != 0 {
+        tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
+    }
+    Ok(())
+}
+
+/// Records that a spool file's fate committed.
+pub fn record_done(tx: &Transaction<'_>, source: &str, action: Action) -> Result<()> {
+    tx.execute("INSERT OR REPLACE INTO done (source, action) VALUES (?1, ?2)", params![source, action as i64])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_and_counters() {
+        let mut s = State::in_memory().unwrap();
+        let tx = s.transaction().unwrap();
+        bump(&tx, "drop.malformed", 2).unwrap();
+        bump(&tx, "drop.malformed", 1).unwrap();
+        record_done(&tx, "abc", Action::ToOperator).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(s.counter("drop.malformed").unwrap(), 3);
+        assert_eq!(s.pending_actions().unwrap(), vec![("abc".to_string(), Action::ToOperator)]);
+        s.clear_done().unwrap();
+        assert!(s.pending_actions().unwrap().is_empty());
+        s.set_meta("last_round", 5).unwrap();
+        s.set_meta("last_round", 6).unwrap();
+        assert_eq!(s.meta("last_round").unwrap(), Some(6));
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_refuses_newer_schema() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("state.sqlite");
+        {
+            let mut s = State::open(&p).unwrap();
+            let tx = s.transaction().unwrap();
+            bump(&tx, "x", 1).unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(State::open(&p).unwrap().counter("x").unwrap(), 1);
+        Connection::open(&p).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        assert!(State::open(&p).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! `mixtasyd status`: what the node holds and what it has done, in counts only (no
+//! addresses, ids, hashes, sizes or per-message times).
+
+use std::time::SystemTime;
+
+use anyhow::Result;
+
+use crate::clock::utc;
+use crate::home::NodeHome;
+use crate::keys;
+use crate::spool::Spool;
+use crate::state::{from_unix, State};
+
+pub struct Status {
+    pub address: String,
+    pub modes: String,
+    pub pool: i64,
+    pub exit_queue: i64,
+    pub held_parts: i64,
+    pub held_sets: i64,
+    pub replay_entries: i64,
+    pub operator_mail: usize,
+    pub spool: usize,
+    pub last_round: Option<SystemTime>,
+    /// Creation and expiry of each encryption subkey, and whether its secret is held.
+    pub subkeys: Vec<(SystemTime, Option<SystemTime>, bool)>,
+    pub counters: Vec<(String, i64)>,
+}
+
+pub fn collect(home: &NodeHome) -> Result<Status> {
+    let config = home.resolved_config()?;
+    let cert = home.cert()?;
+    let state = State::open(&home.state_path())?;
+    let spool = Spool::open(&config.maildir).ok();
+    let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
+    Ok(Status {
+        address: config.address.to_string(),
+        modes: config.modes.to_string(),
+        pool: state.count("pool")?,
+        exit_queue: state.count("exitq")?,
+        held_parts: state.count("parts")?,
+        held_sets: state.held_sets()?,
+        replay_entries: state.count("replay")?,
+        operator_mail: spool.as_ref().map_or(0, |s| s.operator_count()),
+        spool: spool.as_ref().and_then(|s| s.list().ok()).map_or(0, |l| l.len()),
+        last_round: state.meta("last_round")?.map(from_unix),
+        subkeys: keys::encryption_subkeys(&cert).into_iter().map(|(k, v)| (v.created, v.expires, secret.contains(&k.fingerprint()))).collect(),
+        counters: state.counters()?,
+    })
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Status {
+    pub fn text(&self) -> String {
+        let mut o = format!("mix {} ({})\n", self.address, self.modes);
+        o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\noperator     {}\n",
+            self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.operator_mail);
+        o += &format!("last round   {}\n", self.last_round.map_or("never".into(), utc));
+        for (created, expires, secret) in &self.subkeys {
+            o += &format!("subkey       created {}, expires {}{}\n", utc(*created), expires.map_or("never".into(), utc), if *secret { "" } else { " (secret destroyed)" });
+        }
+        o += "counters since init:\n";
+        for (name, v) in &self.counters {
+            o += &format!("  {name:<24} {v}\n");
+        }
+        o
+    }
+
+    pub fn json(&self) -> String {
+        let counters: Vec<String> = self.counters.iter().map(|(n, v)| format!("{}:{v}", json_str(n))).collect();
+        let subkeys: Vec<String> = self
+            .subkeys
+            .iter()
+            .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
+            .collect();
+        format!(
+            "{{\"address\":{},\"modes\":{},\"spool\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"operator_mail\":{},\"last_round\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
+            json_str(&self.address), json_str(&self.modes), self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets,
+            self.replay_entries, self.operator_mail, self.last_round.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
+        )
+    }
+}
