@@ -4,5 +4,7 @@
 mod util;
 
 mod badinput;
+mod crash;
 mod gnupg;
+mod round;
 mod roundtrip;
