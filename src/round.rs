@@ -134,9 +134,10 @@ fn finish_pending(state: &mut State, spool: &Spool) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
+    let present: std::collections::HashMap<String, std::path::PathBuf> = spool.list()?.into_iter().map(|e| (e.source, e.path)).collect();
     for (source, action) in pending {
-        if let Some(path) = spool.find(&source)? {
-            act(spool, &path, action)?;
+        if let Some(path) = present.get(&source) {
+            act(spool, path, action)?;
         }
     }
     spool.sync()?;
@@ -179,6 +180,10 @@ fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: S
         let mut seen_here = HashSet::new();
         for (entry, result) in batch.iter().zip(results) {
             let Some(result) = result else { continue };
+            // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
+            // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
+            // drop.part-duplicate, drop.part-refused, drop.exit-oversized.
+            state::bump(&tx, "intake.taken", 1)?;
             sum.taken += 1;
             let action = match result {
                 Err(d) if d.reason == DropReason::NotMixMail => {
@@ -223,7 +228,13 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
             state::bump(tx, "intake.forwarded", 1)?;
             sum.pooled += 1;
         }
-        Peeled::Final { kind: Kind::Singlepart, payload, .. } => queue_original(tx, &payload, config, now, sum)?,
+        Peeled::Final { kind: Kind::Singlepart, payload, .. } => {
+            if queue_original(tx, &payload, config, now, sum)? {
+                state::bump(tx, "intake.final", 1)?;
+            } else {
+                state::bump(tx, "drop.exit-oversized", 1)?;
+            }
+        }
         Peeled::Final { kind: Kind::Multipart { part, total }, id, payload } => {
             match parts::hold(tx, &id, part, total, &payload, now, config.max_parts)? {
                 Held::Waiting => {
@@ -232,9 +243,9 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
                 }
                 Held::Complete(original) => {
                     state::bump(tx, "intake.part", 1)?;
-                    state::bump(tx, "exit.assembled", 1)?;
                     sum.parts_held += 1;
-                    queue_original(tx, &original, config, now, sum)?;
+                    let queued = queue_original(tx, &original, config, now, sum)?;
+                    state::bump(tx, if queued { "exit.assembled" } else { "exit.oversized" }, 1)?;
                 }
                 Held::Duplicate => state::bump(tx, "drop.part-duplicate", 1)?,
                 Held::Refused => state::bump(tx, "drop.part-refused", 1)?,
@@ -245,15 +256,14 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
     Ok(())
 }
 
-fn queue_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
+/// Queues an original for the exit unless it is over `max_size`; says whether it did.
+fn queue_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Config, now: SystemTime, sum: &mut Summary) -> Result<bool> {
     if original.len() as u64 > config.max_size {
-        state::bump(tx, "drop.exit-oversized", 1)?;
-        return Ok(());
+        return Ok(false);
     }
     exit::enqueue(tx, original, now)?;
-    state::bump(tx, "intake.final", 1)?;
     sum.exit_queued += 1;
-    Ok(())
+    Ok(true)
 }
 
 fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config, now: SystemTime, rng: &mut rand::rngs::ThreadRng, sum: &mut Summary) -> Result<()> {

@@ -64,11 +64,6 @@ impl Spool {
         Ok(out)
     }
 
-    /// Finds a file by its unique name, in `new/` or `cur/`.
-    pub fn find(&self, source: &str) -> Result<Option<PathBuf>> {
-        Ok(self.list()?.into_iter().find(|e| e.source == source).map(|e| e.path))
-    }
-
     pub fn remove(&self, path: &Path) -> Result<()> {
         match fs::remove_file(path) {
             Ok(()) => Ok(()),

@@ -162,3 +162,158 @@ pub fn wire_to(mail: &[u8]) -> String {
 pub fn wire_body(mail: &[u8]) -> Vec<u8> {
     mixtasy::armor::decode(mail).expect("wire body is armored")
 }
+
+impl Net {
+    /// Sets `key = value` (value as TOML text) in a node's mixtasyd.toml.
+    pub fn configure(&self, fqdn: &str, key: &str, value: &str) {
+        let path = self.home(fqdn).join("mixtasyd.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut found = false;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{key} = ")) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "no setting {key} in {}", path.display());
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    }
+
+    /// Where the `maildir:` transport of a lab network delivers: one Maildir per address.
+    pub fn mail_root(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
+    /// The Maildir of one address in the lab network.
+    pub fn mailbox(&self, address: &str) -> PathBuf {
+        self.mail_root().join(address)
+    }
+
+    /// A node wired into the lab network: it reads `mail/mixtasy@FQDN`, delivers through
+    /// `maildir:mail`, and fires its whole pool every round; dummies off unless set again.
+    pub fn add_lab_node(&mut self, fqdn: &str, modes: &str) {
+        self.add_node(fqdn, modes);
+        let inbox = self.mailbox(&format!("mixtasy@{fqdn}"));
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(inbox.join(sub)).unwrap();
+        }
+        self.configure(fqdn, "maildir", &format!("{:?}", inbox.display().to_string()));
+        self.configure(fqdn, "transport", &format!("{:?}", format!("maildir:{}", self.mail_root().display())));
+        self.configure(fqdn, "min_pool", "0");
+        self.configure(fqdn, "threshold", "1");
+        self.configure(fqdn, "rate", "1.0");
+        self.configure(fqdn, "dummy_time_p", "0.0");
+        self.configure(fqdn, "dummy_flush_p", "0.0");
+    }
+
+    /// Gives every node every node's public key (for dummies).
+    pub fn introduce_nodes(&self) {
+        let mut keys = Vec::new();
+        for n in &self.nodes {
+            keys.extend(self.export(n, false));
+        }
+        for n in &self.nodes {
+            let mut c = self.node_cmd(n);
+            c.args(["directory", "import"]);
+            ok(c, &keys);
+        }
+    }
+
+    /// Drops a wire mail into the Maildir of the mix it is addressed to.
+    pub fn inject(&self, mail: &[u8]) {
+        let to = wire_to(mail);
+        let dir = self.mailbox(&format!("mixtasy@{to}")).join("new");
+        let name = format!("inject.{}.{}", std::process::id(), rand::random::<u64>());
+        std::fs::write(dir.join(name), mail).unwrap();
+    }
+
+    /// Runs one round at a node; returns its stdout line.
+    pub fn round(&self, fqdn: &str) -> String {
+        let mut c = self.node_cmd(fqdn);
+        c.arg("--round");
+        String::from_utf8(ok(c, b"").stdout).unwrap()
+    }
+
+    /// A node's counters and sizes from `status --json`.
+    pub fn status(&self, fqdn: &str) -> Status {
+        let mut c = self.node_cmd(fqdn);
+        c.args(["status", "--json"]);
+        Status(String::from_utf8(ok(c, b"").stdout).unwrap())
+    }
+
+    /// Files delivered into an address's Maildir (new/).
+    pub fn delivered(&self, address: &str) -> Vec<Vec<u8>> {
+        let dir = self.mailbox(address).join("new");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        files.sort();
+        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    }
+}
+
+/// `status --json` output with small accessors (no JSON crate in the tests).
+pub struct Status(pub String);
+
+impl Status {
+    /// A top-level number, or a counter (missing counters are 0).
+    pub fn get(&self, key: &str) -> i64 {
+        let needle = format!("\"{key}\":");
+        match self.0.find(&needle) {
+            Some(i) => {
+                let rest = &self.0[i + needle.len()..];
+                let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+                rest[..end].parse().unwrap_or(0)
+            }
+            None => 0,
+        }
+    }
+
+    /// The sum of every counter whose name starts with `prefix`.
+    pub fn sum(&self, prefix: &str) -> i64 {
+        let counters = &self.0[self.0.find("\"counters\":{").expect("counters") + 12..];
+        counters
+            .trim_end_matches(['}', '\n'])
+            .split(',')
+            .filter_map(|kv| kv.split_once(':'))
+            .filter(|(k, _)| k.trim_matches('"').starts_with(prefix))
+            .map(|(_, v)| v.trim().parse::<i64>().unwrap_or(0))
+            .sum()
+    }
+}
+
+impl Net {
+    /// A node as the directory sees it (its public key checked against D8), at `self.now`.
+    pub fn mix(&self, fqdn: &str) -> mixtasy::directory::Mix {
+        use sequoia_openpgp::parse::Parse;
+        let cert = sequoia_openpgp::Cert::from_bytes(&self.export(fqdn, false)).unwrap();
+        mixtasy::directory::check(&cert, self.time()).unwrap()
+    }
+
+    pub fn time(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.now)
+    }
+
+    /// A wire mail carrying `payload` as a final message of `kind`, along `path` (a list of
+    /// node names), built with the library: for paths `mixtasy create` refuses to make.
+    pub fn wrap_final(&self, kind: mixtasy::message::Kind, payload: &[u8], path: &[&str]) -> Vec<u8> {
+        let mixes: Vec<mixtasy::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
+        let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
+        let mut rng = rand::rng();
+        let fin = mixtasy::message::build_final(&mixtasy::message::new_id(&mut rng), kind, payload, &mut rng);
+        mixtasy::create::wrap(fin, &refs, None, self.time(), &mut rng).unwrap().mail
+    }
+
+    /// One round at a node as if it ran `secs` seconds after `self.now`.
+    pub fn round_later(&self, fqdn: &str, secs: u64) -> String {
+        let mut c = mixtasyd();
+        c.arg("--home").arg(self.home(fqdn)).args(["--now", &(self.now + secs).to_string(), "--round"]);
+        String::from_utf8(ok(c, b"").stdout).unwrap()
+    }
+}
