@@ -8,11 +8,13 @@
 //! after the other on the same files: the copy (timed), and the round (timed as a child
 //! process, wall clock from spawn to exit, so start-up, key loading and SQLite are in it).
 //! The bench asserts the round did the work (pool == N, spool empty) before reporting.
-//! Set `MIXTASY_BENCH_QUICK=1` for a short smoke run (300 and 1000 messages).
+//! Each size is measured 3 times (fresh home each time) and the medians are reported.
+//! Set `MIXTASY_BENCH_QUICK=1` for a short smoke run (300 and 1000 messages, once each);
+//! `MIXTASY_BENCH_KEEP=1` keeps the homes and files for a look afterwards.
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -77,9 +79,14 @@ fn set_setting(text: &str, key: &str, value: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-/// A fresh node home made by the real binary, configured for intake → pool only.
-fn make_home(home: &Path) {
-    mixtasyd(home, &["init", "--address", NODE, "--modes", "middleman,exitpublic"]);
+/// A fresh node home made by the real binary, configured for intake -> pool only: a new
+/// key (`init --address`), or the key of an earlier home (`init --key`), so the same staged
+/// messages can be taken again by a home with fresh state.
+fn make_home(home: &Path, key_of: Option<&Path>) {
+    match key_of {
+        None => mixtasyd(home, &["init", "--address", NODE, "--modes", "middleman,exitpublic"]),
+        Some(other) => mixtasyd(home, &["init", "--key", other.join("secret-key.pgp").to_str().expect("UTF-8 path")]),
+    };
     let cfg = home.join("mixtasyd.toml");
     let mut text = fs::read_to_string(&cfg).expect("reading mixtasyd.toml");
     let out = home.join("out");
@@ -206,98 +213,143 @@ fn json_field(json: &str, key: &str) -> i64 {
     digits.parse().unwrap_or_else(|_| panic!("`{key}` is not a number in status --json: {json}"))
 }
 
-struct Row {
-    n: usize,
+/// One measurement: copy and round over the same N files, in the same repetition.
+struct Rep {
     copy: Duration,
     round: Duration,
     rss_kib: u64,
 }
 
+struct Row {
+    n: usize,
+    reps: Vec<Rep>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let k = v.len();
+    if k % 2 == 1 { v[k / 2] } else { (v[k / 2 - 1] + v[k / 2]) / 2.0 }
+}
+
 impl Row {
+    fn copy_rates(&self) -> Vec<f64> {
+        self.reps.iter().map(|r| self.n as f64 / r.copy.as_secs_f64()).collect()
+    }
+    fn round_rates(&self) -> Vec<f64> {
+        self.reps.iter().map(|r| self.n as f64 / r.round.as_secs_f64()).collect()
+    }
     fn copy_rate(&self) -> f64 {
-        self.n as f64 / self.copy.as_secs_f64()
+        median(self.copy_rates())
     }
     fn round_rate(&self) -> f64 {
-        self.n as f64 / self.round.as_secs_f64()
+        median(self.round_rates())
     }
+    /// The highest peak of any repetition.
     fn rss_mib(&self) -> f64 {
-        self.rss_kib as f64 / 1024.0
+        self.reps.iter().map(|r| r.rss_kib).max().unwrap_or(0) as f64 / 1024.0
     }
+}
+
+/// Runs the copy and the round over `names` once, in a fresh home holding `key_home`'s key.
+fn measure(dir: &Path, key_home: &Path, staging: &Path, names: &[String], rep: usize) -> (Rep, String) {
+    let n = names.len();
+    // (a) The I/O floor; its copies are removed again.
+    let floor_dir = dir.join(format!("copy{rep}"));
+    let copy = copy_floor(staging, names, &floor_dir);
+    fs::remove_dir_all(&floor_dir).unwrap();
+
+    // (b) The round over the same files, placed into a fresh home's Maildir/new untimed.
+    let home = dir.join(format!("home{rep}"));
+    make_home(&home, Some(key_home));
+    let new = home.join("Maildir").join("new");
+    for name in names {
+        fs::copy(staging.join(name), new.join(name)).expect("placing a spool file");
+    }
+    sync_dir(&new);
+    let (round, rss_kib, log) = timed_round(&home, &dir.join(format!("round{rep}.log")));
+
+    // The round must have done the work: every message pooled, nothing left behind.
+    let status = mixtasyd(&home, &["status", "--json"]);
+    let pool = json_field(&status, "pool");
+    let spool = json_field(&status, "spool");
+    let left = fs::read_dir(&new).unwrap().count() + fs::read_dir(home.join("Maildir").join("cur")).unwrap().count();
+    assert_eq!(pool, n as i64, "round did not pool all {n} messages; its output: {}; status: {status}", log.trim());
+    assert_eq!((spool, left), (0, 0), "round left spool files behind; its output: {}", log.trim());
+    assert!(log.contains(&format!("took {n}, pooled {n},")), "unexpected round summary: {}", log.trim());
+    if std::env::var_os("MIXTASY_BENCH_KEEP").is_none() {
+        fs::remove_dir_all(&home).unwrap();
+    }
+    (Rep { copy, round, rss_kib }, log.trim().to_string())
 }
 
 fn main() {
     let t_start = Instant::now();
-    let sizes: &[usize] = if quick() { &[300, 1000] } else { &[1000, 10000] };
+    let (sizes, reps): (&[usize], usize) = if quick() { (&[300, 1000], 1) } else { (&[1000, 10000], 3) };
     println!("Mixtasy round benchmark: mixtasyd --round over N cv25519 wire messages (intake -> pool) vs copying the same files");
     environment();
     let tmp = tempfile::Builder::new().prefix("mixtasy-bench-round").tempdir().expect("temporary directory");
     let mut rows = Vec::new();
-    // Smaller N first: each N has its own home, key and staged files; nothing carries over.
+    // Smaller N first. Each N has its own key and staged files; each repetition its own home
+    // (same key, fresh state), and copies then rounds the same files, so both see the same
+    // machine state. The machine may be shared: the median of the repetitions is reported.
     for &n in sizes {
         let dir = tmp.path().join(format!("n{n}"));
-        let home = dir.join("home");
+        let key_home = dir.join("key-home");
         let staging = dir.join("staging");
         fs::create_dir_all(&dir).unwrap();
-        make_home(&home);
+        make_home(&key_home, None);
         let t = Instant::now();
-        let names = stage(&home, &staging, n);
+        let names = stage(&key_home, &staging, n);
         let gen = t.elapsed();
         let mail_bytes = fs::metadata(staging.join(&names[0])).map(|m| m.len()).unwrap_or(0);
-
-        // (a) The I/O floor, then its copies are removed again.
-        let floor_dir = dir.join("copy");
-        let copy = copy_floor(&staging, &names, &floor_dir);
-        fs::remove_dir_all(&floor_dir).unwrap();
-
-        // (b) The round over the same files, placed into the node's Maildir/new untimed.
-        let new = home.join("Maildir").join("new");
-        for name in &names {
-            fs::copy(staging.join(name), new.join(name)).expect("placing a spool file");
+        println!("N={n}: staged {n} messages of {mail_bytes} bytes in {:.1} s (not timed)", gen.as_secs_f64());
+        let mut row = Row { n, reps: Vec::new() };
+        for rep in 0..reps {
+            let (m, log) = measure(&dir, &key_home, &staging, &names, rep);
+            println!(
+                "  rep {}: copy {:.3} s, round {:.3} s, peak RSS {:.1} MiB; {log}",
+                rep + 1,
+                m.copy.as_secs_f64(),
+                m.round.as_secs_f64(),
+                m.rss_kib as f64 / 1024.0
+            );
+            row.reps.push(m);
         }
-        sync_dir(&new);
-        let (round, rss_kib, log) = timed_round(&home, &dir.join("round.log"));
-
-        // The round must have done the work: every message pooled, nothing left behind.
-        let status = mixtasyd(&home, &["status", "--json"]);
-        let pool = json_field(&status, "pool");
-        let spool = json_field(&status, "spool");
-        let left = fs::read_dir(&new).unwrap().count() + fs::read_dir(home.join("Maildir").join("cur")).unwrap().count();
-        assert_eq!(pool, n as i64, "round did not pool all {n} messages; its output: {}; status: {status}", log.trim());
-        assert_eq!((spool, left), (0, 0), "round left spool files behind; its output: {}", log.trim());
-        assert!(log.contains(&format!("took {n}, pooled {n},")), "unexpected round summary: {}", log.trim());
-        println!(
-            "N={n}: staged {n} messages of {mail_bytes} bytes in {:.1} s (not timed); round: {}",
-            gen.as_secs_f64(),
-            log.trim()
-        );
-        rows.push(Row { n, copy, round, rss_kib });
+        rows.push(row);
         // Free the disk and page cache before the next size.
-        fs::remove_dir_all(&dir).unwrap();
+        if std::env::var_os("MIXTASY_BENCH_KEEP").is_none() {
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    if std::env::var_os("MIXTASY_BENCH_KEEP").is_some() {
+        println!("kept {}", tmp.keep().display());
     }
 
     println!();
-    println!("{:>7} {:>14} {:>10} {:>16} {:>10} {:>14}", "N", "copy files/s", "round s", "round msg/s", "round/copy", "peak RSS MiB");
+    println!(
+        "{:>7} {:>5} {:>14} {:>16} {:>18} {:>11} {:>13}",
+        "N", "reps", "copy files/s", "round msg/s", "(min-max)", "round/copy", "peak RSS MiB"
+    );
     for r in &rows {
+        let rr = r.round_rates();
+        let (lo, hi) = (rr.iter().copied().fold(f64::INFINITY, f64::min), rr.iter().copied().fold(0.0, f64::max));
         println!(
-            "{:>7} {:>14.0} {:>10.2} {:>16.0} {:>10.3} {:>14.1}",
+            "{:>7} {:>5} {:>14.0} {:>16.0} {:>18} {:>11.3} {:>13.1}",
             r.n,
+            r.reps.len(),
             r.copy_rate(),
-            r.round.as_secs_f64(),
             r.round_rate(),
+            format!("({lo:.0}-{hi:.0})"),
             r.round_rate() / r.copy_rate(),
             r.rss_mib()
         );
     }
-    println!("(round/copy: the round's messages per second over the copy's files per second; round time is the child's wall clock)");
+    println!("(medians of the repetitions; round/copy: round msg/s over copy files/s; round = the child's wall clock; peak RSS = highest of the repetitions)");
     println!();
     let big = rows.last().expect("at least one size");
     let small = &rows[0];
-    let rate_ok = rows.iter().all(|r| r.round_rate() >= RATE_TARGET);
-    println!(
-        "target: >= {RATE_TARGET:.0} msg/s: {} (slowest {:.0} msg/s)",
-        if rate_ok { "met" } else { "NOT met" },
-        rows.iter().map(Row::round_rate).fold(f64::INFINITY, f64::min)
-    );
+    let slowest = rows.iter().map(Row::round_rate).fold(f64::INFINITY, f64::min);
+    println!("target: >= {RATE_TARGET:.0} msg/s: {} (slowest median {slowest:.0} msg/s)", if slowest >= RATE_TARGET { "met" } else { "NOT met" });
     let rss_under = rows.iter().all(|r| r.rss_mib() < RSS_TARGET_MIB);
     let flat = big.rss_mib() <= small.rss_mib() * RSS_FLAT_FACTOR;
     println!(
@@ -310,7 +362,7 @@ fn main() {
         (RSS_FLAT_FACTOR - 1.0) * 100.0
     );
     if quick() {
-        println!("(quick run: 300 messages are less than one intake batch of 512, so the flatness check is weak)");
+        println!("(quick run: one repetition; 300 messages are less than one intake batch of 512, so the flatness check is weak)");
     }
     let load = fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default();
     println!("total bench time {:.1} s; loadavg at the end: {load}", t_start.elapsed().as_secs_f64());

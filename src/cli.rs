@@ -35,6 +35,28 @@ pub fn directory_import(dir: &Directory, files: &[PathBuf], now: SystemTime) -> 
     Ok(())
 }
 
+/// `directory fetch`: discovery from a keyserver, reported as found / kept / refused by
+/// reason. A keyserver that is down or answers garbage is an error and the directory stays
+/// as it was.
+pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime) -> Result<()> {
+    let ks = crate::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
+    let answer = ks.fetch_all()?;
+    let (report, pruned) = dir.refresh(answer.as_deref(), now)?;
+    let found = report.stored.len() + report.kept_newer.len() + report.refused.len();
+    println!("found {found}, kept {}, refused {}", report.stored.len() + report.kept_newer.len(), report.refused.len());
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, why) in &report.refused {
+        *reasons.entry(why.to_string()).or_default() += 1;
+    }
+    for (why, n) in reasons {
+        println!("  refused {n}: {why}");
+    }
+    for a in pruned {
+        println!("  removed {a}: no subkey valid now");
+    }
+    Ok(())
+}
+
 /// `directory list`: address, modes, expiry of the newest valid subkey.
 pub fn directory_list(dir: &Directory, now: SystemTime) -> Result<()> {
     for (addr, cert) in dir.certs()? {

@@ -135,6 +135,18 @@ pub const SETTINGS: &[Setting] = &[
               carries. Empty: postmaster@ the mix's domain.",
     },
     Setting {
+        name: "keyserver",
+        default: Some("\"\""),
+        doc: "An HKP keyserver, hkp://host[:port] (port 11371 by default). Each rotation publishes
+              the public key there (a failed upload is retried next round, never delaying
+              mixing), and the node discovers the other mixes there for its dummies. Empty: none.",
+    },
+    Setting {
+        name: "discovery_interval",
+        default: Some("\"6h\""),
+        doc: "How often a round refreshes the node's directory from the keyserver.",
+    },
+    Setting {
         name: "subkey_validity",
         default: Some("\"2d\""),
         doc: "Lifetime of each encryption subkey. The thesis fixes two days: short enough for
@@ -177,6 +189,8 @@ pub struct Config {
     pub sendmail: PathBuf,
     pub sendmail_timeout: Duration,
     pub operator: String,
+    pub keyserver: Option<String>,
+    pub discovery_interval: Duration,
     pub subkey_validity: Duration,
     pub clock_skew: Duration,
 }
@@ -317,6 +331,14 @@ pub fn parse(text: &str) -> Result<Config> {
         sendmail: PathBuf::from(string("sendmail")?),
         sendmail_timeout: duration("sendmail_timeout")?,
         operator,
+        keyserver: match string("keyserver")? {
+            k if k.is_empty() => None,
+            k => {
+                crate::keyserver::Keyserver::new(&k, Duration::from_secs(1)).map_err(|e| at("keyserver", e))?;
+                Some(k)
+            }
+        },
+        discovery_interval: duration("discovery_interval")?,
         subkey_validity: duration("subkey_validity")?,
         clock_skew: duration("clock_skew")?,
         address,

@@ -112,12 +112,28 @@ pub fn wrap(final_message: Vec<u8>, path: &[&Mix], sender: Option<&MixAddress>, 
     Err(anyhow!("empty path"))
 }
 
+/// How long a mix's newest subkey should stay valid for a path to prefer it: pools delay a
+/// message for hours at each hop, and a layer for an expired subkey is destroyed.
+pub const PREFERRED_SUBKEY_LIFE: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 /// Creates the wire messages for one original (several if it is multipart). Parts share
-/// the Mixtasy-ID and the exit; their other hops are chosen independently.
+/// the Mixtasy-ID and the exit; their other hops are chosen independently. Mixes whose
+/// newest subkey expires within `PREFERRED_SUBKEY_LIFE` are used only if no path can be
+/// made without them.
 pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
     if original.len() > opts.max_size {
         return Err(CreateError::TooLarge { size: original.len(), max: opts.max_size }.into());
     }
+    let lasting: Vec<Mix> = mixes.iter().filter(|m| m.newest_expiry(now).is_none_or(|e| e >= now + PREFERRED_SUBKEY_LIFE)).cloned().collect();
+    if lasting.len() < mixes.len() {
+        if let Ok(out) = create_with(original, &lasting, opts, now, rng) {
+            return Ok(out);
+        }
+    }
+    create_with(original, mixes, opts, now, rng)
+}
+
+fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
     let domain = recipient_domain(original)?;
     let exit = path::choose_exit(mixes, &domain, rng)?;
     let id = message::new_id(rng);

@@ -215,6 +215,40 @@ impl Directory {
         Ok(out)
     }
 
+    /// Removes stored mixes that no longer pass D8 at `now` (no subkey valid any more);
+    /// returns their addresses.
+    pub fn prune(&self, now: SystemTime) -> Result<Vec<MixAddress>> {
+        let mut gone = Vec::new();
+        for (addr, cert) in self.certs()? {
+            if check(&cert, now).is_err() {
+                let path = self.file(&addr);
+                fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                gone.push(addr);
+            }
+        }
+        if !gone.is_empty() {
+            fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(gone)
+    }
+
+    /// Discovery (D8): merges a keyserver's answer (`None`: it has no mix keys) and prunes
+    /// mixes without a valid subkey. An answer with no certificate in it at all is an error
+    /// and changes nothing.
+    pub fn refresh(&self, answer: Option<&[u8]>, now: SystemTime) -> Result<(ImportReport, Vec<MixAddress>)> {
+        let report = match answer {
+            Some(a) => {
+                if !CertParser::from_bytes(a).map(|mut p| p.any(|c| c.is_ok())).unwrap_or(false) {
+                    anyhow::bail!("the keyserver's answer holds no OpenPGP certificate");
+                }
+                self.import(a, now)?
+            }
+            None => ImportReport::default(),
+        };
+        let pruned = self.prune(now)?;
+        Ok((report, pruned))
+    }
+
     /// The mixes usable at `now`: stored certs that pass D8 now.
     pub fn usable(&self, now: SystemTime) -> Result<Vec<Mix>> {
         Ok(self.certs()?.values().filter_map(|c| check(c, now).ok()).collect())

@@ -109,6 +109,34 @@ impl NodeHome {
         Cert::from_bytes(&bytes).with_context(|| format!("parsing the mix key {}", path.display()))
     }
 
+    /// Replaces the key file with `cert` (secrets included). The old file is opened first,
+    /// the new one renamed into place, then the old inode, still open, is overwritten with
+    /// zeros and synced: destroyed secret subkeys do not linger in the old file's blocks,
+    /// and no crash window leaves the home without a whole key file.
+    pub fn save_cert(&self, cert: &Cert) -> Result<()> {
+        use std::io::{Seek, Write};
+        let path = self.secret_key_path();
+        let old = fs::OpenOptions::new().write(true).open(&path).ok();
+        fsutil::write_atomic(&path, &cert.as_tsk().to_vec()?, 0o600)?;
+        if let Some(mut old) = old {
+            let len = old.metadata().map(|m| m.len()).unwrap_or(0) as usize;
+            old.seek(std::io::SeekFrom::Start(0))?;
+            old.write_all(&vec![0u8; len])?;
+            old.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Rotates the mix key at `now` (D8) and saves it if anything changed.
+    pub fn rotate(&self, now: SystemTime) -> Result<keys::Rotation> {
+        let config = self.config()?;
+        let (cert, rotation) = keys::rotate(self.cert()?, now, config.subkey_validity)?;
+        if rotation.changed() {
+            self.save_cert(&cert)?;
+        }
+        Ok(rotation)
+    }
+
     /// Loads what peeling needs.
     pub fn node(&self) -> Result<(Config, Node)> {
         let config = self.config()?.resolve(&self.dir);

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use sequoia_openpgp as openpgp;
 use openpgp::cert::amalgamation::ValidateAmalgamation;
-use openpgp::cert::{CertBuilder, CipherSuite};
+use openpgp::cert::{CertBuilder, CipherSuite, KeyBuilder};
+use openpgp::parse::Parse;
+use openpgp::serialize::SerializeInto;
 use openpgp::crypto::KeyPair;
 use openpgp::packet::key;
 use openpgp::policy::StandardPolicy;
@@ -75,6 +77,62 @@ pub fn encryption_subkeys(cert: &Cert) -> Vec<(key::Key<key::PublicParts, key::S
         out.push((ka.key().clone(), Validity { created, expires: vka.key_expiration_time() }));
     }
     out
+}
+
+/// What `rotate` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// A new subkey was added.
+    pub added: bool,
+    /// How many expired subkeys had their secret material destroyed.
+    pub destroyed: usize,
+}
+
+impl Rotation {
+    pub fn changed(&self) -> bool {
+        self.added || self.destroyed > 0
+    }
+}
+
+/// Key rotation (thesis 6.3.1, D8) at `now`: once the newest encryption subkey has passed
+/// half its validity, or none is valid at all (a node that was off, a clock that jumped),
+/// a new cv25519 subkey valid for `validity` is added, so two are valid at any time. Every
+/// subkey that has expired loses its secret material: forward secrecy.
+pub fn rotate(cert: Cert, now: SystemTime, validity: Duration) -> Result<(Cert, Rotation)> {
+    let mut report = Rotation::default();
+    let subkeys = encryption_subkeys(&cert);
+    let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
+    let newest = subkeys.iter().filter(|(k, _)| secret.contains(&k.fingerprint())).map(|(_, v)| *v).max_by_key(|v| v.created);
+    let any_valid = subkeys.iter().any(|(k, v)| secret.contains(&k.fingerprint()) && v.valid_at(now, Duration::ZERO));
+    let half_passed = newest.is_none_or(|v| now >= v.created + validity / 2);
+    let mut cert = cert;
+    if !any_valid || half_passed {
+        let policy = StandardPolicy::new();
+        let old = cert;
+        let vc = old.with_policy(&policy, now).context("the mix key's primary is not valid now")?;
+        cert = KeyBuilder::new(encryption_flags())
+            .set_creation_time(now)
+            .set_cipher_suite(CipherSuite::Cv25519)
+            .subkey(vc)?
+            .set_key_validity_period(validity)?
+            .set_signature_creation_time(now)?
+            .attach_cert()
+            .context("adding a new encryption subkey")?;
+        report.added = true;
+    }
+    let expired: Vec<_> = encryption_subkeys(&cert)
+        .into_iter()
+        .filter(|(k, v)| v.expires.is_some_and(|e| e <= now) && secret.contains(&k.fingerprint()))
+        .map(|(k, _)| k.fingerprint())
+        .collect();
+    if !expired.is_empty() {
+        // Serialize without the expired secrets and read back: the only copy of them in
+        // this process is dropped with the old cert.
+        let bytes = SerializeInto::to_vec(&cert.as_tsk().set_filter(|k| !expired.contains(&k.fingerprint())))?;
+        cert = Cert::from_bytes(&bytes)?;
+        report.destroyed = expired.len();
+    }
+    Ok((cert, report))
 }
 
 /// One secret subkey ready to decrypt session keys.
@@ -147,6 +205,43 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_week_of_rotation_never_leaves_zero_valid_subkeys() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let addr = MixAddress::parse("mixtasy@mix.test").unwrap();
+        let mut cert = generate("Mix", &Modes::parse("middleman").unwrap(), &addr, t0, SUBKEY_VALIDITY).unwrap();
+        let mut destroyed = 0;
+        // Rounds every 15 minutes for a week.
+        for step in 0..(7 * 96) {
+            let now = t0 + Duration::from_secs(step * 900);
+            let (c, r) = rotate(cert, now, SUBKEY_VALIDITY).unwrap();
+            cert = c;
+            destroyed += r.destroyed;
+            let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
+            let valid = encryption_subkeys(&cert).iter().filter(|(k, v)| secret.contains(&k.fingerprint()) && v.valid_at(now, Duration::ZERO)).count();
+            assert!((1..=2).contains(&valid), "{valid} valid subkeys at step {step}");
+            for (k, v) in encryption_subkeys(&cert) {
+                if v.expires.unwrap() <= now {
+                    assert!(!secret.contains(&k.fingerprint()), "expired secret kept at step {step}");
+                }
+            }
+        }
+        assert!(destroyed >= 5, "a week destroys about six subkeys, got {destroyed}");
+    }
+
+    #[test]
+    fn a_node_off_for_a_week_gets_a_fresh_subkey() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let addr = MixAddress::parse("mixtasy@mix.test").unwrap();
+        let cert = generate("Mix", &Modes::parse("middleman").unwrap(), &addr, t0, SUBKEY_VALIDITY).unwrap();
+        let later = t0 + Duration::from_secs(7 * 86400);
+        let (cert, r) = rotate(cert, later, SUBKEY_VALIDITY).unwrap();
+        assert_eq!(r, Rotation { added: true, destroyed: 1 });
+        let ring = KeyRing::from_cert(&cert, Duration::ZERO).unwrap();
+        assert_eq!(ring.valid(later).count(), 1);
+        assert_eq!(ring.keys().len(), 1, "only the new subkey still has a secret");
+    }
 
     #[test]
     fn generated_key_follows_d8() {

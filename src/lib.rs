@@ -19,6 +19,7 @@ pub mod address;
 pub mod modes;
 pub mod keys;
 pub mod directory;
+pub mod keyserver;
 pub mod path;
 
 // The two sides of the wire.

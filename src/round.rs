@@ -56,6 +56,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     let Some(_lock) = lock::try_lock(&home.dir)? else {
         return Ok(RoundResult::Busy);
     };
+    let rotation = home.rotate(now)?;
     let (config, node) = home.node()?;
     let cert = home.cert()?;
     let spool = Spool::open(&config.maildir)?;
@@ -63,6 +64,16 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     let transport = Transport::from_config(&config);
     let mut rng = rand::rng();
     let mut sum = Summary::default();
+    if rotation.changed() {
+        let tx = state.transaction()?;
+        state::bump(&tx, "key.added", rotation.added as i64)?;
+        state::bump(&tx, "key.destroyed", rotation.destroyed as i64)?;
+        tx.commit()?;
+        state.set_meta("publish_pending", 1)?;
+    }
+    if let Some(last) = state.meta("last_round")? {
+        state.set_meta("last_gap", state::unix(now) - last)?;
+    }
 
     finish_pending(&mut state, &spool)?;
     replay::purge(&mut state, now)?;
@@ -124,8 +135,44 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     }
 
     deliver_exit_queue(&mut state, &transport, &config, now, &mut rng, &mut sum)?;
+    if let Some(url) = &config.keyserver {
+        keyserver_duties(home, &mut state, url, &config, now)?;
+    }
     state.set_meta("last_round", state::unix(now))?;
     Ok(RoundResult::Done(sum))
+}
+
+/// Publishing after a rotation and periodic discovery, last in the round so that a slow or
+/// dead keyserver never delays mixing; failures are counted and retried next round.
+fn keyserver_duties(home: &NodeHome, state: &mut State, url: &str, config: &Config, now: SystemTime) -> Result<()> {
+    let ks = crate::keyserver::Keyserver::new(url, std::time::Duration::from_secs(10))?;
+    if state.meta("publish_pending")? == Some(1) || state.meta("last_publish")?.is_none() {
+        let armored = String::from_utf8(openpgp_armored(&home.cert()?)?)?;
+        match ks.publish(&armored) {
+            Ok(()) => {
+                state.set_meta("publish_pending", 0)?;
+                state.set_meta("last_publish", state::unix(now))?;
+                state.bump("key.published", 1)?;
+            }
+            Err(_) => state.bump("key.publish-failed", 1)?,
+        }
+    }
+    let due = state.meta("last_discovery")?.is_none_or(|t| state::unix(now) - t >= config.discovery_interval.as_secs() as i64);
+    if due {
+        match ks.fetch_all().and_then(|answer| home.directory().refresh(answer.as_deref(), now)) {
+            Ok(_) => {
+                state.set_meta("last_discovery", state::unix(now))?;
+                state.bump("directory.fetched", 1)?;
+            }
+            Err(_) => state.bump("directory.fetch-failed", 1)?,
+        }
+    }
+    Ok(())
+}
+
+fn openpgp_armored(cert: &sequoia_openpgp::Cert) -> Result<Vec<u8>> {
+    use sequoia_openpgp::serialize::SerializeInto;
+    Ok(cert.armored().to_vec()?)
 }
 
 /// Performs the actions a crashed round committed but did not carry out.

@@ -22,6 +22,10 @@ pub struct Status {
     pub operator_mail: usize,
     pub spool: usize,
     pub last_round: Option<SystemTime>,
+    /// Seconds between the last round and the one before it (a node that was off says so).
+    pub last_gap: Option<i64>,
+    pub last_publish: Option<SystemTime>,
+    pub last_discovery: Option<SystemTime>,
     /// Creation and expiry of each encryption subkey, and whether its secret is held.
     pub subkeys: Vec<(SystemTime, Option<SystemTime>, bool)>,
     pub counters: Vec<(String, i64)>,
@@ -44,6 +48,9 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
         operator_mail: spool.as_ref().map_or(0, |s| s.operator_count()),
         spool: spool.as_ref().and_then(|s| s.list().ok()).map_or(0, |l| l.len()),
         last_round: state.meta("last_round")?.map(from_unix),
+        last_gap: state.meta("last_gap")?,
+        last_publish: state.meta("last_publish")?.map(from_unix),
+        last_discovery: state.meta("last_discovery")?.map(from_unix),
         subkeys: keys::encryption_subkeys(&cert).into_iter().map(|(k, v)| (v.created, v.expires, secret.contains(&k.fingerprint()))).collect(),
         counters: state.counters()?,
     })
@@ -73,6 +80,10 @@ impl Status {
         o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\noperator     {}\n",
             self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.operator_mail);
         o += &format!("last round   {}\n", self.last_round.map_or("never".into(), utc));
+        if let Some(gap) = self.last_gap {
+            o += &format!("gap before   {}h {}m (time between the last two rounds)\n", gap / 3600, gap / 60 % 60);
+        }
+        o += &format!("last publish {}\nlast fetch   {}\n", self.last_publish.map_or("never".into(), utc), self.last_discovery.map_or("never".into(), utc));
         for (created, expires, secret) in &self.subkeys {
             o += &format!("subkey       created {}, expires {}{}\n", utc(*created), expires.map_or("never".into(), utc), if *secret { "" } else { " (secret destroyed)" });
         }
@@ -91,9 +102,9 @@ impl Status {
             .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
             .collect();
         format!(
-            "{{\"address\":{},\"modes\":{},\"spool\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"operator_mail\":{},\"last_round\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
+            "{{\"address\":{},\"modes\":{},\"spool\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"operator_mail\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
             json_str(&self.address), json_str(&self.modes), self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets,
-            self.replay_entries, self.operator_mail, self.last_round.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
+            self.replay_entries, self.operator_mail, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
         )
     }
 }

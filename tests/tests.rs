@@ -8,3 +8,4 @@ mod crash;
 mod gnupg;
 mod round;
 mod roundtrip;
+mod docs;

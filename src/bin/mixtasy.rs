@@ -55,6 +55,11 @@ enum Command {
 enum DirectoryCommand {
     /// Check mix keys against D8 and store the good ones (files, or stdin).
     Import { files: Vec<PathBuf> },
+    /// Discover every mix on a keyserver (all keys are fetched: the query reveals no path).
+    Fetch {
+        #[arg(long, value_name = "URL")]
+        keyserver: String,
+    },
     /// List stored mixes with modes and subkey expiry.
     List,
 }
@@ -80,6 +85,10 @@ fn run(args: Args) -> Result<()> {
             cli::directory_import(&directory, &files, now)
         }
         Command::Directory { command: DirectoryCommand::List } => cli::directory_list(&directory, now),
+        Command::Directory { command: DirectoryCommand::Fetch { keyserver } } => {
+            fsutil::create_private_dir(&home)?;
+            cli::directory_fetch(&directory, &keyserver, now)
+        }
         Command::Create { first_mix, hops, max_size, out } => {
             let first_mix = first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
             let mut original = Vec::new();

@@ -71,6 +71,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeyCommand {
+    /// Add a new subkey if the newest passed half its validity; destroy expired secrets.
+    Rotate,
+    /// Upload the public key to the configured keyserver now.
+    Publish,
     /// Print the armored public key (or with --secret, the secret key, for backup).
     Export {
         #[arg(long)]
@@ -82,6 +86,11 @@ enum KeyCommand {
 pub enum DirectoryCommand {
     /// Check mix keys against D8 and store the good ones (files, or stdin).
     Import { files: Vec<PathBuf> },
+    /// Discover every mix on a keyserver (default: the `keyserver` setting).
+    Fetch {
+        #[arg(long, value_name = "URL")]
+        keyserver: Option<String>,
+    },
     /// List stored mixes with modes and subkey expiry.
     List,
 }
@@ -160,6 +169,22 @@ fn run(args: Args) -> Result<ExitCode> {
             let config = home.config()?;
             println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
         }
+        Command::Key { command: KeyCommand::Rotate } => {
+            mixtasy::tuning::private_umask();
+            let r = home.rotate(now)?;
+            println!("rotate: {} subkey, {} expired secret(s) destroyed", if r.added { "added a" } else { "no new" }, r.destroyed);
+        }
+        Command::Key { command: KeyCommand::Publish } => {
+            let url = home.config()?.keyserver.context("no keyserver configured (setting `keyserver`)")?;
+            let cert = home.cert()?;
+            let armored = String::from_utf8(cert.armored().to_vec()?)?;
+            mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?.publish(&armored)?;
+            mixtasy::tuning::private_umask();
+            let state = mixtasy::state::State::open(&home.state_path())?;
+            state.set_meta("publish_pending", 0)?;
+            state.set_meta("last_publish", mixtasy::state::unix(now))?;
+            println!("published {} to {url}", cert.fingerprint());
+        }
         Command::Key { command: KeyCommand::Export { secret } } => {
             let cert = home.cert()?;
             let armored = if secret { cert.as_tsk().armored().to_vec()? } else { cert.armored().to_vec()? };
@@ -170,6 +195,10 @@ fn run(args: Args) -> Result<ExitCode> {
             match command {
                 DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now)?,
                 DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
+                DirectoryCommand::Fetch { keyserver } => {
+                    let url = keyserver.or(home.config()?.keyserver).context("no keyserver: give --keyserver or set `keyserver`")?;
+                    cli::directory_fetch(&home.directory(), &url, now)?
+                }
             }
         }
         Command::Status { json } => {
