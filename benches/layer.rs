@@ -304,7 +304,6 @@ fn main() {
     let mut ct = Vec::new();
     cfb::Cipher::new(9, &sk).unwrap().encrypt(&[1; 16], &next, &mut ct);
     table.add("    cfb decrypt of 30 KiB alone", time(plan.warmup, plan.parts, || cfb::Cipher::new(9, &sk).unwrap().decrypt(&ct).unwrap()));
-    table.add("    KeyRing decryptor() clone", time(plan.warmup, plan.parts, || node.ring.keys()[0].decryptor()));
 
     // ---- Create per layer.
     let create_s = time(plan.warmup.min(30), plan.create, || create::create(&original, &mixes, &opts, now, &mut rng).unwrap());

@@ -135,16 +135,17 @@ pub fn rotate(cert: Cert, now: SystemTime, validity: Duration) -> Result<(Cert, 
     Ok((cert, report))
 }
 
-/// One secret subkey ready to decrypt session keys.
+/// One encryption subkey of the node: ready to decrypt session keys, or, once its secret
+/// was destroyed, kept only so that a message to it is counted as expired, not unknown.
 pub struct DecryptionKey {
     pub keyid: KeyID,
     pub validity: Validity,
-    pair: KeyPair,
+    pair: Option<KeyPair>,
 }
 
 impl DecryptionKey {
     /// A decryptor for one use (the key pair is cheap to clone; decrypting needs `&mut`).
-    pub fn decryptor(&self) -> KeyPair {
+    pub fn decryptor(&self) -> Option<KeyPair> {
         self.pair.clone()
     }
 }
@@ -169,15 +170,16 @@ impl KeyRing {
     pub fn from_cert(cert: &Cert, skew: Duration) -> Result<Self> {
         let mut keys = Vec::new();
         for (public, validity) in encryption_subkeys(cert) {
-            let Some(ka) = cert.keys().subkeys().secret().find(|k| k.key().fingerprint() == public.fingerprint()) else {
-                continue;
+            let pair = match cert.keys().subkeys().secret().find(|k| k.key().fingerprint() == public.fingerprint()) {
+                Some(ka) => Some(
+                    ka.key()
+                        .clone()
+                        .role_into_unspecified()
+                        .into_keypair()
+                        .context("a secret subkey is encrypted with a passphrase; mix keys must not be")?,
+                ),
+                None => None,
             };
-            let pair = ka
-                .key()
-                .clone()
-                .role_into_unspecified()
-                .into_keypair()
-                .context("a secret subkey is encrypted with a passphrase; mix keys must not be")?;
             keys.push(DecryptionKey { keyid: public.keyid(), validity, pair });
         }
         Ok(KeyRing { keys, skew })
@@ -186,19 +188,22 @@ impl KeyRing {
     pub fn lookup(&self, keyid: &KeyID, now: SystemTime) -> Lookup<'_> {
         match self.keys.iter().find(|k| &k.keyid == keyid) {
             None => Lookup::Unknown,
+            Some(k) if k.pair.is_none() && k.validity.expires.is_some_and(|e| e <= now) => Lookup::Expired,
+            Some(k) if k.pair.is_none() => Lookup::Unknown,
             Some(k) if k.validity.valid_at(now, self.skew) => Lookup::Valid(k),
             Some(k) if k.validity.created > now + self.skew => Lookup::NotYetValid,
             Some(_) => Lookup::Expired,
         }
     }
 
-    /// Every key valid at `now` (for wildcard recipients).
+    /// Every key with a secret valid at `now` (for wildcard recipients).
     pub fn valid(&self, now: SystemTime) -> impl Iterator<Item = &DecryptionKey> {
-        self.keys.iter().filter(move |k| k.validity.valid_at(now, self.skew))
+        self.keys.iter().filter(move |k| k.pair.is_some() && k.validity.valid_at(now, self.skew))
     }
 
-    pub fn keys(&self) -> &[DecryptionKey] {
-        &self.keys
+    /// How many subkeys still have their secret.
+    pub fn secret_count(&self) -> usize {
+        self.keys.iter().filter(|k| k.pair.is_some()).count()
     }
 }
 
@@ -240,7 +245,9 @@ mod tests {
         assert_eq!(r, Rotation { added: true, destroyed: 1 });
         let ring = KeyRing::from_cert(&cert, Duration::ZERO).unwrap();
         assert_eq!(ring.valid(later).count(), 1);
-        assert_eq!(ring.keys().len(), 1, "only the new subkey still has a secret");
+        assert_eq!(ring.secret_count(), 1, "only the new subkey still has a secret");
+        let old = encryption_subkeys(&cert).into_iter().min_by_key(|(_, v)| v.created).unwrap().0;
+        assert!(matches!(ring.lookup(&old.keyid(), later), Lookup::Expired), "a destroyed subkey is still known as expired");
     }
 
     #[test]

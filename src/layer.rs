@@ -179,7 +179,8 @@ pub fn open(body: &[u8], ring: &KeyRing, now: SystemTime) -> Result<Opened, Laye
                     }
                 };
                 for k in candidates {
-                    if let Some((algo, sk)) = pkesk.decrypt(&mut k.decryptor(), None) {
+                    let Some(mut decryptor) = k.decryptor() else { continue };
+                    if let Some((algo, sk)) = pkesk.decrypt(&mut decryptor, None) {
                         found = Some((algo, sk, k.validity));
                         break;
                     }

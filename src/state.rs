@@ -11,7 +11,9 @@
 //! it, before the unlink, is finished by the next round from the `done` row without peeling
 //! or counting twice. A pool entry is deleted only after the transport accepted it; a crash
 //! between the two sends it again: the next mix's replay cache drops that duplicate (same
-//! inner layer, same Verification hash). That is the only duplicate a crash can cause.
+//! inner layer, same Verification hash). Likewise an exit-queue entry is deleted only after
+//! delivery: a crash in between delivers the original twice to its recipients, the one
+//! duplicate nothing downstream can drop (the window is the time of one delete).
 //!
 //! ## Privacy
 //! `secure_delete` overwrites deleted rows, so sent messages and expired replay hashes do not

@@ -51,7 +51,11 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
         last_gap: state.meta("last_gap")?,
         last_publish: state.meta("last_publish")?.map(from_unix),
         last_discovery: state.meta("last_discovery")?.map(from_unix),
-        subkeys: keys::encryption_subkeys(&cert).into_iter().map(|(k, v)| (v.created, v.expires, secret.contains(&k.fingerprint()))).collect(),
+        subkeys: {
+            let mut v: Vec<_> = keys::encryption_subkeys(&cert).into_iter().map(|(k, v)| (v.created, v.expires, secret.contains(&k.fingerprint()))).collect();
+            v.sort();
+            v
+        },
         counters: state.counters()?,
     })
 }

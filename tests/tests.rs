@@ -5,7 +5,9 @@ mod util;
 
 mod badinput;
 mod crash;
+mod docs;
 mod gnupg;
+mod keys;
 mod round;
 mod roundtrip;
-mod docs;
+mod keyserver;
