@@ -17,7 +17,10 @@ const MAX_ANSWER: u64 = 32 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Keyserver {
+    /// What requests go to (`http://host:port`).
     base: String,
+    /// What errors name: the URL as the user wrote it.
+    name: String,
     agent: ureq::Agent,
 }
 
@@ -34,7 +37,7 @@ impl Keyserver {
         }
         let hostport = if rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { rest.to_string() } else { format!("{rest}:11371") };
         let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
-        Ok(Keyserver { base: format!("http://{hostport}"), agent })
+        Ok(Keyserver { base: format!("http://{hostport}"), name: format!("hkp://{hostport}"), agent })
     }
 
     /// Uploads an armored cert (`POST /pks/add`); a keyserver merges it with what it has.
@@ -43,9 +46,9 @@ impl Keyserver {
             .agent
             .post(&format!("{}/pks/add", self.base))
             .send_form([("keytext", armored)])
-            .with_context(|| format!("keyserver {} did not answer", self.base))?;
+            .with_context(|| format!("keyserver {} did not answer", self.name))?;
         if !resp.status().is_success() {
-            bail!("keyserver {} refused the key (HTTP {})", self.base, resp.status().as_u16());
+            bail!("keyserver {} refused the key (HTTP {})", self.name, resp.status().as_u16());
         }
         Ok(())
     }
@@ -60,15 +63,15 @@ impl Keyserver {
             .query("options", "mr")
             .query("search", SEARCH_WORD)
             .call()
-            .with_context(|| format!("keyserver {} did not answer", self.base))?;
+            .with_context(|| format!("keyserver {} did not answer", self.name))?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
-            s => bail!("keyserver {} answered HTTP {s}", self.base),
+            s => bail!("keyserver {} answered HTTP {s}", self.name),
         }
-        let body = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of keyserver {}", self.base))?;
+        let body = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of keyserver {}", self.name))?;
         if !body.windows(24).any(|w| w == b"BEGIN PGP PUBLIC KEY BLO") {
-            bail!("keyserver {} answered something that is not a key block", self.base);
+            bail!("keyserver {} answered something that is not a key block", self.name);
         }
         Ok(Some(body))
     }
