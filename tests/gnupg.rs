@@ -6,9 +6,8 @@
 //! panic or not. A missing `gpg` is a failure, not a skip: the test script installs GnuPG.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mixtasy::address::MixAddress;
@@ -24,66 +23,6 @@ use crate::util::*;
 const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 const MODES: &str = "middleman,exitpublic";
 
-/// A throwaway GnuPG home. Dropping it kills its agent (and any other daemon) first.
-struct Gpg {
-    home: tempfile::TempDir,
-}
-
-impl Gpg {
-    fn new() -> Self {
-        match Command::new("gpg").arg("--version").stdin(Stdio::null()).output() {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!(
-                "`gpg --version` failed ({}): these tests need GnuPG 2.2 as the interoperability peer; install the gnupg package\n{}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => panic!(
-                "GnuPG (`gpg`) is not on PATH ({e}): these tests need it as the interoperability peer; install the gnupg package (apt-get install gnupg)"
-            ),
-        }
-        let home = tempfile::tempdir().expect("temporary GNUPGHOME");
-        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        Gpg { home }
-    }
-
-    /// `gpg --batch --quiet --homedir <home>`.
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("gpg");
-        c.arg("--batch").arg("--quiet").arg("--homedir").arg(self.home.path());
-        c
-    }
-
-    /// Imports an armored key (public or secret).
-    fn import(&self, key: &[u8]) {
-        let mut c = self.cmd();
-        c.arg("--import");
-        ok(c, key);
-    }
-
-    /// Runs gpg and asserts exit status 0.
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut c = self.cmd();
-        c.args(args);
-        let desc = format!("{c:?}");
-        let out = run(c, stdin);
-        assert!(out.status.success(), "gpg failed\n{}", describe(&Command::new(desc), &out));
-        out
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(self.home.path())
-            .args(["--kill", "all"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()

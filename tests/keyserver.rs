@@ -7,7 +7,6 @@
 //! A missing `sks` is a failure, not a skip: `scripts/install-deps --test` installs it.
 
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -126,41 +125,6 @@ impl Drop for Sks {
     }
 }
 
-/// A throwaway GnuPG home (0700); dropping it kills its agent and dirmngr.
-struct Gpg {
-    home: tempfile::TempDir,
-}
-
-impl Gpg {
-    fn new() -> Gpg {
-        let home = tempfile::tempdir().expect("temporary GNUPGHOME");
-        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        Gpg { home }
-    }
-
-    fn gpgconf_kill(&self, what: &str) {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(self.home.path())
-            .args(["--kill", what])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let mut c = Command::new("gpg");
-        c.arg("--homedir").arg(self.home.path()).arg("--batch").args(args);
-        String::from_utf8(ok(c, b"").stdout).unwrap()
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        self.gpgconf_kill("all");
-    }
-}
 
 /// Armored public certs that are not mix keys but contain the search word: an ordinary key
 /// (`Bob <bob@mixtasy.org>`), and a mix-like key with two user ids. Also one without the
@@ -236,10 +200,10 @@ fn nodes_publish_sender_discovers_rotation_shows_gpg_imports() {
 
     // Stock GnuPG fetches a node's key by fingerprint over HKP and sees its subkeys.
     let gpg = Gpg::new();
-    gpg.gpgconf_kill("dirmngr");
+    gpg.kill("dirmngr");
     let fpr = fingerprint(&net, "ks2.test");
-    gpg.ok(&["--keyserver", url, "--recv-keys", &fpr]);
-    let colons = gpg.ok(&["--with-colons", "--list-keys", &fpr]);
+    gpg.ok(&["--keyserver", url, "--recv-keys", &fpr], b"");
+    let colons = String::from_utf8(gpg.ok(&["--with-colons", "--list-keys", &fpr], b"").stdout).unwrap();
     let subs: Vec<Vec<&str>> = colons.lines().filter(|l| l.starts_with("sub:")).map(|l| l.split(':').collect()).collect();
     let mix = net.mix("ks2.test");
     assert_eq!(subs.len(), mix.subkeys.len(), "{colons}");

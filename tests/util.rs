@@ -317,3 +317,62 @@ impl Net {
         String::from_utf8(ok(c, b"").stdout).unwrap()
     }
 }
+
+/// A throwaway GnuPG home (0700), GnuPG being the independent peer of these tests. Dropping
+/// it kills its agent and dirmngr.
+pub struct Gpg {
+    pub home: tempfile::TempDir,
+}
+
+impl Gpg {
+    /// Fails the test (does not skip it) when gpg is missing: scripts/install-deps installs it.
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        match Command::new("gpg").arg("--version").stdin(Stdio::null()).output() {
+            Ok(o) if o.status.success() => {}
+            _ => panic!("GnuPG (`gpg`) is not usable: these tests need it as the interoperability peer; run scripts/install-deps --test"),
+        }
+        let home = tempfile::tempdir().expect("temporary GNUPGHOME");
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Gpg { home }
+    }
+
+    /// `gpg --batch --quiet --homedir <home>`.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.arg("--batch").arg("--quiet").arg("--homedir").arg(self.home.path());
+        c
+    }
+
+    /// Imports an armored key (public or secret).
+    pub fn import(&self, key: &[u8]) {
+        let mut c = self.cmd();
+        c.arg("--import");
+        ok(c, key);
+    }
+
+    /// Runs gpg with `args` and `stdin`, asserting exit status 0.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut c = self.cmd();
+        c.args(args);
+        ok(c, stdin)
+    }
+
+    /// Stops one of the home's daemons (`dirmngr` remembers a dead keyserver), or `all`.
+    pub fn kill(&self, what: &str) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--kill", what])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        self.kill("all");
+    }
+}
