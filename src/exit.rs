@@ -77,8 +77,26 @@ fn name_of(field: &[u8]) -> String {
     String::from_utf8_lossy(&field[..colon]).trim().to_ascii_lowercase()
 }
 
-/// Builds the delivery of one original at time `now`.
-pub fn prepare(original: &[u8], policy: &Policy<'_>, now: SystemTime, rng: &mut impl RngCore) -> Result<Delivery, ExitError> {
+/// The Date and Message-ID an original is delivered with if it has none, fixed when it is
+/// queued so that every delivery attempt sends the same mail.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub date: SystemTime,
+    /// `<random@exit-domain>`.
+    pub message_id: String,
+}
+
+impl Stamp {
+    pub fn new(address: &MixAddress, now: SystemTime, rng: &mut impl RngCore) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        Stamp { date: now, message_id: format!("<{id}@{}>", address.fqdn()) }
+    }
+}
+
+/// Builds the delivery of one original.
+pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<Delivery, ExitError> {
     let (fields, body) = split(original).ok_or(ExitError::NoHeader)?;
     let eol: &[u8] = if fields.first().is_some_and(|f| f.ends_with(b"\r\n")) { b"\r\n" } else { b"\n" };
     let (headers, _) = mailparse::parse_headers(original).map_err(|_| ExitError::NoHeader)?;
@@ -124,14 +142,11 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, now: SystemTime, rng: &mut 
     let mut mail = Vec::with_capacity(original.len() + 512);
     let has = |n: &str| fields.iter().any(|f| name_of(f) == n);
     if !has("date") {
-        mail.extend_from_slice(format!("Date: {}", clock::rfc5322(now)).as_bytes());
+        mail.extend_from_slice(format!("Date: {}", clock::rfc5322(stamp.date)).as_bytes());
         mail.extend_from_slice(eol);
     }
     if !has("message-id") {
-        let mut b = [0u8; 16];
-        rng.fill_bytes(&mut b);
-        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        mail.extend_from_slice(format!("Message-ID: <{id}@{}>", policy.address.fqdn()).as_bytes());
+        mail.extend_from_slice(format!("Message-ID: {}", stamp.message_id).as_bytes());
         mail.extend_from_slice(eol);
     }
     for f in fields.iter().filter(|f| !NEVER_COPIED.contains(&name_of(f).as_str())) {
@@ -157,9 +172,12 @@ fn notice(policy: &Policy<'_>) -> Vec<String> {
     ]
 }
 
-/// Queues an original for delivery (inside the intake transaction).
-pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime) -> anyhow::Result<()> {
-    tx.execute("INSERT INTO exitq (queued, original) VALUES (?1, ?2)", rusqlite::params![crate::state::unix(now), original])?;
+/// Queues an original for delivery (inside the intake transaction), with its stamp.
+pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime, stamp: &Stamp) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO exitq (queued, original, date, message_id) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![crate::state::unix(now), original, crate::state::unix(stamp.date), stamp.message_id],
+    )?;
     Ok(())
 }
 
@@ -170,13 +188,11 @@ pub fn queued(state: &crate::state::State) -> anyhow::Result<Vec<(i64, SystemTim
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn load(state: &crate::state::State, id: i64) -> anyhow::Result<Vec<u8>> {
-    Ok(state.conn().query_row("SELECT original FROM exitq WHERE id = ?1", [id], |r| r.get(0))?)
-}
-
-pub fn remove(state: &crate::state::State, id: i64) -> anyhow::Result<()> {
-    state.conn().execute("DELETE FROM exitq WHERE id = ?1", [id])?;
-    Ok(())
+/// One queued original and its stamp.
+pub fn load(state: &crate::state::State, id: i64) -> anyhow::Result<(Vec<u8>, Stamp)> {
+    Ok(state.conn().query_row("SELECT original, date, message_id FROM exitq WHERE id = ?1", [id], |r| {
+        Ok((r.get(0)?, Stamp { date: crate::state::from_unix(r.get(1)?), message_id: r.get(2)? }))
+    })?)
 }
 
 #[cfg(test)]
@@ -192,7 +208,7 @@ mod tests {
         let addr = MixAddress::for_fqdn("exit.test").unwrap();
         let p = policy(&addr, "exitpublic", &[]);
         let orig = b"Received: from evil\r\nTo: a@x.test, B <b@Y.test>\r\nCc: c@z.test, d@z.test\r\nBcc: hidden@x.test\r\nDelivered-To: loop@x.test\r\nSubject: hi\r\n  folded\r\n\r\nbody\r\nmore\r\n";
-        let d = prepare(orig, &p, SystemTime::UNIX_EPOCH, &mut rand::rng()).unwrap();
+        let d = prepare(orig, &p, &Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng())).unwrap();
         assert_eq!(d.recipients, ["a@x.test", "b@y.test", "c@z.test"]);
         assert_eq!(d.dropped_recipients, 2, "one over the cap, one Bcc");
         let text = String::from_utf8(d.mail).unwrap();
@@ -211,12 +227,13 @@ mod tests {
         let addr = MixAddress::for_fqdn("exit.test").unwrap();
         let local = vec!["exit.test".to_string()];
         let p = policy(&addr, "exitprivate", &local);
-        let d = prepare(b"To: bob@exit.test, eve@else.test\nDate: x\nMessage-ID: <y@z>\n\nhi\n", &p, SystemTime::UNIX_EPOCH, &mut rand::rng()).unwrap();
+        let stamp = Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng());
+        let d = prepare(b"To: bob@exit.test, eve@else.test\nDate: x\nMessage-ID: <y@z>\n\nhi\n", &p, &stamp).unwrap();
         assert_eq!(d.recipients, ["bob@exit.test"]);
         assert_eq!(d.dropped_recipients, 1);
         let text = String::from_utf8(d.mail).unwrap();
         assert!(text.starts_with("To: bob@exit.test, eve@else.test\nDate: x\n"), "LF originals keep LF; no Date/Message-ID added twice");
-        assert_eq!(prepare(b"To: eve@else.test\n\nhi\n", &p, SystemTime::UNIX_EPOCH, &mut rand::rng()).unwrap_err(), ExitError::NoRecipient);
-        assert_eq!(prepare(b"no header here", &p, SystemTime::UNIX_EPOCH, &mut rand::rng()).unwrap_err(), ExitError::NoHeader);
+        assert_eq!(prepare(b"To: eve@else.test\n\nhi\n", &p, &stamp).unwrap_err(), ExitError::NoRecipient);
+        assert_eq!(prepare(b"no header here", &p, &stamp).unwrap_err(), ExitError::NoHeader);
     }
 }

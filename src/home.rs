@@ -127,12 +127,17 @@ impl NodeHome {
         Ok(())
     }
 
-    /// Rotates the mix key at `now` (D8) and saves it if anything changed.
-    pub fn rotate(&self, now: SystemTime) -> Result<keys::Rotation> {
+    /// Rotates the mix key at `now` (D8). If anything changed, the publish flag is committed
+    /// first, then the key saved, then the change counted: a crash at worst publishes an
+    /// unchanged key once more, or loses a count, never a publication.
+    pub fn rotate(&self, now: SystemTime, state: &mut crate::state::State) -> Result<keys::Rotation> {
         let config = self.config()?;
         let (cert, rotation) = keys::rotate(self.cert()?, now, config.subkey_validity)?;
         if rotation.changed() {
+            state.set_meta("publish_pending", 1)?;
             self.save_cert(&cert)?;
+            state.bump("key.added", rotation.added as i64)?;
+            state.bump("key.destroyed", rotation.destroyed as i64)?;
         }
         Ok(rotation)
     }

@@ -49,12 +49,6 @@ pub fn load(state: &State, id: i64) -> Result<(String, Vec<u8>)> {
     Ok(state.conn().query_row("SELECT rcpt, mail FROM pool WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
-/// Removes an entry once the transport has accepted it.
-pub fn remove(state: &State, id: i64) -> Result<()> {
-    state.conn().execute("DELETE FROM pool WHERE id = ?1", [id])?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

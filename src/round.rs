@@ -26,9 +26,9 @@ use crate::spool::{Entry, Spool};
 use crate::state::{self, Action, State};
 use crate::transport::Transport;
 
-/// Spool files per transaction: one commit and one directory sync per batch (fsync costs
-/// about 1 ms here), at most ~25 MB of messages in memory.
-const BATCH: usize = 512;
+/// Spool files per transaction: one commit per batch (fsync costs about 1 ms here); a
+/// batch's peeled messages (~42 KB each) are what intake holds in memory, ~11 MB.
+const BATCH: usize = 256;
 
 /// What one round did, as counts only.
 #[derive(Debug, Default, Clone)]
@@ -56,21 +56,14 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     let Some(_lock) = lock::try_lock(&home.dir)? else {
         return Ok(RoundResult::Busy);
     };
-    let rotation = home.rotate(now)?;
+    let mut state = State::open(&home.state_path())?;
+    home.rotate(now, &mut state)?;
     let (config, node) = home.node()?;
     let cert = home.cert()?;
     let spool = Spool::open(&config.maildir)?;
-    let mut state = State::open(&home.state_path())?;
     let transport = Transport::from_config(&config);
     let mut rng = rand::rng();
     let mut sum = Summary::default();
-    if rotation.changed() {
-        let tx = state.transaction()?;
-        state::bump(&tx, "key.added", rotation.added as i64)?;
-        state::bump(&tx, "key.destroyed", rotation.destroyed as i64)?;
-        tx.commit()?;
-        state.set_meta("publish_pending", 1)?;
-    }
     if let Some(last) = state.meta("last_round")? {
         state.set_meta("last_gap", state::unix(now) - last)?;
     }
@@ -113,8 +106,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
         let (rcpt, mail) = pool::load(&state, *id)?;
         match transport.send(&config.address, &[rcpt], &mail) {
             Ok(()) => {
-                pool::remove(&state, *id)?;
-                state.bump("pool.sent", 1)?;
+                state.remove_counted("pool", *id, &[("pool.sent", 1)])?;
                 sum.sent += 1;
             }
             Err(_) => {
@@ -134,7 +126,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
         }
     }
 
-    deliver_exit_queue(&mut state, &transport, &config, now, &mut rng, &mut sum)?;
+    deliver_exit_queue(&mut state, &transport, &config, now, &mut sum)?;
     if let Some(url) = &config.keyserver {
         keyserver_duties(home, &mut state, url, &config, now)?;
     }
@@ -198,17 +190,19 @@ fn act(spool: &Spool, path: &std::path::Path, action: Action) -> Result<()> {
     }
 }
 
-/// Peels a batch on every core: peeling is 98 % of intake's CPU.
-fn peel_batch(mails: &[Option<Vec<u8>>], node: &Node, now: SystemTime) -> Vec<Option<Result<Outcome, Dropped>>> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(mails.len().max(1));
-    let chunk = mails.len().div_ceil(workers).max(1);
+/// Reads and peels a batch on every core: peeling is most of intake's CPU, and reading in
+/// the same workers overlaps the disk with it. `None` for a file that vanished or cannot
+/// be read: it is left for a later round.
+fn peel_batch(batch: &[Entry], node: &Node, now: SystemTime) -> Vec<Option<Result<Outcome, Dropped>>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batch.len().max(1));
+    let chunk = batch.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = mails
+        let handles: Vec<_> = batch
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
                     let mut rng = rand::rng();
-                    part.iter().map(|m| m.as_ref().map(|m| peel::peel(m, node, now, &mut rng))).collect::<Vec<_>>()
+                    part.iter().map(|e| std::fs::read(&e.path).ok().map(|m| peel::peel(&m, node, now, &mut rng))).collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -216,55 +210,64 @@ fn peel_batch(mails: &[Option<Vec<u8>>], node: &Node, now: SystemTime) -> Vec<Op
     })
 }
 
+/// Takes every spool file. Per batch: peel, then one transaction records every file's fate
+/// with a `done` row, then the files are removed or moved on a thread of their own while
+/// the next batch is peeled. The Maildir is synced and the ledger cleared once at the end;
+/// a crash before that is finished by `finish_pending`.
 fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
     let entries = spool.list()?;
-    for batch in entries.chunks(BATCH) {
-        // A file that vanished (another reader) or cannot be read is left for later.
-        let mails: Vec<Option<Vec<u8>>> = batch.iter().map(|e| std::fs::read(&e.path).ok()).collect();
-        let results = peel_batch(&mails, node, now);
-        let tx = state.transaction()?;
-        let mut actions: Vec<(&Entry, Action)> = Vec::with_capacity(batch.len());
-        let mut seen_here = HashSet::new();
-        for (entry, result) in batch.iter().zip(results) {
-            let Some(result) = result else { continue };
-            // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
-            // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
-            // drop.part-duplicate, drop.part-refused, drop.exit-oversized.
-            state::bump(&tx, "intake.taken", 1)?;
-            sum.taken += 1;
-            let action = match result {
-                Err(d) if d.reason == DropReason::NotMixMail => {
-                    state::bump(&tx, "intake.operator", 1)?;
-                    sum.operator += 1;
-                    Action::ToOperator
-                }
-                Err(d) => {
-                    state::bump(&tx, &format!("drop.{}", d.reason.name()), 1)?;
-                    sum.dropped += 1;
-                    Action::Remove
-                }
-                Ok(o) => {
-                    if !seen_here.insert(o.hash) || replay::seen(&tx, &o.hash)? {
-                        state::bump(&tx, "drop.replay", 1)?;
-                        sum.dropped += 1;
-                    } else {
-                        replay::insert(&tx, &o.hash, o.expires)?;
-                        take(&tx, o.peeled, config, now, sum)?;
+    std::thread::scope(|s| -> Result<()> {
+        let mut acting: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
+        for batch in entries.chunks(BATCH) {
+            let results = peel_batch(batch, node, now);
+            let tx = state.transaction()?;
+            let mut actions: Vec<(&Entry, Action)> = Vec::with_capacity(batch.len());
+            let mut seen_here = HashSet::new();
+            for (entry, result) in batch.iter().zip(results) {
+                let Some(result) = result else { continue };
+                // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
+                // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
+                // drop.part-duplicate, drop.part-refused, drop.exit-oversized.
+                state::bump(&tx, "intake.taken", 1)?;
+                sum.taken += 1;
+                let action = match result {
+                    Err(d) if d.reason == DropReason::NotMixMail => {
+                        state::bump(&tx, "intake.operator", 1)?;
+                        sum.operator += 1;
+                        Action::ToOperator
                     }
-                    Action::Remove
-                }
-            };
-            state::record_done(&tx, &entry.source, action)?;
-            actions.push((entry, action));
+                    Err(d) => {
+                        state::bump(&tx, &format!("drop.{}", d.reason.name()), 1)?;
+                        sum.dropped += 1;
+                        Action::Remove
+                    }
+                    Ok(o) => {
+                        if !seen_here.insert(o.hash) || replay::seen(&tx, &o.hash)? {
+                            state::bump(&tx, "drop.replay", 1)?;
+                            sum.dropped += 1;
+                        } else {
+                            replay::insert(&tx, &o.hash, o.expires)?;
+                            take(&tx, o.peeled, config, now, sum)?;
+                        }
+                        Action::Remove
+                    }
+                };
+                state::record_done(&tx, &entry.source, action)?;
+                actions.push((entry, action));
+            }
+            tx.commit().context("committing an intake batch")?;
+            if let Some(h) = acting.take() {
+                h.join().expect("spool worker panicked")?;
+            }
+            acting = Some(s.spawn(move || actions.into_iter().try_for_each(|(e, a)| act(spool, &e.path, a))));
         }
-        tx.commit().context("committing an intake batch")?;
-        for (entry, action) in actions {
-            act(spool, &entry.path, action)?;
+        if let Some(h) = acting.take() {
+            h.join().expect("spool worker panicked")?;
         }
-        spool.sync()?;
-        state.clear_done()?;
-    }
-    Ok(())
+        Ok(())
+    })?;
+    spool.sync()?;
+    state.clear_done()
 }
 
 /// Stores what a valid message became.
@@ -308,12 +311,12 @@ fn queue_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Conf
     if original.len() as u64 > config.max_size {
         return Ok(false);
     }
-    exit::enqueue(tx, original, now)?;
+    exit::enqueue(tx, original, now, &exit::Stamp::new(&config.address, now, &mut rand::rng()))?;
     sum.exit_queued += 1;
     Ok(true)
 }
 
-fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config, now: SystemTime, rng: &mut rand::rngs::ThreadRng, sum: &mut Summary) -> Result<()> {
+fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
     let policy = exit::Policy {
         address: &config.address,
         modes: config.modes,
@@ -322,25 +325,21 @@ fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config,
         operator: &config.operator,
     };
     for (id, queued) in exit::queued(state)? {
-        let original = exit::load(state, id)?;
-        let delivery = match exit::prepare(&original, &policy, now, rng) {
+        let (original, stamp) = exit::load(state, id)?;
+        let delivery = match exit::prepare(&original, &policy, &stamp) {
             Ok(d) => d,
             Err(_) => {
-                exit::remove(state, id)?;
-                state.bump("drop.exit-no-recipient", 1)?;
+                state.remove_counted("exitq", id, &[("drop.exit-no-recipient", 1)])?;
                 continue;
             }
         };
         match transport.send(&config.address, &delivery.recipients, &delivery.mail) {
             Ok(()) => {
-                exit::remove(state, id)?;
-                state.bump("exit.delivered", 1)?;
-                state.bump("drop.recipients", delivery.dropped_recipients as i64)?;
+                state.remove_counted("exitq", id, &[("exit.delivered", 1), ("drop.recipients", delivery.dropped_recipients as i64)])?;
                 sum.delivered += 1;
             }
             Err(_) if now.duration_since(queued).unwrap_or_default() > config.exit_giveup => {
-                exit::remove(state, id)?;
-                state.bump("drop.exit-gave-up", 1)?;
+                state.remove_counted("exitq", id, &[("drop.exit-gave-up", 1)])?;
             }
             Err(_) => state.bump("exit.deferred", 1)?,
         }

@@ -41,6 +41,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE exitq (id INTEGER PRIMARY KEY, queued INTEGER NOT NULL, original BLOB NOT NULL);
      CREATE TABLE done (source TEXT PRIMARY KEY, action INTEGER NOT NULL) WITHOUT ROWID;
      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+    // 2: an exit-queue entry keeps the Date and Message-ID it is delivered with, so that a
+    // delivery repeated after a crash is the same mail (recipients' software drops it).
+    "ALTER TABLE exitq ADD COLUMN date INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE exitq ADD COLUMN message_id TEXT NOT NULL DEFAULT '';",
 ];
 
 /// What to do with a spool file once its batch has committed.
@@ -94,7 +98,15 @@ impl State {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Pool rows are ~42 KB: 32 KiB pages store one in two pages instead of eleven. The
+        // page size must be set first: a cache size in KiB is turned into a page count at
+        // the page size of the moment (set the other way round, 8 MiB became 64).
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 {
+            // Takes effect only on a database with no tables yet.
+            conn.pragma_update(None, "page_size", 32768)?;
+        }
+        conn.pragma_update(None, "cache_size", -8192)?;
         if version > MIGRATIONS.len() {
             anyhow::bail!("state database is from a newer mixtasyd (schema {version}); refusing to touch it");
         }
@@ -161,6 +173,19 @@ impl State {
     pub fn bump(&mut self, name: &str, by: i64) -> Result<()> {
         let tx = self.transaction()?;
         bump(&tx, name, by)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes one row of `table` and adds to counters in one transaction: what left the
+    /// state is counted exactly once, even if the process dies right after.
+    pub fn remove_counted(&mut self, table: &str, id: i64, counters: &[(&str, i64)]) -> Result<()> {
+        debug_assert!(["pool", "exitq"].contains(&table));
+        let tx = self.transaction()?;
+        tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
+        for (name, by) in counters {
+            bump(&tx, name, *by)?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -171,7 +171,9 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Key { command: KeyCommand::Rotate } => {
             mixtasy::tuning::private_umask();
-            let r = home.rotate(now)?;
+            let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let mut state = mixtasy::state::State::open(&home.state_path())?;
+            let r = home.rotate(now, &mut state)?;
             println!("rotate: {} subkey, {} expired secret(s) destroyed", if r.added { "added a" } else { "no new" }, r.destroyed);
         }
         Command::Key { command: KeyCommand::Publish } => {
