@@ -168,6 +168,29 @@ mod tests {
     }
 
     #[test]
+    fn paths_prefer_subkeys_that_last() {
+        use crate::{address::MixAddress, directory, keys, modes::Modes};
+        use std::time::Duration;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let modes = Modes::parse("middleman,exitpublic").unwrap();
+        let mix = |fqdn: &str, created: SystemTime| {
+            let c = keys::generate("M", &modes, &MixAddress::for_fqdn(fqdn).unwrap(), created, keys::SUBKEY_VALIDITY).unwrap();
+            directory::check(&c, now).unwrap()
+        };
+        // e.test's only subkey expires in one hour; the others were made just now.
+        let mut mixes: Vec<Mix> = ["a.test", "b.test", "c.test", "d.test"].iter().map(|f| mix(f, now)).collect();
+        mixes.push(mix("e.test", now - keys::SUBKEY_VALIDITY + Duration::from_secs(3600)));
+        let mut rng = rand::rng();
+        for _ in 0..40 {
+            let w = create(b"To: bob@x.test\r\n\r\nhi", &mixes, &Options::default(), now, &mut rng).unwrap();
+            assert_ne!(w[0].to.fqdn(), "e.test", "a short-lived mix was chosen though others last");
+        }
+        // With only short-lived mixes left for a path, they are still used.
+        let short: Vec<Mix> = ["p.test", "q.test", "r.test"].iter().map(|f| mix(f, now - keys::SUBKEY_VALIDITY + Duration::from_secs(3600))).collect();
+        assert!(create(b"To: bob@x.test\r\n\r\nhi", &short, &Options::default(), now, &mut rng).is_ok());
+    }
+
+    #[test]
     fn recipient_required() {
         assert_eq!(recipient_domain(b"Subject: x\r\n\r\nbody").unwrap_err(), CreateError::NoRecipient);
         assert_eq!(recipient_domain(b"To: Bob <bob@Rcpt.Test>\r\n\r\nbody").unwrap(), "rcpt.test");
