@@ -139,3 +139,41 @@ fn man_pages_have_no_groff_warnings() {
         assert!(out.status.success() && said.is_empty(), "groff -man -ww -z {} ({}):\n{said}", page.display(), out.status);
     }
 }
+
+/// `systemd-analyze verify` accepts both flavours of the units (nothing is started). The
+/// binary path is pointed at the built binary and MANPATH at our pages, as an install would.
+#[test]
+fn systemd_units_verify() {
+    use std::process::Command;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "systemd-analyze is missing: run scripts/install-deps --test"
+    );
+    let t = tempfile::tempdir().unwrap();
+    for (section, page) in [("man1", "mixtasy.1"), ("man5", "mixtasyd.toml.5"), ("man8", "mixtasyd.8")] {
+        std::fs::create_dir_all(t.path().join("man").join(section)).unwrap();
+        std::fs::copy(root.join("man").join(page), t.path().join("man").join(section).join(page)).unwrap();
+    }
+    let runtime = t.path().join("run");
+    std::fs::create_dir(&runtime).unwrap();
+    for (flavour, placeholder) in [("system", "/usr/local/bin/mixtasyd"), ("user", "%h/.local/bin/mixtasyd")] {
+        let dir = t.path().join(flavour);
+        std::fs::create_dir(&dir).unwrap();
+        for unit in ["mixtasyd.service", "mixtasyd.timer"] {
+            let text = std::fs::read_to_string(root.join("units").join(flavour).join(unit)).unwrap();
+            if unit.ends_with(".service") {
+                assert!(text.contains(placeholder), "{flavour}/{unit} runs {placeholder}");
+            }
+            std::fs::write(dir.join(unit), text.replace(placeholder, env!("CARGO_BIN_EXE_mixtasyd"))).unwrap();
+        }
+        let mut c = Command::new("systemd-analyze");
+        if flavour == "user" {
+            c.arg("--user");
+        }
+        c.arg("verify").arg(dir.join("mixtasyd.service")).arg(dir.join("mixtasyd.timer"));
+        c.env("MANPATH", t.path().join("man")).env("XDG_RUNTIME_DIR", &runtime);
+        let o = c.output().unwrap();
+        assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(), "{flavour} units: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+}
