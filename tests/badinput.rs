@@ -236,3 +236,20 @@ fn directory_import_refuses_with_reasons_and_stores_nothing_bad() {
     let o = ok(c, b"");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "mixtasy@mix2.test  middleman,exitpublic  subkey expires 2026-11-23 00:00:00 UTC");
 }
+
+/// A tag in the unverified tail of a layer (just past the window its Verification line
+/// covers) passes that mix, which cannot see it, and is dropped at the next hop, whose
+/// window covers those bytes: the thesis' argument (5.7) checked at every intermediate hop.
+#[test]
+fn a_tag_in_the_unverified_tail_is_dropped_at_the_next_hop() {
+    let w = world();
+    for hop in 0..3 {
+        let mut body = armor::decode(&w.hops[hop]).unwrap();
+        let at = revealed_offset(&body) + verification::LINE_LEN + INNER + 100;
+        body[at] ^= 0x20;
+        let out = peel_at(w, hop, &rewrap(&w.hops[hop], &body)).unwrap_or_else(|d| panic!("hop {hop} saw the tag: {d}"));
+        let Peeled::Forward { mail, .. } = out.peeled else { panic!("hop {hop} forwards") };
+        let dropped = peel_at(w, hop + 1, &mail).unwrap_err();
+        assert_eq!(dropped.reason, DropReason::Verification, "hop {}", hop + 1);
+    }
+}
