@@ -130,8 +130,8 @@ impl NodeHome {
     /// Rotates the mix key at `now` (D8). If anything changed, the publish flag is committed
     /// first, then the key saved, then the change counted: a crash at worst publishes an
     /// unchanged key once more, or loses a count, never a publication.
-    pub fn rotate(&self, now: SystemTime, state: &mut crate::state::State) -> Result<keys::Rotation> {
-        let config = self.config()?;
+    /// Returns the key as it is now.
+    pub fn rotate(&self, now: SystemTime, config: &Config, state: &mut crate::state::State) -> Result<(Cert, keys::Rotation)> {
         let (cert, rotation) = keys::rotate(self.cert()?, now, config.subkey_validity)?;
         if rotation.changed() {
             state.set_meta("publish_pending", 1)?;
@@ -139,20 +139,24 @@ impl NodeHome {
             state.bump("key.added", rotation.added as i64)?;
             state.bump("key.destroyed", rotation.destroyed as i64)?;
         }
-        Ok(rotation)
+        Ok((cert, rotation))
     }
 
     /// Loads what peeling needs.
     pub fn node(&self) -> Result<(Config, Node)> {
-        let config = self.config()?.resolve(&self.dir);
-        let cert = self.cert()?;
-        let ring = KeyRing::from_cert(&cert, config.clock_skew)?;
-        let node = Node { address: config.address.clone(), modes: config.modes, ring };
+        let config = self.resolved_config()?;
+        let node = node_of(&config, &self.cert()?)?;
         Ok((config, node))
     }
 }
 
-/// Checks that nothing in `dir` is group- or world-accessible (a test and `status` aid).
+/// What peeling needs, from a loaded config and key.
+pub fn node_of(config: &Config, cert: &Cert) -> Result<Node> {
+    let ring = KeyRing::from_cert(cert, config.clock_skew)?;
+    Ok(Node { address: config.address.clone(), modes: config.modes, ring })
+}
+
+/// Lists whatever in `dir` is group- or world-accessible (the tests check the home with it).
 pub fn loose_permissions(dir: &Path) -> Result<Vec<PathBuf>> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();

@@ -57,9 +57,9 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
         return Ok(RoundResult::Busy);
     };
     let mut state = State::open(&home.state_path())?;
-    home.rotate(now, &mut state)?;
-    let (config, node) = home.node()?;
-    let cert = home.cert()?;
+    let config = home.resolved_config()?;
+    let (cert, _) = home.rotate(now, &config, &mut state)?;
+    let node = crate::home::node_of(&config, &cert)?;
     let spool = Spool::open(&config.maildir)?;
     let transport = Transport::from_config(&config);
     let mut rng = rand::rng();
@@ -73,17 +73,14 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     intake(&mut state, &spool, &node, &config, now, &mut sum)?;
     parts::expire(&mut state, now, config.part_expiry)?;
 
+    // Dummies route over the node's directory and the node itself (only itself when the
+    // directory is empty: `dummy::build` falls back to `me`).
     let me = directory::check(&cert.clone().strip_secret_key_material(), now).ok();
-    let others = home.directory().usable(now).unwrap_or_default();
-    let others: Vec<Mix> = others.into_iter().filter(|m| m.address != config.address).collect();
-    let make_dummy = |rng: &mut rand::rngs::ThreadRng| -> Option<crate::create::WireMessage> {
-        let me = me.as_ref()?;
-        let mut mixes = others.clone();
-        if !mixes.is_empty() {
-            mixes.push(me.clone());
-        }
-        dummy::build(me, &mixes, now, rng).ok()
-    };
+    let mut dummy_mixes: Vec<Mix> = home.directory().usable(now).unwrap_or_default().into_iter().filter(|m| m.address != config.address).collect();
+    if let (Some(me), false) = (&me, dummy_mixes.is_empty()) {
+        dummy_mixes.push(me.clone());
+    }
+    let make_dummy = |rng: &mut rand::rngs::ThreadRng| -> Option<crate::create::WireMessage> { dummy::build(me.as_ref()?, &dummy_mixes, now, rng).ok() };
 
     // Time-triggered dummies join the pool before it fires.
     let k = dummy::geometric(config.dummy_time_p, &mut rng);
@@ -128,7 +125,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
 
     deliver_exit_queue(&mut state, &transport, &config, now, &mut sum)?;
     if let Some(url) = &config.keyserver {
-        keyserver_duties(home, &mut state, url, &config, now)?;
+        keyserver_duties(home, &cert, &mut state, url, &config, now)?;
     }
     state.set_meta("last_round", state::unix(now))?;
     Ok(RoundResult::Done(sum))
@@ -136,10 +133,10 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
 
 /// Publishing after a rotation and periodic discovery, last in the round so that a slow or
 /// dead keyserver never delays mixing; failures are counted and retried next round.
-fn keyserver_duties(home: &NodeHome, state: &mut State, url: &str, config: &Config, now: SystemTime) -> Result<()> {
+fn keyserver_duties(home: &NodeHome, cert: &sequoia_openpgp::Cert, state: &mut State, url: &str, config: &Config, now: SystemTime) -> Result<()> {
     let ks = crate::keyserver::Keyserver::new(url, std::time::Duration::from_secs(10))?;
     if state.meta("publish_pending")? == Some(1) || state.meta("last_publish")?.is_none() {
-        let armored = String::from_utf8(openpgp_armored(&home.cert()?)?)?;
+        let armored = String::from_utf8(openpgp_armored(cert)?)?;
         match ks.publish(&armored) {
             Ok(()) => {
                 state.set_meta("publish_pending", 0)?;

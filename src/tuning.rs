@@ -4,7 +4,6 @@
 //! (`M_TRIM_THRESHOLD`). One peel holds a few such buffers at once, so every peel freed past
 //! that line and the next one faulted the pages back in: 40 µs of a 175 µs peel, measured
 //! with `scripts/bench`. Keeping a few MiB at the top costs nothing a mix would notice.
-//! The arena cap below keeps peak memory flat however large the spool.
 
 /// Call once at the start of `main`.
 pub fn tune_allocator() {
@@ -13,10 +12,6 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TOP_PAD, 1 << 20);
-        // Intake peels on short-lived threads, one set per batch; glibc gave them new
-        // arenas that each kept their freed buffers, and RSS grew with the spool (59 MiB
-        // at 1 000 messages, 86 MiB at 10 000). Two arenas are enough for two cores.
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

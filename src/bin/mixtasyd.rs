@@ -173,7 +173,7 @@ fn run(args: Args) -> Result<ExitCode> {
             mixtasy::tuning::private_umask();
             let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
             let mut state = mixtasy::state::State::open(&home.state_path())?;
-            let r = home.rotate(now, &mut state)?;
+            let (_, r) = home.rotate(now, &home.config()?, &mut state)?;
             println!("rotate: {} subkey, {} expired secret(s) destroyed", if r.added { "added a" } else { "no new" }, r.destroyed);
         }
         Command::Key { command: KeyCommand::Publish } => {
