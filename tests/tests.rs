@@ -11,3 +11,7 @@ mod keys;
 mod round;
 mod roundtrip;
 mod keyserver;
+mod faults;
+mod flood;
+mod postfix;
+mod security;
