@@ -101,7 +101,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     let chosen = pool::choose(&state, params, &mut rng)?;
     for id in &chosen {
         let (rcpt, mail) = pool::load(&state, *id)?;
-        match transport.send(&config.address, &[rcpt], &mail) {
+        match transport.send(Some(&config.address), &[rcpt], &mail) {
             Ok(()) => {
                 state.remove_counted("pool", *id, &[("pool.sent", 1)])?;
                 sum.sent += 1;
@@ -116,7 +116,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     if !chosen.is_empty() {
         for _ in 0..dummy::geometric(config.dummy_flush_p, &mut rng) {
             if let Some(d) = make_dummy(&mut rng) {
-                let ok = transport.send(&config.address, &[d.to.to_string()], &d.mail).is_ok();
+                let ok = transport.send(Some(&config.address), &[d.to.to_string()], &d.mail).is_ok();
                 state.bump(if ok { "dummy.sent" } else { "dummy.failed" }, 1)?;
                 sum.dummies += 1;
             }
@@ -330,7 +330,7 @@ fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config,
                 continue;
             }
         };
-        match transport.send(&config.address, &delivery.recipients, &delivery.mail) {
+        match transport.send(Some(&config.address), &delivery.recipients, &delivery.mail) {
             Ok(()) => {
                 state.remove_counted("exitq", id, &[("exit.delivered", 1), ("drop.recipients", delivery.dropped_recipients as i64)])?;
                 sum.delivered += 1;

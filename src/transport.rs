@@ -45,9 +45,9 @@ impl Transport {
         }
     }
 
-    /// Sends one mail to `rcpts`, envelope sender `from`. Ok only when every recipient's
-    /// copy was accepted.
-    pub fn send(&self, from: &MixAddress, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
+    /// Sends one mail to `rcpts`, envelope sender `from` (a mix's own address; `None` for a
+    /// sender, whose MTA knows its user). Ok only when every recipient's copy was accepted.
+    pub fn send(&self, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
         if rcpts.is_empty() || rcpts.iter().any(|r| !plausible_address(r)) {
             return Err(TransportError::BadRecipient);
         }
@@ -77,11 +77,13 @@ fn plausible_address(a: &str) -> bool {
         && !local.starts_with('.')
 }
 
-fn sendmail(program: &PathBuf, timeout: Duration, from: &MixAddress, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
-    let mut child = Command::new(program)
-        .arg("-i")
-        .arg("-f")
-        .arg(from.as_str())
+fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
+    let mut cmd = Command::new(program);
+    cmd.arg("-i");
+    if let Some(from) = from {
+        cmd.arg("-f").arg(from.as_str());
+    }
+    let mut child = cmd
         .arg("--")
         .args(rcpts)
         .stdin(Stdio::piped())
@@ -135,16 +137,16 @@ mod tests {
         let rcpt = vec!["bob@b.test".to_string()];
         let out = t.path().join("got");
         let ok = Transport::Sendmail { program: script(t.path(), &format!("echo \"$@\" > {}; cat >> {}", out.display(), out.display())), timeout: Duration::from_secs(10) };
-        ok.send(&from, &rcpt, b"mail body").unwrap();
+        ok.send(Some(&from), &rcpt, b"mail body").unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "-i -f mixtasy@a.test -- bob@b.test\nmail body");
         let tempfail = Transport::Sendmail { program: script(t.path(), "cat >/dev/null; exit 75"), timeout: Duration::from_secs(10) };
-        assert_eq!(tempfail.send(&from, &rcpt, b"x"), Err(TransportError::Status(75)));
+        assert_eq!(tempfail.send(Some(&from), &rcpt, b"x"), Err(TransportError::Status(75)));
         let hang = Transport::Sendmail { program: script(t.path(), "sleep 30"), timeout: Duration::from_millis(300) };
-        assert_eq!(hang.send(&from, &rcpt, &vec![b'x'; 1 << 20]), Err(TransportError::Timeout));
+        assert_eq!(hang.send(Some(&from), &rcpt, &vec![b'x'; 1 << 20]), Err(TransportError::Timeout));
         let missing = Transport::Sendmail { program: t.path().join("nope"), timeout: Duration::from_secs(1) };
-        assert_eq!(missing.send(&from, &rcpt, b"x"), Err(TransportError::Spawn));
-        assert_eq!(ok.send(&from, &["-oQ/tmp@x.test".into()], b"x"), Err(TransportError::BadRecipient));
-        assert_eq!(ok.send(&from, &["../../etc@x.test".into()], b"x"), Err(TransportError::BadRecipient));
+        assert_eq!(missing.send(Some(&from), &rcpt, b"x"), Err(TransportError::Spawn));
+        assert_eq!(ok.send(Some(&from), &["-oQ/tmp@x.test".into()], b"x"), Err(TransportError::BadRecipient));
+        assert_eq!(ok.send(Some(&from), &["../../etc@x.test".into()], b"x"), Err(TransportError::BadRecipient));
     }
 
     #[test]
@@ -152,7 +154,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let from = MixAddress::for_fqdn("a.test").unwrap();
         let tr = Transport::Maildir { root: t.path().to_path_buf() };
-        tr.send(&from, &["Bob@b.test".into(), "carol@b.test".into()], b"hello").unwrap();
+        tr.send(Some(&from), &["Bob@b.test".into(), "carol@b.test".into()], b"hello").unwrap();
         for r in ["bob@b.test", "carol@b.test"] {
             let files: Vec<_> = std::fs::read_dir(t.path().join(r).join("new")).unwrap().collect();
             assert_eq!(files.len(), 1);

@@ -159,3 +159,66 @@ fn create_errors_write_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!out.exists());
 }
+
+/// A sendmail that records its arguments and input, one numbered file pair per call, and
+/// fails with status 75 on call number `fail_at` (0: never).
+fn recording_sendmail(dir: &std::path::Path, fail_at: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("sendmail");
+    let body = format!(
+        "#!/bin/sh\nd={d}\nn=$(($(ls $d/*.args 2>/dev/null | wc -l) + 1))\n[ $n -eq {fail_at} ] && exit 75\necho \"$@\" > $d/$n.args\ncat > $d/$n.mail\n",
+        d = dir.display()
+    );
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    p
+}
+
+#[test]
+fn send_hands_each_wire_message_to_sendmail_for_its_first_mix() {
+    let net = four_node_net();
+    let rec = tempfile::tempdir_in(net.dir.path()).unwrap();
+    let sendmail = recording_sendmail(rec.path(), 0);
+    let orig = original(40 * 1024);
+    let mut c = net.client_cmd();
+    c.arg("send").arg("--sendmail").arg(&sendmail);
+    let out = ok(c, &orig);
+    let n = std::fs::read_dir(rec.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "args")).count();
+    assert!(n >= 2, "40 KB is multipart; {n} sendmail call(s)");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("handed {n} wire message(s)")));
+    let mut joined = Vec::new();
+    let mut parts = Vec::new();
+    for i in 1..=n {
+        let args = std::fs::read_to_string(rec.path().join(format!("{i}.args"))).unwrap();
+        let mail = std::fs::read(rec.path().join(format!("{i}.mail"))).unwrap();
+        // No -f: the sender's own MTA names the envelope sender.
+        assert_eq!(args.trim_end(), format!("-i -- mixtasy@{}", wire_to(&mail)));
+        let (payload, stderr, hops) = deliver(&net, mail);
+        assert_eq!(hops, 4);
+        let part: u32 = stderr.split("multipart part ").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
+        parts.push((part, payload));
+    }
+    parts.sort_by_key(|p| p.0);
+    parts.into_iter().for_each(|p| joined.extend(p.1));
+    assert_eq!(joined, orig);
+}
+
+#[test]
+fn send_stops_at_a_failing_sendmail_and_says_how_far_it_got() {
+    let net = four_node_net();
+    let rec = tempfile::tempdir_in(net.dir.path()).unwrap();
+    let sendmail = recording_sendmail(rec.path(), 2);
+    let mut c = net.client_cmd();
+    c.arg("send").arg("--sendmail").arg(&sendmail);
+    let o = run(c, &original(40 * 1024));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("status 75") && err.contains("1 of ") && err.contains("send the original again"), "{err}");
+    assert!(!rec.path().join("2.args").exists() && !rec.path().join("3.args").exists(), "nothing handed over after the failure");
+    // A missing sendmail: nothing handed over, a clear line.
+    let mut c = net.client_cmd();
+    c.arg("send").arg("--sendmail").arg(rec.path().join("no-such-sendmail"));
+    let o = run(c, &original(100));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("could not be started: 0 of 1"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -13,6 +13,8 @@ use mixtasy::config;
 use mixtasy::create::{self, Options};
 use mixtasy::directory::Directory;
 use mixtasy::fsutil;
+use mixtasy::transport::Transport;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "mixtasy", version, about = "Mixtasy sender: wrap an email in mix layers")]
@@ -36,19 +38,38 @@ enum Command {
     },
     /// Read an original message on stdin; write one wire message per file into OUTDIR.
     Create {
-        /// A mix to put first on every path (your provider's).
-        #[arg(long, value_name = "FQDN")]
-        first_mix: Option<String>,
-        /// Mixes per path (at least 4).
-        #[arg(long, default_value_t = mixtasy::path::MIN_HOPS)]
-        hops: usize,
-        /// Largest original accepted, in bytes.
-        #[arg(long, default_value_t = create::DEFAULT_MAX_SIZE)]
-        max_size: usize,
+        #[command(flatten)]
+        path: PathArgs,
         /// Where to write the wire messages (created if missing).
         #[arg(long, value_name = "OUTDIR")]
         out: PathBuf,
     },
+    /// Read an original message on stdin, wrap it as `create` does and hand every wire
+    /// message to sendmail, addressed to its first mix.
+    Send {
+        #[command(flatten)]
+        path: PathArgs,
+        /// The MTA's sendmail program.
+        #[arg(long, value_name = "PROGRAM", default_value = "/usr/sbin/sendmail")]
+        sendmail: PathBuf,
+        /// Seconds a sendmail may take before it is killed and counted as failed.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        sendmail_timeout: u64,
+    },
+}
+
+/// How paths are chosen; shared by `create` and `send`.
+#[derive(clap::Args)]
+struct PathArgs {
+    /// A mix to put first on every path (your provider's).
+    #[arg(long, value_name = "FQDN")]
+    first_mix: Option<String>,
+    /// Mixes per path (at least 4).
+    #[arg(long, default_value_t = mixtasy::path::MIN_HOPS)]
+    hops: usize,
+    /// Largest original accepted, in bytes.
+    #[arg(long, default_value_t = create::DEFAULT_MAX_SIZE)]
+    max_size: usize,
 }
 
 #[derive(Subcommand)]
@@ -89,13 +110,8 @@ fn run(args: Args) -> Result<()> {
             fsutil::create_private_dir(&home)?;
             cli::directory_fetch(&directory, &keyserver, now)
         }
-        Command::Create { first_mix, hops, max_size, out } => {
-            let first_mix = first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
-            let mut original = Vec::new();
-            std::io::stdin().read_to_end(&mut original).context("reading the original message")?;
-            let mixes = directory.usable(now)?;
-            let opts = Options { first_mix, hops, max_size };
-            let messages = create::create(&original, &mixes, &opts, now, &mut rand::rng())?;
+        Command::Create { path, out } => {
+            let messages = wrap_stdin(&directory, path, now)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for (i, m) in messages.iter().enumerate() {
                 let path = out.join(format!("{:04}.eml", i + 1));
@@ -104,5 +120,29 @@ fn run(args: Args) -> Result<()> {
             eprintln!("mixtasy: wrote {} wire message(s) to {}", messages.len(), out.display());
             Ok(())
         }
+        Command::Send { path, sendmail, sendmail_timeout } => {
+            let messages = wrap_stdin(&directory, path, now)?;
+            let transport = Transport::Sendmail { program: sendmail, timeout: Duration::from_secs(sendmail_timeout) };
+            // Everything is built before the first hand-over, so a bad original sends nothing.
+            // A failure part-way cannot be undone: the parts already sent wait at their exit
+            // until `part_expiry` and are then dropped, so the user is told to send again.
+            for (i, m) in messages.iter().enumerate() {
+                transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| {
+                    anyhow::anyhow!("{e}: {i} of {} wire message(s) were handed over; send the original again", messages.len())
+                })?;
+            }
+            eprintln!("mixtasy: handed {} wire message(s) to sendmail", messages.len());
+            Ok(())
+        }
     }
+}
+
+/// Reads the original on stdin and builds its wire messages, all in memory.
+fn wrap_stdin(directory: &Directory, path: PathArgs, now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+    let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
+    let mut original = Vec::new();
+    std::io::stdin().read_to_end(&mut original).context("reading the original message")?;
+    let mixes = directory.usable(now)?;
+    let opts = Options { first_mix, hops: path.hops, max_size: path.max_size };
+    create::create(&original, &mixes, &opts, now, &mut rand::rng())
 }
