@@ -98,6 +98,20 @@ pub const SETTINGS: &[Setting] = &[
               Mixmaster's MAXRECIPIENTS: the rest are dropped and counted.",
     },
     Setting {
+        name: "recipient_quota",
+        default: Some("100"),
+        doc: "Most deliveries to one recipient address in 24 hours, like nymserv's daily limit,
+              so the exit cannot be used to mail-bomb anyone. Counted by salted hash, kept one
+              day. Block confirmations count too. 0: no quota.",
+    },
+    Setting {
+        name: "over_quota",
+        default: Some("\"wait\""),
+        doc: "What happens to mail for a recipient over `recipient_quota`: \"wait\" keeps the
+              whole mail queued until the quota has room again (or `exit_giveup`), \"drop\"
+              leaves that recipient out. Either way it is counted.",
+    },
+    Setting {
         name: "part_expiry",
         default: Some("\"7d\""),
         doc: "How long the parts of an incomplete multipart message are held before they are
@@ -183,6 +197,8 @@ pub struct Config {
     pub max_size: u64,
     pub max_parts: u64,
     pub max_recipients: u64,
+    pub recipient_quota: u64,
+    pub over_quota: crate::quota::OverQuota,
     pub part_expiry: Duration,
     pub exit_giveup: Duration,
     pub transport: TransportKind,
@@ -325,6 +341,12 @@ pub fn parse(text: &str) -> Result<Config> {
         max_size: int("max_size")?,
         max_parts: int("max_parts")?,
         max_recipients: int("max_recipients")?,
+        recipient_quota: int("recipient_quota")?,
+        over_quota: match string("over_quota")?.as_str() {
+            "wait" => crate::quota::OverQuota::Wait,
+            "drop" => crate::quota::OverQuota::Drop,
+            _ => return Err(at("over_quota", anyhow!("must be \"wait\" or \"drop\""))),
+        },
         part_expiry: duration("part_expiry")?,
         exit_giveup: duration("exit_giveup")?,
         transport,

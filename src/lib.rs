@@ -36,6 +36,8 @@ pub mod pool;
 pub mod parts;
 pub mod dummy;
 pub mod exit;
+pub mod block;
+pub mod quota;
 pub mod transport;
 pub mod round;
 pub mod status;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
+use crate::block;
 use crate::config::Config;
 use crate::directory::{self, Mix};
 use crate::dummy;
@@ -21,6 +22,7 @@ use crate::message::Kind;
 use crate::parts::{self, Held};
 use crate::peel::{self, DropReason, Dropped, Node, Outcome, Peeled};
 use crate::pool;
+use crate::quota::{self, OverQuota};
 use crate::replay;
 use crate::spool::{Entry, Spool};
 use crate::state::{self, Action, State};
@@ -70,6 +72,8 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
 
     finish_pending(&mut state, &spool)?;
     replay::purge(&mut state, now)?;
+    block::purge(state.conn(), now)?;
+    quota::purge(state.conn(), now)?;
     intake(&mut state, &spool, &node, &config, now, &mut sum)?;
     parts::expire(&mut state, now, config.part_expiry)?;
 
@@ -187,10 +191,17 @@ fn act(spool: &Spool, path: &std::path::Path, action: Action) -> Result<()> {
     }
 }
 
+/// What a spool file turned out to be.
+enum Taken {
+    Peeled(Result<Outcome, Dropped>),
+    /// Not mix traffic, but a block request or confirmation (exits only).
+    Block(block::Request),
+}
+
 /// Reads and peels a batch on every core: peeling is most of intake's CPU, and reading in
 /// the same workers overlaps the disk with it. `None` for a file that vanished or cannot
 /// be read: it is left for a later round.
-fn peel_batch(batch: &[Entry], node: &Node, now: SystemTime) -> Vec<Option<Result<Outcome, Dropped>>> {
+fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<Option<Taken>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batch.len().max(1));
     let chunk = batch.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
@@ -199,7 +210,11 @@ fn peel_batch(batch: &[Entry], node: &Node, now: SystemTime) -> Vec<Option<Resul
             .map(|part| {
                 s.spawn(move || {
                     let mut rng = rand::rng();
-                    part.iter().map(|e| std::fs::read(&e.path).ok().map(|m| peel::peel(&m, node, now, &mut rng))).collect::<Vec<_>>()
+                    let mut take = |m: Vec<u8>| match peel::peel(&m, node, now, &mut rng) {
+                        Err(d) if d.reason == DropReason::NotMixMail && exit => block::parse(&m).map_or(Taken::Peeled(Err(d)), Taken::Block),
+                        r => Taken::Peeled(r),
+                    };
+                    part.iter().map(|e| std::fs::read(&e.path).ok().map(&mut take)).collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -216,7 +231,7 @@ fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: S
     std::thread::scope(|s| -> Result<()> {
         let mut acting: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
         for batch in entries.chunks(BATCH) {
-            let results = peel_batch(batch, node, now);
+            let results = peel_batch(batch, node, config.modes.exitpublic || config.modes.exitprivate, now);
             let tx = state.transaction()?;
             let mut actions: Vec<(&Entry, Action)> = Vec::with_capacity(batch.len());
             let mut seen_here = HashSet::new();
@@ -224,9 +239,19 @@ fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: S
                 let Some(result) = result else { continue };
                 // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
                 // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
-                // drop.part-duplicate, drop.part-refused, drop.exit-oversized.
+                // drop.part-duplicate, drop.part-refused, drop.exit-oversized,
+                // intake.block-request, intake.block-confirm.
                 state::bump(&tx, "intake.taken", 1)?;
                 sum.taken += 1;
+                let result = match result {
+                    Taken::Block(request) => {
+                        take_block_request(&tx, request, config, now)?;
+                        state::record_done(&tx, &entry.source, Action::Remove)?;
+                        actions.push((entry, Action::Remove));
+                        continue;
+                    }
+                    Taken::Peeled(r) => r,
+                };
                 let action = match result {
                     Err(d) if d.reason == DropReason::NotMixMail => {
                         state::bump(&tx, "intake.operator", 1)?;
@@ -313,6 +338,30 @@ fn queue_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Conf
     Ok(true)
 }
 
+/// A block request queues a confirmation to the address; a reply with a nonce blocks.
+fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, config: &Config, now: SystemTime) -> Result<()> {
+    match request {
+        block::Request::Block { address, headers } => {
+            state::bump(tx, "intake.block-request", 1)?;
+            if let Some(mail) = block::request(tx, &address, &headers, &config.address, now, &mut rand::rng())? {
+                exit::enqueue_notice(tx, &mail, now)?;
+            }
+        }
+        block::Request::Confirm { nonce } => {
+            state::bump(tx, "intake.block-confirm", 1)?;
+            match block::confirm(tx, &nonce, now)? {
+                block::Confirmed::Blocked => state::bump(tx, "block.confirmed", 1)?,
+                block::Confirmed::Unknown => state::bump(tx, "block.unknown-nonce", 1)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delivers the exit queue: blocked recipients are left out, the quota is applied, and
+/// what is sent is charged to the quota in the transaction that removes it from the queue.
+/// Originals leave counted as `exit.*`/`drop.exit-*`; the mix's own notices as
+/// `block.notice-sent` or `block.notice-dropped`, so the originals' counters add up.
 fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
     let policy = exit::Policy {
         address: &config.address,
@@ -321,23 +370,61 @@ fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config,
         max_recipients: config.max_recipients as usize,
         operator: &config.operator,
     };
-    for (id, queued) in exit::queued(state)? {
+    for (id, kind, queued) in exit::queued(state)? {
         let (original, stamp) = exit::load(state, id)?;
-        let delivery = match exit::prepare(&original, &policy, &stamp) {
+        let left = |counter: &'static str| match kind {
+            exit::Queued::Original => counter,
+            exit::Queued::Notice if counter == "exit.delivered" => "block.notice-sent",
+            exit::Queued::Notice => "block.notice-dropped",
+        };
+        let prepared = match kind {
+            exit::Queued::Original => exit::prepare(&original, &policy, &stamp),
+            exit::Queued::Notice => exit::prepare_notice(&original),
+        };
+        let delivery = match prepared {
             Ok(d) => d,
             Err(_) => {
-                state.remove_counted("exitq", id, &[("drop.exit-no-recipient", 1)])?;
+                state.remove_counted("exitq", id, &[(left("drop.exit-no-recipient"), 1)])?;
                 continue;
             }
         };
-        match transport.send(Some(&config.address), &delivery.recipients, &delivery.mail) {
+        let (mut room, mut over, mut blocked) = (Vec::new(), 0i64, 0i64);
+        for r in delivery.recipients {
+            if block::is_blocked(state.conn(), &r)? {
+                blocked += 1;
+            } else if quota::has_room(state.conn(), &r, config.recipient_quota, now)? {
+                room.push(r);
+            } else {
+                over += 1;
+            }
+        }
+        let late = now.duration_since(queued).unwrap_or_default() > config.exit_giveup;
+        if over > 0 && config.over_quota == OverQuota::Wait {
+            if late {
+                state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?;
+            } else {
+                state.bump("exit.quota-wait", 1)?;
+            }
+            continue;
+        }
+        let recipient_drops = [("drop.recipients", delivery.dropped_recipients as i64), ("drop.recipients-blocked", blocked), ("drop.recipients-quota", over)];
+        if room.is_empty() {
+            let whole = if over > 0 { "drop.exit-quota" } else { "drop.exit-blocked" };
+            let mut counters = vec![(left(whole), 1)];
+            counters.extend(recipient_drops);
+            state.remove_counted("exitq", id, &counters)?;
+            continue;
+        }
+        match transport.send(Some(&config.address), &room, &delivery.mail) {
             Ok(()) => {
-                state.remove_counted("exitq", id, &[("exit.delivered", 1), ("drop.recipients", delivery.dropped_recipients as i64)])?;
-                sum.delivered += 1;
+                let mut counters = vec![(left("exit.delivered"), 1)];
+                counters.extend(recipient_drops);
+                state.remove_counted_with("exitq", id, &counters, |tx| room.iter().try_for_each(|r| quota::charge(tx, r, now)))?;
+                if kind == exit::Queued::Original {
+                    sum.delivered += 1;
+                }
             }
-            Err(_) if now.duration_since(queued).unwrap_or_default() > config.exit_giveup => {
-                state.remove_counted("exitq", id, &[("drop.exit-gave-up", 1)])?;
-            }
+            Err(_) if late => state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?,
             Err(_) => state.bump("exit.deferred", 1)?,
         }
     }

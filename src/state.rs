@@ -45,6 +45,14 @@ const MIGRATIONS: &[&str] = &[
     // delivery repeated after a crash is the same mail (recipients' software drops it).
     "ALTER TABLE exitq ADD COLUMN date INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE exitq ADD COLUMN message_id TEXT NOT NULL DEFAULT '';",
+    // 3: exit abuse controls. The blocklist, the quota and pending block requests know an
+    // address only by its salted hash (`block::address_hash`); exit-queue entries of kind 1
+    // are the mix's own notices (block confirmations), not anonymous originals.
+    "CREATE TABLE salt (id INTEGER PRIMARY KEY CHECK (id = 1), salt BLOB NOT NULL);
+     CREATE TABLE blocklist (hash BLOB PRIMARY KEY) WITHOUT ROWID;
+     CREATE TABLE block_pending (nonce BLOB PRIMARY KEY, addr BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE TABLE quota (hash BLOB PRIMARY KEY, start INTEGER NOT NULL, count INTEGER NOT NULL) WITHOUT ROWID;
+     ALTER TABLE exitq ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// What to do with a spool file once its batch has committed.
@@ -79,10 +87,45 @@ pub struct State {
 }
 
 impl State {
-    /// Opens (creating if needed, mode 0600 through the process umask) and migrates.
+    /// Opens (creating if needed, mode 0600 through the process umask) and migrates. A new
+    /// database is made whole under a temporary name and then linked into place, so an
+    /// existing file always holds the schema: an empty one (a truncated file) is refused,
+    /// never started afresh, which would forget the replay cache and let replays through.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).with_context(|| format!("opening the state database {}", path.display()))?;
+        if !path.exists() {
+            Self::create(path).with_context(|| format!("creating the state database {}", path.display()))?;
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).with_context(|| format!("opening the state database {}", path.display()))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).with_context(|| format!("reading the state database {}", path.display()))?;
+        if version == 0 {
+            anyhow::bail!(
+                "the state database {} is empty (truncated?), but it must hold the replay cache: restore it from a backup, or move it aside to start an empty one (see mixtasyd(8), FILES)",
+                path.display()
+            );
+        }
         Self::setup(conn).with_context(|| format!("preparing the state database {}", path.display()))
+    }
+
+    /// Makes a new, migrated database at `path` unless one appears meanwhile (`status` may
+    /// race a round): built under a unique temporary name, then hard-linked, which never
+    /// replaces a file (renamed where the filesystem has no hard links).
+    fn create(path: &Path) -> Result<()> {
+        let dir = path.parent().context("the state path has no directory")?;
+        let name = path.file_name().context("the state path has no file name")?.to_string_lossy();
+        let tmp = dir.join(format!(".{name}.new.{}.{:08x}", std::process::id(), rand::random::<u32>()));
+        let made = (|| -> Result<()> {
+            drop(Self::setup(Connection::open(&tmp)?)?);
+            match std::fs::hard_link(&tmp, path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(_) if !path.exists() => Ok(std::fs::rename(&tmp, path)?),
+                r => Ok(r?),
+            }
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(dir.join(format!("{}-journal", tmp.file_name().unwrap_or_default().to_string_lossy())));
+        made?;
+        crate::fsutil::sync_dir(dir)
     }
 
     /// An in-memory state, for tests.
@@ -180,12 +223,19 @@ impl State {
     /// Deletes one row of `table` and adds to counters in one transaction: what left the
     /// state is counted exactly once, even if the process dies right after.
     pub fn remove_counted(&mut self, table: &str, id: i64, counters: &[(&str, i64)]) -> Result<()> {
+        self.remove_counted_with(table, id, counters, |_| Ok(()))
+    }
+
+    /// `remove_counted`, plus `also` in the same transaction (an exit delivery charges the
+    /// recipients' quota with it).
+    pub fn remove_counted_with(&mut self, table: &str, id: i64, counters: &[(&str, i64)], also: impl FnOnce(&Transaction<'_>) -> Result<()>) -> Result<()> {
         debug_assert!(["pool", "exitq"].contains(&table));
         let tx = self.transaction()?;
         tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
         for (name, by) in counters {
             bump(&tx, name, *by)?;
         }
+        also(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -193,7 +243,7 @@ impl State {
     // --- sizes, for status ---
 
     pub fn count(&self, table: &str) -> Result<i64> {
-        debug_assert!(["replay", "pool", "parts", "exitq"].contains(&table));
+        debug_assert!(["replay", "pool", "parts", "exitq", "blocklist"].contains(&table));
         Ok(self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
     }
 

@@ -68,7 +68,7 @@ impl Transport {
 }
 
 /// One `local@domain`, nothing a shell, a path or sendmail's option parser could misread.
-fn plausible_address(a: &str) -> bool {
+pub(crate) fn plausible_address(a: &str) -> bool {
     let Some((local, domain)) = a.rsplit_once('@') else { return false };
     !local.is_empty()
         && !a.starts_with('-')

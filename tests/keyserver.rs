@@ -4,14 +4,12 @@
 //! republished shows up with its new subkey, and stock GnuPG imports what a node published.
 //! A keyserver that is down fails a fetch cleanly and never stops a round from mixing.
 //!
-//! A missing `sks` is a failure, not a skip: `scripts/install-deps --test` installs it.
+//! A missing `sks` is a failure, not a skip: `scripts/install-deps --test` installs it. The
+//! `Sks` guard lives in util.rs, shared with tests/postfix.rs.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mixtasy::keyserver::Keyserver;
 use sequoia_openpgp as openpgp;
 use openpgp::cert::CertBuilder;
 use openpgp::parse::Parse;
@@ -27,104 +25,6 @@ const LATER: u64 = 95_040; // 1.1 days
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
-
-/// A loopback port nobody listens on right now (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The `sks` binary (Debian puts it in /usr/sbin, which a user's PATH may lack).
-fn sks_binary() -> PathBuf {
-    for p in std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default() {
-        if p.join("sks").is_file() {
-            return p.join("sks");
-        }
-    }
-    let sbin = Path::new("/usr/sbin/sks");
-    assert!(sbin.is_file(), "the SKS keyserver (`sks`) is not installed: these tests run Debian's sks on loopback; run scripts/install-deps --test");
-    sbin.to_path_buf()
-}
-
-/// An SKS keyserver in a temporary fake root (`-basedir`), HKP on 127.0.0.1 at a free port,
-/// no mail sync, no gossip. Dropping it kills it by PID and reaps it.
-struct Sks {
-    child: Option<Child>,
-    root: tempfile::TempDir,
-    url: String,
-}
-
-impl Sks {
-    fn start() -> Sks {
-        let bin = sks_binary();
-        let root = tempfile::tempdir().expect("temporary SKS root");
-        let base = root.path();
-        for d in ["etc/sks", "var/lib/sks", "var/log/sks", "var/run/sks", "var/spool/sks"] {
-            std::fs::create_dir_all(base.join(d)).unwrap();
-        }
-        let (hkp, recon) = (free_port(), free_port());
-        std::fs::write(
-            base.join("etc/sks/sksconf"),
-            format!("hkp_address: 127.0.0.1\nhkp_port: {hkp}\nrecon_address: 127.0.0.1\nrecon_port: {recon}\ndisable_mailsync:\ndontgossip:\n"),
-        )
-        .unwrap();
-        std::fs::write(base.join("etc/sks/membership"), "").unwrap();
-        let mut build = Command::new(&bin);
-        build.arg("build").arg("-basedir").arg(base);
-        let desc = format!("{build:?}");
-        let out = run(build, b"");
-        assert!(out.status.success(), "`sks build` failed\n{}", describe(&Command::new(desc), &out));
-        let log = std::fs::File::create(base.join("db.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg("db")
-            .arg("-basedir")
-            .arg(base)
-            .arg("-stdoutlog")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut sks = Sks { child: Some(child), root, url: format!("hkp://127.0.0.1:{hkp}") };
-        // Ready when a lookup gets an answer (404: no keys yet). Bounded: 100 × 100 ms.
-        let ks = Keyserver::new(&sks.url, Duration::from_secs(2)).unwrap();
-        for _ in 0..100 {
-            if let Some(status) = sks.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("sks db exited at start ({status}):\n{}", sks.log());
-            }
-            match ks.fetch_all() {
-                Ok(None) => return sks,
-                Ok(Some(_)) => panic!("a fresh SKS already has mix keys"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-        panic!("sks db did not answer on {} within 10 s:\n{}", sks.url, sks.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("db.log")).unwrap_or_default()
-    }
-
-    fn keyserver(&self) -> Keyserver {
-        Keyserver::new(&self.url, Duration::from_secs(10)).unwrap()
-    }
-}
-
-impl Drop for Sks {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            // SIGKILL cannot be ignored; reap it, bounded (50 × 100 ms).
-            for _ in 0..50 {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            eprintln!("sks db (pid {}) did not exit after SIGKILL", child.id());
-        }
-    }
-}
-
 
 /// Armored public certs that are not mix keys but contain the search word: an ordinary key
 /// (`Bob <bob@mixtasy.org>`), and a mix-like key with two user ids. Also one without the

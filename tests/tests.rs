@@ -15,3 +15,4 @@ mod faults;
 mod flood;
 mod postfix;
 mod security;
+mod abuse;

@@ -58,11 +58,49 @@ pub struct Net {
     pub dir: tempfile::TempDir,
     pub now: u64,
     pub nodes: Vec<String>,
+    /// With `capture_logs`, what the binaries printed in `round`, `round_later`, `status`,
+    /// `create` and `peel` (its stderr; its stdout is the mail), and whatever a test adds
+    /// with `record` or `ok_logged`; `None` otherwise.
+    pub log: std::sync::Mutex<Option<Vec<Logged>>>,
+}
+
+/// One invocation's output, as an operator's log would hold it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// What ran: the command line's arguments after the binary.
+    pub what: String,
+    /// The node it ran for, if any (`status` may name its own address).
+    pub node: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 impl Net {
     pub fn new(now: u64) -> Self {
-        Net { dir: tempfile::tempdir().unwrap(), now, nodes: Vec::new() }
+        Net { dir: tempfile::tempdir().unwrap(), now, nodes: Vec::new(), log: std::sync::Mutex::new(None) }
+    }
+
+    /// From now on, keeps what the helpers' invocations print (see `log`).
+    pub fn capture_logs(&self) {
+        self.log.lock().unwrap().get_or_insert_with(Vec::new);
+    }
+
+    /// Adds one invocation's output to the captured logs, if capturing.
+    pub fn record(&self, what: String, node: Option<&str>, out: &Output) {
+        if let Some(log) = self.log.lock().unwrap().as_mut() {
+            log.push(Logged { what, node: node.map(str::to_string), stdout: out.stdout.clone(), stderr: out.stderr.clone() });
+        }
+    }
+
+    /// Runs `cmd` for `node` and asserts it succeeded, like `ok`; records its output if
+    /// capturing.
+    pub fn ok_logged(&self, cmd: Command, node: Option<&str>, stdin: &[u8]) -> Output {
+        let desc = format!("{cmd:?}");
+        let what = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let out = run(cmd, stdin);
+        self.record(what, node, &out);
+        assert!(out.status.success(), "expected success\n{}", describe(&Command::new(desc), &out));
+        out
     }
 
     pub fn home(&self, fqdn: &str) -> PathBuf {
@@ -129,7 +167,7 @@ impl Net {
         let out = tempfile::tempdir_in(self.dir.path()).unwrap();
         let mut c = self.client_cmd();
         c.arg("create").arg("--out").arg(out.path()).args(extra);
-        ok(c, original);
+        self.ok_logged(c, None, original);
         let mut files: Vec<PathBuf> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         files.iter().map(|f| std::fs::read(f).unwrap()).collect()
@@ -139,7 +177,10 @@ impl Net {
     pub fn peel(&self, fqdn: &str, mail: &[u8]) -> Result<(Vec<u8>, String), String> {
         let mut c = self.node_cmd(fqdn);
         c.arg("peel");
+        let what = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
         let out = run(c, mail);
+        // Its stdout is the peeled mail, not a log: only stderr is recorded.
+        self.record(what, Some(fqdn), &Output { stdout: Vec::new(), ..out.clone() });
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         match out.status.code() {
             Some(0) => Ok((out.stdout, stderr)),
@@ -236,14 +277,14 @@ impl Net {
     pub fn round(&self, fqdn: &str) -> String {
         let mut c = self.node_cmd(fqdn);
         c.arg("--round");
-        String::from_utf8(ok(c, b"").stdout).unwrap()
+        String::from_utf8(self.ok_logged(c, Some(fqdn), b"").stdout).unwrap()
     }
 
     /// A node's counters and sizes from `status --json`.
     pub fn status(&self, fqdn: &str) -> Status {
         let mut c = self.node_cmd(fqdn);
         c.args(["status", "--json"]);
-        Status(String::from_utf8(ok(c, b"").stdout).unwrap())
+        Status(String::from_utf8(self.ok_logged(c, Some(fqdn), b"").stdout).unwrap())
     }
 
     /// Files delivered into an address's Maildir (new/).
@@ -314,7 +355,7 @@ impl Net {
     pub fn round_later(&self, fqdn: &str, secs: u64) -> String {
         let mut c = mixtasyd();
         c.arg("--home").arg(self.home(fqdn)).args(["--now", &(self.now + secs).to_string(), "--round"]);
-        String::from_utf8(ok(c, b"").stdout).unwrap()
+        String::from_utf8(self.ok_logged(c, Some(fqdn), b"").stdout).unwrap()
     }
 }
 
@@ -374,5 +415,132 @@ impl Gpg {
 impl Drop for Gpg {
     fn drop(&mut self) {
         self.kill("all");
+    }
+}
+
+/// Every spool file is counted once: `intake.taken` is the sum of the intake outcomes
+/// (mixtasyd(8), COUNTERS). The drop counters listed here count later events instead.
+pub fn assert_counters_add_up(st: &Status) {
+    const LATER: [&str; 8] = [
+        "drop.recipients",
+        "drop.parts-expired",
+        "drop.exit-no-recipient",
+        "drop.exit-gave-up",
+        "drop.recipients-blocked",
+        "drop.recipients-quota",
+        "drop.exit-blocked",
+        "drop.exit-quota",
+    ];
+    let outcomes = st.sum("intake.") - st.get("intake.taken") + st.sum("drop.") - LATER.iter().map(|k| st.get(k)).sum::<i64>();
+    assert_eq!(st.get("intake.taken"), outcomes, "counters do not add up: {}", st.0);
+}
+
+/// The original body of a delivered text/plain mail: everything before the exit's footer,
+/// which must be there (mixtasyd(8), Destination blocking).
+pub fn strip_footer(body: &[u8]) -> &[u8] {
+    const START: &[u8] = b"-- \nThis mail came through the Mixtasy anonymous remailer\n";
+    let at = body.windows(START.len()).rposition(|w| w == START).unwrap_or_else(|| {
+        panic!("no footer in the delivered body: {}", String::from_utf8_lossy(&body[body.len().saturating_sub(400)..]))
+    });
+    assert!(String::from_utf8_lossy(&body[at..]).contains("destination-block"), "the footer says how to block");
+    &body[..at]
+}
+
+/// A loopback port nobody listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `sks` binary (Debian puts it in /usr/sbin, which a user's PATH may lack).
+fn sks_binary() -> PathBuf {
+    for p in std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default() {
+        if p.join("sks").is_file() {
+            return p.join("sks");
+        }
+    }
+    let sbin = Path::new("/usr/sbin/sks");
+    assert!(sbin.is_file(), "the SKS keyserver (`sks`) is not installed: these tests run Debian's sks on loopback; run scripts/install-deps --test");
+    sbin.to_path_buf()
+}
+
+/// An SKS keyserver in a temporary fake root (`-basedir`), HKP on 127.0.0.1 at a free port,
+/// no mail sync, no gossip. Dropping it kills it by PID and reaps it. A missing `sks` is a
+/// failure, not a skip: `scripts/install-deps --test` installs it.
+pub struct Sks {
+    child: Option<std::process::Child>,
+    root: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Sks {
+    pub fn start() -> Sks {
+        use std::time::Duration;
+        let bin = sks_binary();
+        let root = tempfile::tempdir().expect("temporary SKS root");
+        let base = root.path();
+        for d in ["etc/sks", "var/lib/sks", "var/log/sks", "var/run/sks", "var/spool/sks"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        let (hkp, recon) = (free_port(), free_port());
+        std::fs::write(
+            base.join("etc/sks/sksconf"),
+            format!("hkp_address: 127.0.0.1\nhkp_port: {hkp}\nrecon_address: 127.0.0.1\nrecon_port: {recon}\ndisable_mailsync:\ndontgossip:\n"),
+        )
+        .unwrap();
+        std::fs::write(base.join("etc/sks/membership"), "").unwrap();
+        let mut build = Command::new(&bin);
+        build.arg("build").arg("-basedir").arg(base);
+        let desc = format!("{build:?}");
+        let out = run(build, b"");
+        assert!(out.status.success(), "`sks build` failed\n{}", describe(&Command::new(desc), &out));
+        let log = std::fs::File::create(base.join("db.log")).unwrap();
+        let child = Command::new(&bin)
+            .arg("db")
+            .arg("-basedir")
+            .arg(base)
+            .arg("-stdoutlog")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut sks = Sks { child: Some(child), root, url: format!("hkp://127.0.0.1:{hkp}") };
+        // Ready when a lookup gets an answer (404: no keys yet). Bounded: 100 × 100 ms.
+        let ks = mixtasy::keyserver::Keyserver::new(&sks.url, Duration::from_secs(2)).unwrap();
+        for _ in 0..100 {
+            if let Some(status) = sks.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sks db exited at start ({status}):\n{}", sks.log());
+            }
+            match ks.fetch_all() {
+                Ok(None) => return sks,
+                Ok(Some(_)) => panic!("a fresh SKS already has mix keys"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        panic!("sks db did not answer on {} within 10 s:\n{}", sks.url, sks.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("db.log")).unwrap_or_default()
+    }
+
+    pub fn keyserver(&self) -> mixtasy::keyserver::Keyserver {
+        mixtasy::keyserver::Keyserver::new(&self.url, std::time::Duration::from_secs(10)).unwrap()
+    }
+}
+
+impl Drop for Sks {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            // SIGKILL cannot be ignored; reap it, bounded (50 × 100 ms).
+            for _ in 0..50 {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprintln!("sks db (pid {}) did not exit after SIGKILL", child.id());
+        }
     }
 }

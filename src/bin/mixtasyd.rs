@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// The exit's blocklist: addresses that get no anonymous mail (stored as salted hashes).
+    Block {
+        #[command(subcommand)]
+        command: BlockCommand,
+    },
     /// Peel one mix message from stdin: print the next wire message, or the original for an exit.
     Peel,
     /// Show pool, queues, replay cache, subkeys and counters (counts only).
@@ -80,6 +85,16 @@ enum KeyCommand {
         #[arg(long)]
         secret: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BlockCommand {
+    /// Block an address now, without a confirmation (for requests that came another way).
+    Add { address: String },
+    /// Unblock an address.
+    Remove { address: String },
+    /// Say whether an address is blocked.
+    Check { address: String },
 }
 
 #[derive(Subcommand)]
@@ -133,11 +148,40 @@ fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
             s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered
         ),
         Err(e) => {
-            eprintln!("mixtasyd: {e:#}");
+            eprintln!("mixtasyd: {}", explain(home, &e));
             return Ok(ExitCode::from(EXIT_IO));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A failed round's line: the error, and when the state database caused it, what the
+/// operator does about it (nothing the round committed is undone in any case).
+fn explain(home: &NodeHome, e: &anyhow::Error) -> String {
+    use rusqlite::ErrorCode;
+    let code = e.chain().find_map(|c| c.downcast_ref::<rusqlite::Error>()).and_then(|e| e.sqlite_error_code());
+    let advice = match code {
+        Some(ErrorCode::DiskFull) => "free space on its filesystem; the next round carries on",
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "another process holds it locked (a backup? an sqlite3 shell?); the next round tries again",
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            "it is damaged; restore it from a backup, or move it aside to start an empty one (see mixtasyd(8), FILES)"
+        }
+        _ => return format!("{e:#}"),
+    };
+    // The contexts down to SQLite's own words, without its numeric restatement of them.
+    let mut text = Vec::new();
+    for c in e.chain() {
+        text.push(c.to_string());
+        if c.is::<rusqlite::Error>() {
+            break;
+        }
+    }
+    let (text, db) = (text.join(": "), home.state_path().display().to_string());
+    if text.contains(&db) {
+        format!("{text}: {advice}")
+    } else {
+        format!("{text} (the state database {db}): {advice}")
+    }
 }
 
 fn run(args: Args) -> Result<ExitCode> {
@@ -203,6 +247,27 @@ fn run(args: Args) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Block { command } => {
+            home.config()?;
+            mixtasy::tuning::private_umask();
+            let state = mixtasy::state::State::open(&home.state_path())?;
+            let conn = state.conn();
+            // The address is the operator's own input; it is echoed to them and stored nowhere.
+            match command {
+                BlockCommand::Add { address } => {
+                    let a = block_address(&address)?;
+                    println!("{}", if mixtasy::block::add(conn, &a)? { "blocked" } else { "already blocked" });
+                }
+                BlockCommand::Remove { address } => {
+                    let a = block_address(&address)?;
+                    println!("{}", if mixtasy::block::remove(conn, &a)? { "unblocked" } else { "was not blocked" });
+                }
+                BlockCommand::Check { address } => {
+                    let a = block_address(&address)?;
+                    println!("{}", if mixtasy::block::is_blocked(conn, &a)? { "blocked" } else { "not blocked" });
+                }
+            }
+        }
         Command::Status { json } => {
             let s = mixtasy::status::collect(&home)?;
             println!("{}", if json { s.json() } else { s.text() }.trim_end());
@@ -233,4 +298,13 @@ fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An address as the blocklist knows it: one `local@domain`, case folded.
+fn block_address(a: &str) -> Result<String> {
+    let a = a.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+    match a.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && mixtasy::address::valid_fqdn(domain) && !a.contains(char::is_whitespace) => Ok(a),
+        _ => anyhow::bail!("not an email address; give it as local@domain"),
+    }
 }
