@@ -343,6 +343,12 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
     match request {
         block::Request::Block { address, headers } => {
             state::bump(tx, "intake.block-request", 1)?;
+            // An exitprivate-only mix delivers to its local domains only: for any other
+            // address there is nothing to block, and answering would make it a reflector.
+            let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+            if !config.modes.exitpublic && !config.local_domains.iter().any(|d| d == domain) {
+                return Ok(());
+            }
             if let Some(mail) = block::request(tx, &address, &headers, &config.address, now, &mut rand::rng())? {
                 exit::enqueue_notice(tx, &mail, now)?;
             }

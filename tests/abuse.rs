@@ -174,3 +174,23 @@ fn the_quota_makes_mail_wait_a_day_or_drops_it() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`over_quota`"));
 }
+
+#[test]
+fn an_exitprivate_mix_answers_block_requests_for_its_own_domains_only() {
+    let mut net = Net::new(now());
+    net.add_lab_node(EXIT, "middleman,exitprivate");
+    net.configure(EXIT, "local_domains", "[\"rcpt.test\"]");
+    drop_mail(&net, "From: someone@elsewhere.test\nSubject: destination-block\n\n");
+    drop_mail(&net, "From: local@rcpt.test\nSubject: destination-block\n\n");
+    net.round(EXIT);
+    assert!(net.delivered("someone@elsewhere.test").is_empty(), "no confirmation outside local_domains");
+    assert_eq!(net.delivered("local@rcpt.test").len(), 1);
+    let st = net.status(EXIT);
+    assert_eq!((st.get("intake.block-request"), st.get("block.notice-sent")), (2, 1));
+    // A middleman-only mix is no exit: such mail is the operator's.
+    let mut net = Net::new(now());
+    net.add_lab_node(EXIT, "middleman");
+    drop_mail(&net, "From: local@rcpt.test\nSubject: destination-block\n\n");
+    net.round(EXIT);
+    assert_eq!(net.status(EXIT).get("intake.operator"), 1);
+}

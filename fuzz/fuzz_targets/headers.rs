@@ -1,5 +1,6 @@
 //! Header parsing: revealed mix messages (D2/D3, strict), delivered mail (D5), and an
-//! original's header at the exit (recipients, copied fields).
+//! original's header at the exit (recipients, copied fields, the footer), and block
+//! requests and confirmations.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -8,6 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = mixtasy::message::parse(data);
     let _ = mixtasy::wire::parse(data);
     let _ = mixtasy::create::recipient_domain(data);
+    let _ = mixtasy::block::parse(data);
+    let _ = mixtasy::exit::prepare_notice(data);
     let address = mixtasy::address::MixAddress::for_fqdn("exit.test").unwrap();
     let policy = mixtasy::exit::Policy {
         address: &address,
