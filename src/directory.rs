@@ -83,6 +83,19 @@ fn split_user_id(uid: &str) -> Option<(&str, &str, &str)> {
 
 /// Checks one cert against D8 at time `now`.
 pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
+    let (address, name, modes) = identity(cert, now)?;
+    let mut subkeys = keys::encryption_subkeys(cert);
+    subkeys.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+    if !subkeys.iter().any(|(_, v)| v.valid_at(now, Duration::ZERO)) {
+        return Err(Refusal::NoValidSubkey);
+    }
+    Ok(Mix { address, name, modes, cert: cert.clone(), subkeys })
+}
+
+/// Every check of `check` but the subkeys': whether this is a mix key at all (user id,
+/// modes, a valid certify-only primary). A node restoring an old backup needs no more:
+/// its first round adds a subkey.
+pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Modes), Refusal> {
     let uids: Vec<_> = cert.userids().collect();
     if uids.len() != 1 {
         return Err(Refusal::UserIdCount(uids.len()));
@@ -113,12 +126,7 @@ pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
     if flags != openpgp::types::KeyFlags::empty().set_certification() {
         return Err(Refusal::PrimaryNotCertifyOnly);
     }
-    let mut subkeys = keys::encryption_subkeys(cert);
-    subkeys.sort_by(|a, b| b.1.created.cmp(&a.1.created));
-    if !subkeys.iter().any(|(_, v)| v.valid_at(now, Duration::ZERO)) {
-        return Err(Refusal::NoValidSubkey);
-    }
-    Ok(Mix { address, name: name.to_string(), modes, cert: cert.clone(), subkeys })
+    Ok((address, name.to_string(), modes))
 }
 
 /// What an import did, for the report.

@@ -66,11 +66,14 @@ impl NodeHome {
     pub fn init_from_key(&self, secret_key: &[u8], now: SystemTime) -> Result<Cert> {
         self.refuse_existing()?;
         let cert = Cert::from_bytes(secret_key).context("parsing the secret key")?;
-        let mix = crate::directory::check(&cert, now).map_err(|why| anyhow::anyhow!("the key is not a mix key: {why}"))?;
-        if !cert.keys().subkeys().secret().any(|_| true) {
-            bail!("the key has no secret subkeys: export it with `key export --secret`");
+        // A backup older than a subkey's life has no valid subkey left: it is restored all
+        // the same, and the first round (or `key rotate`) adds one.
+        let (address, _, modes) = crate::directory::identity(&cert, now).map_err(|why| anyhow::anyhow!("the key is not a mix key: {why}"))?;
+        // The primary's secret certifies new subkeys.
+        if !cert.primary_key().key().has_secret() {
+            bail!("the key has no secret primary key: export it with `key export --secret`");
         }
-        self.write_new_home(&cert, &mix.address, &mix.modes)?;
+        self.write_new_home(&cert, &address, &modes)?;
         Ok(cert)
     }
 

@@ -91,8 +91,13 @@ impl Status {
             o += &format!("gap before   {}h {}m (time between the last two rounds)\n", gap / 3600, gap / 60 % 60);
         }
         o += &format!("last publish {}\nlast fetch   {}\n", self.last_publish.map_or("never".into(), utc), self.last_discovery.map_or("never".into(), utc));
-        for (created, expires, secret) in &self.subkeys {
-            o += &format!("subkey       created {}, expires {}{}\n", utc(*created), expires.map_or("never".into(), utc), if *secret { "" } else { " (secret destroyed)" });
+        // Subkeys still held; the expired ones (one a day) as a count, or the list would grow.
+        for (created, expires, _) in self.subkeys.iter().filter(|k| k.2) {
+            o += &format!("subkey       created {}, expires {}\n", utc(*created), expires.map_or("never".into(), utc));
+        }
+        let destroyed = self.subkeys.iter().filter(|k| !k.2).count();
+        if destroyed > 0 {
+            o += &format!("expired      {destroyed} subkey(s), secrets destroyed\n");
         }
         o += "counters since init:\n";
         for (name, v) in &self.counters {

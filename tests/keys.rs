@@ -132,3 +132,32 @@ fn a_simulated_week_of_rounds() {
     assert_eq!(st.get("drop.expired-key"), 1);
     assert!(st.get("key.destroyed") >= 5 && st.get("key.added") >= 6, "{}", st.0);
 }
+
+#[test]
+fn an_old_backup_restores_and_its_first_round_adds_a_subkey() {
+    let mut net = Net::new(1_800_000_000);
+    net.add_node("a.test", "middleman,exitpublic");
+    let backup = net.dir.path().join("backup.asc");
+    std::fs::write(&backup, net.export("a.test", true)).unwrap();
+    // Five days later every subkey of the backup has expired (2-day validity).
+    let later = net.now + 5 * 86400;
+    let home = net.dir.path().join("restored");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&home).args(["--now", &later.to_string(), "init", "--key"]).arg(&backup);
+    ok(c, b"");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&home).args(["--now", &later.to_string(), "--round"]);
+    ok(c, b"");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&home).args(["--now", &later.to_string(), "status", "--json"]);
+    let st = Status(String::from_utf8(ok(c, b"").stdout).unwrap());
+    assert_eq!((st.get("key.added"), st.get("key.destroyed")), (1, 1), "{}", st.0);
+    // A public key is no backup.
+    let public = net.dir.path().join("public.asc");
+    std::fs::write(&public, net.export("a.test", false)).unwrap();
+    let mut c = mixtasyd();
+    c.arg("--home").arg(net.dir.path().join("other")).args(["--now", &later.to_string(), "init", "--key"]).arg(&public);
+    let out = run(c, b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no secret primary key"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -124,6 +124,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
+        // A reader that went away (`status | head`) is not an error of ours.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mixtasyd: {e:#}");
             ExitCode::from(EXIT_ERROR)
@@ -270,7 +272,7 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Status { json } => {
             let s = mixtasy::status::collect(&home)?;
-            println!("{}", if json { s.json() } else { s.text() }.trim_end());
+            writeln!(std::io::stdout(), "{}", if json { s.json() } else { s.text() }.trim_end())?;
         }
         Command::Peel => {
             let (_, node) = home.node()?;
