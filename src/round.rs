@@ -227,15 +227,19 @@ fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<
 /// the next batch is peeled. The Maildir is synced and the ledger cleared once at the end;
 /// a crash before that is finished by `finish_pending`.
 fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
-    let entries = spool.list()?;
+    let mut entries = spool.walk()?;
     std::thread::scope(|s| -> Result<()> {
         let mut acting: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
-        for batch in entries.chunks(BATCH) {
-            let results = peel_batch(batch, node, config.modes.exitpublic || config.modes.exitprivate, now);
+        loop {
+            let batch: Vec<Entry> = entries.by_ref().take(BATCH).collect::<Result<_>>()?;
+            if batch.is_empty() {
+                break;
+            }
+            let results = peel_batch(&batch, node, config.modes.exitpublic || config.modes.exitprivate, now);
             let tx = state.transaction()?;
-            let mut actions: Vec<(&Entry, Action)> = Vec::with_capacity(batch.len());
+            let mut actions: Vec<(Entry, Action)> = Vec::with_capacity(batch.len());
             let mut seen_here = HashSet::new();
-            for (entry, result) in batch.iter().zip(results) {
+            for (entry, result) in batch.into_iter().zip(results) {
                 let Some(result) = result else { continue };
                 // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
                 // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,

@@ -15,6 +15,11 @@ pub struct Spool {
     root: PathBuf,
 }
 
+/// The folder of a spool file, for messages, which never name the file itself.
+fn folder_of(path: &Path) -> String {
+    path.parent().unwrap_or(path).display().to_string()
+}
+
 /// One message file in the spool.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -43,32 +48,51 @@ impl Spool {
         Ok(())
     }
 
-    /// Every message file, `new/` first.
+    /// Every message file, `new/` first, in name (arrival) order: for crash recovery and
+    /// tests. A round uses `walk`.
     pub fn list(&self) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         for sub in ["new", "cur"] {
-            let dir = self.root.join(sub);
-            let mut names: Vec<(String, PathBuf)> = Vec::new();
-            for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-                let e = e.with_context(|| format!("reading {}", dir.display()))?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') || !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                    continue;
-                }
-                let source = name.split(':').next().unwrap_or(&name).to_string();
-                names.push((source, e.path()));
-            }
-            names.sort();
-            out.extend(names.into_iter().map(|(source, path)| Entry { source, path }));
+            let mut names = Self::walk_dir(&self.root.join(sub))?.collect::<Result<Vec<_>>>()?;
+            names.sort_by(|a, b| a.source.cmp(&b.source));
+            out.extend(names);
         }
         Ok(out)
+    }
+
+    /// Every message file, `new/` first, read from the directories as the caller goes, so
+    /// that a flooded spool is never held in memory whole (a listing costs ~250 bytes a
+    /// file). Files the MTA adds meanwhile may or may not be seen; files removed meanwhile
+    /// fail to read and are left alone.
+    pub fn walk(&self) -> Result<impl Iterator<Item = Result<Entry>>> {
+        let new = Self::walk_dir(&self.root.join("new"))?;
+        let cur = Self::walk_dir(&self.root.join("cur"))?;
+        Ok(new.chain(cur))
+    }
+
+    fn walk_dir(dir: &Path) -> Result<impl Iterator<Item = Result<Entry>>> {
+        let d = dir.to_path_buf();
+        let entries = fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        Ok(entries.filter_map(move |e| {
+            let e = match e {
+                Ok(e) => e,
+                Err(err) => return Some(Err(err).with_context(|| format!("reading {}", d.display()))),
+            };
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                return None;
+            }
+            let source = name.split(':').next().unwrap_or(&name).to_string();
+            Some(Ok(Entry { source, path: e.path() }))
+        }))
     }
 
     pub fn remove(&self, path: &Path) -> Result<()> {
         match fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+            // The folder, not the file: a Maildir file name tells when one message arrived.
+            Err(e) => Err(e).with_context(|| format!("removing a message file from {}", folder_of(path))),
         }
     }
 
@@ -79,9 +103,9 @@ impl Spool {
         let name = path.file_name().context("spool file has no name")?;
         let target = folder.join("new").join(name);
         if target.exists() {
-            bail!("{} exists already; leaving {} in place", target.display(), path.display());
+            bail!("a file of the same name is in {} already; leaving the mail in {}", folder_of(&target), folder_of(path));
         }
-        fs::rename(path, &target).with_context(|| format!("moving {} to {}", path.display(), target.display()))
+        fs::rename(path, &target).with_context(|| format!("moving a mail from {} to {}", folder_of(path), folder_of(&target)))
     }
 
     /// Makes removals and moves durable.

@@ -87,7 +87,7 @@ pub struct State {
 }
 
 impl State {
-    /// Opens (creating if needed, mode 0600 through the process umask) and migrates. A new
+    /// Opens (creating if needed, mode 0600) and migrates. A new
     /// database is made whole under a temporary name and then linked into place, so an
     /// existing file always holds the schema: an empty one (a truncated file) is refused,
     /// never started afresh, which would forget the replay cache and let replays through.
@@ -97,6 +97,7 @@ impl State {
         }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).with_context(|| format!("opening the state database {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).with_context(|| format!("reading the state database {}", path.display()))?;
         if version == 0 {
             anyhow::bail!(
@@ -115,6 +116,9 @@ impl State {
         let name = path.file_name().context("the state path has no file name")?.to_string_lossy();
         let tmp = dir.join(format!(".{name}.new.{}.{:08x}", std::process::id(), rand::random::<u32>()));
         let made = (|| -> Result<()> {
+            // 0600 whatever the umask: the file holds the pool and the replay cache (SQLite
+            // gives its journal the same mode).
+            crate::fsutil::write_new(&tmp, b"", 0o600)?;
             drop(Self::setup(Connection::open(&tmp)?)?);
             match std::fs::hard_link(&tmp, path) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),

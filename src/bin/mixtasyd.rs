@@ -121,6 +121,9 @@ const EXIT_IO: u8 = 74;
 
 fn main() -> ExitCode {
     mixtasy::tuning::tune_allocator();
+    // Everything a node writes is private (the home is 0700, its files 0600), whichever
+    // command creates it.
+    mixtasy::tuning::private_umask();
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
@@ -135,8 +138,6 @@ fn main() -> ExitCode {
 
 /// `--round`: one line of counts on success; a broken setup is one line and a sysexits code.
 fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
-    // Everything the round writes is private (the home is 0700, its files 0600).
-    mixtasy::tuning::private_umask();
     if let Err(e) = home.resolved_config().and_then(|_| home.cert().map(|_| ())) {
         eprintln!("mixtasyd: {e:#}");
         return Ok(ExitCode::from(EXIT_CONFIG));
@@ -216,7 +217,6 @@ fn run(args: Args) -> Result<ExitCode> {
             println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
         }
         Command::Key { command: KeyCommand::Rotate } => {
-            mixtasy::tuning::private_umask();
             let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
             let mut state = mixtasy::state::State::open(&home.state_path())?;
             let (_, r) = home.rotate(now, &home.config()?, &mut state)?;
@@ -227,7 +227,6 @@ fn run(args: Args) -> Result<ExitCode> {
             let cert = home.cert()?;
             let armored = String::from_utf8(cert.armored().to_vec()?)?;
             mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?.publish(&armored)?;
-            mixtasy::tuning::private_umask();
             let state = mixtasy::state::State::open(&home.state_path())?;
             state.set_meta("publish_pending", 0)?;
             state.set_meta("last_publish", mixtasy::state::unix(now))?;
@@ -251,7 +250,6 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Block { command } => {
             home.config()?;
-            mixtasy::tuning::private_umask();
             let state = mixtasy::state::State::open(&home.state_path())?;
             let conn = state.conn();
             // The address is the operator's own input; it is echoed to them and stored nowhere.
