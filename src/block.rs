@@ -177,12 +177,10 @@ pub fn purge(conn: &rusqlite::Connection, now: SystemTime) -> Result<()> {
 /// The confirmation: to the address, from the mix, marked as an automatic reply so that no
 /// autoresponder answers it, with the request's headers quoted.
 fn confirmation(address: &str, headers: &[u8], mix: &MixAddress, nonce: &[u8; 16], now: SystemTime, rng: &mut impl RngCore) -> Vec<u8> {
-    let token: String = std::iter::once(TOKEN.to_string()).chain(nonce.iter().map(|b| format!("{b:02x}"))).collect();
-    let mut id = [0u8; 16];
-    rng.fill_bytes(&mut id);
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("{TOKEN}{}", crate::message::hex(nonce));
+    let stamp = crate::exit::Stamp::new(mix, now, rng);
     let mut m = format!(
-        "From: {mix}\nTo: {address}\nSubject: Confirm destination block {token}\nDate: {}\nMessage-ID: <{id}@{}>\n\
+        "From: {mix}\nTo: {address}\nSubject: Confirm destination block {token}\nDate: {}\nMessage-ID: {}\n\
          Auto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n\
          Someone asked the Mixtasy anonymous remailer {mix} to deliver\n\
          no more anonymous mail to {address}.\n\n\
@@ -191,8 +189,8 @@ fn confirmation(address: &str, headers: &[u8], mix: &MixAddress, nonce: &[u8; 16
          until a reply arrives; this request expires in 7 days.\n\n    {token}\n\n\
          If you did not ask for this, ignore this mail. The request came with\n\
          the headers below; they show where it was sent from.\n\n",
-        clock::rfc5322(now),
-        mix.fqdn()
+        clock::rfc5322(stamp.date),
+        stamp.message_id
     )
     .into_bytes();
     for line in headers.split(|&b| b == b'\n') {
@@ -235,14 +233,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_the_nonce_blocks_and_only_once() {
+    /// A state with one pending request for `address`; its confirmation mail.
+    fn requested(address: &str, headers: &[u8]) -> (State, MixAddress, SystemTime, Vec<u8>) {
         let mut s = State::in_memory().unwrap();
         let mix = MixAddress::for_fqdn("exit.test").unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let tx = s.transaction().unwrap();
-        let mail = request(&tx, "victim@x.test", b"Received: from evil.example\n", &mix, now, &mut rand::rng()).unwrap().unwrap();
+        let mail = request(&tx, address, headers, &mix, now, &mut rand::rng()).unwrap().unwrap();
         tx.commit().unwrap();
+        (s, mix, now, mail)
+    }
+
+    #[test]
+    fn only_the_nonce_blocks_and_only_once() {
+        let (mut s, mix, now, mail) = requested("victim@x.test", b"Received: from evil.example\n");
         let text = String::from_utf8(mail.clone()).unwrap();
         assert!(text.contains("To: victim@x.test\n") && text.contains("Auto-Submitted: auto-replied") && text.contains("> Received: from evil.example"));
         assert!(!is_blocked(s.conn(), "victim@x.test").unwrap(), "a request alone blocks nothing");
@@ -271,12 +275,7 @@ mod tests {
 
     #[test]
     fn expired_confirmations_block_nothing() {
-        let mut s = State::in_memory().unwrap();
-        let mix = MixAddress::for_fqdn("exit.test").unwrap();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let tx = s.transaction().unwrap();
-        let mail = request(&tx, "v@x.test", b"", &mix, now, &mut rand::rng()).unwrap().unwrap();
-        tx.commit().unwrap();
+        let (mut s, _, now, mail) = requested("v@x.test", b"");
         let nonce = find_nonce(&mail).unwrap();
         let later = now + CONFIRM_EXPIRY + Duration::from_secs(1);
         let tx = s.transaction().unwrap();

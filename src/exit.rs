@@ -94,8 +94,7 @@ impl Stamp {
     pub fn new(address: &MixAddress, now: SystemTime, rng: &mut impl RngCore) -> Self {
         let mut b = [0u8; 16];
         rng.fill_bytes(&mut b);
-        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        Stamp { date: now, message_id: format!("<{id}@{}>", address.fqdn()) }
+        Stamp { date: now, message_id: format!("<{}@{}>", crate::message::hex(&b), address.fqdn()) }
     }
 }
 

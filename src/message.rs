@@ -174,8 +174,12 @@ fn literal_payload<'a>(msg: &'a [u8], body: &'a [u8]) -> Result<&'a [u8], Messag
 pub fn new_id(rng: &mut impl RngCore) -> String {
     let mut b = [0u8; 16];
     rng.fill_bytes(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("<{hex}@mixtasy>")
+    format!("<{}@mixtasy>", hex(&b))
+}
+
+/// Lowercase hex digits of `bytes`: ids, nonces.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn final_headers(id: &str, kind: Kind) -> String {

@@ -380,10 +380,6 @@ fn has_number(text: &str, number: usize) -> bool {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 fn logs_name_no_address_id_hash_or_size() {
     use base64_simd::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -538,7 +534,7 @@ fn logs_name_no_address_id_hash_or_size() {
         }
     }
     for h in &hashes {
-        let x = hex(h);
+        let x = mixtasy::message::hex(h);
         exact.push(x.clone());
         exact.push(x.to_ascii_uppercase());
         exact.push(x[..12].to_string());
