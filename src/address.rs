@@ -26,6 +26,31 @@ pub fn valid_fqdn(fqdn: &str) -> bool {
         })
 }
 
+/// One `local@domain`, nothing a shell, a path or sendmail's option parser could misread:
+/// what the transport hands to sendmail and what the blocklist accepts.
+pub fn plausible(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && !a.starts_with('-')
+        && valid_fqdn(domain)
+        && local.bytes().all(|b| b.is_ascii_graphic() && !b"/\\<>()[],;:\"".contains(&b))
+        && !local.starts_with('.')
+}
+
+/// Every address of an address header (To, Cc, ...), groups flattened, in order; none if
+/// the header does not parse.
+pub fn header_addresses(h: &mailparse::MailHeader<'_>) -> Vec<String> {
+    let Ok(list) = mailparse::addrparse_header(h) else { return Vec::new() };
+    let mut out = Vec::new();
+    for a in list.iter() {
+        match a {
+            mailparse::MailAddr::Single(s) => out.push(s.addr.clone()),
+            mailparse::MailAddr::Group(g) => out.extend(g.addrs.iter().map(|s| s.addr.clone())),
+        }
+    }
+    out
+}
+
 impl MixAddress {
     pub fn parse(s: &str) -> Result<Self, NotMixAddress> {
         let s = s.trim();

@@ -71,7 +71,7 @@ pub fn parse(mail: &[u8]) -> Option<Request> {
         mailparse::MailAddr::Single(s) => s.addr.to_ascii_lowercase(),
         mailparse::MailAddr::Group(_) => return None,
     };
-    if !crate::transport::plausible_address(&address) {
+    if !crate::address::plausible(&address) {
         return None;
     }
     let mut quoted = mail[..body_at.min(mail.len())].to_vec();

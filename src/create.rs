@@ -57,21 +57,12 @@ pub enum CreateError {
 pub fn recipient_domain(original: &[u8]) -> Result<String, CreateError> {
     let (headers, _) = mailparse::parse_headers(original).map_err(|_| CreateError::NoRecipient)?;
     use mailparse::MailHeaderMap;
-    for h in headers.get_all_headers("To") {
-        let Ok(list) = mailparse::addrparse_header(h) else { continue };
-        for a in list.iter() {
-            let single = match a {
-                mailparse::MailAddr::Single(s) => Some(s),
-                mailparse::MailAddr::Group(g) => g.addrs.first(),
-            };
-            if let Some((_, domain)) = single.and_then(|s| s.addr.rsplit_once('@')) {
-                if !domain.is_empty() {
-                    return Ok(domain.to_ascii_lowercase());
-                }
-            }
-        }
-    }
-    Err(CreateError::NoRecipient)
+    headers
+        .get_all_headers("To")
+        .into_iter()
+        .flat_map(crate::address::header_addresses)
+        .find_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).filter(|d| !d.is_empty()))
+        .ok_or(CreateError::NoRecipient)
 }
 
 /// Splits an original into final-message payloads: one singlepart, or `n` multipart parts

@@ -98,6 +98,13 @@ impl Stamp {
     }
 }
 
+/// Whether an exit with these modes delivers to `address` at all: `exitpublic` to anyone,
+/// `exitprivate` to its `local_domains` only.
+pub fn delivers_to(modes: Modes, local_domains: &[String], address: &str) -> bool {
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    modes.exitpublic || (modes.exitprivate && local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+}
+
 /// Builds the delivery of one original.
 pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<Delivery, ExitError> {
     let (fields, body) = split(original).ok_or(ExitError::NoHeader)?;
@@ -110,30 +117,21 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
         if key != "to" && key != "cc" && key != "bcc" {
             continue;
         }
-        let Ok(list) = mailparse::addrparse_header(h) else { continue };
-        for a in list.iter() {
-            let addrs: Vec<&mailparse::SingleInfo> = match a {
-                mailparse::MailAddr::Single(s) => vec![s],
-                mailparse::MailAddr::Group(g) => g.addrs.iter().collect(),
-            };
-            for s in addrs {
-                if key == "bcc" {
-                    dropped += 1;
-                    continue;
-                }
-                let Some((local, domain)) = s.addr.rsplit_once('@') else { continue };
-                let addr = format!("{local}@{}", domain.to_ascii_lowercase());
-                if !candidates.contains(&addr) {
-                    candidates.push(addr);
-                }
+        for a in crate::address::header_addresses(h) {
+            if key == "bcc" {
+                dropped += 1;
+                continue;
+            }
+            let Some((local, domain)) = a.rsplit_once('@') else { continue };
+            let addr = format!("{local}@{}", domain.to_ascii_lowercase());
+            if !candidates.contains(&addr) {
+                candidates.push(addr);
             }
         }
     }
     let mut recipients = Vec::new();
     for r in candidates {
-        let domain = r.rsplit_once('@').map_or("", |(_, d)| d);
-        let allowed = policy.modes.exitpublic || (policy.modes.exitprivate && policy.local_domains.iter().any(|d| d == domain));
-        if allowed && recipients.len() < policy.max_recipients {
+        if delivers_to(policy.modes, policy.local_domains, &r) && recipients.len() < policy.max_recipients {
             recipients.push(r);
         } else {
             dropped += 1;

@@ -235,7 +235,7 @@ fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: S
             if batch.is_empty() {
                 break;
             }
-            let results = peel_batch(&batch, node, config.modes.exitpublic || config.modes.exitprivate, now);
+            let results = peel_batch(&batch, node, config.modes.exit(), now);
             let tx = state.transaction()?;
             let mut actions: Vec<(Entry, Action)> = Vec::with_capacity(batch.len());
             let mut seen_here = HashSet::new();
@@ -347,10 +347,9 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
     match request {
         block::Request::Block { address, headers } => {
             state::bump(tx, "intake.block-request", 1)?;
-            // An exitprivate-only mix delivers to its local domains only: for any other
-            // address there is nothing to block, and answering would make it a reflector.
-            let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-            if !config.modes.exitpublic && !config.local_domains.iter().any(|d| d == domain) {
+            // For an address this exit never delivers to (an exitprivate-only mix, another
+            // domain) there is nothing to block, and answering would make it a reflector.
+            if !exit::delivers_to(config.modes, &config.local_domains, &address) {
                 return Ok(());
             }
             if let Some(mail) = block::request(tx, &address, &headers, &config.address, now, &mut rand::rng())? {

@@ -49,7 +49,7 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
         replay_entries: state.count("replay")?,
         blocked: state.count("blocklist")?,
         operator_mail: spool.as_ref().map_or(0, |s| s.operator_count()),
-        spool: spool.as_ref().and_then(|s| s.list().ok()).map_or(0, |l| l.len()),
+        spool: spool.as_ref().and_then(|s| s.walk().ok()).map_or(0, |w| w.count()),
         last_round: state.meta("last_round")?.map(from_unix),
         last_gap: state.meta("last_gap")?,
         last_publish: state.meta("last_publish")?.map(from_unix),

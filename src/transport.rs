@@ -48,7 +48,7 @@ impl Transport {
     /// Sends one mail to `rcpts`, envelope sender `from` (a mix's own address; `None` for a
     /// sender, whose MTA knows its user). Ok only when every recipient's copy was accepted.
     pub fn send(&self, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
-        if rcpts.is_empty() || rcpts.iter().any(|r| !plausible_address(r)) {
+        if rcpts.is_empty() || rcpts.iter().any(|r| !crate::address::plausible(r)) {
             return Err(TransportError::BadRecipient);
         }
         match self {
@@ -65,16 +65,6 @@ impl Transport {
             }
         }
     }
-}
-
-/// One `local@domain`, nothing a shell, a path or sendmail's option parser could misread.
-pub(crate) fn plausible_address(a: &str) -> bool {
-    let Some((local, domain)) = a.rsplit_once('@') else { return false };
-    !local.is_empty()
-        && !a.starts_with('-')
-        && crate::address::valid_fqdn(domain)
-        && local.bytes().all(|b| b.is_ascii_graphic() && !b"/\\<>()[],;:\"".contains(&b))
-        && !local.starts_with('.')
 }
 
 fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {

@@ -38,17 +38,7 @@ pub fn parse(mail: &[u8]) -> Result<Incoming<'_>, HeaderError> {
     let (headers, offset) = mailparse::parse_headers(mail).map_err(|_| HeaderError)?;
     use mailparse::MailHeaderMap;
     let remailer_type = headers.get_first_value("Remailer-Type").map(|v| v.trim().to_string());
-    let mut to = Vec::new();
-    for h in headers.get_all_headers("To") {
-        if let Ok(list) = mailparse::addrparse_header(h) {
-            for a in list.iter() {
-                match a {
-                    mailparse::MailAddr::Single(s) => to.push(s.addr.clone()),
-                    mailparse::MailAddr::Group(g) => to.extend(g.addrs.iter().map(|s| s.addr.clone())),
-                }
-            }
-        }
-    }
+    let to = headers.get_all_headers("To").into_iter().flat_map(crate::address::header_addresses).collect();
     Ok(Incoming { remailer_type, to, body: &mail[offset.min(mail.len())..] })
 }
 

@@ -303,8 +303,8 @@ fn run(args: Args) -> Result<ExitCode> {
 /// An address as the blocklist knows it: one `local@domain`, case folded.
 fn block_address(a: &str) -> Result<String> {
     let a = a.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
-    match a.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && mixtasy::address::valid_fqdn(domain) && !a.contains(char::is_whitespace) => Ok(a),
-        _ => anyhow::bail!("not an email address; give it as local@domain"),
+    if !mixtasy::address::plausible(&a) {
+        anyhow::bail!("not an email address; give it as local@domain");
     }
+    Ok(a)
 }
