@@ -48,7 +48,11 @@ pub fn describe(cmd: &Command, out: &Output) -> String {
 /// Runs `cmd` and asserts it succeeded.
 pub fn ok(cmd: Command, stdin: &[u8]) -> Output {
     let desc = format!("{cmd:?}");
-    let out = run(cmd, stdin);
+    succeeded(&desc, run(cmd, stdin))
+}
+
+/// Asserts that the run of the command described by `desc` succeeded.
+fn succeeded(desc: &str, out: Output) -> Output {
     assert!(out.status.success(), "expected success\n{}", describe(&Command::new(desc), &out));
     out
 }
@@ -99,8 +103,7 @@ impl Net {
         let what = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
         let out = run(cmd, stdin);
         self.record(what, node, &out);
-        assert!(out.status.success(), "expected success\n{}", describe(&Command::new(desc), &out));
-        out
+        succeeded(&desc, out)
     }
 
     pub fn home(&self, fqdn: &str) -> PathBuf {
