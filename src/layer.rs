@@ -18,7 +18,7 @@ use openpgp::serialize::MarshalInto;
 use openpgp::types::{PublicKeyAlgorithm, SymmetricAlgorithm};
 use openpgp::KeyID;
 
-use crate::cfb::{Cipher, CfbError};
+use crate::cfb::{self, Cipher, CfbError};
 use crate::keys::{KeyRing, Lookup, Validity};
 use crate::packet::{self, FramingError};
 
@@ -30,7 +30,8 @@ const TAG_SEIPD: u8 = 18;
 /// Literal header of a layer: old format, indeterminate, format 'b', no file name, date 0.
 const LAYER_LITERAL_HEADER: [u8; 7] = [0xaf, b'b', 0, 0, 0, 0, 0];
 
-/// Why a layer could not be opened. `UnknownKey` and `ExpiredKey` are the D6 step 2 drops;
+/// Why a layer could not be opened. `UnknownKey` and `ExpiredKey` are the D6 step 2 drops,
+/// `Tagged` the anti-tagging check on the encrypted data (`cfb::distinct_inputs`);
 /// everything else is a malformed message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +54,10 @@ pub enum LayerError {
     IntegrityProtected,
     #[error("no symmetrically encrypted data packet after the session key")]
     NoEncryptedData,
+    #[error("more than one public-key encrypted session key")]
+    SecondPkesk,
+    #[error("two cipher blocks fed into AES are equal (a tag)")]
+    Tagged,
     #[error(transparent)]
     Cfb(#[from] CfbError),
     #[error("compressed data is not allowed inside a layer")]
@@ -147,61 +152,54 @@ fn parse_pkesk(body: &[u8]) -> Result<PKESK3, LayerError> {
     PKESK3::new(Some(keyid), algo, ciphertext).map_err(|_| LayerError::Pkesk("ciphertext"))
 }
 
-/// Opens a layer with the node's key ring at time `now`.
+/// Opens a layer with the node's key ring at time `now`, in the order that spends the
+/// least on a layer that will be refused: the one PKESK names a subkey (a key id lookup),
+/// the encrypted data passes the tag check (a sort), and only then the public-key
+/// operation and the decryption. D4 has exactly one PKESK; a second one is refused, so a
+/// layer cannot make the mix try hundreds of session keys.
 pub fn open(body: &[u8], ring: &KeyRing, now: SystemTime) -> Result<Opened, LayerError> {
-    let mut input = body;
-    let mut first_refusal = None;
-    let mut found = None;
-    loop {
-        let p = packet::read_packet(input)?;
-        input = p.rest;
-        match p.tag {
-            TAG_PKESK => {
-                if found.is_some() {
-                    continue;
-                }
-                let pkesk = parse_pkesk(&p.body)?;
-                let keyid = pkesk.recipient().cloned().unwrap_or(KeyID::wildcard());
-                let candidates: Vec<_> = if keyid.is_wildcard() {
-                    ring.valid(now).collect()
-                } else {
-                    match ring.lookup(&keyid, now) {
-                        Lookup::Valid(k) => vec![k],
-                        Lookup::Expired => {
-                            first_refusal.get_or_insert(LayerError::ExpiredKey);
-                            vec![]
-                        }
-                        Lookup::NotYetValid => {
-                            first_refusal.get_or_insert(LayerError::NotYetValidKey);
-                            vec![]
-                        }
-                        Lookup::Unknown => vec![],
-                    }
-                };
-                for k in candidates {
-                    let Some(mut decryptor) = k.decryptor() else { continue };
-                    if let Some((algo, sk)) = pkesk.decrypt(&mut decryptor, None) {
-                        found = Some((algo, sk, k.validity));
-                        break;
-                    }
-                }
-                if found.is_none() && !keyid.is_wildcard() && matches!(ring.lookup(&keyid, now), Lookup::Valid(_)) {
-                    return Err(LayerError::SessionKey);
-                }
-            }
-            TAG_SED => {
-                let (algo, sk, subkey) = found.ok_or(first_refusal.unwrap_or(LayerError::UnknownKey))?;
-                let plain = Cipher::new(algo.into(), &sk)?.decrypt(&p.body)?;
-                return Ok(Opened { content: literal_content(plain)?, subkey });
-            }
-            TAG_SEIPD => return Err(LayerError::IntegrityProtected),
-            _ if found.is_none() && first_refusal.is_none() => return Err(LayerError::NoPkesk),
-            _ => return Err(LayerError::NoEncryptedData),
+    let first = packet::read_packet(body)?;
+    if first.tag != TAG_PKESK {
+        return Err(LayerError::NoPkesk);
+    }
+    let pkesk = parse_pkesk(&first.body)?;
+    let keyid = pkesk.recipient().cloned().unwrap_or(KeyID::wildcard());
+    // A wildcard id is tried against the subkeys valid now, and no others.
+    let candidates: Vec<_> = if keyid.is_wildcard() {
+        ring.valid(now).collect()
+    } else {
+        match ring.lookup(&keyid, now) {
+            Lookup::Valid(k) => vec![k],
+            Lookup::Expired => return Err(LayerError::ExpiredKey),
+            Lookup::NotYetValid => return Err(LayerError::NotYetValidKey),
+            Lookup::Unknown => return Err(LayerError::UnknownKey),
         }
-        if input.is_empty() {
-            return Err(if found.is_some() { LayerError::NoEncryptedData } else { first_refusal.unwrap_or(LayerError::NoPkesk) });
+    };
+    if first.rest.is_empty() {
+        return Err(LayerError::NoEncryptedData);
+    }
+    let data = packet::read_packet(first.rest)?;
+    match data.tag {
+        TAG_SED => {}
+        TAG_PKESK => return Err(LayerError::SecondPkesk),
+        TAG_SEIPD => return Err(LayerError::IntegrityProtected),
+        _ => return Err(LayerError::NoEncryptedData),
+    }
+    cfb::distinct_inputs(&data.body).map_err(|e| match e {
+        CfbError::RepeatedInput => LayerError::Tagged,
+        other => other.into(),
+    })?;
+    let mut found = None;
+    for k in candidates {
+        let Some(mut decryptor) = k.decryptor() else { continue };
+        if let Some((algo, sk)) = pkesk.decrypt(&mut decryptor, None) {
+            found = Some((algo, sk, k.validity));
+            break;
         }
     }
+    let (algo, sk, subkey) = found.ok_or(if keyid.is_wildcard() { LayerError::UnknownKey } else { LayerError::SessionKey })?;
+    let plain = Cipher::new(algo.into(), &sk)?.decrypt(&data.body)?;
+    Ok(Opened { content: literal_content(plain)?, subkey })
 }
 
 /// Strips the literal packet's header; an indeterminate literal keeps everything after it.
@@ -267,5 +265,104 @@ mod tests {
         assert_eq!(open(&layer, &ring_a, now + keys::SUBKEY_VALIDITY).unwrap_err(), LayerError::ExpiredKey);
         assert!(open(&layer[..50], &ring_a, now).is_err());
         assert_eq!(open(b"\xcb\x01b", &ring_a, now).unwrap_err(), LayerError::NoPkesk);
+    }
+
+    /// Offsets inside a sealed D4 layer: where the tag 9 body starts, and where its CFB
+    /// grid (the ciphertext blocks after the prefix) starts.
+    fn grid(layer: &[u8]) -> (usize, usize) {
+        let pkesk = packet::read_packet(layer).unwrap();
+        let sed_body = layer.len() - pkesk.rest.len() + 1;
+        (sed_body, sed_body + crate::cfb::PREFIX_LEN)
+    }
+
+    #[test]
+    fn tags_in_the_tail_are_refused_and_a_second_pkesk_too() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let modes = Modes::parse("middleman").unwrap();
+        let a = keys::generate("A", &modes, &MixAddress::parse("mixtasy@a.test").unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+        let sub = keys::encryption_subkeys(&a)[0].0.clone();
+        let ring = KeyRing::from_cert(&a, Duration::from_secs(3600)).unwrap();
+        let mut rng = rand::rng();
+        let revealed = vec![b'x'; 21000];
+        let layer = seal(&revealed, &sub, Some(crate::sizes::OUTER), &mut rng).unwrap();
+        let (_, ct) = grid(&layer);
+        assert!(open(&layer, &ring, now).is_ok());
+
+        let mut periodic = layer.clone();
+        periodic[24000..].fill(0x41);
+        assert_eq!(open(&periodic, &ring, now).unwrap_err(), LayerError::Tagged, "periodic tail");
+
+        let mut chunk = layer.clone();
+        chunk.copy_within(ct + 16 * 1550..ct + 16 * 1614, ct + 16 * 1700);
+        assert_eq!(open(&chunk, &ring, now).unwrap_err(), LayerError::Tagged, "copied 1 KiB chunk");
+
+        // Off the grid, a copied chunk feeds AES inputs it never had: each revealed block
+        // gets a pad of its own, so the copy leaves no duplicate (and no handle) behind.
+        let mut shifted = layer.clone();
+        shifted.copy_within(ct + 16 * 1550 + 5..ct + 16 * 1614 + 5, ct + 16 * 1700);
+        let content = open(&shifted, &ring, now).map(|o| o.content).map_err(|e| e.to_string());
+        let content = content.expect("an off-grid copy opens");
+        let (src, dst) = (16 * 1551 - 7, 16 * 1701 - 7);
+        assert_ne!(content[src..src + 16 * 60], content[dst..dst + 16 * 60], "no duplicate survives");
+
+        let (a_blk, b_blk) = (1500, 1700);
+        let mut one = layer.clone();
+        one.copy_within(ct + 16 * a_blk..ct + 16 * (a_blk + 1), ct + 16 * b_blk);
+        assert_eq!(open(&one, &ring, now).unwrap_err(), LayerError::Tagged, "one copied block on the grid");
+
+        // The last block feeds nothing into AES: a copy there is no handle and passes.
+        let last = ct + (layer.len() - ct - 1) / 16 * 16;
+        let mut tail = layer.clone();
+        tail.copy_within(ct + 16 * a_blk..ct + 16 * a_blk + (layer.len() - last), last);
+        assert!(open(&tail, &ring, now).is_ok(), "a copy into the unfed last block");
+
+        // A PKESK in front of the real one, or after it: refused before any decryption.
+        let pkesk = packet::read_packet(&layer).unwrap();
+        let pkesk_len = layer.len() - pkesk.rest.len();
+        let mut two = layer[..pkesk_len].to_vec();
+        two.extend_from_slice(&layer);
+        assert_eq!(open(&two, &ring, now).unwrap_err(), LayerError::SecondPkesk);
+    }
+
+    /// No false alarm: the tag 9 bodies of honest layers (the CFB encryption of a real
+    /// revealed message under a fresh session key and prefix, then fresh padding to
+    /// `OUTER`, as `seal` and a forwarding mix make them) all pass. Structured plaintext
+    /// (a final message of zeros) is the hardest case for the check. The public-key part
+    /// of `seal` is left out: the check never sees it, and it would make this test slow.
+    #[test]
+    fn no_false_alarm_over_100_000_honest_layers() {
+        use crate::message::{self, Kind};
+        let mut rng = rand::rng();
+        let id = message::new_id(&mut rng);
+        let zeros = vec![0u8; message::capacity(&id, Kind::Singlepart)];
+        let finals = [
+            message::build_final(&id, Kind::Singlepart, &zeros, &mut rng),
+            message::build_final(&id, Kind::Singlepart, b"To: a@b.test\r\n\r\nhi\r\n", &mut rng),
+            message::build_final(&id, Kind::Dummy, b"", &mut rng),
+        ];
+        let sed_len = crate::sizes::OUTER - 98;
+        let per_thread = 50_000;
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut rng = rand::rng();
+                    let mut plain = Vec::new();
+                    let mut body = Vec::with_capacity(sed_len);
+                    for i in 0..per_thread {
+                        let mut sk = [0u8; 32];
+                        let mut prefix = [0u8; 16];
+                        rng.fill_bytes(&mut sk);
+                        rng.fill_bytes(&mut prefix);
+                        plain.clear();
+                        plain.extend_from_slice(&LAYER_LITERAL_HEADER);
+                        plain.extend_from_slice(&finals[i % finals.len()]);
+                        body.clear();
+                        Cipher::new(9, &sk).unwrap().encrypt(&prefix, &plain, &mut body);
+                        pad_random(&mut body, sed_len, &mut rng);
+                        assert_eq!(cfb::distinct_inputs(&body), Ok(()), "honest layer {i} refused");
+                    }
+                });
+            }
+        });
     }
 }

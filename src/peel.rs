@@ -42,6 +42,9 @@ pub enum DropReason {
     ExpiredKey,
     /// Verification line missing, not exact, or its hash does not match (tagging).
     Verification,
+    /// Two of the cipher blocks the layer's decryption feeds into AES are equal: a tag
+    /// planted in the unverified tail (`cfb::distinct_inputs`).
+    Tagged,
     /// Any other structural fault: armor, packets, headers, payload.
     Malformed,
     /// The message needs a mode this mix does not run.
@@ -51,13 +54,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::NotMixMail,
         DropReason::NotForThisMix,
         DropReason::Oversized,
         DropReason::UnknownKey,
         DropReason::ExpiredKey,
         DropReason::Verification,
+        DropReason::Tagged,
         DropReason::Malformed,
         DropReason::Mode,
         DropReason::Dummy,
@@ -71,6 +75,7 @@ impl DropReason {
             DropReason::UnknownKey => "unknown-key",
             DropReason::ExpiredKey => "expired-key",
             DropReason::Verification => "verification",
+            DropReason::Tagged => "tagged",
             DropReason::Malformed => "malformed",
             DropReason::Mode => "mode",
             DropReason::Dummy => "dummy",
@@ -124,6 +129,7 @@ pub fn peel(mail: &[u8], node: &Node, now: SystemTime, rng: &mut (impl Rng + Cry
     let opened = layer::open(&body, &node.ring, now).map_err(|e| match e {
         LayerError::UnknownKey => drop(DropReason::UnknownKey, e),
         LayerError::ExpiredKey | LayerError::NotYetValidKey => drop(DropReason::ExpiredKey, e),
+        LayerError::Tagged => drop(DropReason::Tagged, e),
         other => drop(DropReason::Malformed, other),
     })?;
     let (hash, rest) = verification::check(&opened.content).map_err(|e| drop(DropReason::Verification, e))?;
