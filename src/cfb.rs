@@ -212,6 +212,26 @@ mod tests {
         }
     }
 
+    /// Why the check exists: one cipher block copied over another on the grid leaves no
+    /// duplicate after decryption, yet two revealed blocks then XOR to a value the attacker
+    /// chose, C[a+1] XOR C[b+1], without knowing the key. `distinct_inputs` refuses it.
+    #[test]
+    fn a_copied_block_is_a_handle_after_decryption_and_the_check_refuses_it() {
+        let c = Cipher::new(9, &[0x5au8; 32]).unwrap();
+        let plain: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let mut out = Vec::new();
+        c.encrypt(&[3u8; 16], &plain, &mut out);
+        let at = |i: usize| PREFIX_LEN + 16 * i;
+        let (a, b) = (100, 200);
+        let mut tagged = out.clone();
+        tagged.copy_within(at(a)..at(a + 1), at(b));
+        let revealed = c.decrypt(&tagged).unwrap();
+        let xor = |x: &[u8], y: &[u8]| x.iter().zip(y).map(|(p, q)| p ^ q).collect::<Vec<u8>>();
+        let handle = xor(&tagged[at(a + 1)..at(a + 2)], &tagged[at(b + 1)..at(b + 2)]);
+        assert_eq!(xor(&revealed[16 * (a + 1)..16 * (a + 2)], &revealed[16 * (b + 1)..16 * (b + 2)]), handle);
+        assert_eq!(distinct_inputs(&tagged), Err(CfbError::RepeatedInput));
+    }
+
     #[test]
     fn distinct_inputs_covers_the_whole_grid_and_nothing_else() {
         let c = Cipher::new(9, &[7u8; 32]).unwrap();

@@ -79,12 +79,6 @@ fn peel_at(w: &World, hop: usize, mail: &[u8]) -> Result<peel::Outcome, peel::Dr
     peel::peel(mail, &w.nodes[w.path[hop]], w.now, &mut rand::rng())
 }
 
-fn rewrap(mail: &[u8], body: &[u8]) -> Vec<u8> {
-    let inc = wire::parse(mail).unwrap();
-    let to = MixAddress::parse(&inc.to[0]).unwrap();
-    wire::build(None, &to, body)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 

@@ -202,6 +202,14 @@ pub fn wire_to(mail: &[u8]) -> String {
         .expect("wire message has a To: header")
 }
 
+/// `mail` with its binary body replaced by `body` (fresh armor and CRC-24), as an attacker
+/// on the wire would send it.
+pub fn rewrap(mail: &[u8], body: &[u8]) -> Vec<u8> {
+    let inc = mixtasy::wire::parse(mail).unwrap();
+    let to = mixtasy::address::MixAddress::parse(&inc.to[0]).unwrap();
+    mixtasy::wire::build(None, &to, body)
+}
+
 /// The binary body of a wire message.
 pub fn wire_body(mail: &[u8]) -> Vec<u8> {
     mixtasy::armor::decode(mail).expect("wire body is armored")
