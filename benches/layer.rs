@@ -304,6 +304,9 @@ fn main() {
     let mut ct = Vec::new();
     cfb::Cipher::new(9, &sk).unwrap().encrypt(&[1; 16], &next, &mut ct);
     table.add("    cfb decrypt of 30 KiB alone", time(plan.warmup, plan.parts, || cfb::Cipher::new(9, &sk).unwrap().decrypt(&ct).unwrap()));
+    let sed_body = &body[98..];
+    assert_eq!(body[97], 0xa7, "the tag 9 body starts at 98");
+    let tag_s = table.add("    cfb::distinct_inputs (tag check, ~1920 blocks)", time(plan.warmup, plan.parts, || cfb::distinct_inputs(black_box(sed_body)).is_ok()));
 
     // ---- Create per layer.
     let create_s = time(plan.warmup.min(30), plan.create, || create::create(&original, &mixes, &opts, now, &mut rng).unwrap());
@@ -365,6 +368,7 @@ fn main() {
         }
         None => println!("peel: {:.1} µs/layer (target <= {PEEL_TARGET_US:.0} µs, {peel_verdict}); gpg: skipped", peel_s.median),
     }
+    println!("tag check: {:.2} µs/layer, {:.1}% of a peel (medians, same run)", tag_s.median, 100.0 * tag_s.median / peel_s.median);
     println!(
         "open is {:.0}% of a peel; create: {:.1} µs/layer (seal alone {:.1} µs); medians; total bench time {:.1} s",
         100.0 * open_s.median / peel_s.median,
