@@ -580,7 +580,7 @@ fn five_mixes_through_a_real_postfix() {
     for (fqdn, modes) in MIXES {
         let st = lab.status(&pf, fqdn);
         assert_counters_add_up(&st);
-        for bad in ["malformed", "verification", "not-for-this-mix", "unknown-key", "expired-key", "replay", "mode", "oversized"] {
+        for bad in ["malformed", "verification", "tagged", "not-for-this-mix", "unknown-key", "expired-key", "replay", "mode", "oversized"] {
             assert_eq!(st.get(&format!("drop.{bad}")), 0, "{fqdn}: drop.{bad}: {}", st.0);
         }
         assert_eq!((st.get("exit_queue"), st.get("held_parts")), (0, 0), "{fqdn}: {}", st.0);

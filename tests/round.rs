@@ -89,6 +89,7 @@ fn network_delivers_singlepart_multipart_and_many_with_dummies() {
     for n in &net.nodes {
         let st = net.status(n);
         assert_counters_add_up(&st);
+        assert_eq!(st.get("drop.tagged"), 0, "{n}: no honest layer (messages and dummies) is taken for tagged");
         dummies += st.get("dummy.pooled") + st.get("dummy.sent");
         assert_eq!(st.get("pool"), 0, "{n}: the pool drains with these parameters");
     }
