@@ -7,7 +7,8 @@
 //! re-armored with CRLF line ends, trace headers and an armor header), truncated copies,
 //! binary garbage, valid armor around garbage, ordinary mail to the mix address and
 //! Postfix bounces quoting a wire message (both moved to `.operator`), and a share of each
-//! other drop reason (another mix's mail, oversized bodies, tagged layers, layers
+//! other drop reason (another mix's mail, oversized bodies, layers tagged in the verified
+//! window and in the unverified tail, layers
 //! encrypted to another key). Files are shuffled, and one in ten sits in `cur/`.
 //!
 //! The same valid messages serve a flood of 5 000 and one of 50 000 (each in its own home
@@ -67,11 +68,12 @@ enum What {
     NotForThisMix,
     Oversized,
     Tagged,
+    TailTagged,
     UnknownKey,
 }
 
 impl What {
-    const ALL: [What; 14] = [
+    const ALL: [What; 15] = [
         What::Forward,
         What::Final,
         What::Part,
@@ -85,6 +87,7 @@ impl What {
         What::NotForThisMix,
         What::Oversized,
         What::Tagged,
+        What::TailTagged,
         What::UnknownKey,
     ];
 
@@ -103,7 +106,8 @@ impl What {
             What::Bounce => 4000,
             What::NotForThisMix => 2000,
             What::Oversized => 2000,
-            What::Tagged => 2000,
+            What::Tagged => 1000,
+            What::TailTagged => 1000,
             What::UnknownKey => 2000,
         }
     }
@@ -124,6 +128,7 @@ impl What {
             What::NotForThisMix => "drop.not-for-this-mix",
             What::Oversized => "drop.oversized",
             What::Tagged => "drop.verification",
+            What::TailTagged => "drop.tagged",
             What::UnknownKey => "drop.unknown-key",
         }
     }
@@ -319,6 +324,16 @@ fn content(what: What, i: usize, set: &Valid, valid: &[&Vec<u8>], me: &MixAddres
             rewrap(valid[i % valid.len()], &|b| {
                 let o = revealed_offset(b) + at;
                 b[o] ^= 0x20;
+            })
+        }
+        What::TailTagged => {
+            // One cipher block copied over another on the CFB grid, past the verified window.
+            let from = rng.random_range(0..1500);
+            let to = rng.random_range(1500..1900);
+            rewrap(valid[i % valid.len()], &|b| {
+                let pkesk = mixtasy::packet::read_packet(b).unwrap();
+                let grid = b.len() - pkesk.rest.len() + 1 + mixtasy::cfb::PREFIX_LEN;
+                b.copy_within(grid + 16 * from..grid + 16 * (from + 1), grid + 16 * to);
             })
         }
         What::UnknownKey => set.unknown[i % set.unknown.len()].clone(),
