@@ -8,11 +8,14 @@ use base64_simd::STANDARD as B64;
 
 const BEGIN: &str = "-----BEGIN PGP MESSAGE-----";
 const END: &str = "-----END PGP MESSAGE-----";
+/// The labels read: ours, and the one GnuPG writes for `--store`/`--enarmor` output
+/// (D5 accepts GnuPG's labels). Keys and signatures are never a mix message.
+const LABELS: [&str; 2] = ["MESSAGE", "ARMORED FILE"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArmorError {
-    #[error("no armored PGP message found")]
+    #[error("no armored PGP message (or GnuPG armored file) found")]
     NoArmor,
     #[error("armor has no END line")]
     Unterminated,
@@ -63,14 +66,21 @@ pub fn encode_into(out: &mut Vec<u8>, data: &[u8]) {
 /// Finds the first armored message in `text` and returns its binary content.
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, ArmorError> {
     let mut lines = text.split(|&b| b == b'\n').map(|l| l.trim_ascii());
-    lines.by_ref().find(|l| *l == BEGIN.as_bytes()).ok_or(ArmorError::NoArmor)?;
+    let label = lines
+        .by_ref()
+        .find_map(|l| {
+            let label = l.strip_prefix(b"-----BEGIN PGP ")?.strip_suffix(b"-----")?;
+            LABELS.iter().find(|x| x.as_bytes() == label)
+        })
+        .ok_or(ArmorError::NoArmor)?;
+    let end = format!("-----END PGP {label}-----");
     // Armor headers ("Key: value") run to the first blank line.
     let mut body_lines = Vec::new();
     let mut in_headers = true;
     let mut checksum = None;
     let mut ended = false;
     for line in lines {
-        if line == END.as_bytes() {
+        if line == end.as_bytes() {
             ended = true;
             break;
         }
@@ -172,6 +182,20 @@ mod tests {
         let i = BEGIN.len() + 3;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
         assert!(decode(&flipped).is_err());
+    }
+
+    /// GnuPG's `--store --armor`/`--enarmor` label and armor headers are read; a key block
+    /// is not a message, and the END line must match the BEGIN line's label.
+    #[test]
+    fn gnupg_labels_and_armor_headers() {
+        let data = b"a layer".to_vec();
+        let ours = encode(&data);
+        let file = ours.replace("PGP MESSAGE", "PGP ARMORED FILE").replacen("\n\n", "\nComment: Use \"gpg --dearmor\" for unpacking\nVersion: GnuPG v2\n\n", 1);
+        assert_eq!(decode(file.as_bytes()).unwrap(), data);
+        let key = ours.replace("PGP MESSAGE", "PGP PUBLIC KEY BLOCK");
+        assert_eq!(decode(key.as_bytes()), Err(ArmorError::NoArmor));
+        let mixed = ours.replacen("BEGIN PGP MESSAGE", "BEGIN PGP ARMORED FILE", 1);
+        assert!(decode(mixed.as_bytes()).is_err(), "END must match BEGIN");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Headers are parsed strictly (one `Name: value` per CRLF line, no folding, known names
 //! only) and must lie inside the verified window, so nothing a mix acts on can be tagged.
 
+use std::borrow::Cow;
+
 use rand::RngCore;
 
 use crate::address::MixAddress;
@@ -31,7 +33,9 @@ pub enum Kind {
 pub struct Final<'a> {
     pub id: String,
     pub kind: Kind,
-    pub payload: &'a [u8],
+    /// The literal's data: borrowed for a definite length, joined for GnuPG's partial
+    /// lengths.
+    pub payload: Cow<'a, [u8]>,
 }
 
 /// An intermediate mix message, as revealed to a middle mix.
@@ -65,7 +69,7 @@ pub enum MessageError {
     Field(&'static str),
     #[error("mix message lacks the {0} field")]
     Missing(&'static str),
-    #[error("final mix message payload is not a definite-length literal inside the window")]
+    #[error("final mix message payload is not a literal that ends inside the window")]
     Payload,
 }
 
@@ -147,27 +151,36 @@ pub fn parse(msg: &[u8]) -> Result<Revealed<'_>, MessageError> {
         ("multipart", None) => return Err(MessageError::Missing("Part")),
         (_, Some(_)) | (_, None) => return Err(MessageError::Field("Mixtasy-Type")),
     };
-    let payload = if kind == Kind::Dummy { &[][..] } else { literal_payload(msg, body)? };
+    let payload = if kind == Kind::Dummy { Cow::Borrowed(&[][..]) } else { literal_payload(msg, body)? };
     Ok(Revealed::Final(Final { id: id.to_string(), kind, payload }))
 }
 
-/// Cuts the literal out by its stated length (D2); it must end inside the window.
-fn literal_payload<'a>(msg: &'a [u8], body: &'a [u8]) -> Result<&'a [u8], MessageError> {
+/// Cuts the literal out by its stated length (D2): any RFC 4880 4.2 length form, partial
+/// lengths (GnuPG's framing of a literal from a pipe) included, as long as the whole packet
+/// ends inside the verified window. An indeterminate length runs past the window: refused.
+fn literal_payload<'a>(msg: &'a [u8], body: &'a [u8]) -> Result<Cow<'a, [u8]>, MessageError> {
     let offset = msg.len() - body.len();
-    let (h, after) = packet::parse_header(body).map_err(|_| MessageError::Payload)?;
-    let packet::BodyLen::Definite(len) = h.len else { return Err(MessageError::Payload) };
-    let header_len = body.len() - after.len();
-    if h.tag != 11 || offset + header_len + len as usize > INNER || after.len() < len as usize {
+    let (h, _) = packet::parse_header(body).map_err(|_| MessageError::Payload)?;
+    if h.tag != 11 || h.len == packet::BodyLen::Indeterminate {
         return Err(MessageError::Payload);
     }
-    let lit = &after[..len as usize];
+    let p = packet::read_packet(body).map_err(|_| MessageError::Payload)?;
+    if offset + (body.len() - p.rest.len()) > INNER {
+        return Err(MessageError::Payload);
+    }
     // format, file name length, file name, four-byte date, then the data.
-    let name_len = *lit.get(1).ok_or(MessageError::Payload)? as usize;
+    let name_len = *p.body.get(1).ok_or(MessageError::Payload)? as usize;
     let data_start = 2 + name_len + 4;
-    if lit.len() < data_start {
+    if p.body.len() < data_start {
         return Err(MessageError::Payload);
     }
-    Ok(&lit[data_start..])
+    Ok(match p.body {
+        Cow::Borrowed(lit) => Cow::Borrowed(&lit[data_start..]),
+        Cow::Owned(mut lit) => {
+            lit.drain(..data_start);
+            Cow::Owned(lit)
+        }
+    })
 }
 
 /// A fresh Mixtasy-ID: 32 random lowercase hex digits (D2).
@@ -259,9 +272,33 @@ mod tests {
             assert_eq!(f.kind, kind);
             assert_eq!(f.id, id);
             if kind != Kind::Dummy {
-                assert_eq!(f.payload, payload);
+                assert_eq!(f.payload, &payload[..]);
             }
         }
+    }
+
+    /// GnuPG frames a literal from a pipe with partial lengths (`gpg --store`: `cb e9 …`);
+    /// D2 accepts any length form whose packet ends inside the window.
+    #[test]
+    fn partial_length_literal_inside_the_window_is_read_and_past_it_refused() {
+        let id = "<0123456789abcdef0123456789abcdef@mixtasy>";
+        let payload: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let framed = |payload: &[u8]| {
+            let mut m = final_headers(id, Kind::Singlepart).into_bytes();
+            let mut lit = vec![b'b', 0, 0, 0, 0, 0];
+            lit.extend_from_slice(payload);
+            packet::write_new_partial(&mut m, 11, &lit, 9);
+            m
+        };
+        let mut m = framed(&payload);
+        m.resize(INNER, 0);
+        let Revealed::Final(f) = parse(&m).unwrap() else { panic!("final") };
+        assert_eq!(f.payload, payload);
+        // The same framing running past INNER.
+        let big = vec![b'z'; INNER];
+        let mut m = framed(&big);
+        m.truncate(INNER);
+        assert_eq!(parse(&m).unwrap_err(), MessageError::Payload);
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub fn peel(mail: &[u8], node: &Node, now: SystemTime, rng: &mut (impl Rng + Cry
             if !node.modes.exit() {
                 return Err(drop(DropReason::Mode, "final message at a mix without an exit mode"));
             }
-            Peeled::Final { id: f.id, kind: f.kind, payload: f.payload.to_vec() }
+            Peeled::Final { id: f.id, kind: f.kind, payload: f.payload.into_owned() }
         }
     };
     Ok(Outcome { peeled, hash, expires: opened.subkey.expires })

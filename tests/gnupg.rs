@@ -114,7 +114,7 @@ fn walk_with_gpg(net: &Net, gpg: &Gpg, rings: &mut HashMap<String, KeyRing>, mut
                 mail = next;
             }
             Revealed::Final(f) => {
-                assert_eq!(peeled.0, f.payload, "{what}: mixtasyd peel delivers other bytes than the final message's literal");
+                assert_eq!(peeled.0, *f.payload, "{what}: mixtasyd peel delivers other bytes than the final message's literal");
                 return Delivered { kind: f.kind, payload: peeled.0, hops: hop };
             }
         }
@@ -219,7 +219,7 @@ fn gpg_rfc2440_message_decrypts_with_our_code() {
         match message::parse(rest) {
             Ok(Revealed::Final(f)) => {
                 assert_eq!(f.kind, Kind::Singlepart);
-                assert_eq!(f.payload, original, "gpg output from {form}: wrong payload");
+                assert_eq!(*f.payload, original[..], "gpg output from {form}: wrong payload");
             }
             other => panic!("gpg output from {form}: not a final mix message: {other:?}"),
         }
