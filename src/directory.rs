@@ -269,7 +269,7 @@ fn first_sight(mut certs: Vec<Cert>, now: SystemTime) -> Outcome {
 }
 
 /// A directory of mix keys on disk: per address, `<address>.pgp` (the established key),
-/// `<address>.conflict.pgp` (unrelated keys met together, none used) and `<address>.wkd`
+/// `<address>.conflict` (unrelated keys met together, none used) and `<address>.wkd`
 /// (the fingerprint the address's domain publishes in its Web Key Directory).
 pub struct Directory {
     dir: PathBuf,
@@ -285,7 +285,7 @@ impl Directory {
     }
 
     fn conflict_file(&self, address: &MixAddress) -> PathBuf {
-        self.dir.join(format!("{address}.conflict.pgp"))
+        self.dir.join(format!("{address}.conflict"))
     }
 
     fn wkd_file(&self, address: &MixAddress) -> PathBuf {
@@ -315,9 +315,9 @@ impl Directory {
             };
             let address = match (identity(&cert, now), address_of(&cert)) {
                 (Ok((a, _, _)), _) => a,
-                // A revocation of a key we hold is news even though the cert is no longer a
-                // usable mix key.
-                (Err(_), Some(a)) if self.get(&a)?.is_some_and(|e| e.fingerprint() == cert.fingerprint()) => a,
+                // A revocation of a key we hold (established or in a conflict) is news even
+                // though the cert is no longer a usable mix key.
+                (Err(_), Some(a)) if self.holds(&a, &cert)? => a,
                 (Err(r), _) => {
                     report.refused.push((cert.fingerprint().to_hex(), r));
                     continue;
@@ -337,10 +337,13 @@ impl Directory {
 
     fn import_address(&self, address: &MixAddress, certs: Vec<Cert>, now: SystemTime, report: &mut ImportReport) -> Result<()> {
         let mut established = self.get(address)?;
+        let was_established = established.is_some();
+        let mut met_established = false;
         let mut others = self.conflict(address)?;
         for cert in certs {
             if let Some(est) = established.as_mut().filter(|e| e.fingerprint() == cert.fingerprint()) {
                 *est = est.clone().merge_public(cert).context("merging certificate")?;
+                met_established = true;
             } else if let Some(o) = others.iter_mut().find(|o| o.fingerprint() == cert.fingerprint()) {
                 *o = o.clone().merge_public(cert).context("merging certificate")?;
             } else {
@@ -363,7 +366,9 @@ impl Directory {
         match outcome {
             Outcome::Keep(cert) => {
                 self.store(address, &cert)?;
-                report.stored.push(address.clone());
+                if met_established || !was_established {
+                    report.stored.push(address.clone());
+                }
             }
             Outcome::Replace(cert, why) => {
                 self.store(address, &cert)?;
@@ -398,6 +403,12 @@ impl Directory {
         }
     }
 
+    /// Whether a key with `cert`'s fingerprint is stored for `address`.
+    fn holds(&self, address: &MixAddress, cert: &Cert) -> Result<bool> {
+        let fpr = cert.fingerprint();
+        Ok(self.get(address)?.is_some_and(|e| e.fingerprint() == fpr) || self.conflict(address)?.iter().any(|c| c.fingerprint() == fpr))
+    }
+
     /// The stored cert of one mix.
     pub fn get(&self, address: &MixAddress) -> Result<Option<Cert>> {
         let path = self.file(address);
@@ -423,7 +434,7 @@ impl Directory {
     /// Every address with an unresolved conflict, with the fingerprints in it.
     pub fn conflicts(&self) -> Result<BTreeMap<MixAddress, Vec<String>>> {
         let mut out = BTreeMap::new();
-        for addr in self.addresses(".conflict.pgp")? {
+        for addr in self.addresses(".conflict")? {
             out.insert(addr.clone(), self.conflict(&addr)?.iter().map(|c| c.fingerprint().to_hex()).collect());
         }
         Ok(out)
@@ -603,5 +614,148 @@ mod tests {
         assert!(d.certs().unwrap().is_empty(), "nothing of a refused cert is stored");
         let r = d.import(b"garbage", t0()).unwrap();
         assert!(matches!(r.refused[0].1, Refusal::NotACert(_)));
+    }
+
+    fn armored(cert: &Cert) -> Vec<u8> {
+        SerializeInto::to_vec(&cert.armored()).unwrap()
+    }
+
+    fn addr(fqdn: &str) -> MixAddress {
+        MixAddress::for_fqdn(fqdn).unwrap()
+    }
+
+    fn used(d: &Directory, fqdn: &str, now: SystemTime) -> Option<openpgp::Fingerprint> {
+        d.usable(now).unwrap().into_iter().find(|m| m.address == addr(fqdn)).map(|m| m.cert.fingerprint())
+    }
+
+    #[test]
+    fn a_second_key_never_silently_replaces_the_first() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let good = mix("a.test", "middleman");
+        d.import(&armored(&good), t0()).unwrap();
+        // A key made a second later, and one whose subkey claims to be made tomorrow.
+        let later = t0() + Duration::from_secs(1);
+        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY).unwrap();
+        let r = d.import(&armored(&evil), later).unwrap();
+        assert!(r.stored.is_empty() && r.replaced.is_empty());
+        assert_eq!(r.kept_established, [(addr("a.test"), evil.fingerprint().to_hex())]);
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+        // Both in one input (a keyserver's answer): the same.
+        let mut both = armored(&evil);
+        both.extend(armored(&good));
+        d.import(&both, later).unwrap();
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+    }
+
+    #[test]
+    fn a_transition_certified_by_the_old_primary_replaces_it() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let at = t0() + Duration::from_secs(3600);
+        let new = keys::transition(&old, "Mix", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        assert!(certifies(&old, &new, at) && !certifies(&new, &old, at));
+        let r = d.import(&armored(&new), at).unwrap();
+        assert_eq!(r.replaced, [(addr("a.test"), Replacement::Certified)]);
+        let m = d.usable(at).unwrap().pop().unwrap();
+        assert_eq!((m.cert.fingerprint(), m.modes.exitpublic), (new.fingerprint(), true));
+        // The old key, met again (a keyserver keeps it), does not come back.
+        let r = d.import(&armored(&old), at).unwrap();
+        assert_eq!(r.kept_established.len(), 1);
+        assert_eq!(used(&d, "a.test", at), Some(new.fingerprint()));
+        // The old subkey still valid is carried, secret included, so in-flight mail peels.
+        let old_sub = keys::encryption_subkeys(&old)[0].0.fingerprint();
+        assert!(new.keys().subkeys().secret().any(|k| k.key().fingerprint() == old_sub));
+        assert_eq!(keys::encryption_subkeys(&new).len(), 2);
+        // A certification by some other key is no transition.
+        let stranger = mix("b.test", "middleman");
+        let fake = keys::transition(&stranger, "Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        assert_eq!(d.import(&armored(&fake), at).unwrap().kept_established.len(), 1);
+        assert_eq!(used(&d, "a.test", at), Some(new.fingerprint()));
+    }
+
+    #[test]
+    fn a_revoked_key_is_never_used_and_may_be_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let revoked = keys::revoke(&old, "test", t0()).unwrap().strip_secret_key_material();
+        let at = t0() + Duration::from_secs(60);
+        d.import(&armored(&revoked), at).unwrap();
+        assert_eq!(used(&d, "a.test", at), None, "a revocation found on import is honoured");
+        let next = keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let r = d.import(&armored(&next), at).unwrap();
+        assert_eq!(r.replaced, [(addr("a.test"), Replacement::Revoked)]);
+        assert_eq!(used(&d, "a.test", at), Some(next.fingerprint()));
+        // The revoked key alone in a fresh directory is refused.
+        let d2 = Directory::new(t.path().join("d2"));
+        assert_eq!(d2.import(&armored(&revoked), at).unwrap().refused[0].1, Refusal::Invalid);
+    }
+
+    #[test]
+    fn a_week_without_a_valid_subkey_gives_the_address_up() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let expired = t0() + keys::SUBKEY_VALIDITY;
+        for (after, replaced) in [(Duration::from_secs(86400), false), (SILENCE - Duration::from_secs(1), false), (SILENCE, true)] {
+            let at = expired + after;
+            let other = keys::generate("Other", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+            // Discovery keeps the silent key (unused) until the week is over.
+            let (r, pruned) = d.refresh(Some(&armored(&other)), at).unwrap();
+            assert!(pruned.is_empty());
+            assert_eq!(r.replaced.len(), usize::from(replaced), "{after:?}");
+            assert_eq!(used(&d, "a.test", at), replaced.then(|| other.fingerprint()), "{after:?}");
+        }
+    }
+
+    #[test]
+    fn future_subkeys_are_not_used() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let tomorrow = t0() + Duration::from_secs(86400);
+        let bare = CertBuilder::new()
+            .set_creation_time(t0())
+            .set_primary_key_flags(openpgp::types::KeyFlags::empty().set_certification())
+            .add_userid("F (mixtasy-mode:middleman) <mixtasy@f.test>")
+            .generate()
+            .unwrap()
+            .0;
+        let (future, _) = keys::rotate(bare, tomorrow, keys::SUBKEY_VALIDITY).unwrap();
+        assert_eq!(d.import(&armored(&future), t0()).unwrap().refused[0].1, Refusal::NoValidSubkey);
+        // A good key with a future subkey besides: the present one is encrypted to.
+        let good = mix("a.test", "middleman");
+        let (with_future, _) = keys::rotate(good.clone(), tomorrow, keys::SUBKEY_VALIDITY).unwrap();
+        let m = check(&with_future, t0()).unwrap();
+        assert_eq!(m.newest_valid_subkey(t0()).unwrap().fingerprint(), keys::encryption_subkeys(&good)[0].0.fingerprint());
+    }
+
+    #[test]
+    fn two_unrelated_keys_at_first_sight_are_a_conflict() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let a = mix("a.test", "middleman");
+        let b = keys::generate("B", &Modes::parse("middleman").unwrap(), &addr("a.test"), t0(), keys::SUBKEY_VALIDITY).unwrap();
+        let mut both = armored(&a);
+        both.extend(armored(&b));
+        let r = d.import(&both, t0()).unwrap();
+        assert!(r.stored.is_empty());
+        assert_eq!(r.conflicts.len(), 1);
+        assert_eq!(r.conflicts[0].1.len(), 2);
+        assert!(d.usable(t0()).unwrap().is_empty(), "neither is used");
+        assert_eq!(d.conflicts().unwrap().len(), 1);
+        // Importing one of them again does not pick it.
+        d.import(&armored(&a), t0()).unwrap();
+        assert!(d.usable(t0()).unwrap().is_empty());
+        // One revoked resolves it.
+        let revoked = keys::revoke(&b, "gone", t0()).unwrap().strip_secret_key_material();
+        let r = d.import(&armored(&revoked), t0()).unwrap();
+        assert_eq!(r.stored, [addr("a.test")]);
+        assert_eq!(used(&d, "a.test", t0()), Some(a.fingerprint()));
+        assert!(d.conflicts().unwrap().is_empty());
     }
 }

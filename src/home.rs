@@ -173,7 +173,7 @@ impl NodeHome {
         let config = self.config()?;
         let old = self.cert()?;
         let (address, name, modes) = crate::directory::identity(&old, now).map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
-        let revoked = keys::revoke(&old, reason)?.strip_secret_key_material();
+        let revoked = keys::revoke(&old, reason, now)?.strip_secret_key_material();
         let new = keys::generate(&name, &modes, &address, now, config.subkey_validity)?;
         self.replace_key(&new)?;
         Ok((revoked, new))

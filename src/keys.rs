@@ -201,7 +201,7 @@ pub fn transition(old: &Cert, name: &str, modes: &Modes, address: &MixAddress, n
 /// Revokes the mix key (its secret is, or may be, in the wrong hands): the old key with a
 /// revocation of its primary, which directories honour by never using it again and by
 /// letting another key take its address.
-pub fn revoke(old: &Cert, reason: &str) -> Result<Cert> {
+pub fn revoke(old: &Cert, reason: &str, now: SystemTime) -> Result<Cert> {
     let mut signer = old
         .primary_key()
         .key()
@@ -209,7 +209,10 @@ pub fn revoke(old: &Cert, reason: &str) -> Result<Cert> {
         .parts_into_secret()
         .context("the mix key file has no secret primary key to revoke it with")?
         .into_keypair()?;
-    let sig = old.revoke(&mut signer, openpgp::types::ReasonForRevocation::KeyCompromised, reason.as_bytes())?;
+    let sig = openpgp::cert::CertRevocationBuilder::new()
+        .set_reason_for_revocation(openpgp::types::ReasonForRevocation::KeyCompromised, reason.as_bytes())?
+        .set_signature_creation_time(now)?
+        .build(&mut signer, old, None)?;
     Ok(old.clone().insert_packets(std::iter::once(sig))?.0)
 }
 
