@@ -9,7 +9,8 @@
 //! Advanced method first, `https://openpgpkey.DOMAIN/.well-known/openpgpkey/DOMAIN/hu/H?l=LOCAL`,
 //! then the direct method, `https://DOMAIN/.well-known/openpgpkey/hu/H?l=LOCAL`, with H the
 //! z-base-32 of SHA-1 of the lowercased local part. HTTPS only. `--wkd-resolve
-//! HOST:PORT:ADDR` (as curl's `--resolve`) connects to ADDR instead of asking DNS, and
+//! HOST:PORT:ADDR` (as curl's `--resolve`; ADDR may end in `:PORT2`) connects to ADDR
+//! instead of asking DNS, and
 //! `--wkd-ca-file` trusts the CAs of a PEM file instead of the built-in web roots.
 
 use std::net::{IpAddr, SocketAddr};
@@ -60,9 +61,11 @@ pub fn urls(address: &MixAddress) -> [String; 2] {
     ]
 }
 
-/// `HOST:PORT:ADDR` overrides of DNS, as curl's `--resolve`.
+/// `HOST:PORT:ADDR` overrides of DNS, as curl's `--resolve`; ADDR may carry a port of its
+/// own (`127.0.0.1:8443`, `[::1]:8443`), as curl's `--connect-to`, so that a WKD can be
+/// served from an unprivileged port while the URL, the Host header and TLS name stay the same.
 #[derive(Debug, Clone, Default)]
-struct Overrides(Vec<(String, u16, IpAddr)>);
+struct Overrides(Vec<(String, u16, SocketAddr)>);
 
 impl Overrides {
     fn parse(specs: &[String]) -> Result<Self> {
@@ -71,8 +74,12 @@ impl Overrides {
             let bad = || anyhow!("--wkd-resolve `{spec}` is not HOST:PORT:ADDR");
             let (host, rest) = spec.split_once(':').ok_or_else(bad)?;
             let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
-            let addr = addr.trim_start_matches('[').trim_end_matches(']');
-            out.push((host.to_ascii_lowercase(), port.parse().map_err(|_| bad())?, addr.parse().map_err(|_| bad())?));
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let to = match addr.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => SocketAddr::new(addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().map_err(|_| bad())?, port),
+            };
+            out.push((host.to_ascii_lowercase(), port, to));
         }
         Ok(Overrides(out))
     }
@@ -95,7 +102,7 @@ impl Resolver for OverrideResolver {
         let port = uri.port_u16().unwrap_or(443);
         if let Some((_, _, addr)) = self.overrides.0.iter().find(|(h, p, _)| *h == host && *p == port) {
             let mut out = self.empty();
-            out.push(SocketAddr::new(*addr, port));
+            out.push(*addr);
             return Ok(out);
         }
         self.default.resolve(uri, config, timeout)
@@ -134,35 +141,31 @@ impl Wkd {
         Ok(Wkd { agent: ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::new(), resolver) })
     }
 
-    /// The keys the WKD of `address`'s domain holds for it (advanced method, then direct),
-    /// only those with a user id naming the address. `Ok(empty)`: the domain has none (a
-    /// 404, or no WKD at all); an unreachable or broken WKD is an error.
+    /// The keys the WKD of `address`'s domain holds for it, only those with a user id
+    /// naming the address. As the draft (and GnuPG) has it, the advanced method's host
+    /// decides when it answers at all; the direct method is asked only when that host
+    /// cannot be reached. `Ok(empty)`: the domain has none (404); an unreachable or broken
+    /// WKD is an error.
     pub fn lookup(&self, address: &MixAddress) -> Result<Vec<Cert>> {
-        let mut last_error = None;
-        for url in urls(address) {
-            match self.get(&url) {
-                Ok(Some(body)) => {
-                    let certs: Vec<Cert> = CertParser::from_bytes(&body)
-                        .context("the WKD answer is not OpenPGP")?
-                        .filter_map(|c| c.ok())
-                        .filter(|c| c.userids().any(|u| u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(address.as_str()))))
-                        .collect();
-                    return Ok(certs);
-                }
-                Ok(None) => last_error = None,
-                Err(e) => last_error = Some(e),
-            }
-        }
-        match last_error {
-            Some(e) => Err(e),
-            None => Ok(Vec::new()),
-        }
+        let [advanced, direct] = urls(address);
+        let body = match self.get(&advanced) {
+            Ok(answer) => answer,
+            Err(e) if e.downcast_ref::<Unreachable>().is_some() => self.get(&direct)?,
+            Err(e) => return Err(e),
+        };
+        let Some(body) = body else { return Ok(Vec::new()) };
+        let certs: Vec<Cert> = CertParser::from_bytes(&body)
+            .context("the WKD answer is not OpenPGP")?
+            .filter_map(|c| c.ok())
+            .filter(|c| c.userids().any(|u| u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(address.as_str()))))
+            .collect();
+        Ok(certs)
     }
 
     /// One GET: `Ok(None)` on 404.
     fn get(&self, url: &str) -> Result<Option<Vec<u8>>> {
         let host = url.split('/').nth(2).unwrap_or(url);
-        let mut resp = self.agent.get(url).call().with_context(|| format!("WKD {host} did not answer"))?;
+        let mut resp = self.agent.get(url).call().map_err(|e| anyhow::Error::new(Unreachable(format!("WKD {host} did not answer: {e}"))))?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
@@ -171,6 +174,12 @@ impl Wkd {
         Ok(Some(resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of WKD {host}"))?))
     }
 }
+
+/// A WKD host that could not be reached (name, connection, TLS): the advanced method falls
+/// back to the direct one only then.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unreachable(String);
 
 fn read_cas(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -203,9 +212,10 @@ mod tests {
 
     #[test]
     fn resolve_overrides_parse() {
-        let o = Overrides::parse(&["Mix.Test:8443:127.0.0.1".into(), "h:1:[::1]".into()]).unwrap();
-        assert_eq!(o.0[0], ("mix.test".into(), 8443, "127.0.0.1".parse().unwrap()));
-        assert_eq!(o.0[1].2, "::1".parse::<IpAddr>().unwrap());
+        let o = Overrides::parse(&["Mix.Test:8443:127.0.0.1".into(), "h:1:[::1]".into(), "h:443:127.0.0.1:9999".into()]).unwrap();
+        assert_eq!(o.0[0], ("mix.test".into(), 8443, "127.0.0.1:8443".parse().unwrap()));
+        assert_eq!(o.0[1].2, "[::1]:1".parse::<SocketAddr>().unwrap());
+        assert_eq!(o.0[2].2, "127.0.0.1:9999".parse::<SocketAddr>().unwrap());
         for bad in ["mix.test", "mix.test:x:127.0.0.1", "mix.test:1:nothost"] {
             assert!(Overrides::parse(&[bad.into()]).is_err(), "{bad}");
         }

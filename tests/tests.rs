@@ -16,3 +16,5 @@ mod flood;
 mod postfix;
 mod security;
 mod abuse;
+mod takeover;
+mod wkd;

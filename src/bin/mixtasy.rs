@@ -103,7 +103,8 @@ struct WkdArgs {
     /// (`verify-wkd` always does).
     #[arg(long)]
     wkd: bool,
-    /// Connect to ADDR for HOST:PORT instead of asking DNS (as curl's --resolve); repeatable.
+    /// Connect to ADDR (IP, or IP:PORT2) for HOST:PORT instead of asking DNS (as curl's
+    /// --resolve and --connect-to); repeatable.
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     wkd_resolve: Vec<String>,
     /// Trust the CA certificates of this PEM file for WKD instead of the built-in web roots.
