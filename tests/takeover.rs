@@ -146,6 +146,7 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(mixtasy::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
     // The same from one file.
     let fresh2 = net.dir.path().join("fresh2");
     let out = client(&fresh2, later, &["directory", "import"], &[evil.clone(), real.clone()].concat());
@@ -172,13 +173,14 @@ fn a_transition_certified_by_the_old_primary_takes_over_and_mail_in_flight_still
     net.publish_all_to_client();
     let in_flight = first_hop(&net.client_home(), t, "mix2.test");
     let old = net.export("mix2.test", false);
-    let mut c = net.node_cmd("mix2.test");
-    c.args(["key", "transition", "--modes", "middleman"]);
+    let mut c = mixtasyd();
+    c.arg("--home").arg(net.home("mix2.test")).args(["--now", &(t + 30).to_string(), "key", "transition", "--modes", "middleman"]);
     let out = text(&ok(c, b""));
     let new = net.export("mix2.test", false);
     assert_eq!(out.trim(), format!("transition: new key {} certified by {}", fingerprint(&new), fingerprint(&old)));
     let config = std::fs::read_to_string(net.home("mix2.test").join("mixtasyd.toml")).unwrap();
     assert!(config.lines().any(|l| l == "modes = \"middleman\""), "the home's config follows the key");
+    assert_eq!(mixtasy::home::loose_permissions(&net.home("mix2.test")).unwrap(), Vec::<PathBuf>::new());
     let out = client(&net.client_home(), t + 60, &["directory", "import"], &new);
     assert_eq!(out, "stored mixtasy@mix2.test\nreplaced mixtasy@mix2.test: a key transition certified by the previous key\n");
     let list = client(&net.client_home(), t + 60, &["directory", "list"], b"");

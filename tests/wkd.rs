@@ -151,7 +151,7 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let wkd_args = |advanced: &str| vec!["--wkd-resolve".to_string(), advanced.to_string(), "--wkd-resolve".into(), resolve_direct.clone(), "--wkd-ca-file".into(), ca.clone()];
 
     // Without the domain's word the mix of rcpt.test is one exit among the exitpublic ones.
-    let seen: BTreeSet<String> = exits(&net, 16).into_iter().collect();
+    let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen, [String::from("a.test"), RCPT.to_string()].into(), "random exitpublic exits");
 
     // The WKD holds another key for mixtasy@rcpt.test (the advanced method answers): no vouching.
@@ -170,7 +170,7 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain holds another key ({impostor_fpr}): not vouched")), "{out}");
     assert!(out.contains("wkd mixtasy@a.test: lookup failed, record unchanged"), "a.test has no WKD (no name resolves): {out}");
     assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
-    let seen: BTreeSet<String> = exits(&net, 16).into_iter().collect();
+    let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen.len(), 2, "still random: {seen:?}");
 
     // The real key, by the direct method (no advanced host answers), learnt on import.
@@ -184,6 +184,7 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}")), "{out}");
     let record = std::fs::read_to_string(net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd"))).unwrap();
     assert_eq!(record.trim(), real_fpr, "the record names the exact fingerprint");
+    assert_eq!(mixtasy::home::loose_permissions(&net.client_home()).unwrap(), Vec::<PathBuf>::new());
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
     let list = String::from_utf8(ok(c, b"").stdout).unwrap();
@@ -198,6 +199,6 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let mut c = net.client_cmd();
     c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
     ok(c, b"");
-    let seen: BTreeSet<String> = exits(&net, 16).into_iter().collect();
+    let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen.len(), 2, "random again: {seen:?}");
 }

@@ -114,7 +114,7 @@ struct WkdArgs {
 
 impl WkdArgs {
     fn options(self, always: bool) -> Option<mixtasy::wkd::Options> {
-        (always || self.wkd).then(|| mixtasy::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
+        (always || self.wkd).then_some(mixtasy::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
     }
 }
 
