@@ -201,4 +201,14 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     ok(c, b"");
     let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen.len(), 2, "random again: {seen:?}");
+
+    // A WKD answer over TLS the client does not trust (no --wkd-ca-file: the built-in web
+    // roots) counts for nothing, as a man in the middle's would.
+    server.clear();
+    server.serve(&direct, &real);
+    let mut c = net.client_cmd();
+    c.args(["directory", "verify-wkd", "--wkd-resolve", &resolve_dead_advanced, "--wkd-resolve", &resolve_direct]);
+    let out = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: lookup failed, record unchanged")), "{out}");
+    assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
 }
