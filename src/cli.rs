@@ -108,6 +108,13 @@ pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options:
     Ok(())
 }
 
+/// `directory choose FPR`: ends a conflict with the key the user checked out of band.
+pub fn directory_choose(dir: &Directory, fingerprint: &str, now: SystemTime) -> Result<()> {
+    let address = dir.choose(fingerprint, now)?;
+    println!("stored {address}: key {} chosen", fingerprint.replace(' ', "").to_ascii_uppercase());
+    Ok(())
+}
+
 /// `directory list`: address, modes, expiry of the newest valid subkey, whether its domain
 /// vouches for it (WKD); then every unresolved conflict.
 pub fn directory_list(dir: &Directory, now: SystemTime) -> Result<()> {

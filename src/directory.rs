@@ -389,6 +389,21 @@ impl Directory {
         Ok(())
     }
 
+    /// Resolves a conflict by the user's word (a fingerprint checked out of band): the key
+    /// with fingerprint `fpr` in a conflict becomes the established key for its address.
+    /// Returns that address; an error if no conflict holds such a key.
+    pub fn choose(&self, fpr: &str, now: SystemTime) -> Result<MixAddress> {
+        let want = fpr.replace(' ', "").to_ascii_uppercase();
+        for address in self.conflicts()?.into_keys() {
+            if let Some(cert) = self.conflict(&address)?.into_iter().find(|c| c.fingerprint().to_hex() == want) {
+                check(&cert, now).map_err(|why| anyhow::anyhow!("key {want} is not a usable mix key now: {why}"))?;
+                self.store(&address, &cert)?;
+                return Ok(address);
+            }
+        }
+        anyhow::bail!("no conflict holds a key with fingerprint {want}")
+    }
+
     /// Stores the established key of `address` (an unresolved conflict for it ends).
     fn store(&self, address: &MixAddress, cert: &Cert) -> Result<()> {
         fsutil::write_atomic(&self.file(address), &cert.to_vec()?, 0o600)?;
@@ -751,6 +766,13 @@ mod tests {
         // Importing one of them again does not pick it.
         d.import(&armored(&a), t0()).unwrap();
         assert!(d.usable(t0()).unwrap().is_empty());
+        // The user's word resolves it too (in a copy of the directory).
+        let copy = Directory::new(t.path().join("copy"));
+        copy.import(&both, t0()).unwrap();
+        assert!(copy.choose("0000", t0()).is_err());
+        assert_eq!(copy.choose(&b.fingerprint().to_hex(), t0()).unwrap(), addr("a.test"));
+        assert_eq!(used(&copy, "a.test", t0()), Some(b.fingerprint()));
+        assert!(copy.conflicts().unwrap().is_empty());
         // One revoked resolves it.
         let revoked = keys::revoke(&b, "gone", t0()).unwrap().strip_secret_key_material();
         let r = d.import(&armored(&revoked), t0()).unwrap();

@@ -147,6 +147,11 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(mixtasy::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
+    // The user, having checked the fingerprint with mix2's operator, ends the conflict.
+    let out = client(&fresh, later, &["directory", "choose", &fingerprint(&real)], b"");
+    assert_eq!(out.trim(), format!("stored mixtasy@mix2.test: key {} chosen", fingerprint(&real)));
+    let mail = first_hop(&fresh, later, "mix2.test");
+    assert!(subkey_ids(&real).contains(&recipient(&mail)));
     // The same from one file.
     let fresh2 = net.dir.path().join("fresh2");
     let out = client(&fresh2, later, &["directory", "import"], &[evil.clone(), real.clone()].concat());

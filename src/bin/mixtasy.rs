@@ -94,6 +94,9 @@ enum DirectoryCommand {
     },
     /// List stored mixes with modes, subkey expiry and WKD word; then conflicts.
     List,
+    /// End a conflict: make the key with this fingerprint (checked with the mix's operator)
+    /// the one for its address.
+    Choose { fingerprint: String },
 }
 
 /// How Web Key Directories are reached.
@@ -139,6 +142,7 @@ fn run(args: Args) -> Result<()> {
             cli::directory_import(&directory, &files, now, wkd.options(false).as_ref())
         }
         Command::Directory { command: DirectoryCommand::List } => cli::directory_list(&directory, now),
+        Command::Directory { command: DirectoryCommand::Choose { fingerprint } } => cli::directory_choose(&directory, &fingerprint, now),
         Command::Directory { command: DirectoryCommand::Fetch { keyserver, wkd } } => {
             fsutil::create_private_dir(&home)?;
             cli::directory_fetch(&directory, &keyserver, now, wkd.options(false).as_ref())

@@ -123,8 +123,11 @@ pub enum DirectoryCommand {
         #[arg(long, value_name = "URL")]
         keyserver: Option<String>,
     },
-    /// List stored mixes with modes and subkey expiry.
+    /// List stored mixes with modes and subkey expiry; then conflicts.
     List,
+    /// End a conflict: make the key with this fingerprint (checked with the mix's operator)
+    /// the one for its address.
+    Choose { fingerprint: String },
 }
 
 /// Exit status when `peel` dropped the message.
@@ -273,6 +276,7 @@ fn run(args: Args) -> Result<ExitCode> {
             match command {
                 DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now, None)?,
                 DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
+                DirectoryCommand::Choose { fingerprint } => cli::directory_choose(&home.directory(), &fingerprint, now)?,
                 DirectoryCommand::Fetch { keyserver } => {
                     let url = keyserver.or(home.config()?.keyserver).context("no keyserver: give --keyserver or set `keyserver`")?;
                     cli::directory_fetch(&home.directory(), &url, now, None)?
