@@ -335,23 +335,31 @@ fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// After a key change: publishes `certs` to the configured keyserver at once. Without one,
-/// or when it fails, says so; the next round publishes the current key in any case (the
-/// change set `publish_pending`).
+/// After a key change: publishes `certs` to the configured keyserver at once. The change is
+/// made whatever happens here (running the command again would change the new key), so a
+/// missing keyserver or a failed upload is a warning: the next round publishes the current
+/// key (the change set `publish_pending`); a revoked key is on the command's stdout.
 fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time::SystemTime) -> Result<()> {
     let Some(url) = home.config()?.keyserver else {
         eprintln!("mixtasyd: no keyserver configured: hand the key to senders with `key export`");
         return Ok(());
     };
-    let ks = mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?;
-    for cert in certs {
-        let armored = String::from_utf8(cert.armored().to_vec()?)?;
-        ks.publish(&armored).context("publishing (the next round publishes the new key again)")?;
+    let upload = || -> Result<()> {
+        let ks = mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?;
+        for cert in certs {
+            ks.publish(&String::from_utf8(cert.armored().to_vec()?)?)?;
+        }
+        Ok(())
+    };
+    match upload() {
+        Ok(()) => {
+            let state = mixtasy::state::State::open(&home.state_path())?;
+            state.set_meta("publish_pending", 0)?;
+            state.set_meta("last_publish", mixtasy::state::unix(now))?;
+            eprintln!("mixtasyd: published to {url}");
+        }
+        Err(e) => eprintln!("mixtasyd: warning: not published ({e:#}); the next round publishes the new key, a revoked key must be uploaded by hand"),
     }
-    let state = mixtasy::state::State::open(&home.state_path())?;
-    state.set_meta("publish_pending", 0)?;
-    state.set_meta("last_publish", mixtasy::state::unix(now))?;
-    eprintln!("mixtasyd: published to {url}");
     Ok(())
 }
 
