@@ -196,6 +196,10 @@ fn a_transition_certified_by_the_old_primary_takes_over_and_mail_in_flight_still
     let fresh_subkey = subkey_ids(&new).into_iter().find(|k| !subkey_ids(&old).contains(k)).unwrap();
     assert_eq!(recipient(&mail), fresh_subkey);
     assert!(net.peel("mix2.test", &mail).is_ok());
+    // Rounds go on with the new key, and it rotates as ever (a day on: a new subkey).
+    assert!(net.round_later("mix2.test", 120).starts_with("mixtasyd: round:"));
+    net.round_later("mix2.test", DAY + 60);
+    assert_eq!(net.status("mix2.test").get("key.added"), 1);
     // The old key, met again, does not come back.
     let out = client(&net.client_home(), t + 120, &["directory", "import"], &old);
     assert!(out.starts_with("ignored mixtasy@mix2.test"), "{out}");
