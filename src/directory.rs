@@ -57,6 +57,9 @@ pub struct Mix {
     pub cert: Cert,
     /// Encryption subkeys with their validity, newest first.
     pub subkeys: Vec<(key::Key<key::PublicParts, key::SubordinateRole>, Validity)>,
+    /// The mix's domain vouches for this very key in its Web Key Directory (as last looked
+    /// up): only then is it the exit for its domain's recipients (D7).
+    pub wkd: bool,
 }
 
 impl Mix {
@@ -89,7 +92,7 @@ pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
     if !subkeys.iter().any(|(_, v)| v.valid_at(now, Duration::ZERO)) {
         return Err(Refusal::NoValidSubkey);
     }
-    Ok(Mix { address, name, modes, cert: cert.clone(), subkeys })
+    Ok(Mix { address, name, modes, cert: cert.clone(), subkeys, wkd: false })
 }
 
 /// Every check of `check` but the subkeys': whether this is a mix key at all (user id,
@@ -129,17 +132,145 @@ pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Mod
     Ok((address, name.to_string(), modes))
 }
 
+/// How long a stored key may go without a valid subkey before another key may take its
+/// address (issue 10): a mix that was off for a week has lost its claim.
+pub const SILENCE: Duration = Duration::from_secs(7 * 86400);
+
 /// What an import did, for the report.
 #[derive(Debug, Default)]
 pub struct ImportReport {
+    /// Stored: new, merged with the same key, or a replacement allowed by the rules.
     pub stored: Vec<MixAddress>,
-    /// Another key for a mix already stored, older than the stored one: not taken.
-    pub kept_newer: Vec<MixAddress>,
+    /// How each replacement of an established key was allowed, by address.
+    pub replaced: Vec<(MixAddress, Replacement)>,
+    /// Another key for a mix already established, not allowed to replace it: with its
+    /// fingerprint. The established key stays.
+    pub kept_established: Vec<(MixAddress, String)>,
+    /// Addresses for which two or more unrelated keys were met with no history between
+    /// them: none of them is used (`directory list` names them until resolved).
+    pub conflicts: Vec<(MixAddress, Vec<String>)>,
     /// A description of the refused cert (its address or fingerprint) and why.
     pub refused: Vec<(String, Refusal)>,
 }
 
-/// A directory of mix keys on disk.
+/// Why a key with another fingerprint was allowed to replace the established one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// The established primary key certifies the new key's user id (a key transition).
+    Certified,
+    /// The established key is revoked.
+    Revoked,
+    /// The established key has had no valid subkey for `SILENCE`.
+    Silent,
+}
+
+impl std::fmt::Display for Replacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Replacement::Certified => "a key transition certified by the previous key",
+            Replacement::Revoked => "the previous key is revoked",
+            Replacement::Silent => "the previous key had no valid subkey for 7 days",
+        })
+    }
+}
+
+/// Whether the primary key of `by` certifies the (one) user id of `cert`, with a
+/// certification valid at `now`: the mark of a key transition made by the same operator.
+pub fn certifies(by: &Cert, cert: &Cert, now: SystemTime) -> bool {
+    let policy = StandardPolicy::new();
+    let signer = by.primary_key().key();
+    let handle = signer.key_handle();
+    cert.userids().any(|ua| {
+        ua.certifications().any(|sig| {
+            sig.get_issuers().iter().any(|i| i.aliases(&handle))
+                && sig.signature_creation_time().is_some_and(|t| t <= now)
+                && sig.signature_alive(now, Duration::ZERO).is_ok()
+                && openpgp::policy::Policy::signature(&policy, sig, openpgp::policy::HashAlgoSecurity::CollisionResistance).is_ok()
+                && sig.verify_userid_binding(signer, cert.primary_key().key(), ua.userid()).is_ok()
+        })
+    })
+}
+
+/// Whether `cert` carries a revocation of its primary key (whatever else is wrong with it).
+pub fn revoked(cert: &Cert, now: SystemTime) -> bool {
+    let policy = StandardPolicy::new();
+    !matches!(cert.revocation_status(&policy, now), openpgp::types::RevocationStatus::NotAsFarAsWeKnow)
+}
+
+/// Whether `cert` has had no valid encryption subkey for `SILENCE` at `now`. A subkey
+/// created in the future, or without expiry, counts as its creation says: a future one has
+/// never been valid, one without expiry never lapses.
+pub fn silent(cert: &Cert, now: SystemTime) -> bool {
+    let last_valid = keys::encryption_subkeys(cert)
+        .iter()
+        .filter(|(_, v)| v.created <= now)
+        .map(|(_, v)| v.expires)
+        .max_by(|a, b| match (a, b) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, _) => std::cmp::Ordering::Greater,
+            (_, None) => std::cmp::Ordering::Less,
+            (Some(a), Some(b)) => a.cmp(b),
+        });
+    match last_valid {
+        None => true,
+        Some(None) => false,
+        Some(Some(expired)) => expired + SILENCE <= now,
+    }
+}
+
+/// What one address comes to after an import: the key to keep, or a conflict.
+enum Outcome {
+    Keep(Cert),
+    Replace(Cert, Replacement),
+    Conflict(Vec<Cert>),
+    Nothing,
+}
+
+/// The directory rule for one address (issue 10, doc/protocol.md D8): `established` (merged
+/// with whatever came for its fingerprint), and the other valid keys met now (`others`,
+/// including those of an unresolved conflict). Another fingerprint never silently replaces
+/// the established key: only a transition it certifies, its revocation or its silence allow
+/// it; keys met with no history between them are a conflict and none is used.
+fn decide(established: Option<Cert>, others: Vec<Cert>, now: SystemTime) -> (Outcome, Vec<Cert>) {
+    if let Some(est) = established {
+        if others.is_empty() {
+            return (Outcome::Keep(est), Vec::new());
+        }
+        let certified: Vec<&Cert> = others.iter().filter(|c| certifies(&est, c, now)).collect();
+        if let Some(next) = certified.iter().max_by_key(|c| c.primary_key().key().creation_time()) {
+            return (Outcome::Replace((*next).clone(), Replacement::Certified), Vec::new());
+        }
+        let why = if revoked(&est, now) {
+            Replacement::Revoked
+        } else if silent(&est, now) {
+            Replacement::Silent
+        } else {
+            return (Outcome::Keep(est), others);
+        };
+        return match first_sight(others, now) {
+            Outcome::Keep(c) => (Outcome::Replace(c, why), Vec::new()),
+            o => (o, Vec::new()),
+        };
+    }
+    (first_sight(others, now), Vec::new())
+}
+
+/// Keys for an address without an established one: a key superseded by a transition it
+/// certified drops out; one left is established, more are a conflict.
+fn first_sight(mut certs: Vec<Cert>, now: SystemTime) -> Outcome {
+    let superseded: Vec<_> =
+        certs.iter().filter(|a| certs.iter().any(|b| a.fingerprint() != b.fingerprint() && certifies(a, b, now))).map(|c| c.fingerprint()).collect();
+    certs.retain(|c| !superseded.contains(&c.fingerprint()));
+    match certs.len() {
+        0 => Outcome::Nothing,
+        1 => Outcome::Keep(certs.pop().expect("one")),
+        _ => Outcome::Conflict(certs),
+    }
+}
+
+/// A directory of mix keys on disk: per address, `<address>.pgp` (the established key),
+/// `<address>.conflict` (unrelated keys met together, none used) and `<address>.wkd`
+/// (the fingerprint the address's domain publishes in its Web Key Directory).
 pub struct Directory {
     dir: PathBuf,
 }
@@ -153,9 +284,16 @@ impl Directory {
         self.dir.join(format!("{address}.pgp"))
     }
 
-    /// Checks every cert in `data` (armored or binary, one or many) and stores the good ones.
-    /// A mix already present is merged if it is the same key, else replaced by the copy with
-    /// the newer valid subkey.
+    fn conflict_file(&self, address: &MixAddress) -> PathBuf {
+        self.dir.join(format!("{address}.conflict"))
+    }
+
+    fn wkd_file(&self, address: &MixAddress) -> PathBuf {
+        self.dir.join(format!("{address}.wkd"))
+    }
+
+    /// Checks every cert in `data` (armored or binary, one or many) and applies the
+    /// directory rule (`decide`) to each address met, all certs of one address together.
     pub fn import(&self, data: &[u8], now: SystemTime) -> Result<ImportReport> {
         let mut report = ImportReport::default();
         let parser = match CertParser::from_bytes(data) {
@@ -165,6 +303,8 @@ impl Directory {
                 return Ok(report);
             }
         };
+        // Every cert that names a mix address, by address; same fingerprints merged.
+        let mut met: BTreeMap<MixAddress, Vec<Cert>> = BTreeMap::new();
         for cert in parser {
             let cert = match cert {
                 Ok(c) => c.strip_secret_key_material(),
@@ -173,26 +313,115 @@ impl Directory {
                     continue;
                 }
             };
-            let mix = match check(&cert, now) {
-                Ok(m) => m,
-                Err(r) => {
+            let address = match (identity(&cert, now), address_of(&cert)) {
+                (Ok((a, _, _)), _) => a,
+                // A revocation of a key we hold (established or in a conflict) is news even
+                // though the cert is no longer a usable mix key.
+                (Err(_), Some(a)) if self.holds(&a, &cert)? => a,
+                (Err(r), _) => {
                     report.refused.push((cert.fingerprint().to_hex(), r));
                     continue;
                 }
             };
-            let merged = match self.get(&mix.address)? {
-                Some(old) if old.fingerprint() == cert.fingerprint() => old.merge_public(cert).context("merging certificate")?,
-                Some(old) if newest_created(&old) > newest_created(&cert) => {
-                    report.kept_newer.push(mix.address);
-                    continue;
-                }
-                _ => cert,
-            };
-            fsutil::create_private_dir(&self.dir)?;
-            fsutil::write_atomic(&self.file(&mix.address), &merged.to_vec()?, 0o600)?;
-            report.stored.push(mix.address);
+            let list = met.entry(address).or_default();
+            match list.iter_mut().find(|c| c.fingerprint() == cert.fingerprint()) {
+                Some(c) => *c = c.clone().merge_public(cert).context("merging certificate")?,
+                None => list.push(cert),
+            }
+        }
+        for (address, certs) in met {
+            self.import_address(&address, certs, now, &mut report)?;
         }
         Ok(report)
+    }
+
+    fn import_address(&self, address: &MixAddress, certs: Vec<Cert>, now: SystemTime, report: &mut ImportReport) -> Result<()> {
+        let mut established = self.get(address)?;
+        let was_established = established.is_some();
+        let mut met_established = false;
+        let mut others = self.conflict(address)?;
+        for cert in certs {
+            if let Some(est) = established.as_mut().filter(|e| e.fingerprint() == cert.fingerprint()) {
+                *est = est.clone().merge_public(cert).context("merging certificate")?;
+                met_established = true;
+            } else if let Some(o) = others.iter_mut().find(|o| o.fingerprint() == cert.fingerprint()) {
+                *o = o.clone().merge_public(cert).context("merging certificate")?;
+            } else {
+                others.push(cert);
+            }
+        }
+        // Only keys that are mix keys now take part (a revoked or expired one drops out).
+        others.retain(|c| match check(c, now) {
+            Ok(_) => true,
+            Err(r) => {
+                report.refused.push((c.fingerprint().to_hex(), r));
+                false
+            }
+        });
+        let (outcome, rejected) = decide(established, others, now);
+        fsutil::create_private_dir(&self.dir)?;
+        for r in rejected {
+            report.kept_established.push((address.clone(), r.fingerprint().to_hex()));
+        }
+        match outcome {
+            Outcome::Keep(cert) => {
+                self.store(address, &cert)?;
+                if met_established || !was_established {
+                    report.stored.push(address.clone());
+                }
+            }
+            Outcome::Replace(cert, why) => {
+                self.store(address, &cert)?;
+                report.stored.push(address.clone());
+                report.replaced.push((address.clone(), why));
+            }
+            Outcome::Conflict(certs) => {
+                let mut bytes = Vec::new();
+                for c in &certs {
+                    bytes.extend(c.to_vec()?);
+                }
+                fsutil::write_atomic(&self.conflict_file(address), &bytes, 0o600)?;
+                self.remove(&self.file(address))?;
+                report.conflicts.push((address.clone(), certs.iter().map(|c| c.fingerprint().to_hex()).collect()));
+            }
+            Outcome::Nothing => self.remove(&self.conflict_file(address))?,
+        }
+        Ok(())
+    }
+
+    /// Resolves a conflict by the user's word (a fingerprint checked out of band): the key
+    /// with fingerprint `fpr` in a conflict becomes the established key for its address.
+    /// Returns that address; an error if no conflict holds such a key.
+    pub fn choose(&self, fpr: &str, now: SystemTime) -> Result<MixAddress> {
+        let want = fpr.replace(' ', "").to_ascii_uppercase();
+        for address in self.conflicts()?.into_keys() {
+            if let Some(cert) = self.conflict(&address)?.into_iter().find(|c| c.fingerprint().to_hex() == want) {
+                check(&cert, now).map_err(|why| anyhow::anyhow!("key {want} is not a usable mix key now: {why}"))?;
+                self.store(&address, &cert)?;
+                return Ok(address);
+            }
+        }
+        anyhow::bail!("no conflict holds a key with fingerprint {want}")
+    }
+
+    /// Stores the established key of `address` (an unresolved conflict for it ends).
+    fn store(&self, address: &MixAddress, cert: &Cert) -> Result<()> {
+        fsutil::write_atomic(&self.file(address), &cert.to_vec()?, 0o600)?;
+        self.remove(&self.conflict_file(address))
+    }
+
+    fn remove(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Ok(()) => fsutil::sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    /// Whether a key with `cert`'s fingerprint is stored for `address`.
+    fn holds(&self, address: &MixAddress, cert: &Cert) -> Result<bool> {
+        let fpr = cert.fingerprint();
+        Ok(self.get(address)?.is_some_and(|e| e.fingerprint() == fpr) || self.conflict(address)?.iter().any(|c| c.fingerprint() == fpr))
     }
 
     /// The stored cert of one mix.
@@ -205,44 +434,96 @@ impl Directory {
         }
     }
 
-    /// Every stored cert, by address (files that no longer parse are reported as errors).
-    pub fn certs(&self) -> Result<BTreeMap<MixAddress, Cert>> {
+    /// The keys of an unresolved conflict for `address` (empty: none).
+    pub fn conflict(&self, address: &MixAddress) -> Result<Vec<Cert>> {
+        let path = self.conflict_file(address);
+        match fs::read(&path) {
+            Ok(b) => CertParser::from_bytes(&b)
+                .and_then(|p| p.collect::<openpgp::Result<Vec<Cert>>>())
+                .with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Every address with an unresolved conflict, with the fingerprints in it.
+    pub fn conflicts(&self) -> Result<BTreeMap<MixAddress, Vec<String>>> {
         let mut out = BTreeMap::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
-        };
-        for entry in entries {
-            let path = entry?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(addr) = name.strip_suffix(".pgp").and_then(|a| MixAddress::parse(a).ok()) else { continue };
-            let cert = Cert::from_bytes(&fs::read(&path)?).with_context(|| format!("reading {}", path.display()))?;
-            out.insert(addr, cert);
+        for addr in self.addresses(".conflict")? {
+            out.insert(addr.clone(), self.conflict(&addr)?.iter().map(|c| c.fingerprint().to_hex()).collect());
         }
         Ok(out)
     }
 
-    /// Removes stored mixes that no longer pass D8 at `now` (no subkey valid any more);
-    /// returns their addresses.
+    /// The addresses of files named `<address><suffix>`.
+    fn addresses(&self, suffix: &str) -> Result<Vec<MixAddress>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if let Some(addr) = name.strip_suffix(suffix).and_then(|a| MixAddress::parse(a).ok()) {
+                out.push(addr);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every stored (established) cert, by address (files that no longer parse are errors).
+    pub fn certs(&self) -> Result<BTreeMap<MixAddress, Cert>> {
+        let mut out = BTreeMap::new();
+        for addr in self.addresses(".pgp")? {
+            if let Some(cert) = self.get(&addr)? {
+                out.insert(addr, cert);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records what the WKD of `address`'s domain holds: `Some(fingerprint)` of the key
+    /// found there, `None` when it holds none (any earlier record is removed).
+    pub fn set_wkd(&self, address: &MixAddress, found: Option<&str>) -> Result<()> {
+        match found {
+            Some(fpr) => {
+                fsutil::create_private_dir(&self.dir)?;
+                fsutil::write_atomic(&self.wkd_file(address), format!("{fpr}\n").as_bytes(), 0o600)
+            }
+            None => self.remove(&self.wkd_file(address)),
+        }
+    }
+
+    /// The fingerprint the WKD of `address`'s domain held when last looked up.
+    pub fn wkd(&self, address: &MixAddress) -> Result<Option<String>> {
+        match fs::read_to_string(self.wkd_file(address)) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.wkd_file(address).display())),
+        }
+    }
+
+    /// Removes stored keys that may be replaced anyway, revoked or silent for `SILENCE`;
+    /// returns their addresses. A key merely without a valid subkey now is kept (unused):
+    /// dropping it would let any other key take the address at once.
     pub fn prune(&self, now: SystemTime) -> Result<Vec<MixAddress>> {
         let mut gone = Vec::new();
         for (addr, cert) in self.certs()? {
-            if check(&cert, now).is_err() {
-                let path = self.file(&addr);
-                fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            if check(&cert, now).is_err() && (revoked(&cert, now) || silent(&cert, now)) {
+                self.remove(&self.file(&addr))?;
+                self.remove(&self.wkd_file(&addr))?;
                 gone.push(addr);
             }
-        }
-        if !gone.is_empty() {
-            fsutil::sync_dir(&self.dir)?;
         }
         Ok(gone)
     }
 
     /// Discovery (D8): merges a keyserver's answer (`None`: it has no mix keys) and prunes
-    /// mixes without a valid subkey. An answer with no certificate in it at all is an error
-    /// and changes nothing.
+    /// mixes revoked or silent for a week. An answer with no certificate in it at all is an
+    /// error and changes nothing.
     pub fn refresh(&self, answer: Option<&[u8]>, now: SystemTime) -> Result<(ImportReport, Vec<MixAddress>)> {
         let report = match answer {
             Some(a) => {
@@ -257,14 +538,26 @@ impl Directory {
         Ok((report, pruned))
     }
 
-    /// The mixes usable at `now`: stored certs that pass D8 now.
+    /// The mixes usable at `now`: stored certs that pass D8 now, each marked when its
+    /// domain's WKD vouched for exactly this key.
     pub fn usable(&self, now: SystemTime) -> Result<Vec<Mix>> {
-        Ok(self.certs()?.values().filter_map(|c| check(c, now).ok()).collect())
+        let mut out = Vec::new();
+        for (addr, cert) in self.certs()? {
+            if let Ok(mut mix) = check(&cert, now) {
+                mix.wkd = self.wkd(&addr)?.is_some_and(|f| f.eq_ignore_ascii_case(&cert.fingerprint().to_hex()));
+                out.push(mix);
+            }
+        }
+        Ok(out)
     }
 }
 
-fn newest_created(cert: &Cert) -> Option<SystemTime> {
-    keys::encryption_subkeys(cert).iter().map(|(_, v)| v.created).max()
+/// The mix address in a cert's user id, when it names one, whatever else is wrong with it.
+fn address_of(cert: &Cert) -> Option<MixAddress> {
+    let uid = cert.userids().next()?;
+    let uid = std::str::from_utf8(uid.userid().value()).ok()?;
+    let (_, _, address) = split_user_id(uid)?;
+    MixAddress::parse(address).ok()
 }
 
 /// Reads every file (or stdin for `-`) for an import.
@@ -336,5 +629,155 @@ mod tests {
         assert!(d.certs().unwrap().is_empty(), "nothing of a refused cert is stored");
         let r = d.import(b"garbage", t0()).unwrap();
         assert!(matches!(r.refused[0].1, Refusal::NotACert(_)));
+    }
+
+    fn armored(cert: &Cert) -> Vec<u8> {
+        SerializeInto::to_vec(&cert.armored()).unwrap()
+    }
+
+    fn addr(fqdn: &str) -> MixAddress {
+        MixAddress::for_fqdn(fqdn).unwrap()
+    }
+
+    fn used(d: &Directory, fqdn: &str, now: SystemTime) -> Option<openpgp::Fingerprint> {
+        d.usable(now).unwrap().into_iter().find(|m| m.address == addr(fqdn)).map(|m| m.cert.fingerprint())
+    }
+
+    #[test]
+    fn a_second_key_never_silently_replaces_the_first() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let good = mix("a.test", "middleman");
+        d.import(&armored(&good), t0()).unwrap();
+        // A key made a second later, and one whose subkey claims to be made tomorrow.
+        let later = t0() + Duration::from_secs(1);
+        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY).unwrap();
+        let r = d.import(&armored(&evil), later).unwrap();
+        assert!(r.stored.is_empty() && r.replaced.is_empty());
+        assert_eq!(r.kept_established, [(addr("a.test"), evil.fingerprint().to_hex())]);
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+        // Both in one input (a keyserver's answer): the same.
+        let mut both = armored(&evil);
+        both.extend(armored(&good));
+        d.import(&both, later).unwrap();
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+    }
+
+    #[test]
+    fn a_transition_certified_by_the_old_primary_replaces_it() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let at = t0() + Duration::from_secs(3600);
+        let new = keys::transition(&old, "Mix", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        assert!(certifies(&old, &new, at) && !certifies(&new, &old, at));
+        let r = d.import(&armored(&new), at).unwrap();
+        assert_eq!(r.replaced, [(addr("a.test"), Replacement::Certified)]);
+        let m = d.usable(at).unwrap().pop().unwrap();
+        assert_eq!((m.cert.fingerprint(), m.modes.exitpublic), (new.fingerprint(), true));
+        // The old key, met again (a keyserver keeps it), does not come back.
+        let r = d.import(&armored(&old), at).unwrap();
+        assert_eq!(r.kept_established.len(), 1);
+        assert_eq!(used(&d, "a.test", at), Some(new.fingerprint()));
+        // The old subkey still valid is carried, secret included, so in-flight mail peels.
+        let old_sub = keys::encryption_subkeys(&old)[0].0.fingerprint();
+        assert!(new.keys().subkeys().secret().any(|k| k.key().fingerprint() == old_sub));
+        assert_eq!(keys::encryption_subkeys(&new).len(), 2);
+        // A certification by some other key is no transition.
+        let stranger = mix("b.test", "middleman");
+        let fake = keys::transition(&stranger, "Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        assert_eq!(d.import(&armored(&fake), at).unwrap().kept_established.len(), 1);
+        assert_eq!(used(&d, "a.test", at), Some(new.fingerprint()));
+    }
+
+    #[test]
+    fn a_revoked_key_is_never_used_and_may_be_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let revoked = keys::revoke(&old, "test", t0()).unwrap().strip_secret_key_material();
+        let at = t0() + Duration::from_secs(60);
+        d.import(&armored(&revoked), at).unwrap();
+        assert_eq!(used(&d, "a.test", at), None, "a revocation found on import is honoured");
+        let next = keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let r = d.import(&armored(&next), at).unwrap();
+        assert_eq!(r.replaced, [(addr("a.test"), Replacement::Revoked)]);
+        assert_eq!(used(&d, "a.test", at), Some(next.fingerprint()));
+        // The revoked key alone in a fresh directory is refused.
+        let d2 = Directory::new(t.path().join("d2"));
+        assert_eq!(d2.import(&armored(&revoked), at).unwrap().refused[0].1, Refusal::Invalid);
+    }
+
+    #[test]
+    fn a_week_without_a_valid_subkey_gives_the_address_up() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let expired = t0() + keys::SUBKEY_VALIDITY;
+        for (after, replaced) in [(Duration::from_secs(86400), false), (SILENCE - Duration::from_secs(1), false), (SILENCE, true)] {
+            let at = expired + after;
+            let other = keys::generate("Other", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+            // Discovery keeps the silent key (unused) until the week is over.
+            let (r, pruned) = d.refresh(Some(&armored(&other)), at).unwrap();
+            assert!(pruned.is_empty());
+            assert_eq!(r.replaced.len(), usize::from(replaced), "{after:?}");
+            assert_eq!(used(&d, "a.test", at), replaced.then(|| other.fingerprint()), "{after:?}");
+        }
+    }
+
+    #[test]
+    fn future_subkeys_are_not_used() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let tomorrow = t0() + Duration::from_secs(86400);
+        let bare = CertBuilder::new()
+            .set_creation_time(t0())
+            .set_primary_key_flags(openpgp::types::KeyFlags::empty().set_certification())
+            .add_userid("F (mixtasy-mode:middleman) <mixtasy@f.test>")
+            .generate()
+            .unwrap()
+            .0;
+        let (future, _) = keys::rotate(bare, tomorrow, keys::SUBKEY_VALIDITY).unwrap();
+        assert_eq!(d.import(&armored(&future), t0()).unwrap().refused[0].1, Refusal::NoValidSubkey);
+        // A good key with a future subkey besides: the present one is encrypted to.
+        let good = mix("a.test", "middleman");
+        let (with_future, _) = keys::rotate(good.clone(), tomorrow, keys::SUBKEY_VALIDITY).unwrap();
+        let m = check(&with_future, t0()).unwrap();
+        assert_eq!(m.newest_valid_subkey(t0()).unwrap().fingerprint(), keys::encryption_subkeys(&good)[0].0.fingerprint());
+    }
+
+    #[test]
+    fn two_unrelated_keys_at_first_sight_are_a_conflict() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("directory"));
+        let a = mix("a.test", "middleman");
+        let b = keys::generate("B", &Modes::parse("middleman").unwrap(), &addr("a.test"), t0(), keys::SUBKEY_VALIDITY).unwrap();
+        let mut both = armored(&a);
+        both.extend(armored(&b));
+        let r = d.import(&both, t0()).unwrap();
+        assert!(r.stored.is_empty());
+        assert_eq!(r.conflicts.len(), 1);
+        assert_eq!(r.conflicts[0].1.len(), 2);
+        assert!(d.usable(t0()).unwrap().is_empty(), "neither is used");
+        assert_eq!(d.conflicts().unwrap().len(), 1);
+        // Importing one of them again does not pick it.
+        d.import(&armored(&a), t0()).unwrap();
+        assert!(d.usable(t0()).unwrap().is_empty());
+        // The user's word resolves it too (in a copy of the directory).
+        let copy = Directory::new(t.path().join("copy"));
+        copy.import(&both, t0()).unwrap();
+        assert!(copy.choose("0000", t0()).is_err());
+        assert_eq!(copy.choose(&b.fingerprint().to_hex(), t0()).unwrap(), addr("a.test"));
+        assert_eq!(used(&copy, "a.test", t0()), Some(b.fingerprint()));
+        assert!(copy.conflicts().unwrap().is_empty());
+        // One revoked resolves it.
+        let revoked = keys::revoke(&b, "gone", t0()).unwrap().strip_secret_key_material();
+        let r = d.import(&armored(&revoked), t0()).unwrap();
+        assert_eq!(r.stored, [addr("a.test")]);
+        assert_eq!(used(&d, "a.test", t0()), Some(a.fingerprint()));
+        assert!(d.conflicts().unwrap().is_empty());
     }
 }

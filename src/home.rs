@@ -145,6 +145,59 @@ impl NodeHome {
         Ok((cert, rotation))
     }
 
+    /// A key transition (`key transition`): a new key certified by the old primary, with
+    /// `modes` and `name` (default: the current ones). Order: publish flag, key, then the
+    /// config's `modes`: a crash after the key leaves the config's modes stale, which the
+    /// next `key transition --modes` (or an edit) puts right; the key is never lost.
+    /// Returns (old public key, new key).
+    pub fn transition(&self, modes: Option<Modes>, name: Option<&str>, now: SystemTime) -> Result<(Cert, Cert)> {
+        let config = self.config()?;
+        let old = self.cert()?;
+        let (address, old_name, old_modes) = crate::directory::identity(&old, now).map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
+        let name = name.unwrap_or(&old_name);
+        if name.contains(['(', ')', '<', '>']) {
+            bail!("--name must not contain parentheses or angle brackets (they delimit the user id)");
+        }
+        let modes = modes.unwrap_or(old_modes);
+        let new = keys::transition(&old, name, &modes, &address, now, config.subkey_validity)?;
+        self.replace_key(&new)?;
+        if modes != config.modes {
+            self.set_config_modes(&modes)?;
+        }
+        Ok((old.strip_secret_key_material(), new))
+    }
+
+    /// `key revoke`: revokes the mix key and puts a new one (same address, modes and name)
+    /// in its place. Returns (revoked public key, new key).
+    pub fn revoke_and_replace(&self, reason: &str, now: SystemTime) -> Result<(Cert, Cert)> {
+        let config = self.config()?;
+        let old = self.cert()?;
+        let (address, name, modes) = crate::directory::identity(&old, now).map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
+        let revoked = keys::revoke(&old, reason, now)?.strip_secret_key_material();
+        let new = keys::generate(&name, &modes, &address, now, config.subkey_validity)?;
+        self.replace_key(&new)?;
+        Ok((revoked, new))
+    }
+
+    /// Saves a new mix key, the publish flag committed first (as `rotate` does).
+    fn replace_key(&self, new: &Cert) -> Result<()> {
+        let state = crate::state::State::open(&self.state_path())?;
+        state.set_meta("publish_pending", 1)?;
+        self.save_cert(new)
+    }
+
+    /// Rewrites the `modes` line of the config file, keeping every other line.
+    fn set_config_modes(&self, modes: &Modes) -> Result<()> {
+        let path = self.config_path();
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let out: String = text
+            .lines()
+            .map(|l| if l.trim_start().starts_with("modes") && l.contains('=') { format!("modes = \"{modes}\"\n") } else { format!("{l}\n") })
+            .collect();
+        config::parse(&out).context("the config with the new modes")?;
+        fsutil::write_atomic(&path, out.as_bytes(), 0o600)
+    }
+
     /// Loads what peeling needs.
     pub fn node(&self) -> Result<(Config, Node)> {
         let config = self.resolved_config()?;

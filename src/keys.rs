@@ -99,6 +99,11 @@ impl Rotation {
 /// a new cv25519 subkey valid for `validity` is added, so two are valid at any time. Every
 /// subkey that has expired loses its secret material: forward secrecy.
 pub fn rotate(cert: Cert, now: SystemTime, validity: Duration) -> Result<(Cert, Rotation)> {
+    rotate_with(cert, now, validity, false)
+}
+
+/// `rotate`, adding a subkey anyway when `force`.
+fn rotate_with(cert: Cert, now: SystemTime, validity: Duration, force: bool) -> Result<(Cert, Rotation)> {
     let mut report = Rotation::default();
     let subkeys = encryption_subkeys(&cert);
     let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
@@ -106,7 +111,7 @@ pub fn rotate(cert: Cert, now: SystemTime, validity: Duration) -> Result<(Cert, 
     let any_valid = subkeys.iter().any(|(k, v)| secret.contains(&k.fingerprint()) && v.valid_at(now, Duration::ZERO));
     let half_passed = newest.is_none_or(|v| now >= v.created + validity / 2);
     let mut cert = cert;
-    if !any_valid || half_passed {
+    if force || !any_valid || half_passed {
         let policy = StandardPolicy::new();
         let old = cert;
         let vc = old.with_policy(&policy, now).context("the mix key's primary is not valid now")?;
@@ -133,6 +138,82 @@ pub fn rotate(cert: Cert, now: SystemTime, validity: Duration) -> Result<(Cert, 
         report.destroyed = expired.len();
     }
     Ok((cert, report))
+}
+
+/// A key transition (issue 10): a new mix key for the same address, with `name` and
+/// `modes`, whose user id the old primary certifies, so that directories holding the old key
+/// take the new one (and nothing else) in its place. The old key's encryption subkeys that
+/// are still valid are bound to the new primary too, secrets included: a message a sender
+/// encrypted to them before learning the new key still peels, and rotation destroys them
+/// when they expire, as ever. The new primary is dated from the oldest of them, so that their
+/// bindings (dated from their own creation, as `encryption_subkeys` reads them) follow it.
+pub fn transition(old: &Cert, name: &str, modes: &Modes, address: &MixAddress, now: SystemTime, validity: Duration) -> Result<Cert> {
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::packet::Packet;
+    use openpgp::types::SignatureType;
+    let carried: Vec<_> = old
+        .keys()
+        .subkeys()
+        .secret()
+        .filter_map(|ka| {
+            let v = encryption_subkeys(old).into_iter().find(|(k, _)| k.fingerprint() == ka.key().fingerprint())?.1;
+            v.valid_at(now, Duration::ZERO).then(|| (ka.key().clone(), v))
+        })
+        .collect();
+    let born = carried.iter().map(|(_, v)| v.created).min().unwrap_or(now).min(now);
+    let (new, _) = CertBuilder::new()
+        .set_creation_time(born)
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .set_primary_key_flags(KeyFlags::empty().set_certification())
+        .set_validity_period(None)
+        .add_userid(user_id(name, modes, address))
+        .generate()
+        .context("generating the new mix key")?;
+    let mut new_signer = new.primary_key().key().clone().parts_into_secret()?.into_keypair()?;
+    let mut packets: Vec<Packet> = Vec::new();
+    for (key, v) in &carried {
+        let mut b = SignatureBuilder::new(SignatureType::SubkeyBinding).set_key_flags(encryption_flags())?.set_signature_creation_time(v.created)?;
+        if let Some(e) = v.expires {
+            b = b.set_key_validity_period(e.duration_since(v.created).unwrap_or_default())?;
+        }
+        let sig = b.sign_subkey_binding(&mut new_signer, new.primary_key().key(), key)?;
+        packets.push(key.clone().into());
+        packets.push(sig.into());
+    }
+    let mut old_signer = old
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .context("the mix key file has no secret primary key to certify the new key with")?
+        .into_keypair()?;
+    let uid = new.userids().next().expect("one user id").userid().clone();
+    let certification = SignatureBuilder::new(SignatureType::GenericCertification)
+        .set_signature_creation_time(now)?
+        .sign_userid_binding(&mut old_signer, new.primary_key().key(), &uid)?;
+    packets.push(certification.into());
+    let (new, _) = new.insert_packets(packets)?;
+    // A fresh subkey of its own, as `rotate` makes it.
+    let (new, _) = rotate_with(new, now, validity, true)?;
+    Ok(new)
+}
+
+/// Revokes the mix key (its secret is, or may be, in the wrong hands): the old key with a
+/// revocation of its primary, which directories honour by never using it again and by
+/// letting another key take its address.
+pub fn revoke(old: &Cert, reason: &str, now: SystemTime) -> Result<Cert> {
+    let mut signer = old
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .context("the mix key file has no secret primary key to revoke it with")?
+        .into_keypair()?;
+    let sig = openpgp::cert::CertRevocationBuilder::new()
+        .set_reason_for_revocation(openpgp::types::ReasonForRevocation::KeyCompromised, reason.as_bytes())?
+        .set_signature_creation_time(now)?
+        .build(&mut signer, old, None)?;
+    Ok(old.clone().insert_packets(std::iter::once(sig))?.0)
 }
 
 /// One encryption subkey of the node: ready to decrypt session keys, or, once its secret

@@ -20,6 +20,7 @@ pub mod modes;
 pub mod keys;
 pub mod directory;
 pub mod keyserver;
+pub mod wkd;
 pub mod path;
 
 // The two sides of the wire.

@@ -1,7 +1,8 @@
 //! Path selection (D7, thesis 6.1.3): which mixes a message crosses, in order.
 //!
 //! At least four hops for user mail; a mix of the recipient's domain with an exit mode is
-//! the last hop; a sender-chosen first mix is the first; never the same mix twice in a row;
+//! the last hop when that domain vouches for its key in its Web Key Directory (`Mix::wkd`,
+//! looked up when the directory learned the key, never at send time); a sender-chosen first mix is the first; never the same mix twice in a row;
 //! middle hops offer `middleman`, the last an exit mode (`exitprivate` only for its own
 //! domain). Dummies use one to four random mixes.
 
@@ -29,10 +30,12 @@ pub enum PathError {
     NoMiddleman,
 }
 
-/// Chooses the exit for a recipient domain: its own mix if it runs an exit, else a random
-/// `exitpublic` mix.
+/// Chooses the exit for a recipient domain: its own mix if it runs an exit and the domain
+/// vouches for the mix's key (WKD), else a random `exitpublic` mix. Without the domain's
+/// word, whoever can receive mail at `mixtasy@<freemail domain>` would become the exit for
+/// every recipient there.
 pub fn choose_exit<'m>(mixes: &'m [Mix], recipient_domain: &str, rng: &mut impl Rng) -> Result<&'m Mix, PathError> {
-    if let Some(own) = mixes.iter().find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit()) {
+    if let Some(own) = mixes.iter().find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit() && m.wkd) {
         return Ok(own);
     }
     let public: Vec<&Mix> = mixes.iter().filter(|m| m.modes.exitpublic).collect();
@@ -120,9 +123,22 @@ mod tests {
         spec.iter()
             .map(|(fqdn, modes)| {
                 let c = keys::generate("M", &Modes::parse(modes).unwrap(), &MixAddress::for_fqdn(fqdn).unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
-                crate::directory::check(&c, now).unwrap()
+                let mut m = crate::directory::check(&c, now).unwrap();
+                m.wkd = true;
+                m
             })
             .collect()
+    }
+
+    #[test]
+    fn the_recipient_domain_exit_needs_its_domain_word() {
+        let mut mixes = dir(&[("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("rcpt.test", "middleman,exitpublic")]);
+        mixes[2].wkd = false;
+        let mut rng = rand::rng();
+        let picks: std::collections::BTreeSet<&str> = (0..200).map(|_| choose_exit(&mixes, "rcpt.test", &mut rng).unwrap().address.fqdn()).collect();
+        assert_eq!(picks, ["a.test", "rcpt.test"].into(), "without WKD the domain's mix is one exitpublic exit among others");
+        mixes[2].wkd = true;
+        assert!((0..50).all(|_| choose_exit(&mixes, "rcpt.test", &mut rng).unwrap().address.fqdn() == "rcpt.test"));
     }
 
     #[test]

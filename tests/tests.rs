@@ -17,3 +17,5 @@ mod postfix;
 mod security;
 mod abuse;
 mod tagging;
+mod takeover;
+mod wkd;

@@ -74,15 +74,51 @@ struct PathArgs {
 
 #[derive(Subcommand)]
 enum DirectoryCommand {
-    /// Check mix keys against D8 and store the good ones (files, or stdin).
-    Import { files: Vec<PathBuf> },
+    /// Check mix keys against D8 and the directory rules and store the good ones (files, or stdin).
+    Import {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        wkd: WkdArgs,
+    },
     /// Discover every mix on a keyserver (all keys are fetched: the query reveals no path).
     Fetch {
         #[arg(long, value_name = "URL")]
         keyserver: String,
+        #[command(flatten)]
+        wkd: WkdArgs,
     },
-    /// List stored mixes with modes and subkey expiry.
+    /// Ask each exit mix's own domain (its Web Key Directory) whether it vouches for the mix key.
+    VerifyWkd {
+        #[command(flatten)]
+        wkd: WkdArgs,
+    },
+    /// List stored mixes with modes, subkey expiry and WKD word; then conflicts.
     List,
+    /// End a conflict: make the key with this fingerprint (checked with the mix's operator)
+    /// the one for its address.
+    Choose { fingerprint: String },
+}
+
+/// How Web Key Directories are reached.
+#[derive(clap::Args)]
+struct WkdArgs {
+    /// Also ask each new exit mix's own domain (WKD) whether it vouches for the key
+    /// (`verify-wkd` always does).
+    #[arg(long)]
+    wkd: bool,
+    /// Connect to ADDR (IP, or IP:PORT2) for HOST:PORT instead of asking DNS (as curl's
+    /// --resolve and --connect-to); repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    wkd_resolve: Vec<String>,
+    /// Trust the CA certificates of this PEM file for WKD instead of the built-in web roots.
+    #[arg(long, value_name = "FILE")]
+    wkd_ca_file: Option<PathBuf>,
+}
+
+impl WkdArgs {
+    fn options(self, always: bool) -> Option<mixtasy::wkd::Options> {
+        (always || self.wkd).then_some(mixtasy::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
+    }
 }
 
 fn main() -> ExitCode {
@@ -101,14 +137,18 @@ fn run(args: Args) -> Result<()> {
     let home = config::client_home(args.home)?;
     let directory = Directory::new(home.join("directory"));
     match args.command {
-        Command::Directory { command: DirectoryCommand::Import { files } } => {
+        Command::Directory { command: DirectoryCommand::Import { files, wkd } } => {
             fsutil::create_private_dir(&home)?;
-            cli::directory_import(&directory, &files, now)
+            cli::directory_import(&directory, &files, now, wkd.options(false).as_ref())
         }
         Command::Directory { command: DirectoryCommand::List } => cli::directory_list(&directory, now),
-        Command::Directory { command: DirectoryCommand::Fetch { keyserver } } => {
+        Command::Directory { command: DirectoryCommand::Choose { fingerprint } } => cli::directory_choose(&directory, &fingerprint, now),
+        Command::Directory { command: DirectoryCommand::Fetch { keyserver, wkd } } => {
             fsutil::create_private_dir(&home)?;
-            cli::directory_fetch(&directory, &keyserver, now)
+            cli::directory_fetch(&directory, &keyserver, now, wkd.options(false).as_ref())
+        }
+        Command::Directory { command: DirectoryCommand::VerifyWkd { wkd } } => {
+            cli::verify_wkd(&directory, &[], &wkd.options(true).expect("always"), now)
         }
         Command::Create { path, out } => {
             let messages = wrap_stdin(&directory, path, now)?;

@@ -85,6 +85,23 @@ enum KeyCommand {
         #[arg(long)]
         secret: bool,
     },
+    /// Replace the mix key by a new one that the old primary certifies (to change modes or
+    /// name, or retire an old key); directories take it in the old one's place. Publishes it.
+    Transition {
+        /// Modes of the new key (default: the current ones).
+        #[arg(long)]
+        modes: Option<String>,
+        /// Name in the new key's user id (default: the current one).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Revoke the mix key (compromised or lost) and make a new one: prints the revoked key
+    /// on stdout and publishes it; directories never use it again and take another key.
+    Revoke {
+        /// Why, in the revocation (seen by everyone).
+        #[arg(long, default_value = "key compromised")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,8 +123,11 @@ pub enum DirectoryCommand {
         #[arg(long, value_name = "URL")]
         keyserver: Option<String>,
     },
-    /// List stored mixes with modes and subkey expiry.
+    /// List stored mixes with modes and subkey expiry; then conflicts.
     List,
+    /// End a conflict: make the key with this fingerprint (checked with the mix's operator)
+    /// the one for its address.
+    Choose { fingerprint: String },
 }
 
 /// Exit status when `peel` dropped the message.
@@ -232,6 +252,20 @@ fn run(args: Args) -> Result<ExitCode> {
             state.set_meta("last_publish", mixtasy::state::unix(now))?;
             println!("published {} to {url}", cert.fingerprint());
         }
+        Command::Key { command: KeyCommand::Transition { modes, name } } => {
+            let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let modes = modes.map(|m| Modes::parse(&m)).transpose().context("--modes")?;
+            let (old, new) = home.transition(modes, name.as_deref(), now)?;
+            println!("transition: new key {} certified by {}", new.fingerprint(), old.fingerprint());
+            publish_now(&home, &[&new], now)?;
+        }
+        Command::Key { command: KeyCommand::Revoke { reason } } => {
+            let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let (revoked, new) = home.revoke_and_replace(&reason, now)?;
+            eprintln!("revoke: key {} revoked; new key {}", revoked.fingerprint(), new.fingerprint());
+            std::io::stdout().write_all(&revoked.armored().to_vec()?)?;
+            publish_now(&home, &[&revoked, &new], now)?;
+        }
         Command::Key { command: KeyCommand::Export { secret } } => {
             let cert = home.cert()?;
             let armored = if secret { cert.as_tsk().armored().to_vec()? } else { cert.armored().to_vec()? };
@@ -240,11 +274,12 @@ fn run(args: Args) -> Result<ExitCode> {
         Command::Directory { command } => {
             home.config()?;
             match command {
-                DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now)?,
+                DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now, None)?,
                 DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
+                DirectoryCommand::Choose { fingerprint } => cli::directory_choose(&home.directory(), &fingerprint, now)?,
                 DirectoryCommand::Fetch { keyserver } => {
                     let url = keyserver.or(home.config()?.keyserver).context("no keyserver: give --keyserver or set `keyserver`")?;
-                    cli::directory_fetch(&home.directory(), &url, now)?
+                    cli::directory_fetch(&home.directory(), &url, now, None)?
                 }
             }
         }
@@ -298,6 +333,34 @@ fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After a key change: publishes `certs` to the configured keyserver at once. The change is
+/// made whatever happens here (running the command again would change the new key), so a
+/// missing keyserver or a failed upload is a warning: the next round publishes the current
+/// key (the change set `publish_pending`); a revoked key is on the command's stdout.
+fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time::SystemTime) -> Result<()> {
+    let Some(url) = home.config()?.keyserver else {
+        eprintln!("mixtasyd: no keyserver configured: hand the key to senders with `key export`");
+        return Ok(());
+    };
+    let upload = || -> Result<()> {
+        let ks = mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?;
+        for cert in certs {
+            ks.publish(&String::from_utf8(cert.armored().to_vec()?)?)?;
+        }
+        Ok(())
+    };
+    match upload() {
+        Ok(()) => {
+            let state = mixtasy::state::State::open(&home.state_path())?;
+            state.set_meta("publish_pending", 0)?;
+            state.set_meta("last_publish", mixtasy::state::unix(now))?;
+            eprintln!("mixtasyd: published to {url}");
+        }
+        Err(e) => eprintln!("mixtasyd: warning: not published ({e:#}); the next round publishes the new key, a revoked key must be uploaded by hand"),
+    }
+    Ok(())
 }
 
 /// An address as the blocklist knows it: one `local@domain`, case folded.
