@@ -331,8 +331,10 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
     assert_eq!(st.get("pool"), 27, "{}", st.0);
     assert_eq!(st.get("pool.sent") + st.get("exit.delivered"), 3, "{}", st.0);
 
-    // Traffic goes on (5 a round, about 5 of ~33 leave each round) until the final is drawn:
-    // P(not drawn in 200 rounds) < 0.86^200 < 1e-13.
+    // Traffic goes on (5 a round; m settles at 32-33, of which 4-5 leave) until the final is
+    // drawn: at least 4 of at most 33 leave each round, so P(not drawn in 200 rounds) is
+    // below (29/33)^200 < 1e-11. These rounds run a minute apart, so
+    // that the Date the exit adds can be told from the arrival time.
     let mut i = 29;
     let mut rounds = 0;
     while net.delivered(inbox).is_empty() {
@@ -341,19 +343,25 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
             net.inject(&forward(i));
             i += 1;
         }
-        net.round("mix1.test");
         rounds += 1;
+        net.round_later("mix1.test", 60 * rounds);
     }
-    for _ in 0..3 {
-        net.round("mix1.test");
+    let drawn_at = net.time() + std::time::Duration::from_secs(60 * rounds);
+    for k in 1..=3 {
+        net.round_later("mix1.test", 60 * (rounds + k));
     }
     let got = net.delivered(inbox);
     assert_eq!(got.len(), 1, "delivered exactly once");
     assert_eq!(strip_footer(body_of(&got[0])), body_of(&original("lone", 200)));
+    // The original had no Date: the one added is the draw's, not the arrival's, which
+    // would undo the pool for every recipient who reads headers.
+    let text = String::from_utf8_lossy(&got[0]);
+    let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).expect("a Date was added");
+    assert_eq!(date, mixtasy::clock::rfc5322(drawn_at), "the Date names the round that drew the final");
     let st = net.status("mix1.test");
     assert_eq!((st.get("exit.delivered"), st.get("exit_queue")), (1, 0), "{}", st.0);
     assert_counters_add_up(&st);
-    eprintln!("the final was drawn after {} rounds of traffic", rounds + 1);
+    eprintln!("the final was drawn in round {rounds} of traffic");
 }
 
 /// Issue 10, 4: one uniformly random order for everything a round hands to the transport.
