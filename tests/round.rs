@@ -323,6 +323,11 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
     net.round("mix1.test");
     let st = net.status("mix1.test");
     assert_eq!((st.get("pool"), st.get("pool.sent"), st.get("exit.delivered")), (29, 0, 0), "{}", st.0);
+    // Pool rows do not number arrivals: SQLite's own ids would be 1..=29 here, the final's 1.
+    let state = mixtasy::state::State::open(&net.home("mix1.test").join("state.sqlite")).unwrap();
+    let ids: Vec<i64> = state.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    assert!(ids.len() == 29 && ids.iter().any(|id| !(1..=29).contains(id)), "sequential pool ids: {ids:?}");
+    drop(state);
     // One more: m = 30 only because the final counts; (30 - 25) * 0.65 = 3 leave, the final
     // as likely as any other.
     net.inject(&forward(28));
