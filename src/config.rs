@@ -121,7 +121,8 @@ pub const SETTINGS: &[Setting] = &[
         name: "exit_giveup",
         default: Some("\"5d\""),
         doc: "How long an exit retries delivering an original whose transport keeps failing,
-              like an MTA's maximal_queue_lifetime; then it is dropped and counted.",
+              counted from when the pool drew it, like an MTA's maximal_queue_lifetime; then
+              it is dropped and counted.",
     },
     Setting {
         name: "transport",

@@ -278,20 +278,25 @@ fn notice(policy: &Policy<'_>) -> Vec<String> {
     ]
 }
 
-/// Queues an original for delivery (inside the intake transaction), with its stamp.
+/// Queues an original for delivery, with its stamp, inside the transaction that takes it
+/// out of the pool: an original reaches the exit queue only when the pool draws it, so
+/// `now` (its retry deadline's start) and the stamp's Date are draw times, not arrival times.
 pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime, stamp: &Stamp) -> anyhow::Result<()> {
+    let id = crate::state::random_id(tx, "exitq", &mut rand::rng())?;
     tx.execute(
-        "INSERT INTO exitq (queued, original, date, message_id) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![crate::state::unix(now), original, crate::state::unix(stamp.date), stamp.message_id],
+        "INSERT INTO exitq (id, queued, original, date, message_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![id, crate::state::unix(now), original, crate::state::unix(stamp.date), stamp.message_id],
     )?;
     Ok(())
 }
 
-/// Queues the mix's own mail (a block confirmation), complete as it is to be sent.
+/// Queues the mix's own mail (a block confirmation), complete as it is to be sent. Notices
+/// skip the pool: they are the mix's own mail, answering a request sent in the clear.
 pub fn enqueue_notice(tx: &rusqlite::Transaction<'_>, mail: &[u8], now: SystemTime) -> anyhow::Result<()> {
+    let id = crate::state::random_id(tx, "exitq", &mut rand::rng())?;
     tx.execute(
-        "INSERT INTO exitq (queued, original, date, kind) VALUES (?1, ?2, ?1, 1)",
-        rusqlite::params![crate::state::unix(now), mail],
+        "INSERT INTO exitq (id, queued, original, date, kind) VALUES (?1, ?2, ?3, ?2, 1)",
+        rusqlite::params![id, crate::state::unix(now), mail],
     )?;
     Ok(())
 }
@@ -305,9 +310,10 @@ pub enum Queued {
     Notice,
 }
 
-/// Every queued entry: id, kind and when it was queued.
+/// Every queued entry: id, kind and when it was queued, in no particular order (the round
+/// shuffles what it sends).
 pub fn queued(state: &crate::state::State) -> anyhow::Result<Vec<(i64, Queued, SystemTime)>> {
-    let mut st = state.conn().prepare("SELECT id, kind, queued FROM exitq ORDER BY id")?;
+    let mut st = state.conn().prepare("SELECT id, kind, queued FROM exitq")?;
     let rows = st.query_map([], |r| {
         let kind = if r.get::<_, i64>(1)? == 1 { Queued::Notice } else { Queued::Original };
         Ok((r.get::<_, i64>(0)?, kind, crate::state::from_unix(r.get(2)?)))

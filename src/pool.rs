@@ -2,6 +2,15 @@
 //!
 //! Every t seconds (the timer's interval) the mix looks at the m messages in its pool: if
 //! m >= n + f_min, (m - f_min) * frac of them, chosen at random, leave; the rest wait.
+//!
+//! After the checks every message goes into the pool (6.4.5): wire mails for the next mix
+//! (forwarded ones and time-triggered dummies) and, at an exit, finals (singlepart originals
+//! and reassembled multiparts). All count in m and are drawn alike; a drawn final is handed
+//! to the exit queue for delivery (`round`). An exit that delivered a final in the round it
+//! arrived would link its input to its output by timing alone.
+//!
+//! Rows have random ids (`state::random_id`) and no timestamps, so the table does not
+//! record arrival order.
 
 use anyhow::Result;
 use rand::seq::index::sample;
@@ -30,9 +39,29 @@ pub fn to_send(m: u64, p: Params) -> u64 {
     (((m - p.min_pool) as f64) * p.rate).floor() as u64
 }
 
+/// What a pool row holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pooled {
+    /// A wire mail for the next mix (a forwarded message or a dummy).
+    Forward { rcpt: String, mail: Vec<u8> },
+    /// A final message's original, for the exit to deliver once drawn.
+    Final { original: Vec<u8> },
+}
+
+const FORWARD: i64 = 0;
+const FINAL: i64 = 1;
+
 /// Adds a wire mail for `rcpt` to the pool.
 pub fn insert(tx: &Transaction<'_>, rcpt: &MixAddress, mail: &[u8]) -> Result<()> {
-    tx.execute("INSERT INTO pool (rcpt, mail) VALUES (?1, ?2)", params![rcpt.as_str(), mail])?;
+    let id = crate::state::random_id(tx, "pool", &mut rand::rng())?;
+    tx.execute("INSERT INTO pool (id, rcpt, mail, kind) VALUES (?1, ?2, ?3, ?4)", params![id, rcpt.as_str(), mail, FORWARD])?;
+    Ok(())
+}
+
+/// Adds a final message's original (already checked against `max_size`) to the pool.
+pub fn insert_final(tx: &Transaction<'_>, original: &[u8]) -> Result<()> {
+    let id = crate::state::random_id(tx, "pool", &mut rand::rng())?;
+    tx.execute("INSERT INTO pool (id, rcpt, mail, kind) VALUES (?1, '', ?2, ?3)", params![id, original, FINAL])?;
     Ok(())
 }
 
@@ -44,9 +73,14 @@ pub fn choose(state: &State, p: Params, rng: &mut impl Rng) -> Result<Vec<i64>> 
     Ok(sample(rng, ids.len(), k.min(ids.len())).into_iter().map(|i| ids[i]).collect())
 }
 
-/// One pool entry's recipient and mail.
-pub fn load(state: &State, id: i64) -> Result<(String, Vec<u8>)> {
-    Ok(state.conn().query_row("SELECT rcpt, mail FROM pool WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+/// One pool entry.
+pub fn load(conn: &rusqlite::Connection, id: i64) -> Result<Pooled> {
+    Ok(conn.query_row("SELECT rcpt, mail, kind FROM pool WHERE id = ?1", [id], |r| {
+        Ok(match r.get::<_, i64>(2)? {
+            FINAL => Pooled::Final { original: r.get(1)? },
+            _ => Pooled::Forward { rcpt: r.get(0)?, mail: r.get(1)? },
+        })
+    })?)
 }
 
 #[cfg(test)]
@@ -85,5 +119,51 @@ mod tests {
         d.sort();
         d.dedup();
         assert_eq!(d.len(), 9);
+    }
+
+    /// Finals count in m and are drawn like forwarded mail.
+    #[test]
+    fn finals_count_and_are_drawn() {
+        let mut s = State::in_memory().unwrap();
+        let rcpt = MixAddress::for_fqdn("x.test").unwrap();
+        let tx = s.transaction().unwrap();
+        insert(&tx, &rcpt, b"wire").unwrap();
+        insert_final(&tx, b"To: bob@rcpt.test\n\nhi\n").unwrap();
+        tx.commit().unwrap();
+        let all = Params { min_pool: 0, threshold: 1, rate: 1.0 };
+        let ids = choose(&s, all, &mut rand::rng()).unwrap();
+        assert_eq!(ids.len(), 2);
+        let mut got: Vec<Pooled> = ids.iter().map(|&id| load(s.conn(), id).unwrap()).collect();
+        got.sort_by_key(|p| matches!(p, Pooled::Final { .. }));
+        assert_eq!(got, [Pooled::Forward { rcpt: "mixtasy@x.test".into(), mail: b"wire".to_vec() }, Pooled::Final { original: b"To: bob@rcpt.test\n\nhi\n".to_vec() }]);
+        let two = Params { min_pool: 0, threshold: 2, rate: 1.0 };
+        assert_eq!(choose(&s, two, &mut rand::rng()).unwrap().len(), 2, "m = 2 reaches n = 2 only with the final counted");
+    }
+
+    /// Neither the ids nor the rowid order (what `SELECT` without `ORDER BY` and the file
+    /// itself follow) is the order rows arrived in. Arrival order would show as ids that
+    /// rise with it; for random ids, the chance that 200 of them come out in arrival order
+    /// (or its reverse) is 2/200!.
+    #[test]
+    fn rows_do_not_record_arrival_order() {
+        let mut s = State::in_memory().unwrap();
+        let rcpt = MixAddress::for_fqdn("x.test").unwrap();
+        let tx = s.transaction().unwrap();
+        for i in 0..200u8 {
+            insert(&tx, &rcpt, &[i]).unwrap();
+        }
+        tx.commit().unwrap();
+        let rows: Vec<(i64, Vec<u8>)> = s.conn().prepare("SELECT id, mail FROM pool").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+        let arrival: Vec<u8> = rows.iter().map(|(_, m)| m[0]).collect();
+        let mut sorted = arrival.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..200u8).collect::<Vec<_>>());
+        assert!(arrival != sorted && arrival.iter().rev().copied().collect::<Vec<_>>() != sorted, "rowid order is arrival order");
+        // Ids against arrival: about half of consecutive arrivals have a smaller id.
+        let mut by_arrival = rows.clone();
+        by_arrival.sort_by_key(|(_, m)| m[0]);
+        let falls = by_arrival.windows(2).filter(|w| w[1].0 < w[0].0).count();
+        assert!(falls > 0 && falls < 199, "ids rise or fall with arrival: {falls} of 199 fall");
+        assert!(rows.iter().any(|(id, _)| !(1..=200).contains(id)), "SQLite's own ids");
     }
 }

@@ -2,14 +2,18 @@
 //! (thesis 6.4–6.6, D6). A timer starts it every t seconds.
 //!
 //! In order: take the lock; finish what a crashed round left; purge expired replay hashes;
-//! take every spool file (peel, replay check, then pool, exit queue or held part, or drop);
-//! expire stale parts; add time-triggered dummies; fire the pool (with flush-triggered
-//! dummies); deliver the exit queue. Crash ordering is in `state`'s module doc.
+//! take every spool file (peel, replay check, then pool or held part, or drop; a file whose
+//! peeling panics goes to `.quarantine`); expire stale parts; add time-triggered dummies;
+//! fire the pool, moving the finals it draws into the exit queue; then send, in one
+//! uniformly shuffled order, the drawn wire mails, the exit queue (drawn finals, retries,
+//! the mix's own notices) and the flush-triggered dummies. Crash ordering is in `state`'s
+//! module doc.
 
 use std::collections::HashSet;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
 
 use crate::block;
 use crate::config::Config;
@@ -36,7 +40,9 @@ const BATCH: usize = 256;
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
     pub taken: u64,
+    /// Forwarded messages and finals that entered the pool.
     pub pooled: u64,
+    /// Finals the pool drew into the exit queue.
     pub exit_queued: u64,
     pub parts_held: u64,
     pub operator: u64,
@@ -100,39 +106,97 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
         tx.commit()?;
     }
 
-    // The timed dynamic pool.
+    // The timed dynamic pool, finals included; drawn finals move to the exit queue.
     let params = pool::Params { min_pool: config.min_pool, threshold: config.threshold, rate: config.rate };
     let chosen = pool::choose(&state, params, &mut rng)?;
-    for id in &chosen {
-        let (rcpt, mail) = pool::load(&state, *id)?;
-        match transport.send(Some(&config.address), &[rcpt], &mail) {
-            Ok(()) => {
-                state.remove_counted("pool", *id, &[("pool.sent", 1)])?;
-                sum.sent += 1;
-            }
-            Err(_) => {
-                state.bump("pool.deferred", 1)?;
-                sum.deferred += 1;
-            }
-        }
-    }
+    let mut out: Vec<Outgoing> = draw(&mut state, &chosen, &config, now, &mut rng, &mut sum)?;
+    out.extend(exit::queued(&state)?.into_iter().map(|(id, kind, queued)| Outgoing::Exit { id, kind, queued }));
     // Flush-triggered dummies leave with every non-empty send.
     if !chosen.is_empty() {
         for _ in 0..dummy::geometric(config.dummy_flush_p, &mut rng) {
             if let Some(d) = make_dummy(&mut rng) {
+                out.push(Outgoing::Dummy(d));
+            }
+        }
+    }
+    // One uniformly random order for everything that leaves, so that the position in the
+    // transport's sequence tells nothing: not which are dummies, not which are finals.
+    out.shuffle(&mut rng);
+    send(&mut state, &transport, &config, now, out, &mut sum)?;
+
+    if let Some(url) = &config.keyserver {
+        keyserver_duties(home, &cert, &mut state, url, &config, now)?;
+    }
+    state.set_meta("last_round", state::unix(now))?;
+    Ok(RoundResult::Done(sum))
+}
+
+/// One thing a round hands to the transport.
+enum Outgoing {
+    /// A drawn pool row holding a wire mail.
+    Pool(i64),
+    /// An exit-queue entry: a drawn final, a retry, or the mix's own notice.
+    Exit { id: i64, kind: exit::Queued, queued: SystemTime },
+    /// A flush-triggered dummy, made this round.
+    Dummy(crate::create::WireMessage),
+}
+
+/// Takes the drawn rows: wire mails stay in the pool until the transport accepts them;
+/// drawn finals move to the exit queue in one transaction (in exactly one of the two at
+/// every instant), stamped with the draw time.
+fn draw(state: &mut State, chosen: &[i64], config: &Config, now: SystemTime, rng: &mut rand::rngs::ThreadRng, sum: &mut Summary) -> Result<Vec<Outgoing>> {
+    let mut out = Vec::with_capacity(chosen.len());
+    let tx = state.transaction()?;
+    for &id in chosen {
+        match pool::load(&tx, id)? {
+            pool::Pooled::Forward { .. } => out.push(Outgoing::Pool(id)),
+            pool::Pooled::Final { original } => {
+                exit::enqueue(&tx, &original, now, &exit::Stamp::new(&config.address, now, rng))?;
+                tx.execute("DELETE FROM pool WHERE id = ?1", [id])?;
+                sum.exit_queued += 1;
+            }
+        }
+    }
+    tx.commit().context("moving drawn finals to the exit queue")?;
+    Ok(out)
+}
+
+/// Sends everything in `out`, in its order. A wire mail or an exit entry leaves the state
+/// only after the transport accepted it (`state`'s crash ordering).
+fn send(state: &mut State, transport: &Transport, config: &Config, now: SystemTime, out: Vec<Outgoing>, sum: &mut Summary) -> Result<()> {
+    let policy = exit::Policy {
+        address: &config.address,
+        modes: config.modes,
+        local_domains: &config.local_domains,
+        max_recipients: config.max_recipients as usize,
+        operator: &config.operator,
+    };
+    for o in out {
+        match o {
+            Outgoing::Pool(id) => {
+                let pool::Pooled::Forward { rcpt, mail } = pool::load(state.conn(), id)? else {
+                    unreachable!("`draw` keeps only wire mails in the pool")
+                };
+                match transport.send(Some(&config.address), &[rcpt], &mail) {
+                    Ok(()) => {
+                        state.remove_counted("pool", id, &[("pool.sent", 1)])?;
+                        sum.sent += 1;
+                    }
+                    Err(_) => {
+                        state.bump("pool.deferred", 1)?;
+                        sum.deferred += 1;
+                    }
+                }
+            }
+            Outgoing::Exit { id, kind, queued } => deliver(state, transport, &policy, config, now, (id, kind, queued), sum)?,
+            Outgoing::Dummy(d) => {
                 let ok = transport.send(Some(&config.address), &[d.to.to_string()], &d.mail).is_ok();
                 state.bump(if ok { "dummy.sent" } else { "dummy.failed" }, 1)?;
                 sum.dummies += 1;
             }
         }
     }
-
-    deliver_exit_queue(&mut state, &transport, &config, now, &mut sum)?;
-    if let Some(url) = &config.keyserver {
-        keyserver_duties(home, &cert, &mut state, url, &config, now)?;
-    }
-    state.set_meta("last_round", state::unix(now))?;
-    Ok(RoundResult::Done(sum))
+    Ok(())
 }
 
 /// Publishing after a rotation and periodic discovery, last in the round so that a slow or
@@ -188,6 +252,7 @@ fn act(spool: &Spool, path: &std::path::Path, action: Action) -> Result<()> {
     match action {
         Action::Remove => spool.remove(path),
         Action::ToOperator => spool.to_operator(path),
+        Action::Quarantine => spool.quarantine(path),
     }
 }
 
@@ -196,11 +261,36 @@ enum Taken {
     Peeled(Result<Outcome, Dropped>),
     /// Not mix traffic, but a block request or confirmation (exits only).
     Block(block::Request),
+    /// Peeling it panicked (a bug): it goes to `.quarantine`, or it would panic every
+    /// later round again and stop each one.
+    Panicked,
+}
+
+/// Test builds only (`debug_assertions`; release builds do not contain it): peeling a file
+/// that contains the bytes of `MIXTASYD_TEST_PANIC_ON` panics, standing in for a peeling
+/// bug in the quarantine test.
+#[cfg(debug_assertions)]
+fn test_panic_hook(mail: &[u8]) {
+    if let Some(mark) = std::env::var_os("MIXTASYD_TEST_PANIC_ON") {
+        let mark = mark.as_encoded_bytes();
+        if !mark.is_empty() && mail.windows(mark.len()).any(|w| w == mark) {
+            panic!("MIXTASYD_TEST_PANIC_ON matched");
+        }
+    }
+}
+
+/// Says where a panic happened and nothing of its message, which might quote the input.
+fn quiet_panic_report(info: &std::panic::PanicHookInfo<'_>) {
+    match info.location() {
+        Some(l) => eprintln!("mixtasyd: a panic at {}:{} while taking a message; it goes to .quarantine", l.file(), l.line()),
+        None => eprintln!("mixtasyd: a panic while taking a message; it goes to .quarantine"),
+    }
 }
 
 /// Reads and peels a batch on every core: peeling is most of intake's CPU, and reading in
 /// the same workers overlaps the disk with it. `None` for a file that vanished or cannot
-/// be read: it is left for a later round.
+/// be read: it is left for a later round. A panic while peeling one file is caught and
+/// makes that file `Taken::Panicked`; the others are taken as usual.
 fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<Option<Taken>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batch.len().max(1));
     let chunk = batch.len().div_ceil(workers).max(1);
@@ -210,9 +300,16 @@ fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<
             .map(|part| {
                 s.spawn(move || {
                     let mut rng = rand::rng();
-                    let mut take = |m: Vec<u8>| match peel::peel(&m, node, now, &mut rng) {
-                        Err(d) if d.reason == DropReason::NotMixMail && exit => block::parse(&m).map_or(Taken::Peeled(Err(d)), Taken::Block),
-                        r => Taken::Peeled(r),
+                    let mut take = |m: Vec<u8>| {
+                        let peeled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            #[cfg(debug_assertions)]
+                            test_panic_hook(&m);
+                            match peel::peel(&m, node, now, &mut rng) {
+                                Err(d) if d.reason == DropReason::NotMixMail && exit => block::parse(&m).map_or(Taken::Peeled(Err(d)), Taken::Block),
+                                r => Taken::Peeled(r),
+                            }
+                        }));
+                        peeled.unwrap_or(Taken::Panicked)
                     };
                     part.iter().map(|e| std::fs::read(&e.path).ok().map(&mut take)).collect::<Vec<_>>()
                 })
@@ -227,6 +324,14 @@ fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<
 /// the next batch is peeled. The Maildir is synced and the ledger cleared once at the end;
 /// a crash before that is finished by `finish_pending`.
 fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(quiet_panic_report));
+    let taken = intake_all(state, spool, node, config, now, sum);
+    std::panic::set_hook(previous);
+    taken
+}
+
+fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
     let mut entries = spool.walk()?;
     std::thread::scope(|s| -> Result<()> {
         let mut acting: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
@@ -244,7 +349,7 @@ fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: S
                 // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
                 // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
                 // drop.part-duplicate, drop.part-refused, drop.exit-oversized,
-                // intake.block-request, intake.block-confirm.
+                // intake.block-request, intake.block-confirm, intake.quarantined.
                 state::bump(&tx, "intake.taken", 1)?;
                 sum.taken += 1;
                 let result = match result {
@@ -252,6 +357,13 @@ fn intake(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: S
                         take_block_request(&tx, request, config, now)?;
                         state::record_done(&tx, &entry.source, Action::Remove)?;
                         actions.push((entry, Action::Remove));
+                        continue;
+                    }
+                    Taken::Panicked => {
+                        state::bump(&tx, "intake.quarantined", 1)?;
+                        sum.dropped += 1;
+                        state::record_done(&tx, &entry.source, Action::Quarantine)?;
+                        actions.push((entry, Action::Quarantine));
                         continue;
                     }
                     Taken::Peeled(r) => r,
@@ -305,7 +417,7 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
             sum.pooled += 1;
         }
         Peeled::Final { kind: Kind::Singlepart, payload, .. } => {
-            if queue_original(tx, &payload, config, now, sum)? {
+            if pool_original(tx, &payload, config, sum)? {
                 state::bump(tx, "intake.final", 1)?;
             } else {
                 state::bump(tx, "drop.exit-oversized", 1)?;
@@ -320,8 +432,8 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
                 Held::Complete(original) => {
                     state::bump(tx, "intake.part", 1)?;
                     sum.parts_held += 1;
-                    let queued = queue_original(tx, &original, config, now, sum)?;
-                    state::bump(tx, if queued { "exit.assembled" } else { "exit.oversized" }, 1)?;
+                    let pooled = pool_original(tx, &original, config, sum)?;
+                    state::bump(tx, if pooled { "exit.assembled" } else { "exit.oversized" }, 1)?;
                 }
                 Held::Duplicate => state::bump(tx, "drop.part-duplicate", 1)?,
                 Held::Refused => state::bump(tx, "drop.part-refused", 1)?,
@@ -332,13 +444,13 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
     Ok(())
 }
 
-/// Queues an original for the exit unless it is over `max_size`; says whether it did.
-fn queue_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Config, now: SystemTime, sum: &mut Summary) -> Result<bool> {
+/// Pools an original for the exit unless it is over `max_size`; says whether it did.
+fn pool_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Config, sum: &mut Summary) -> Result<bool> {
     if original.len() as u64 > config.max_size {
         return Ok(false);
     }
-    exit::enqueue(tx, original, now, &exit::Stamp::new(&config.address, now, &mut rand::rng()))?;
-    sum.exit_queued += 1;
+    pool::insert_final(tx, original)?;
+    sum.pooled += 1;
     Ok(true)
 }
 
@@ -367,75 +479,68 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
     Ok(())
 }
 
-/// Delivers the exit queue: blocked recipients are left out, the quota is applied, and
-/// what is sent is charged to the quota in the transaction that removes it from the queue.
+/// Delivers one exit-queue entry: blocked recipients are left out, the quota is applied,
+/// and what is sent is charged to the quota in the transaction that removes it from the
+/// queue. A failed delivery stays queued for the next round until `exit_giveup`.
 /// Originals leave counted as `exit.*`/`drop.exit-*`; the mix's own notices as
 /// `block.notice-sent` or `block.notice-dropped`, so the originals' counters add up.
-fn deliver_exit_queue(state: &mut State, transport: &Transport, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
-    let policy = exit::Policy {
-        address: &config.address,
-        modes: config.modes,
-        local_domains: &config.local_domains,
-        max_recipients: config.max_recipients as usize,
-        operator: &config.operator,
+fn deliver(state: &mut State, transport: &Transport, policy: &exit::Policy<'_>, config: &Config, now: SystemTime, entry: (i64, exit::Queued, SystemTime), sum: &mut Summary) -> Result<()> {
+    let (id, kind, queued) = entry;
+    let (original, stamp) = exit::load(state, id)?;
+    let left = |counter: &'static str| match kind {
+        exit::Queued::Original => counter,
+        exit::Queued::Notice if counter == "exit.delivered" => "block.notice-sent",
+        exit::Queued::Notice => "block.notice-dropped",
     };
-    for (id, kind, queued) in exit::queued(state)? {
-        let (original, stamp) = exit::load(state, id)?;
-        let left = |counter: &'static str| match kind {
-            exit::Queued::Original => counter,
-            exit::Queued::Notice if counter == "exit.delivered" => "block.notice-sent",
-            exit::Queued::Notice => "block.notice-dropped",
-        };
-        let prepared = match kind {
-            exit::Queued::Original => exit::prepare(&original, &policy, &stamp),
-            exit::Queued::Notice => exit::prepare_notice(&original),
-        };
-        let delivery = match prepared {
-            Ok(d) => d,
-            Err(_) => {
-                state.remove_counted("exitq", id, &[(left("drop.exit-no-recipient"), 1)])?;
-                continue;
-            }
-        };
-        let (mut room, mut over, mut blocked) = (Vec::new(), 0i64, 0i64);
-        for r in delivery.recipients {
-            if block::is_blocked(state.conn(), &r)? {
-                blocked += 1;
-            } else if quota::has_room(state.conn(), &r, config.recipient_quota, now)? {
-                room.push(r);
-            } else {
-                over += 1;
-            }
+    let prepared = match kind {
+        exit::Queued::Original => exit::prepare(&original, policy, &stamp),
+        exit::Queued::Notice => exit::prepare_notice(&original),
+    };
+    let delivery = match prepared {
+        Ok(d) => d,
+        Err(_) => {
+            state.remove_counted("exitq", id, &[(left("drop.exit-no-recipient"), 1)])?;
+            return Ok(());
         }
-        let late = now.duration_since(queued).unwrap_or_default() > config.exit_giveup;
-        if over > 0 && config.over_quota == OverQuota::Wait {
-            if late {
-                state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?;
-            } else {
-                state.bump("exit.quota-wait", 1)?;
-            }
-            continue;
+    };
+    let (mut room, mut over, mut blocked) = (Vec::new(), 0i64, 0i64);
+    for r in delivery.recipients {
+        if block::is_blocked(state.conn(), &r)? {
+            blocked += 1;
+        } else if quota::has_room(state.conn(), &r, config.recipient_quota, now)? {
+            room.push(r);
+        } else {
+            over += 1;
         }
-        let recipient_drops = [("drop.recipients", delivery.dropped_recipients as i64), ("drop.recipients-blocked", blocked), ("drop.recipients-quota", over)];
-        if room.is_empty() {
-            let whole = if over > 0 { "drop.exit-quota" } else { "drop.exit-blocked" };
-            let mut counters = vec![(left(whole), 1)];
+    }
+    let late = now.duration_since(queued).unwrap_or_default() > config.exit_giveup;
+    if over > 0 && config.over_quota == OverQuota::Wait {
+        if late {
+            state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?;
+        } else {
+            state.bump("exit.quota-wait", 1)?;
+        }
+        return Ok(());
+    }
+    let recipient_drops = [("drop.recipients", delivery.dropped_recipients as i64), ("drop.recipients-blocked", blocked), ("drop.recipients-quota", over)];
+    if room.is_empty() {
+        let whole = if over > 0 { "drop.exit-quota" } else { "drop.exit-blocked" };
+        let mut counters = vec![(left(whole), 1)];
+        counters.extend(recipient_drops);
+        state.remove_counted("exitq", id, &counters)?;
+        return Ok(());
+    }
+    match transport.send(Some(&config.address), &room, &delivery.mail) {
+        Ok(()) => {
+            let mut counters = vec![(left("exit.delivered"), 1)];
             counters.extend(recipient_drops);
-            state.remove_counted("exitq", id, &counters)?;
-            continue;
-        }
-        match transport.send(Some(&config.address), &room, &delivery.mail) {
-            Ok(()) => {
-                let mut counters = vec![(left("exit.delivered"), 1)];
-                counters.extend(recipient_drops);
-                state.remove_counted_with("exitq", id, &counters, |tx| room.iter().try_for_each(|r| quota::charge(tx, r, now)))?;
-                if kind == exit::Queued::Original {
-                    sum.delivered += 1;
-                }
+            state.remove_counted_with("exitq", id, &counters, |tx| room.iter().try_for_each(|r| quota::charge(tx, r, now)))?;
+            if kind == exit::Queued::Original {
+                sum.delivered += 1;
             }
-            Err(_) if late => state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?,
-            Err(_) => state.bump("exit.deferred", 1)?,
         }
+        Err(_) if late => state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?,
+        Err(_) => state.bump("exit.deferred", 1)?,
     }
     Ok(())
 }

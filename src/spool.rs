@@ -2,7 +2,9 @@
 //!
 //! Every file in `new/` and `cur/` is a message to take. A file leaves only by `remove`
 //! (after its fate committed) or by a move to the `.operator` folder (mail that is not
-//! mix traffic: operator mail, bounces, later block requests), never otherwise.
+//! mix traffic: operator mail, bounces, later block requests) or to the `.quarantine`
+//! folder (a file whose peeling panicked: kept for the operator and a bug report, out of
+//! every later round), never otherwise.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ pub struct Entry {
 }
 
 const OPERATOR: &str = ".operator";
+const QUARANTINE: &str = ".quarantine";
 
 impl Spool {
     /// Opens a Maildir; it must exist with `new/` and `cur/` (the MTA creates them).
@@ -98,7 +101,16 @@ impl Spool {
 
     /// Moves a file to `.operator/new/`, creating the folder if needed.
     pub fn to_operator(&self, path: &Path) -> Result<()> {
-        let folder = self.root.join(OPERATOR);
+        self.move_to(OPERATOR, path)
+    }
+
+    /// Moves a file whose peeling panicked to `.quarantine/new/`.
+    pub fn quarantine(&self, path: &Path) -> Result<()> {
+        self.move_to(QUARANTINE, path)
+    }
+
+    fn move_to(&self, sub: &str, path: &Path) -> Result<()> {
+        let folder = self.root.join(sub);
         Self::create(&folder)?;
         let name = path.file_name().context("spool file has no name")?;
         let target = folder.join("new").join(name);
@@ -113,15 +125,26 @@ impl Spool {
         for sub in ["new", "cur"] {
             fsutil::sync_dir(&self.root.join(sub))?;
         }
-        let op = self.root.join(OPERATOR).join("new");
-        if op.exists() {
-            fsutil::sync_dir(&op)?;
+        for folder in [OPERATOR, QUARANTINE] {
+            let new = self.root.join(folder).join("new");
+            if new.exists() {
+                fsutil::sync_dir(&new)?;
+            }
         }
         Ok(())
     }
 
     /// How many messages wait in `.operator`.
     pub fn operator_count(&self) -> usize {
-        ["new", "cur"].iter().filter_map(|s| fs::read_dir(self.root.join(OPERATOR).join(s)).ok()).map(|d| d.count()).sum()
+        self.count_in(OPERATOR)
+    }
+
+    /// How many files wait in `.quarantine`.
+    pub fn quarantine_count(&self) -> usize {
+        self.count_in(QUARANTINE)
+    }
+
+    fn count_in(&self, folder: &str) -> usize {
+        ["new", "cur"].iter().filter_map(|s| fs::read_dir(self.root.join(folder).join(s)).ok()).map(|d| d.count()).sum()
     }
 }

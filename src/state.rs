@@ -15,9 +15,16 @@
 //! delivery: a crash in between delivers the original twice to its recipients, the one
 //! duplicate nothing downstream can drop (the window is the time of one delete).
 //!
+//! A final message is pooled like a forwarded one; when the pool draws it, one transaction
+//! moves it from the pool into the exit queue, so it is in exactly one of the two at any
+//! instant.
+//!
 //! ## Privacy
 //! `secure_delete` overwrites deleted rows, so sent messages and expired replay hashes do not
-//! linger in free pages. Nothing stores arrival times of pool entries.
+//! linger in free pages. Nothing stores arrival times of pool entries, and pool and exit-queue
+//! rows have random ids (`random_id`), so neither the ids nor the table's rowid order tell
+//! which arrived first. An exit-queue row keeps the time it was drawn: its retry deadline
+//! (`exit_giveup`) needs it.
 //!
 //! ## Migrations
 //! A list applied in order and tracked by `PRAGMA user_version` (cargo's scheme); never
@@ -53,6 +60,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE block_pending (nonce BLOB PRIMARY KEY, addr BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;
      CREATE TABLE quota (hash BLOB PRIMARY KEY, start INTEGER NOT NULL, count INTEGER NOT NULL) WITHOUT ROWID;
      ALTER TABLE exitq ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;",
+    // 4: the exit mixes (thesis 6.4.5): a pool row of kind 1 is a final message's original,
+    // delivered by the exit when drawn; kind 0 a wire mail for `rcpt` (rcpt is '' on a
+    // final). Row ids become random (`random_id`): SQLite's own are max+1, which numbers
+    // rows in arrival order. Should two random ids collide here the migration fails whole
+    // and the next run tries again with fresh ones.
+    "ALTER TABLE pool ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+     UPDATE pool SET id = random();
+     UPDATE exitq SET id = random();",
 ];
 
 /// What to do with a spool file once its batch has committed.
@@ -62,6 +77,8 @@ pub enum Action {
     Remove = 1,
     /// It is not mix traffic: move it to the `.operator` folder.
     ToOperator = 2,
+    /// Peeling it panicked: move it to the `.quarantine` folder, out of every later round.
+    Quarantine = 3,
 }
 
 impl Action {
@@ -69,6 +86,7 @@ impl Action {
         match v {
             1 => Some(Action::Remove),
             2 => Some(Action::ToOperator),
+            3 => Some(Action::Quarantine),
             _ => None,
         }
     }
@@ -256,6 +274,20 @@ impl State {
     }
 }
 
+/// A random row id not yet used in `table` (`pool` or `exitq`), for an insert in the same
+/// transaction: SQLite's own ids are max+1, which would number rows in arrival order and
+/// store them in that order. A collision (2^-64 a pair) just draws again.
+pub fn random_id(conn: &Connection, table: &str, rng: &mut impl rand::Rng) -> Result<i64> {
+    debug_assert!(["pool", "exitq"].contains(&table));
+    loop {
+        let id: i64 = rng.random();
+        let used: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [id], |r| r.get(0))?;
+        if !used {
+            return Ok(id);
+        }
+    }
+}
+
 /// Adds `by` to a counter inside a transaction.
 pub fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> Result<()> {
     if by != 0 {
@@ -273,6 +305,7 @@ pub fn record_done(tx: &Transaction<'_>, source: &str, action: Action) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
 
     #[test]
     fn migrations_and_counters() {
@@ -289,6 +322,37 @@ mod tests {
         s.set_meta("last_round", 5).unwrap();
         s.set_meta("last_round", 6).unwrap();
         assert_eq!(s.meta("last_round").unwrap(), Some(6));
+    }
+
+    #[test]
+    fn random_ids_skip_used_ones() {
+        use rand::SeedableRng;
+        let mut s = State::in_memory().unwrap();
+        let first: i64 = rand::rngs::StdRng::seed_from_u64(7).random();
+        let tx = s.transaction().unwrap();
+        tx.execute("INSERT INTO pool (id, rcpt, mail) VALUES (?1, '', x'00')", [first]).unwrap();
+        let id = random_id(&tx, "pool", &mut rand::rngs::StdRng::seed_from_u64(7)).unwrap();
+        assert_ne!(id, first, "a used id is drawn again");
+    }
+
+    /// A database of schema 3 (sequential ids) is re-keyed by migration 4.
+    #[test]
+    fn migration_4_rekeys_old_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for m in &MIGRATIONS[..3] {
+            tx.execute_batch(m).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        for i in 0..50 {
+            tx.execute("INSERT INTO pool (rcpt, mail) VALUES ('mixtasy@x.test', ?1)", [vec![i as u8]]).unwrap();
+        }
+        tx.commit().unwrap();
+        let s = State::setup(conn).unwrap();
+        let ids: Vec<i64> = s.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(ids.len(), 50);
+        assert!(ids.iter().any(|&i| !(1..=50).contains(&i)), "old sequential ids kept: {ids:?}");
+        assert_eq!(s.count("pool").unwrap(), 50);
     }
 
     #[test]

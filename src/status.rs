@@ -22,6 +22,8 @@ pub struct Status {
     /// Addresses on the exit's blocklist.
     pub blocked: i64,
     pub operator_mail: usize,
+    /// Files in `.quarantine`: peeling them panicked (a bug to report).
+    pub quarantined: usize,
     pub spool: usize,
     pub last_round: Option<SystemTime>,
     /// Seconds between the last round and the one before it (a node that was off says so).
@@ -49,6 +51,7 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
         replay_entries: state.count("replay")?,
         blocked: state.count("blocklist")?,
         operator_mail: spool.as_ref().map_or(0, |s| s.operator_count()),
+        quarantined: spool.as_ref().map_or(0, |s| s.quarantine_count()),
         spool: spool.as_ref().and_then(|s| s.walk().ok()).map_or(0, |w| w.count()),
         last_round: state.meta("last_round")?.map(from_unix),
         last_gap: state.meta("last_gap")?,
@@ -84,8 +87,8 @@ fn secs(t: SystemTime) -> u64 {
 impl Status {
     pub fn text(&self) -> String {
         let mut o = format!("mix {} ({})\n", self.address, self.modes);
-        o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\nblocklist    {}\noperator     {}\n",
-            self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.blocked, self.operator_mail);
+        o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\nblocklist    {}\noperator     {}\nquarantine   {}\n",
+            self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.blocked, self.operator_mail, self.quarantined);
         o += &format!("last round   {}\n", self.last_round.map_or("never".into(), utc));
         if let Some(gap) = self.last_gap {
             o += &format!("gap before   {}h {}m (time between the last two rounds)\n", gap / 3600, gap / 60 % 60);
@@ -114,9 +117,9 @@ impl Status {
             .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
             .collect();
         format!(
-            "{{\"address\":{},\"modes\":{},\"spool\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
+            "{{\"address\":{},\"modes\":{},\"spool\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
             json_str(&self.address), json_str(&self.modes), self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets,
-            self.replay_entries, self.blocked, self.operator_mail, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
+            self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
         )
     }
 }

@@ -281,3 +281,196 @@ fn incomplete_multipart_sets_expire() {
     let st = net.status("mix1.test");
     assert_eq!((st.get("held_parts"), st.get("drop.parts-expired")), (0, 1));
 }
+
+/// A setting's default, from the table the config file and the manual are made from.
+fn default_of(name: &str) -> &'static str {
+    mixtasy::config::SETTINGS.iter().find(|s| s.name == name).and_then(|s| s.default).unwrap_or_else(|| panic!("no default for {name}"))
+}
+
+/// `N` in "what N" of a round's summary line.
+fn summary_count(line: &str, what: &str) -> i64 {
+    let at = line.find(&format!("{what} ")).unwrap_or_else(|| panic!("no `{what}` in {line}")) + what.len() + 1;
+    line[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+}
+
+/// Issue 10, 3: the exit mixes. An exit that delivered a final in the round it arrived
+/// would link input and output by timing alone. With the default pool a lone final waits;
+/// it counts in m; once the pool draws it, it is delivered exactly once.
+#[test]
+fn exit_pools_finals_and_delivers_each_once_when_drawn() {
+    let mut net = Net::new(now());
+    net.add_lab_node("mix1.test", "middleman,exitpublic");
+    net.add_lab_node("mix2.test", "middleman");
+    for k in ["min_pool", "threshold", "rate"] {
+        net.configure("mix1.test", k, default_of(k));
+    }
+    assert_eq!((default_of("min_pool"), default_of("threshold"), default_of("rate")), ("25", "5", "0.65"), "the arithmetic below");
+    let single = mixtasy::message::Kind::Singlepart;
+    let (exit, next) = (net.mix("mix1.test"), net.mix("mix2.test"));
+    let forward = |i: usize| net.wrap_final_over(single, &original(&format!("fwd{i}"), 100), &[exit.clone(), next.clone()]);
+    let inbox = "bob@rcpt.test";
+
+    net.inject(&net.wrap_final_over(single, &original("lone", 200), std::slice::from_ref(&exit)));
+    let line = net.round("mix1.test");
+    assert_eq!((summary_count(&line, "took"), summary_count(&line, "pooled"), summary_count(&line, "delivered")), (1, 1, 0), "{line}");
+    let st = net.status("mix1.test");
+    assert_eq!((st.get("intake.final"), st.get("pool"), st.get("exit_queue"), st.get("exit.delivered")), (1, 1, 0, 0), "{}", st.0);
+    assert!(net.delivered(inbox).is_empty(), "a lone final was delivered in its round");
+
+    // m = 1 final + 28 forwarded = 29 < n + f_min = 30: nothing leaves.
+    for i in 0..28 {
+        net.inject(&forward(i));
+    }
+    net.round("mix1.test");
+    let st = net.status("mix1.test");
+    assert_eq!((st.get("pool"), st.get("pool.sent"), st.get("exit.delivered")), (29, 0, 0), "{}", st.0);
+    // Pool rows do not number arrivals: SQLite's own ids would be 1..=29 here, the final's 1.
+    let state = mixtasy::state::State::open(&net.home("mix1.test").join("state.sqlite")).unwrap();
+    let ids: Vec<i64> = state.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    assert!(ids.len() == 29 && ids.iter().any(|id| !(1..=29).contains(id)), "sequential pool ids: {ids:?}");
+    drop(state);
+    // One more: m = 30 only because the final counts; (30 - 25) * 0.65 = 3 leave, the final
+    // as likely as any other.
+    net.inject(&forward(28));
+    net.round("mix1.test");
+    let st = net.status("mix1.test");
+    assert_eq!(st.get("pool"), 27, "{}", st.0);
+    assert_eq!(st.get("pool.sent") + st.get("exit.delivered"), 3, "{}", st.0);
+
+    // Traffic goes on (5 a round; m settles at 32-33, of which 4-5 leave) until the final is
+    // drawn: at least 4 of at most 33 leave each round, so P(not drawn in 200 rounds) is
+    // below (29/33)^200 < 1e-11. These rounds run a minute apart, so
+    // that the Date the exit adds can be told from the arrival time.
+    let mut i = 29;
+    let mut rounds = 0;
+    while net.delivered(inbox).is_empty() {
+        assert!(rounds < 200, "the final was never drawn: {}", net.status("mix1.test").0);
+        for _ in 0..5 {
+            net.inject(&forward(i));
+            i += 1;
+        }
+        rounds += 1;
+        net.round_later("mix1.test", 60 * rounds);
+    }
+    let drawn_at = net.time() + std::time::Duration::from_secs(60 * rounds);
+    for k in 1..=3 {
+        net.round_later("mix1.test", 60 * (rounds + k));
+    }
+    let got = net.delivered(inbox);
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    assert_eq!(strip_footer(body_of(&got[0])), body_of(&original("lone", 200)));
+    // The original had no Date: the one added is the draw's, not the arrival's, which
+    // would undo the pool for every recipient who reads headers.
+    let text = String::from_utf8_lossy(&got[0]);
+    let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).expect("a Date was added");
+    assert_eq!(date, mixtasy::clock::rfc5322(drawn_at), "the Date names the round that drew the final");
+    let st = net.status("mix1.test");
+    assert_eq!((st.get("exit.delivered"), st.get("exit_queue")), (1, 0), "{}", st.0);
+    assert_counters_add_up(&st);
+    eprintln!("the final was drawn in round {rounds} of traffic");
+}
+
+/// Issue 10, 4: one uniformly random order for everything a round hands to the transport.
+/// A recording sendmail logs each call's recipient; the node has no directory, so its
+/// dummies go to itself (mixtasy@mix1.test), forwarded mail to mix2 and finals to bob.
+/// Each round: one forwarded, one final, and flush dummies (p = 0.75).
+///
+/// Statistic, per round: the share of (dummy, other) pairs in which the dummy leaves first,
+/// and whether the final leaves before the forwarded mail. Under a uniform order each has
+/// mean 1/2 and lies in [0, 1], independently across rounds; a round that sends dummies
+/// last (or exit deliveries after the pool) scores 0. By Hoeffding, the mean over N rounds
+/// strays 0.4 from 1/2 with probability at most 2 exp(-2 N 0.16): for N = 70, 4e-10.
+#[test]
+fn a_round_sends_dummies_finals_and_forwards_in_one_random_order() {
+    const N: usize = 70;
+    const T: f64 = 0.4;
+    let bound = 2.0 * (-2.0 * N as f64 * T * T).exp();
+    assert!(bound < 1e-9, "false-failure bound {bound}");
+    let mut net = Net::new(now());
+    net.add_lab_node("mix1.test", "middleman,exitpublic");
+    net.add_lab_node("mix2.test", "middleman");
+    net.configure("mix1.test", "transport", "\"sendmail\"");
+    net.configure("mix1.test", "sendmail", &format!("{:?}", fake_sendmail(&net, 0).display().to_string()));
+    net.configure("mix1.test", "dummy_flush_p", "0.75");
+    let log = net.dir.path().join("sendmail.log");
+    let single = mixtasy::message::Kind::Singlepart;
+    let (exit, next) = (net.mix("mix1.test"), net.mix("mix2.test"));
+    let (mut dummy_scores, mut final_scores) = (Vec::new(), Vec::new());
+    let mut seen = 0;
+    for round in 0.. {
+        if dummy_scores.len() >= N {
+            break;
+        }
+        assert!(round < 400, "only {} of {round} rounds had dummies", dummy_scores.len());
+        net.inject(&net.wrap_final_over(single, &original(&format!("f{round}"), 100), &[exit.clone(), next.clone()]));
+        net.inject(&net.wrap_final_over(single, &original(&format!("x{round}"), 100), std::slice::from_ref(&exit)));
+        net.round("mix1.test");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let sequence: Vec<char> = lines[seen..]
+            .iter()
+            .map(|l| match l.rsplit(' ').next() {
+                Some("mixtasy@mix1.test") => 'd',
+                Some("mixtasy@mix2.test") => 'f',
+                Some("bob@rcpt.test") => 'x',
+                _ => panic!("unexpected sendmail call: {l}"),
+            })
+            .collect();
+        seen = lines.len();
+        let count = |c: char| sequence.iter().filter(|&&s| s == c).count();
+        assert_eq!((count('f'), count('x')), (1, 1), "the whole pool leaves each round: {sequence:?}");
+        final_scores.push(if sequence.iter().position(|&c| c == 'x') < sequence.iter().position(|&c| c == 'f') { 1.0 } else { 0.0 });
+        let dummies = count('d');
+        if dummies > 0 {
+            let (mut first, mut others_seen) = (0usize, 0usize);
+            for &c in &sequence {
+                if c == 'd' {
+                    first += 2 - others_seen; // the others (2) this dummy precedes
+                } else {
+                    others_seen += 1;
+                }
+            }
+            dummy_scores.push(first as f64 / (2 * dummies) as f64);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (d, x) = (mean(&dummy_scores), mean(&final_scores));
+    eprintln!("dummy-before-other share {d:.3} over {} rounds, final-before-forward share {x:.3} over {} rounds", dummy_scores.len(), final_scores.len());
+    assert!((d - 0.5).abs() < T, "dummies are not placed at random: share {d:.3} leave before other mail (1/2 expected)");
+    assert!((x - 0.5).abs() < T, "finals are not placed at random: share {x:.3} leave before forwarded mail (1/2 expected)");
+    let st = net.status("mix1.test");
+    assert!(st.get("dummy.sent") >= N as i64, "{}", st.0);
+}
+
+/// Issue 10, 5: a file whose peeling panics (a bug) goes to `.quarantine`, counted once; the
+/// round goes on with the rest, and later rounds are not stopped by it. The panic is made
+/// by a hook compiled into test builds only (`MIXTASYD_TEST_PANIC_ON`, `debug_assertions`).
+#[test]
+fn a_file_whose_peeling_panics_is_quarantined_and_the_round_goes_on() {
+    let net = lab(2);
+    let single = mixtasy::message::Kind::Singlepart;
+    let poison = [b"X-Test-Panic: here\n".as_slice(), &net.wrap_final(single, &original("poison", 100), &["mix1.test"])].concat();
+    net.inject(&poison);
+    net.inject(&net.wrap_final(single, &original("fine", 100), &["mix1.test"]));
+    net.inject(&net.wrap_final(single, &original("fwd", 100), &["mix1.test", "mix2.test"]));
+    let round = || {
+        let mut c = net.node_cmd("mix1.test");
+        c.arg("--round").env("MIXTASYD_TEST_PANIC_ON", "X-Test-Panic: here");
+        net.ok_logged(c, Some("mix1.test"), b"")
+    };
+    let out = round();
+    let (line, err) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert_eq!((summary_count(&line, "took"), summary_count(&line, "delivered"), summary_count(&line, "sent")), (3, 1, 1), "{line}");
+    assert!(err.contains("panic at ") && err.contains(".quarantine"), "the operator is told: {err}");
+    assert!(!err.contains("MIXTASYD_TEST_PANIC_ON matched"), "the panic's message (it might quote the input) is not printed: {err}");
+    let quarantine = net.mailbox("mixtasy@mix1.test").join(".quarantine/new");
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(&quarantine).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    assert_eq!(kept, [poison.clone()], "the file is kept byte for byte");
+    assert_eq!(net.delivered("bob@rcpt.test").len(), 1);
+    // Later rounds run, and do not take it again.
+    let line = String::from_utf8_lossy(&round().stdout).into_owned();
+    assert_eq!(summary_count(&line, "took"), 0, "{line}");
+    let st = net.status("mix1.test");
+    assert_eq!((st.get("intake.quarantined"), st.get("quarantined"), st.get("intake.taken"), st.get("spool")), (1, 1, 3, 0), "{}", st.0);
+    assert_counters_add_up(&st);
+}

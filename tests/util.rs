@@ -356,6 +356,12 @@ impl Net {
     /// node names), built with the library: for paths `mixtasy create` refuses to make.
     pub fn wrap_final(&self, kind: mixtasy::message::Kind, payload: &[u8], path: &[&str]) -> Vec<u8> {
         let mixes: Vec<mixtasy::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
+        self.wrap_final_over(kind, payload, &mixes)
+    }
+
+    /// `wrap_final` along mixes already looked up with `mix` (which runs the binary), for
+    /// tests that make many messages.
+    pub fn wrap_final_over(&self, kind: mixtasy::message::Kind, payload: &[u8], mixes: &[mixtasy::directory::Mix]) -> Vec<u8> {
         let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
         let mut rng = rand::rng();
         let fin = mixtasy::message::build_final(&mixtasy::message::new_id(&mut rng), kind, payload, &mut rng);
