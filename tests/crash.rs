@@ -403,7 +403,8 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
     let a_pub = Cert::from_bytes(&net.export("a.test", false)).unwrap();
     let a_mix = directory::check(&a_pub, now).unwrap();
     let a_node = node(&Cert::from_bytes(&net.export("a.test", true)).unwrap(), &a_mix.address, modes);
-    let mut mixes: Vec<Mix> = vec![a_mix.clone()];
+    // A's domain vouches for its key (as if its WKD held it): A is its recipients' exit (D7).
+    let mut mixes: Vec<Mix> = vec![Mix { wkd: true, ..a_mix.clone() }];
     let mut next_nodes: HashMap<MixAddress, Node> = HashMap::new();
     for fqdn in ["b.test", "c.test"] {
         let address = MixAddress::for_fqdn(fqdn).unwrap();
