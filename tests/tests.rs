@@ -16,3 +16,4 @@ mod flood;
 mod postfix;
 mod security;
 mod abuse;
+mod exit;
