@@ -81,8 +81,8 @@ impl From<headers::HeaderError> for ExitError {
     }
 }
 
-/// The Date and Message-ID an original is delivered with if it has none, fixed when it is
-/// queued so that every delivery attempt sends the same mail.
+/// The exit's own Date and Message-ID an original is delivered with (the sender's are
+/// never copied), fixed when it is queued so that every delivery attempt sends the same mail.
 #[derive(Debug, Clone)]
 pub struct Stamp {
     pub date: SystemTime,
