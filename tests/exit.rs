@@ -308,3 +308,24 @@ fn blocks_cover_subaddresses_and_whole_domains() {
     c.args(["block", "add", "@not a domain"]);
     assert_eq!(run(c, b"").status.code(), Some(2));
 }
+
+/// The exit's Date and Message-ID are fixed when the original is queued: a retry hours
+/// later sends the same ones (a recipient sees no second date, and duplicates share an id).
+#[test]
+fn the_exits_date_and_id_are_fixed_when_queued() {
+    const EXIT: &str = "exit.test";
+    let mut net = Net::new(now());
+    net.add_lab_node(EXIT, "middleman,exitpublic");
+    let working = format!("{:?}", format!("maildir:{}", net.mail_root().display()));
+    net.configure(EXIT, "transport", "\"maildir:/proc/no-such-mail-root\"");
+    net.inject(&net.wrap_final(Kind::Singlepart, b"To: bob@rcpt.test\nDate: Mon, 2 Mar 2026 10:00:00 +0200\nSubject: s\n\nhi\n", &[EXIT]));
+    net.round(EXIT);
+    assert_eq!((net.status(EXIT).get("exit.deferred"), net.status(EXIT).get("exit_queue")), (1, 1));
+    net.configure(EXIT, "transport", &working);
+    net.round_later(EXIT, 7200);
+    let got = net.delivered("bob@rcpt.test");
+    assert_eq!(got.len(), 1);
+    let (_, header) = field_names(&got[0]);
+    let date = header.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+    assert_eq!(date, mixtasy::clock::rfc5322(net.time()), "the date of the round that queued it, in UTC");
+}
