@@ -37,6 +37,15 @@ pub fn plausible(a: &str) -> bool {
         && !local.starts_with('.')
 }
 
+/// Whether a recipient's local part asks the receiving MTA to relay elsewhere: `%` (the
+/// percent hack), `!` (bang paths), `:` and `@` (source routes), also inside a quoted
+/// string. Postfix rewrites such addresses to other hosts, so an `exitprivate` mix would
+/// relay out of its `local_domains`; the exit refuses them.
+pub fn relays(address: &str) -> bool {
+    let local = address.rsplit_once('@').map_or(address, |(l, _)| l);
+    local.bytes().any(|b| b"%!:@".contains(&b))
+}
+
 /// Every address of an address header (To, Cc, ...), groups flattened, in order; none if
 /// the header does not parse.
 pub fn header_addresses(h: &mailparse::MailHeader<'_>) -> Vec<String> {
@@ -92,5 +101,26 @@ mod tests {
         for bad in ["mixtasy", "bob@mix1.test", "mixtasy@", "mixtasy@-a.test", "mixtasy@a..test", "mixtasy@a b"] {
             assert!(MixAddress::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn relaying_local_parts() {
+        for bad in ["victim%remote.test@mix5.test", "remote.test!victim2@mix5.test", "@a.test:v@mix5.test", "\"v@remote.test\"@mix5.test"] {
+            assert!(relays(bad), "{bad}");
+        }
+        for good in ["bob@mix5.test", "bob+tag@mix5.test", "o'hara@mix5.test"] {
+            assert!(!relays(good), "{good}");
+        }
+    }
+
+    /// What the exit sees of a quoted local part after RFC 5322 parsing: the quoted string,
+    /// whose content `relays` sees. (A bare quoted local part, not in angle brackets, makes
+    /// the whole field unparsable: no recipient comes out of it at all.)
+    #[test]
+    fn quoted_relays_survive_header_parsing() {
+        let (h, _) = mailparse::parse_header(b"To: <\"v@remote.test\"@mix5.test>, V <\"a!b\"@mix5.test>, <\"a%b\"@mix5.test>").unwrap();
+        let got = header_addresses(&h);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.iter().all(|a| relays(a)), "{got:?}");
     }
 }

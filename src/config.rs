@@ -173,6 +173,26 @@ pub const SETTINGS: &[Setting] = &[
         doc: "How far in the future a subkey's creation may lie and still decrypt: senders and
               mixes with clocks a little ahead of ours must not lose mail. Never extends expiry.",
     },
+    Setting {
+        name: "anonymous_from",
+        default: Some("\"\""),
+        doc: "The From of every original this exit delivers: the sender's own From never leaves
+              (a display name the sender gave is kept, marked as anonymous). Empty:
+              nobody@ the mix's domain.",
+    },
+    Setting {
+        name: "block_confirmations_per_day",
+        default: Some("50"),
+        doc: "Most block confirmations the exit mails in 24 hours, whoever asks: forged
+              destination-block requests cannot turn it into a mail cannon. Requests beyond
+              it are dropped and counted; one address has at most one confirmation waiting.",
+    },
+    Setting {
+        name: "subaddress_delimiter",
+        default: Some("\"+\""),
+        doc: "What separates a subaddress (bob+tag@) from the mailbox in local parts: a blocked
+              address is blocked with every subaddress. Empty: no subaddresses.",
+    },
 ];
 
 /// How mail leaves the mix.
@@ -210,6 +230,9 @@ pub struct Config {
     pub discovery_interval: Duration,
     pub subkey_validity: Duration,
     pub clock_skew: Duration,
+    pub anonymous_from: String,
+    pub block_confirmations_per_day: u64,
+    pub subaddress_delimiter: String,
 }
 
 /// Parses `2d`, `1h`, `30m`, `45s` (one number, one unit).
@@ -364,6 +387,16 @@ pub fn parse(text: &str) -> Result<Config> {
         discovery_interval: duration("discovery_interval")?,
         subkey_validity: duration("subkey_validity")?,
         clock_skew: duration("clock_skew")?,
+        anonymous_from: match string("anonymous_from")? {
+            f if f.is_empty() => format!("nobody@{}", address.fqdn()),
+            f if crate::address::plausible(&f) => f,
+            _ => return Err(at("anonymous_from", anyhow!("must be an email address, local@domain"))),
+        },
+        block_confirmations_per_day: int("block_confirmations_per_day")?,
+        subaddress_delimiter: match string("subaddress_delimiter")? {
+            d if d.chars().count() <= 1 && !d.contains(['@', '"', ' ']) => d,
+            _ => return Err(at("subaddress_delimiter", anyhow!("must be one character (not @), or empty"))),
+        },
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {
@@ -432,6 +465,7 @@ mod tests {
         assert_eq!(c.transport, TransportKind::Sendmail);
         assert_eq!(c.operator, "postmaster@mix.test");
         assert!(c.local_domains.is_empty());
+        assert_eq!((c.anonymous_from.as_str(), c.block_confirmations_per_day, c.subaddress_delimiter.as_str()), ("nobody@mix.test", 50, "+"));
     }
 
     #[test]
@@ -446,6 +480,9 @@ mod tests {
         assert!(parse(&format!("{base}min_pool = -1\n")).unwrap_err().to_string().starts_with("3: `min_pool`"));
         assert!(parse(&format!("{base}transport = \"smtp\"\n")).unwrap_err().to_string().starts_with("3: `transport`"));
         assert!(parse(&format!("{base}dummy_time_p = 1\n")).is_err());
+        assert!(parse(&format!("{base}anonymous_from = \"not an address\"\n")).unwrap_err().to_string().starts_with("3: `anonymous_from`"));
+        assert!(parse(&format!("{base}subaddress_delimiter = \"@\"\n")).unwrap_err().to_string().starts_with("3: `subaddress_delimiter`"));
+        assert_eq!(parse(&format!("{base}subaddress_delimiter = \"\"\n")).unwrap().subaddress_delimiter, "");
     }
 
     #[test]

@@ -1,22 +1,32 @@
 //! Exit delivery of an original (thesis 6.4.4): who gets it and what the mail looks like.
 //!
-//! Recipients come from To and Cc only (Bcc is dropped), at most `max_recipients`; an
-//! `exitprivate`-only mix delivers to its `local_domains` only. Trace headers the original
-//! may carry (Received, Return-Path, Delivered-To, X-Original-To) are never copied: they
-//! could name the sender, and copied Delivered-To lines make MTAs loop. Date and Message-ID
-//! are added if missing; a Comments header, as Mixmaster's, tells the recipient the mail
-//! came through an anonymous remailer and how to reach its operator. The original body is
-//! kept byte for byte; a short footer after it says how to block further anonymous mail
-//! (nym.alias.net's "make it easy to filter"): appended to a text/plain body, added as a
-//! last part to a multipart one, and otherwise (an encoded single part) the original
-//! becomes the first part of a multipart/mixed and the footer the second.
+//! Recipients come from To and Cc only (Bcc is dropped), de-duplicated, at most
+//! `max_recipients` distinct ones; an `exitprivate`-only mix delivers to its
+//! `local_domains` only, and no exit delivers to a local part that asks the MTA to relay
+//! (`address::relays`). The header is the exit's: only the fields of the allowlist
+//! (`headers`) are copied; From is the exit's anonymous address (the sender's display
+//! name kept, marked as anonymous, as Mixmaster and Mixminion do), Date and Message-ID are
+//! the exit's own, fixed when the original was queued (`Stamp`). A Comments header, as
+//! Mixmaster's, tells the recipient the mail came through an anonymous remailer and how to
+//! reach its operator. The original body is kept byte for byte; a short footer after it
+//! says how to block further anonymous mail (nym.alias.net's "make it easy to filter"):
+//! appended to a text/plain body, added as a last part to a multipart one, and otherwise
+//! (an encoded single part) the original becomes the first part of a multipart/mixed and
+//! the footer the second.
+//!
+//! Every step is linear in the size of the original: the header is bounded and read once,
+//! recipients go through a set, and the closing boundary is found in one pass over the
+//! line starts. An original is delivered every round it waits, so a quadratic step would be
+//! paid again and again.
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use rand::RngCore;
 
 use crate::address::MixAddress;
 use crate::clock;
+use crate::headers::{self, name_of};
 use crate::modes::Modes;
 
 /// What the exit needs to know of its configuration.
@@ -26,6 +36,8 @@ pub struct Policy<'a> {
     pub local_domains: &'a [String],
     pub max_recipients: usize,
     pub operator: &'a str,
+    /// The From of every delivered original (`anonymous_from`).
+    pub from: &'a str,
 }
 
 /// A mail ready for the transport.
@@ -35,6 +47,8 @@ pub struct Delivery {
     pub mail: Vec<u8>,
     /// Recipients left out: over the cap, Bcc, or not local for an exitprivate mix.
     pub dropped_recipients: usize,
+    /// Recipients refused because their local part would make the MTA relay elsewhere.
+    pub refused_recipients: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,45 +58,31 @@ pub enum ExitError {
     NoHeader,
     #[error("original has no recipient this exit may deliver to")]
     NoRecipient,
+    #[error("original's header is over the bounds")]
+    HeaderTooLarge,
 }
 
-const NEVER_COPIED: &[&str] = &["received", "return-path", "delivered-to", "x-original-to", "bcc", "comments"];
-
-/// Splits an original into header lines (each with its continuation lines and line end)
-/// and the body (everything after the blank line).
-fn split(original: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
-    let mut fields: Vec<&[u8]> = Vec::new();
-    let mut pos = 0;
-    let mut start = 0;
-    while pos < original.len() {
-        let end = original[pos..].iter().position(|&b| b == b'\n').map_or(original.len(), |i| pos + i + 1);
-        let line = &original[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            if start < pos {
-                fields.push(&original[start..pos]);
-            }
-            return Some((fields, &original[end..]));
+impl ExitError {
+    /// The counter an original dropped for this reason is counted under.
+    pub fn counter(&self) -> &'static str {
+        match self {
+            ExitError::HeaderTooLarge => "drop.exit-header-too-large",
+            ExitError::NoHeader | ExitError::NoRecipient => "drop.exit-no-recipient",
         }
-        let continuation = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
-        if !continuation && start < pos {
-            fields.push(&original[start..pos]);
-            start = pos;
-        }
-        if !continuation && !line.contains(&b':') {
-            return None;
-        }
-        pos = end;
     }
-    None
 }
 
-fn name_of(field: &[u8]) -> String {
-    let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
-    String::from_utf8_lossy(&field[..colon]).trim().to_ascii_lowercase()
+impl From<headers::HeaderError> for ExitError {
+    fn from(e: headers::HeaderError) -> Self {
+        match e {
+            headers::HeaderError::TooLarge => ExitError::HeaderTooLarge,
+            _ => ExitError::NoHeader,
+        }
+    }
 }
 
-/// The Date and Message-ID an original is delivered with if it has none, fixed when it is
-/// queued so that every delivery attempt sends the same mail.
+/// The exit's own Date and Message-ID an original is delivered with (the sender's are
+/// never copied), fixed when it is queued so that every delivery attempt sends the same mail.
 #[derive(Debug, Clone)]
 pub struct Stamp {
     pub date: SystemTime,
@@ -107,13 +107,39 @@ pub fn delivers_to(modes: Modes, local_domains: &[String], address: &str) -> boo
 
 /// Builds the delivery of one original.
 pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<Delivery, ExitError> {
-    let (fields, body) = split(original).ok_or(ExitError::NoHeader)?;
-    let eol: &[u8] = if fields.first().is_some_and(|f| f.ends_with(b"\r\n")) { b"\r\n" } else { b"\n" };
-    let (headers, _) = mailparse::parse_headers(original).map_err(|_| ExitError::NoHeader)?;
-    let mut candidates: Vec<String> = Vec::new();
-    let mut dropped = 0usize;
-    for h in &headers {
-        let key = h.get_key().to_ascii_lowercase();
+    let split = headers::split(original)?;
+    let eol = split.eol;
+    let (parsed, _) = mailparse::parse_headers(split.header).map_err(|_| ExitError::NoHeader)?;
+    let (recipients, dropped, refused) = recipients(&parsed, policy);
+    if recipients.is_empty() {
+        return Err(ExitError::NoRecipient);
+    }
+    let mut mail = Vec::with_capacity(original.len() + 1024);
+    for line in [format!("From: {}", from_field(&parsed, policy.from)), format!("Date: {}", clock::rfc5322(stamp.date)), format!("Message-ID: {}", stamp.message_id)] {
+        mail.extend_from_slice(line.as_bytes());
+        mail.extend_from_slice(eol);
+    }
+    let mut label = Vec::new();
+    for (i, line) in notice(policy).iter().enumerate() {
+        label.extend_from_slice(if i == 0 { b"Comments: " } else { b"  " });
+        label.extend_from_slice(line.as_bytes());
+        label.extend_from_slice(eol);
+    }
+    let mut copied: Vec<&[u8]> = split.fields.iter().copied().filter(|f| headers::allowed(&name_of(f))).collect();
+    copied.push(&label);
+    mail.extend_from_slice(&with_footer(footing(&parsed, split.body), &copied, split.body, eol, &footer(policy)));
+    Ok(Delivery { recipients, mail, dropped_recipients: dropped, refused_recipients: refused })
+}
+
+/// The distinct To and Cc addresses this exit delivers to (domain in lower case), at most
+/// `max_recipients`, with the counts of those dropped (Bcc, not ours, over the cap) and of
+/// those refused (`address::relays`). One pass, a set for the duplicates.
+fn recipients(parsed: &[mailparse::MailHeader<'_>], policy: &Policy<'_>) -> (Vec<String>, usize, usize) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    let (mut dropped, mut refused) = (0usize, 0usize);
+    for h in parsed {
+        let key = h.get_key_ref().to_ascii_lowercase();
         if key != "to" && key != "cc" && key != "bcc" {
             continue;
         }
@@ -124,42 +150,42 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
             }
             let Some((local, domain)) = a.rsplit_once('@') else { continue };
             let addr = format!("{local}@{}", domain.to_ascii_lowercase());
-            if !candidates.contains(&addr) {
-                candidates.push(addr);
+            if !seen.insert(addr.clone()) {
+                continue;
+            }
+            if crate::address::relays(&addr) {
+                refused += 1;
+            } else if delivers_to(policy.modes, policy.local_domains, &addr) && out.len() < policy.max_recipients {
+                out.push(addr);
+            } else {
+                dropped += 1;
             }
         }
     }
-    let mut recipients = Vec::new();
-    for r in candidates {
-        if delivers_to(policy.modes, policy.local_domains, &r) && recipients.len() < policy.max_recipients {
-            recipients.push(r);
-        } else {
-            dropped += 1;
-        }
+    (out, dropped, refused)
+}
+
+/// The From of a delivered original: the exit's anonymous address, with the display name
+/// the sender gave (printable ASCII letters, digits and a little punctuation, at most 64
+/// characters) marked as anonymous; without one, the address alone.
+fn from_field(parsed: &[mailparse::MailHeader<'_>], from: &str) -> String {
+    use mailparse::MailHeaderMap;
+    let name = parsed
+        .get_first_header("From")
+        .and_then(|h| mailparse::addrparse_header(h).ok())
+        .and_then(|l| match l.first() {
+            Some(mailparse::MailAddr::Single(s)) => s.display_name.clone(),
+            Some(mailparse::MailAddr::Group(g)) => Some(g.group_name.clone()),
+            None => None,
+        })
+        .unwrap_or_default();
+    let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || " .-_'".contains(*c)).take(64).collect();
+    let clean = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+    if clean.is_empty() {
+        from.to_string()
+    } else {
+        format!("\"{clean} (anonymous)\" <{from}>")
     }
-    if recipients.is_empty() {
-        return Err(ExitError::NoRecipient);
-    }
-    let mut mail = Vec::with_capacity(original.len() + 512);
-    let has = |n: &str| fields.iter().any(|f| name_of(f) == n);
-    if !has("date") {
-        mail.extend_from_slice(format!("Date: {}", clock::rfc5322(stamp.date)).as_bytes());
-        mail.extend_from_slice(eol);
-    }
-    if !has("message-id") {
-        mail.extend_from_slice(format!("Message-ID: {}", stamp.message_id).as_bytes());
-        mail.extend_from_slice(eol);
-    }
-    let mut label = Vec::new();
-    for (i, line) in notice(policy).iter().enumerate() {
-        label.extend_from_slice(if i == 0 { b"Comments: " } else { b"  " });
-        label.extend_from_slice(line.as_bytes());
-        label.extend_from_slice(eol);
-    }
-    let mut copied: Vec<&[u8]> = fields.iter().copied().filter(|f| !NEVER_COPIED.contains(&name_of(f).as_str())).collect();
-    copied.push(&label);
-    mail.extend_from_slice(&with_footer(footing(&headers, body), &copied, body, eol, &footer(policy)));
-    Ok(Delivery { recipients, mail, dropped_recipients: dropped })
 }
 
 /// The mix's own mail (a block confirmation) as queued: its To is the one recipient, and
@@ -167,7 +193,7 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
 pub fn prepare_notice(mail: &[u8]) -> Result<Delivery, ExitError> {
     let to = crate::wire::parse(mail).map_err(|_| ExitError::NoHeader)?.to;
     match to.as_slice() {
-        [one] => Ok(Delivery { recipients: vec![one.to_ascii_lowercase()], mail: mail.to_vec(), dropped_recipients: 0 }),
+        [one] => Ok(Delivery { recipients: vec![one.to_ascii_lowercase()], mail: mail.to_vec(), dropped_recipients: 0, refused_recipients: 0 }),
         _ => Err(ExitError::NoRecipient),
     }
 }
@@ -202,13 +228,37 @@ fn footing(headers: &[mailparse::MailHeader<'_>], body: &[u8]) -> Footing {
         return Footing::Append;
     }
     if let (true, Some(boundary)) = (ct.mimetype.starts_with("multipart/"), ct.params.get("boundary")) {
-        let close = format!("--{boundary}--");
-        let last = body.windows(close.len()).enumerate().filter(|(i, w)| *w == close.as_bytes() && (*i == 0 || body[i - 1] == b'\n')).last();
-        if let Some((at, _)) = last {
+        if let Some(at) = last_close_delimiter(body, boundary) {
             return Footing::Insert { at, boundary: boundary.clone() };
         }
     }
     Footing::Wrap
+}
+
+/// Longest boundary RFC 2046 allows; a longer one is treated as no boundary (the mail is
+/// wrapped), which also bounds every comparison below.
+const MAX_BOUNDARY: usize = 70;
+
+/// The offset of the last line that starts with the closing delimiter `--boundary--`, in
+/// one pass over the line starts: a comparison never runs past the end of its line (the
+/// delimiter holds no line end), so the search is linear in the body whatever the boundary.
+fn last_close_delimiter(body: &[u8], boundary: &str) -> Option<usize> {
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY || boundary.contains(['\r', '\n']) {
+        return None;
+    }
+    let close = format!("--{boundary}--");
+    let mut found = None;
+    let mut start = 0;
+    while start < body.len() {
+        if body[start..].starts_with(close.as_bytes()) {
+            found = Some(start);
+        }
+        match body[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => start += i + 1,
+            None => break,
+        }
+    }
+    found
 }
 
 /// The header fields and body of a delivered mail: `fields` (already filtered, the label
@@ -333,7 +383,7 @@ mod tests {
     use super::*;
 
     fn policy<'a>(addr: &'a MixAddress, modes: &str, local: &'a [String]) -> Policy<'a> {
-        Policy { address: addr, modes: Modes::parse(modes).unwrap(), local_domains: local, max_recipients: 3, operator: "abuse@exit.test" }
+        Policy { address: addr, modes: Modes::parse(modes).unwrap(), local_domains: local, max_recipients: 3, operator: "abuse@exit.test", from: "nobody@exit.test" }
     }
 
     #[test]
@@ -345,7 +395,7 @@ mod tests {
         assert_eq!(d.recipients, ["a@x.test", "b@y.test", "c@z.test"]);
         assert_eq!(d.dropped_recipients, 2, "one over the cap, one Bcc");
         let text = String::from_utf8(d.mail).unwrap();
-        assert!(text.starts_with("Date: Thu, 1 Jan 1970 00:00:00 +0000\r\nMessage-ID: <"));
+        assert!(text.starts_with("From: nobody@exit.test\r\nDate: Thu, 1 Jan 1970 00:00:00 +0000\r\nMessage-ID: <"));
         assert!(text.contains("Subject: hi\r\n  folded\r\n"));
         assert!(text.contains("Comments: This message was sent through the Mixtasy anonymous\r\n"));
         assert!(text.contains("<abuse@exit.test>"));
@@ -402,9 +452,79 @@ mod tests {
         assert_eq!(d.recipients, ["bob@exit.test"]);
         assert_eq!(d.dropped_recipients, 1);
         let text = String::from_utf8(d.mail).unwrap();
-        assert!(text.starts_with("To: bob@exit.test, eve@else.test\nDate: x\nMessage-ID: <y@z>\nComments: "), "LF originals keep LF; no Date/Message-ID added twice");
+        assert!(
+            text.starts_with(&format!("From: nobody@exit.test\nDate: Thu, 1 Jan 1970 00:00:00 +0000\nMessage-ID: {}\nTo: bob@exit.test, eve@else.test\nComments: ", stamp.message_id)),
+            "LF originals keep LF; the sender's Date and Message-ID are replaced: {text}"
+        );
         assert!(!text.contains('\r'));
         assert_eq!(prepare(b"To: eve@else.test\n\nhi\n", &p, &stamp).unwrap_err(), ExitError::NoRecipient);
         assert_eq!(prepare(b"no header here", &p, &stamp).unwrap_err(), ExitError::NoHeader);
+        // Source routes out of the local domain are refused, counted apart.
+        let d = prepare(b"To: victim%remote.test@exit.test, remote.test!v2@exit.test, <\"a@b.test\"@exit.test>, bob@exit.test\n\nhi\n", &p, &stamp).unwrap();
+        assert_eq!((d.recipients.as_slice(), d.refused_recipients, d.dropped_recipients), (["bob@exit.test".to_string()].as_slice(), 3, 0));
+        assert_eq!(prepare(b"To: victim%remote.test@exit.test\n\nhi\n", &p, &stamp).unwrap_err(), ExitError::NoRecipient);
+    }
+
+    /// What names the sender's machine or forges an identity never leaves; the exit's own
+    /// From, Date and Message-ID do, the same on every attempt.
+    #[test]
+    fn only_the_allowlist_and_the_exits_own_fields() {
+        let addr = MixAddress::for_fqdn("exit.test").unwrap();
+        let p = policy(&addr, "exitpublic", &[]);
+        let stamp = Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng());
+        let orig = b"From: The President <president@whitehouse.example>\nSender: s@x.example\nTo: bob@rcpt.test\nMessage-ID: <1@alice-laptop.home.example>\n\
+Date: Mon, 2 Mar 2026 10:00:00 +0200\nUser-Agent: NeoMutt/1\nX-Mailer: m\nX-Originating-IP: 198.51.100.7\nOrganization: Home\n\
+Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nComments: mine\nReply-To: r@x.test\nSubject: hi\n\nbody\n";
+        let d = prepare(orig, &p, &stamp).unwrap();
+        let again = prepare(orig, &p, &stamp).unwrap();
+        let text = String::from_utf8(d.mail.clone()).unwrap();
+        let (head, _) = text.split_once("\n\n").unwrap();
+        let names: Vec<&str> = head.lines().filter(|l| !l.starts_with(' ')).map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(names, ["From", "Date", "Message-ID", "To", "Reply-To", "Subject", "Comments"], "{head}");
+        assert!(head.starts_with("From: \"The President (anonymous)\" <nobody@exit.test>\nDate: Thu, 1 Jan 1970 00:00:00 +0000\n"), "{head}");
+        for gone in ["whitehouse", "alice-laptop", "+0200", "NeoMutt", "198.51.100.7", "mine"] {
+            assert!(!text.contains(gone), "{gone} leaked");
+        }
+        assert_eq!(d.mail, again.mail, "a retry sends the same mail");
+        // A display name is cleaned; none at all gives the bare address.
+        let d = prepare(b"From: =?utf-8?q?\"Evil\"?= <e@x.test>\nTo: bob@rcpt.test\n\nb\n", &p, &stamp).unwrap();
+        assert!(String::from_utf8(d.mail).unwrap().starts_with("From: \"Evil (anonymous)\" <nobody@exit.test>\n"));
+        let d = prepare(b"To: bob@rcpt.test\n\nb\n", &p, &stamp).unwrap();
+        assert!(d.mail.starts_with(b"From: nobody@exit.test\n"));
+    }
+
+    /// Recipients are de-duplicated before the cap, and a header past the bounds is refused
+    /// before anything else is read.
+    #[test]
+    fn recipients_distinct_then_capped_and_headers_bounded() {
+        let addr = MixAddress::for_fqdn("exit.test").unwrap();
+        let p = policy(&addr, "exitpublic", &[]);
+        let stamp = Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng());
+        let d = prepare(b"To: a@x.test, A@X.TEST\nCc: a@x.test, b@x.test, c@x.test, d@x.test\n\nhi\n", &p, &stamp).unwrap();
+        assert_eq!(d.recipients, ["a@x.test", "A@x.test", "b@x.test"], "local parts keep their case");
+        assert_eq!(d.dropped_recipients, 2, "c and d over the cap; duplicates are not drops");
+        let many: String = (0..20_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
+        let orig = format!("To: {many}\n\nhi\n");
+        assert_eq!(prepare(orig.as_bytes(), &p, &stamp).unwrap_err(), ExitError::HeaderTooLarge);
+        assert_eq!(ExitError::HeaderTooLarge.counter(), "drop.exit-header-too-large");
+        let some: String = (0..4_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
+        let d = prepare(format!("To: {some}, r0@x.test\n\nhi\n").as_bytes(), &p, &stamp).unwrap();
+        assert_eq!((d.recipients.len(), d.dropped_recipients), (3, 3997));
+    }
+
+    /// The closing delimiter is found on line starts only; a boundary past RFC 2046's 70
+    /// characters is no boundary, so the mail is wrapped, never searched for it.
+    #[test]
+    fn closing_delimiter_in_one_pass() {
+        assert_eq!(last_close_delimiter(b"a\n--b--x\n--b--\nz", "b"), Some(9));
+        assert_eq!(last_close_delimiter(b"x--b--\n", "b"), None);
+        assert_eq!(last_close_delimiter(b"--b--", "b"), Some(0));
+        let dashes = "-".repeat(71);
+        let body = format!("--{dashes}--\n");
+        assert_eq!(last_close_delimiter(body.as_bytes(), &dashes), None);
+        let ok = "-".repeat(70);
+        let mut body = format!("--{ok}-\n").repeat(10_000);
+        body.push_str(&format!("--{ok}--\n"));
+        assert_eq!(last_close_delimiter(body.as_bytes(), &ok), Some(body.len() - ok.len() - 5));
     }
 }

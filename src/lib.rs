@@ -16,6 +16,7 @@ pub mod message;
 
 // Keys, modes, addresses.
 pub mod address;
+pub mod headers;
 pub mod modes;
 pub mod keys;
 pub mod directory;

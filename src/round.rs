@@ -170,6 +170,7 @@ fn send(state: &mut State, transport: &Transport, config: &Config, now: SystemTi
         local_domains: &config.local_domains,
         max_recipients: config.max_recipients as usize,
         operator: &config.operator,
+        from: &config.anonymous_from,
     };
     for o in out {
         match o {
@@ -464,8 +465,12 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
             if !exit::delivers_to(config.modes, &config.local_domains, &address) {
                 return Ok(());
             }
-            if let Some(mail) = block::request(tx, &address, &headers, &config.address, now, &mut rand::rng())? {
-                exit::enqueue_notice(tx, &mail, now)?;
+            let limits = block::Limits { per_day: config.block_confirmations_per_day, delimiter: &config.subaddress_delimiter };
+            match block::request(tx, &address, &headers, &config.address, now, limits, &mut rand::rng())? {
+                block::Requested::Confirmation(mail) => exit::enqueue_notice(tx, &mail, now)?,
+                block::Requested::Blocked => {}
+                block::Requested::Pending => state::bump(tx, "block.request-pending", 1)?,
+                block::Requested::OverCap => state::bump(tx, "block.request-over-cap", 1)?,
             }
         }
         block::Request::Confirm { nonce } => {
@@ -498,14 +503,15 @@ fn deliver(state: &mut State, transport: &Transport, policy: &exit::Policy<'_>, 
     };
     let delivery = match prepared {
         Ok(d) => d,
-        Err(_) => {
-            state.remove_counted("exitq", id, &[(left("drop.exit-no-recipient"), 1)])?;
+        // drop.exit-no-recipient, drop.exit-header-too-large.
+        Err(e) => {
+            state.remove_counted("exitq", id, &[(left(e.counter()), 1)])?;
             return Ok(());
         }
     };
     let (mut room, mut over, mut blocked) = (Vec::new(), 0i64, 0i64);
     for r in delivery.recipients {
-        if block::is_blocked(state.conn(), &r)? {
+        if block::is_blocked(state.conn(), &r, &config.subaddress_delimiter)? {
             blocked += 1;
         } else if quota::has_room(state.conn(), &r, config.recipient_quota, now)? {
             room.push(r);
@@ -522,7 +528,12 @@ fn deliver(state: &mut State, transport: &Transport, policy: &exit::Policy<'_>, 
         }
         return Ok(());
     }
-    let recipient_drops = [("drop.recipients", delivery.dropped_recipients as i64), ("drop.recipients-blocked", blocked), ("drop.recipients-quota", over)];
+    let recipient_drops = [
+        ("drop.recipients", delivery.dropped_recipients as i64),
+        ("drop.recipients-refused", delivery.refused_recipients as i64),
+        ("drop.recipients-blocked", blocked),
+        ("drop.recipients-quota", over),
+    ];
     if room.is_empty() {
         let whole = if over > 0 { "drop.exit-quota" } else { "drop.exit-blocked" };
         let mut counters = vec![(left(whole), 1)];

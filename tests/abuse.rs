@@ -38,8 +38,8 @@ fn texts(net: &Net, address: &str) -> Vec<String> {
 fn a_block_needs_the_nonce_then_blocked_recipients_get_nothing() {
     let net = exit_net();
     let victim = "victim@rcpt.test";
-    // A (possibly forged) request: the confirmation goes to the address, with the request's
-    // headers quoted so that its owner sees where it came from.
+    // A (possibly forged) request: the confirmation goes to the address, quoting only the
+    // request's Date, Subject and Message-ID (nothing a forger adds reaches the victim).
     drop_mail(&net, "Return-Path: <victim@rcpt.test>\nReceived: from forger.example (203.0.113.9)\nFrom: Victim <Victim@rcpt.test>\nTo: mixtasy@exit.test\nSubject: destination-block\n\nblock me\n");
     net.round(EXIT);
     let got = texts(&net, victim);
@@ -47,7 +47,8 @@ fn a_block_needs_the_nonce_then_blocked_recipients_get_nothing() {
     let confirmation = &got[0];
     assert!(confirmation.contains("\nTo: victim@rcpt.test\n") && confirmation.contains("From: mixtasy@exit.test\n"));
     assert!(confirmation.contains("Auto-Submitted: auto-replied"));
-    assert!(confirmation.contains("> Received: from forger.example (203.0.113.9)"), "request headers quoted:\n{confirmation}");
+    assert!(confirmation.contains("> Subject: destination-block\n"), "the request's subject quoted:\n{confirmation}");
+    assert!(!confirmation.contains("forger.example"), "no other field quoted:\n{confirmation}");
     let subject = confirmation.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap().to_string();
     assert!(subject.contains("block-confirm:"));
     let st = net.status(EXIT);

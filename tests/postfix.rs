@@ -434,11 +434,22 @@ fn split_mail(mail: &[u8]) -> (&[u8], &[u8]) {
     (&mail[..i + 1], &mail[i + 2..])
 }
 
-/// Checks a delivered mail's header: it was sent by an exit (its Return-Path), and names no
-/// other mix. Returns the exit.
+/// Checks a delivered mail's header: it was sent by an exit (its Return-Path), names no
+/// other mix, and holds only allowlisted fields, the exit's own From, Date, Message-ID and
+/// Comments, and the trace Postfix adds when it delivers. Returns the exit.
 fn exit_of(mail: &[u8]) -> String {
     let (header, _) = split_mail(mail);
     let header = String::from_utf8_lossy(header).to_ascii_lowercase();
+    const EXIT_OWN: [&str; 4] = ["from", "date", "message-id", "comments"];
+    const POSTFIX_TRACE: [&str; 4] = ["return-path", "x-original-to", "delivered-to", "received"];
+    for name in header.lines().filter(|l| !l.starts_with([' ', '\t'])).map(|l| l.split(':').next().unwrap_or("")) {
+        assert!(
+            mixtasy::headers::allowed(name) || EXIT_OWN.contains(&name) || POSTFIX_TRACE.contains(&name),
+            "delivered with {name}:, a field off the allowlist:\n{header}"
+        );
+    }
+    assert!(header.lines().any(|l| l.starts_with("from: nobody@mix")), "the exit's anonymous From:\n{header}");
+    assert!(header.lines().any(|l| l.starts_with("date: ") && l.ends_with(" +0000")), "the exit's Date, in UTC:\n{header}");
     let exit = header
         .lines()
         .find_map(|l| l.strip_prefix("return-path: <mixtasy@"))
@@ -529,14 +540,20 @@ fn five_mixes_through_a_real_postfix() {
         ok(c, b"To: nobody@mix1.test\nSubject: provoke a bounce\n\nnobody is here\n");
     }
 
-    // One short original to bob and one of 100 KB, which travels as a multipart message.
-    let single = original("Bob <bob@rcpt.test>", "through postfix", 2000);
+    // One short original to bob and one of 100 KB, which travels as a multipart message. The
+    // short one carries what a mail client writes about its sender: none of it arrives.
+    let mut single = b"User-Agent: NeoMutt/20250113\nMessage-ID: <1@alice-laptop.home.example>\nDate: Mon, 2 Mar 2026 10:00:00 +0200\n".to_vec();
+    single.extend(original("Bob <bob@rcpt.test>", "through postfix", 2000));
     let big = original("Bob <bob@rcpt.test>", "multipart through postfix", 100 * 1024);
     lab.send(&pf, &single);
     lab.send(&pf, &big);
     let sweeps1 = lab.sweep_until(&pf, 2, 20, Duration::from_secs(120));
     let got = pf.delivered();
     assert_eq!(got.len(), 2);
+    for m in &got {
+        let text = String::from_utf8_lossy(m);
+        assert!(!text.contains("alice-laptop") && !text.contains("NeoMutt"), "the sender's machine named:\n{text}");
+    }
     let mut bodies: Vec<&[u8]> = got.iter().map(|m| strip_footer(split_mail(m).1)).collect();
     bodies.sort_by_key(|b| b.len());
     assert!(bodies[0] == split_mail(&single).1, "the short original's body differs:\n{}", String::from_utf8_lossy(&got[0]));

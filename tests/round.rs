@@ -25,7 +25,7 @@ fn body_of(mail: &[u8]) -> &[u8] {
     &mail[i..]
 }
 
-fn lab(n: usize) -> Net {
+pub(crate) fn lab(n: usize) -> Net {
     let mut net = Net::new(now());
     for i in 1..=n {
         net.add_lab_node(&format!("mix{i}.test"), "middleman,exitpublic");
@@ -36,7 +36,7 @@ fn lab(n: usize) -> Net {
 }
 
 /// Runs rounds on every node until `done` holds or `max` rounds passed; returns rounds used.
-fn rounds_until(net: &Net, max: usize, done: impl Fn() -> bool) -> usize {
+pub(crate) fn rounds_until(net: &Net, max: usize, done: impl Fn() -> bool) -> usize {
     for r in 1..=max {
         for n in &net.nodes {
             net.round(n);

@@ -19,3 +19,4 @@ mod abuse;
 mod tagging;
 mod takeover;
 mod wkd;
+mod exit;

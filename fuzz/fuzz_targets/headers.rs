@@ -1,5 +1,6 @@
 //! Header parsing: revealed mix messages (D2/D3, strict), delivered mail (D5), and an
-//! original's header at the exit (recipients, copied fields, the footer), and block
+//! original's header at the exit (recipients, copied fields, the footer), the sender's
+//! header allowlist, and block
 //! requests and confirmations.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = mixtasy::wire::parse(data);
     let _ = mixtasy::create::recipient_domain(data);
     let _ = mixtasy::block::parse(data);
+    let _ = mixtasy::headers::filter(data, &["x-keep".to_string()]);
     let _ = mixtasy::exit::prepare_notice(data);
     let address = mixtasy::address::MixAddress::for_fqdn("exit.test").unwrap();
     let policy = mixtasy::exit::Policy {
@@ -18,9 +20,11 @@ fuzz_target!(|data: &[u8]| {
         local_domains: &[],
         max_recipients: 5,
         operator: "postmaster@exit.test",
+        from: "nobody@exit.test",
     };
     let stamp = mixtasy::exit::Stamp { date: std::time::SystemTime::UNIX_EPOCH, message_id: "<x@exit.test>".into() };
     if let Ok(d) = mixtasy::exit::prepare(data, &policy, &stamp) {
         assert!(!d.recipients.is_empty() && d.recipients.len() <= 5);
+        assert!(d.recipients.iter().all(|r| !mixtasy::address::relays(r)));
     }
 });

@@ -70,6 +70,9 @@ struct PathArgs {
     /// Largest original accepted, in bytes.
     #[arg(long, default_value_t = create::DEFAULT_MAX_SIZE)]
     max_size: usize,
+    /// Keep this header field, though it is not on the allowlist (repeatable).
+    #[arg(long = "keep-header", value_name = "NAME")]
+    keep_header: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -177,11 +180,17 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
-/// Reads the original on stdin and builds its wire messages, all in memory.
+/// Reads the original on stdin, keeps only the allowlisted header fields (as the exit
+/// does, so an older exit leaks nothing either; stderr names what went), and builds its
+/// wire messages, all in memory.
 fn wrap_stdin(directory: &Directory, path: PathArgs, now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
     let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
     let mut original = Vec::new();
     std::io::stdin().read_to_end(&mut original).context("reading the original message")?;
+    let (original, removed) = mixtasy::headers::filter(&original, &path.keep_header)?;
+    if !removed.is_empty() {
+        eprintln!("mixtasy: removed header fields: {} (keep one with --keep-header NAME)", removed.join(", "));
+    }
     let mixes = directory.usable(now)?;
     let opts = Options { first_mix, hops: path.hops, max_size: path.max_size };
     create::create(&original, &mixes, &opts, now, &mut rand::rng())

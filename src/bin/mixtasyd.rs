@@ -106,7 +106,8 @@ enum KeyCommand {
 
 #[derive(Subcommand)]
 enum BlockCommand {
-    /// Block an address now, without a confirmation (for requests that came another way).
+    /// Block an address now, with every subaddress, without a confirmation (for requests
+    /// that came another way); `@domain` blocks a whole domain.
     Add { address: String },
     /// Unblock an address.
     Remove { address: String },
@@ -284,22 +285,22 @@ fn run(args: Args) -> Result<ExitCode> {
             }
         }
         Command::Block { command } => {
-            home.config()?;
+            let delimiter = home.config()?.subaddress_delimiter;
             let state = mixtasy::state::State::open(&home.state_path())?;
             let conn = state.conn();
             // The address is the operator's own input; it is echoed to them and stored nowhere.
             match command {
                 BlockCommand::Add { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::block::add(conn, &a)? { "blocked" } else { "already blocked" });
+                    println!("{}", if mixtasy::block::add(conn, &a, &delimiter)? { "blocked" } else { "already blocked" });
                 }
                 BlockCommand::Remove { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::block::remove(conn, &a)? { "unblocked" } else { "was not blocked" });
+                    println!("{}", if mixtasy::block::remove(conn, &a, &delimiter)? { "unblocked" } else { "was not blocked" });
                 }
                 BlockCommand::Check { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::block::is_blocked(conn, &a)? { "blocked" } else { "not blocked" });
+                    println!("{}", if mixtasy::block::is_blocked(conn, &a, &delimiter)? { "blocked" } else { "not blocked" });
                 }
             }
         }
@@ -363,11 +364,13 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
     Ok(())
 }
 
-/// An address as the blocklist knows it: one `local@domain`, case folded.
+/// An address as the blocklist knows it: one `local@domain`, or `@domain` for a whole
+/// domain, case folded.
 fn block_address(a: &str) -> Result<String> {
     let a = a.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
-    if !mixtasy::address::plausible(&a) {
-        anyhow::bail!("not an email address; give it as local@domain");
+    let domain = a.strip_prefix('@').is_some_and(mixtasy::address::valid_fqdn);
+    if !domain && !mixtasy::address::plausible(&a) {
+        anyhow::bail!("not an email address; give it as local@domain, or @domain for a whole domain");
     }
     Ok(a)
 }
