@@ -33,15 +33,21 @@ fn encryption_flags() -> KeyFlags {
     KeyFlags::empty().set_transport_encryption().set_storage_encryption()
 }
 
-/// Generates a mix key: certification-only Ed25519 primary without expiry, the D8 user id,
-/// one cv25519 encryption subkey valid for `validity` from `now`.
-pub fn generate(name: &str, modes: &Modes, address: &MixAddress, now: SystemTime, validity: Duration) -> Result<Cert> {
-    let (cert, _revocation) = CertBuilder::new()
-        .set_creation_time(now)
+/// A mix key as D8 has it, before subkeys: certification-only Ed25519 primary created at
+/// `born`, without expiry, and the D8 user id.
+fn primary_builder(name: &str, modes: &Modes, address: &MixAddress, born: SystemTime) -> CertBuilder<'static> {
+    CertBuilder::new()
+        .set_creation_time(born)
         .set_cipher_suite(CipherSuite::Cv25519)
         .set_primary_key_flags(KeyFlags::empty().set_certification())
         .set_validity_period(None)
         .add_userid(user_id(name, modes, address))
+}
+
+/// Generates a mix key: certification-only Ed25519 primary without expiry, the D8 user id,
+/// one cv25519 encryption subkey valid for `validity` from `now`.
+pub fn generate(name: &str, modes: &Modes, address: &MixAddress, now: SystemTime, validity: Duration) -> Result<Cert> {
+    let (cert, _revocation) = primary_builder(name, modes, address, now)
         .add_subkey(encryption_flags(), validity, None)
         .generate()
         .context("generating the mix key")?;
@@ -161,14 +167,7 @@ pub fn transition(old: &Cert, name: &str, modes: &Modes, address: &MixAddress, n
         })
         .collect();
     let born = carried.iter().map(|(_, v)| v.created).min().unwrap_or(now).min(now);
-    let (new, _) = CertBuilder::new()
-        .set_creation_time(born)
-        .set_cipher_suite(CipherSuite::Cv25519)
-        .set_primary_key_flags(KeyFlags::empty().set_certification())
-        .set_validity_period(None)
-        .add_userid(user_id(name, modes, address))
-        .generate()
-        .context("generating the new mix key")?;
+    let (new, _) = primary_builder(name, modes, address, born).generate().context("generating the new mix key")?;
     let mut new_signer = new.primary_key().key().clone().parts_into_secret()?.into_keypair()?;
     let mut packets: Vec<Packet> = Vec::new();
     for (key, v) in &carried {
