@@ -68,6 +68,15 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE pool ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
      UPDATE pool SET id = random();
      UPDATE exitq SET id = random();",
+    // 5: exit hygiene (issue 11). `exit_rcpt`: what became of each recipient of an
+    // exit-queue entry (`exit::Outcome`), by salted hash, so that one recipient failing
+    // holds back nobody and a retry never sends twice to one already done; its rows leave
+    // with the entry. `exit_sent`: salted hashes of the Message-IDs the exit delivered,
+    // until a bounce of them could still arrive, so that bounces quoting an original are
+    // destroyed, not kept in `.operator`.
+    "CREATE TABLE exit_rcpt (entry INTEGER NOT NULL, hash BLOB NOT NULL, outcome INTEGER NOT NULL,
+                             PRIMARY KEY (entry, hash)) WITHOUT ROWID;
+     CREATE TABLE exit_sent (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// What to do with a spool file once its batch has committed.
