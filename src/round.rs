@@ -6,7 +6,8 @@
 //! peeling panics goes to `.quarantine`); expire stale parts; add time-triggered dummies;
 //! fire the pool, moving the finals it draws into the exit queue; then send, in one
 //! uniformly shuffled order, the drawn wire mails, the exit queue (drawn finals, retries,
-//! the mix's own notices) and the flush-triggered dummies. Crash ordering is in `state`'s
+//! the mix's own notices) and the flush-triggered dummies; then cap what still waits in
+//! the exit queue. Crash ordering is in `state`'s
 //! module doc.
 
 use std::collections::HashSet;
@@ -126,6 +127,11 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     // transport's sequence tells nothing: not which are dummies, not which are finals.
     out.shuffle(&mut rng);
     send(&mut state, &transport, &config, now, out, &mut sum)?;
+    // What still waits after the sends (failing recipients, quota waits) is capped: a
+    // flood drawn in one round is delivered first, never cut by the cap.
+    let tx = state.transaction()?;
+    exit::cap(&tx, config.max_exit_queue)?;
+    tx.commit()?;
 
     if let Some(url) = &config.keyserver {
         keyserver_duties(home, &cert, &mut state, url, &config, now)?;
@@ -160,7 +166,6 @@ fn draw(state: &mut State, chosen: &[i64], config: &Config, now: SystemTime, rng
             }
         }
     }
-    exit::cap(&tx, config.max_exit_queue)?;
     tx.commit().context("moving drawn finals to the exit queue")?;
     Ok(out)
 }

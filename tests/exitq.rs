@@ -246,3 +246,40 @@ fn no_plaintext_lingers_in_the_home() {
     let hits = files_with_a_run_of(&net.home(EXIT), body.as_bytes(), 32);
     assert!(hits.is_empty(), "plaintext of a delivered original one round later in {hits:?}");
 }
+
+/// A crash right after the transport accepted the mail for one recipient, before that was
+/// recorded: the next round sends again to that recipient alone (a duplicate), never to
+/// one already recorded, and loses nobody.
+#[test]
+fn a_crash_mid_delivery_loses_no_recipient() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = exit_net();
+    let log = net.dir.path().join("sendmail.log");
+    let flag = net.dir.path().join("crashed");
+    let script = net.dir.path().join("sendmail-crash");
+    // Accepts everything; the first time it is handed crash@, it kills the round that ran it.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {log}\ncat > /dev/null\ncase \"$*\" in *crash@rcpt.test*) [ -e {flag} ] || {{ touch {flag}; kill -9 $PPID; }} ;; esac\nexit 0\n",
+            log = log.display(),
+            flag = flag.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    net.configure(EXIT, "transport", "\"sendmail\"");
+    net.configure(EXIT, "sendmail", &format!("{:?}", script.display().to_string()));
+    final_to(&net, b"To: first@rcpt.test, crash@rcpt.test, last@rcpt.test\n\nall of you\n");
+    let mut c = net.node_cmd(EXIT);
+    c.arg("--round");
+    let killed = run(c, b"");
+    assert!(!killed.status.success() && flag.exists(), "the round was killed mid-delivery");
+    net.round_later(EXIT, 60);
+    let sent = std::fs::read_to_string(&log).unwrap();
+    let times = |who: &str| sent.lines().filter(|l| l.ends_with(&format!("-- {who}"))).count();
+    assert_eq!((times("first@rcpt.test"), times("crash@rcpt.test"), times("last@rcpt.test")), (1, 2, 1), "{sent}");
+    let st = net.status(EXIT);
+    assert_eq!((st.get("exit_queue"), st.get("exit.delivered")), (0, 1), "{}", st.0);
+    assert_counters_add_up(&st);
+}
