@@ -509,10 +509,11 @@ pub fn cap(tx: &rusqlite::Transaction<'_>, max: u64) -> anyhow::Result<(i64, i64
 pub const BOUNCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
 
 /// Remembers (salted, hashed) a Message-ID the exit delivered an original with, for
-/// `BOUNCE_WINDOW`, so that a bounce quoting it is destroyed (`is_own_bounce`).
+/// `BOUNCE_WINDOW`, so that a bounce quoting it is destroyed (`is_own_bounce`). The expiry
+/// is rounded up to a whole day: the state keeps no delivery time to the second.
 pub fn remember_sent(tx: &rusqlite::Transaction<'_>, message_id: &str, now: SystemTime) -> anyhow::Result<()> {
     let h = crate::block::address_hash(tx, message_id)?;
-    let expires = crate::state::unix(now) + BOUNCE_WINDOW.as_secs() as i64;
+    let expires = (crate::state::unix(now) + BOUNCE_WINDOW.as_secs() as i64) / 86400 * 86400 + 86400;
     tx.execute("INSERT OR REPLACE INTO exit_sent (hash, expires) VALUES (?1, ?2)", rusqlite::params![&h[..], expires])?;
     Ok(())
 }
@@ -727,7 +728,9 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         let ids = quoted_own_ids(bounce.as_bytes(), "exit.test");
         assert!(is_own_bounce(s.conn(), &ids).unwrap());
         assert!(!is_own_bounce(s.conn(), &["<ffff456789abcdef0123456789abcdef@exit.test>".to_string()]).unwrap());
-        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(1)).unwrap();
+        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(3600)).unwrap();
+        assert!(is_own_bounce(s.conn(), &ids).unwrap(), "kept to the end of the day");
+        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(86400 + 1)).unwrap();
         assert!(!is_own_bounce(s.conn(), &ids).unwrap(), "forgotten after the bounce window");
     }
 

@@ -208,7 +208,7 @@ fn bounces_of_own_deliveries_are_destroyed() {
     assert_counters_add_up(&st);
     // A week later the id is forgotten: a bounce then is the operator's like any mail.
     std::fs::write(inbox.join("bounce.late"), dsn(&delivered)).unwrap();
-    net.round_later(EXIT, 8 * 86400);
+    net.round_later(EXIT, 8 * 86400 + 60);
     assert_eq!(net.status(EXIT).get("intake.own-bounce"), 1);
 }
 
