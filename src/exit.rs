@@ -319,7 +319,7 @@ fn with_footer(footing: Footing, fields: &[&[u8]], body: &[u8], eol: &[u8], foot
             out.extend_from_slice(eol);
             out.extend_from_slice(body);
             out.extend_from_slice(eol);
-            part(&mut out, &boundary);
+            part(&mut out, boundary);
             out.extend_from_slice(format!("--{boundary}--").as_bytes());
             out.extend_from_slice(eol);
         }
