@@ -193,6 +193,25 @@ pub const SETTINGS: &[Setting] = &[
         doc: "What separates a subaddress (bob+tag@) from the mailbox in local parts: a blocked
               address is blocked with every subaddress. Empty: no subaddresses.",
     },
+    Setting {
+        name: "max_exit_queue",
+        default: Some("2000"),
+        doc: "Most entries in the exit queue (originals the pool drew that wait for delivery,
+              and the mix's own notices). Past it the oldest leave, counted: a transport down
+              for days or a flood never grows the state without bound.",
+    },
+    Setting {
+        name: "max_held_parts",
+        default: Some("5000"),
+        doc: "Most multipart parts held waiting for their set (about 100 MB). Past it the
+              sets that began longest ago are dropped whole, counted.",
+    },
+    Setting {
+        name: "max_operator",
+        default: Some("1000"),
+        doc: "Most mails kept in the Maildir's .operator folder. Past it the oldest are
+              deleted, counted: mail anyone can send to the mix address must not fill the disk.",
+    },
 ];
 
 /// How mail leaves the mix.
@@ -233,6 +252,9 @@ pub struct Config {
     pub anonymous_from: String,
     pub block_confirmations_per_day: u64,
     pub subaddress_delimiter: String,
+    pub max_exit_queue: u64,
+    pub max_held_parts: u64,
+    pub max_operator: u64,
 }
 
 /// Parses `2d`, `1h`, `30m`, `45s` (one number, one unit).
@@ -397,6 +419,9 @@ pub fn parse(text: &str) -> Result<Config> {
             d if d.chars().count() <= 1 && !d.contains(['@', '"', ' ']) => d,
             _ => return Err(at("subaddress_delimiter", anyhow!("must be one character (not @), or empty"))),
         },
+        max_exit_queue: int("max_exit_queue")?,
+        max_held_parts: int("max_held_parts")?,
+        max_operator: int("max_operator")?,
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {
@@ -466,6 +491,7 @@ mod tests {
         assert_eq!(c.operator, "postmaster@mix.test");
         assert!(c.local_domains.is_empty());
         assert_eq!((c.anonymous_from.as_str(), c.block_confirmations_per_day, c.subaddress_delimiter.as_str()), ("nobody@mix.test", 50, "+"));
+        assert_eq!((c.max_exit_queue, c.max_held_parts, c.max_operator), (2000, 5000, 1000));
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
     }
     let mut copied: Vec<&[u8]> = split.fields.iter().copied().filter(|f| headers::allowed(&name_of(f))).collect();
     copied.push(&label);
-    mail.extend_from_slice(&with_footer(footing(&parsed, split.body), &copied, split.body, eol, &footer(policy)));
+    mail.extend_from_slice(&with_footer(footing(&parsed, split.body), &copied, split.body, eol, &footer(policy), &wrap_boundary(stamp)));
     Ok(Delivery { recipients, mail, dropped_recipients: dropped, refused_recipients: refused })
 }
 
@@ -153,7 +153,7 @@ fn recipients(parsed: &[mailparse::MailHeader<'_>], policy: &Policy<'_>) -> (Vec
             if !seen.insert(addr.clone()) {
                 continue;
             }
-            if crate::address::relays(&addr) {
+            if crate::address::relays(&addr) || !crate::address::plausible(&addr) {
                 refused += 1;
             } else if delivers_to(policy.modes, policy.local_domains, &addr) && out.len() < policy.max_recipients {
                 out.push(addr);
@@ -261,9 +261,18 @@ fn last_close_delimiter(body: &[u8], boundary: &str) -> Option<usize> {
     found
 }
 
+/// The boundary of the multipart/mixed a wrapped original goes in: derived from the
+/// stamp's random Message-ID, so that every attempt (one per recipient, retries days
+/// later) sends the same bytes, and nobody who has not seen the mail can guess it.
+fn wrap_boundary(stamp: &Stamp) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(stamp.message_id.as_bytes());
+    format!("mixtasy-{}", crate::message::hex(&h[..8]))
+}
+
 /// The header fields and body of a delivered mail: `fields` (already filtered, the label
 /// last) and the original body with the footer, which keeps the body byte for byte inside.
-fn with_footer(footing: Footing, fields: &[&[u8]], body: &[u8], eol: &[u8], footer: &[String]) -> Vec<u8> {
+fn with_footer(footing: Footing, fields: &[&[u8]], body: &[u8], eol: &[u8], footer: &[String], wrap_boundary: &str) -> Vec<u8> {
     let text: Vec<u8> = footer.iter().flat_map(|l| l.bytes().chain(eol.iter().copied())).collect();
     let part = |out: &mut Vec<u8>, boundary: &str| {
         for line in [format!("--{boundary}").as_str(), "Content-Type: text/plain; charset=us-ascii", ""] {
@@ -294,7 +303,7 @@ fn with_footer(footing: Footing, fields: &[&[u8]], body: &[u8], eol: &[u8], foot
             out.extend_from_slice(&body[at..]);
         }
         Footing::Wrap => {
-            let boundary = format!("mixtasy-{:016x}", rand::random::<u64>());
+            let boundary = wrap_boundary;
             if !fields.iter().any(|f| name_of(f) == "mime-version") {
                 out.extend_from_slice(b"MIME-Version: 1.0");
                 out.extend_from_slice(eol);
@@ -310,7 +319,7 @@ fn with_footer(footing: Footing, fields: &[&[u8]], body: &[u8], eol: &[u8], foot
             out.extend_from_slice(eol);
             out.extend_from_slice(body);
             out.extend_from_slice(eol);
-            part(&mut out, &boundary);
+            part(&mut out, boundary);
             out.extend_from_slice(format!("--{boundary}--").as_bytes());
             out.extend_from_slice(eol);
         }
@@ -376,6 +385,181 @@ pub fn load(state: &crate::state::State, id: i64) -> anyhow::Result<(Vec<u8>, St
     Ok(state.conn().query_row("SELECT original, date, message_id FROM exitq WHERE id = ?1", [id], |r| {
         Ok((r.get(0)?, Stamp { date: crate::state::from_unix(r.get(1)?), message_id: r.get(2)? }))
     })?)
+}
+
+/// What became of one recipient of a queued entry. Kept (by salted hash, `recipient_hash`)
+/// in `exit_rcpt` until the entry leaves the queue: one failing recipient holds back
+/// nobody, and a retry never sends again to a recipient already done. Only a crash
+/// between the transport's acceptance and the commit recording it sends twice, to that
+/// one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered = 1,
+    /// On the blocklist (`drop.recipients-blocked`).
+    Blocked = 2,
+    /// Over `recipient_quota` with `over_quota = "drop"` (`drop.recipients-quota`).
+    OverQuota = 3,
+    /// The transport refused the address itself (`drop.recipients-refused`).
+    Refused = 4,
+    /// Still failing (or waiting for quota) `exit_giveup` after the draw (`drop.recipients-gave-up`).
+    GaveUp = 5,
+}
+
+impl Outcome {
+    fn from_i64(v: i64) -> Option<Self> {
+        [Outcome::Delivered, Outcome::Blocked, Outcome::OverQuota, Outcome::Refused, Outcome::GaveUp].into_iter().find(|o| *o as i64 == v)
+    }
+
+    /// The per-recipient counter, if any (a delivery is counted per original).
+    pub fn counter(self) -> Option<&'static str> {
+        match self {
+            Outcome::Delivered => None,
+            Outcome::Blocked => Some("drop.recipients-blocked"),
+            Outcome::OverQuota => Some("drop.recipients-quota"),
+            Outcome::Refused => Some("drop.recipients-refused"),
+            Outcome::GaveUp => Some("drop.recipients-gave-up"),
+        }
+    }
+}
+
+/// The counter a whole original leaves the queue under once every recipient is done: it
+/// was delivered if anyone got it; otherwise the first of gave-up, quota, blocked, refused
+/// that applies.
+pub fn leaving_counter(outcomes: &[Outcome]) -> &'static str {
+    let any = |o: Outcome| outcomes.contains(&o);
+    if any(Outcome::Delivered) {
+        "exit.delivered"
+    } else if any(Outcome::GaveUp) {
+        "drop.exit-gave-up"
+    } else if any(Outcome::OverQuota) {
+        "drop.exit-quota"
+    } else if any(Outcome::Blocked) {
+        "drop.exit-blocked"
+    } else {
+        "drop.exit-no-recipient"
+    }
+}
+
+/// A recipient as `exit_rcpt` knows it: the salted hash the blocklist and quota use.
+pub fn recipient_hash(conn: &rusqlite::Connection, address: &str) -> anyhow::Result<[u8; 32]> {
+    crate::block::address_hash(conn, address)
+}
+
+/// The recipients of entry `id` already done, by hash.
+pub fn outcomes(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<std::collections::HashMap<[u8; 32], Outcome>> {
+    let mut st = conn.prepare("SELECT hash, outcome FROM exit_rcpt WHERE entry = ?1")?;
+    let rows = st.query_map([id], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for r in rows {
+        let (h, o) = r?;
+        let (Ok(h), Some(o)) = (<[u8; 32]>::try_from(h), Outcome::from_i64(o)) else { anyhow::bail!("a malformed row in exit_rcpt") };
+        out.insert(h, o);
+    }
+    Ok(out)
+}
+
+/// Records a recipient's outcome and counts it, in the caller's transaction (a delivery
+/// commits its quota charge and `remember_sent` with it).
+pub fn record(tx: &rusqlite::Transaction<'_>, id: i64, hash: &[u8; 32], outcome: Outcome) -> anyhow::Result<()> {
+    tx.execute("INSERT OR REPLACE INTO exit_rcpt (entry, hash, outcome) VALUES (?1, ?2, ?3)", rusqlite::params![id, &hash[..], outcome as i64])?;
+    if let Some(c) = outcome.counter() {
+        crate::state::bump(tx, c, 1)?;
+    }
+    Ok(())
+}
+
+/// Forgets the recipients of an entry leaving the queue, in the transaction that removes it.
+pub fn forget(tx: &rusqlite::Transaction<'_>, id: i64) -> anyhow::Result<()> {
+    tx.execute("DELETE FROM exit_rcpt WHERE entry = ?1", [id])?;
+    Ok(())
+}
+
+/// Past `max` entries, the oldest (by draw time) leave the queue, in the caller's
+/// transaction; returns how many originals and how many notices went. An exit whose
+/// transport is down for days, or a flood of deliverable originals, never grows the state
+/// file without bound.
+pub fn cap(tx: &rusqlite::Transaction<'_>, max: u64) -> anyhow::Result<(i64, i64)> {
+    let n: i64 = tx.query_row("SELECT count(*) FROM exitq", [], |r| r.get(0))?;
+    let over = n - max as i64;
+    if over <= 0 {
+        return Ok((0, 0));
+    }
+    let victims: Vec<(i64, i64)> = {
+        let mut st = tx.prepare("SELECT id, kind FROM exitq ORDER BY queued, id LIMIT ?1")?;
+        let rows = st.query_map([over], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let (mut originals, mut notices) = (0, 0);
+    for (id, kind) in victims {
+        tx.execute("DELETE FROM exitq WHERE id = ?1", [id])?;
+        forget(tx, id)?;
+        if kind == 1 {
+            notices += 1;
+        } else {
+            originals += 1;
+        }
+    }
+    crate::state::bump(tx, "drop.exit-queue-full", originals)?;
+    crate::state::bump(tx, "block.notice-dropped", notices)?;
+    Ok((originals, notices))
+}
+
+/// How long after a delivery a bounce of it is still recognised: longer than an MTA keeps
+/// mail it cannot deliver (Postfix's `maximal_queue_lifetime`, 5 days by default).
+pub const BOUNCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+
+/// Remembers (salted, hashed) a Message-ID the exit delivered an original with, for
+/// `BOUNCE_WINDOW`, so that a bounce quoting it is destroyed (`is_own_bounce`). The expiry
+/// is rounded up to a whole day: the state keeps no delivery time to the second.
+pub fn remember_sent(tx: &rusqlite::Transaction<'_>, message_id: &str, now: SystemTime) -> anyhow::Result<()> {
+    let h = crate::block::address_hash(tx, message_id)?;
+    let expires = (crate::state::unix(now) + BOUNCE_WINDOW.as_secs() as i64) / 86400 * 86400 + 86400;
+    tx.execute("INSERT OR REPLACE INTO exit_sent (hash, expires) VALUES (?1, ?2)", rusqlite::params![&h[..], expires])?;
+    Ok(())
+}
+
+/// Forgets the delivered Message-IDs whose bounce window has passed.
+pub fn purge_sent(conn: &rusqlite::Connection, now: SystemTime) -> anyhow::Result<()> {
+    conn.execute("DELETE FROM exit_sent WHERE expires < ?1", [crate::state::unix(now)])?;
+    Ok(())
+}
+
+/// Every Message-ID of the exit's own form (`<32 hex digits@fqdn>`, `Stamp::new`) quoted
+/// anywhere in `mail`: a bounce (a DSN's message/rfc822 or text/rfc822-headers part, or a
+/// quoted original) names the Message-ID of what bounced. One pass over the occurrences
+/// of `@fqdn>`; case-insensitive, as MTAs may fold case.
+pub fn quoted_own_ids(mail: &[u8], fqdn: &str) -> Vec<String> {
+    let tail = format!("@{}>", fqdn.to_ascii_lowercase());
+    let lower = mail.to_ascii_lowercase();
+    let t = tail.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + t.len() <= lower.len() {
+        match lower[i..].windows(t.len()).position(|w| w == t) {
+            None => break,
+            Some(p) => {
+                let at = i + p;
+                if at >= 33 && lower[at - 33] == b'<' && lower[at - 32..at].iter().all(|b| b.is_ascii_hexdigit()) {
+                    out.push(String::from_utf8_lossy(&lower[at - 33..at + t.len()]).into_owned());
+                }
+                i = at + t.len();
+            }
+        }
+    }
+    out
+}
+
+/// Whether any of `ids` is a Message-ID this exit delivered an original with, within the
+/// bounce window: such mail is a bounce of an original and quotes its plaintext.
+pub fn is_own_bounce(conn: &rusqlite::Connection, ids: &[String]) -> anyhow::Result<bool> {
+    for id in ids {
+        let h = crate::block::address_hash(conn, id)?;
+        let found: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM exit_sent WHERE hash = ?1)", [&h[..]], |r| r.get(0))?;
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -510,6 +694,44 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         let some: String = (0..4_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
         let d = prepare(format!("To: {some}, r0@x.test\n\nhi\n").as_bytes(), &p, &stamp).unwrap();
         assert_eq!((d.recipients.len(), d.dropped_recipients), (3, 3997));
+    }
+
+    /// A wrapped original is the same bytes on every attempt (one per recipient, retries
+    /// days later): its boundary comes from the stamp, not from a fresh random number.
+    #[test]
+    fn a_wrapped_original_is_byte_identical_on_every_attempt() {
+        let addr = MixAddress::for_fqdn("exit.test").unwrap();
+        let p = policy(&addr, "exitpublic", &[]);
+        let stamp = Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng());
+        let b64 = b"To: a@x.test, b@x.test\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n";
+        let first = prepare(b64, &p, &stamp).unwrap().mail;
+        assert!(String::from_utf8_lossy(&first).contains("boundary=\"mixtasy-"));
+        assert_eq!(first, prepare(b64, &p, &stamp).unwrap().mail);
+        let other = Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng());
+        assert_ne!(first, prepare(b64, &p, &other).unwrap().mail, "another original, another boundary");
+        // An address the transport could not take is refused up front, not retried.
+        let d = prepare(b"To: x/y@x.test, good.one@x.test\n\nhi\n", &p, &stamp).unwrap();
+        assert_eq!((d.recipients.as_slice(), d.refused_recipients), (["good.one@x.test".to_string()].as_slice(), 1));
+    }
+
+    /// A bounce names the Message-ID of what bounced; only ids of the exit's own form count.
+    #[test]
+    fn own_ids_quoted_in_a_bounce() {
+        let id = "<0123456789abcdef0123456789ABCDEF@Exit.test>";
+        let bounce = format!("Subject: Undelivered Mail\n\n--b\nContent-Type: text/rfc822-headers\n\nMessage-ID: {id}\nIn-Reply-To: <short@exit.test>\nReferences: <0123@exit.test> <x0123456789abcdef0123456789abcdef@exit.test.evil>\n");
+        assert_eq!(quoted_own_ids(bounce.as_bytes(), "exit.test"), ["<0123456789abcdef0123456789abcdef@exit.test>"]);
+        assert!(quoted_own_ids(b"", "exit.test").is_empty());
+        let mut s = crate::state::State::in_memory().unwrap();
+        let tx = s.transaction().unwrap();
+        remember_sent(&tx, "<0123456789abcdef0123456789abcdef@exit.test>", SystemTime::UNIX_EPOCH).unwrap();
+        tx.commit().unwrap();
+        let ids = quoted_own_ids(bounce.as_bytes(), "exit.test");
+        assert!(is_own_bounce(s.conn(), &ids).unwrap());
+        assert!(!is_own_bounce(s.conn(), &["<ffff456789abcdef0123456789abcdef@exit.test>".to_string()]).unwrap());
+        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(3600)).unwrap();
+        assert!(is_own_bounce(s.conn(), &ids).unwrap(), "kept to the end of the day");
+        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(86400 + 1)).unwrap();
+        assert!(!is_own_bounce(s.conn(), &ids).unwrap(), "forgotten after the bounce window");
     }
 
     /// The closing delimiter is found on line starts only; a boundary past RFC 2046's 70

@@ -67,6 +67,23 @@ pub fn expire(state: &mut State, now: SystemTime, max_age: Duration) -> Result<u
     Ok(n)
 }
 
+/// Past `max` held parts, drops whole sets, the one begun longest ago first, in the
+/// caller's transaction (once per intake batch); returns how many parts went
+/// (`drop.parts-over-cap`). Without it a sender of never-completed sets fills the state
+/// for `part_expiry`.
+pub fn cap(tx: &Transaction<'_>, max: u64) -> Result<usize> {
+    let mut held: i64 = tx.query_row("SELECT count(*) FROM parts", [], |r| r.get(0))?;
+    let mut dropped = 0;
+    while held > max as i64 {
+        let oldest: String = tx.query_row("SELECT mixtasy_id FROM parts GROUP BY mixtasy_id ORDER BY min(first_seen), mixtasy_id LIMIT 1", [], |r| r.get(0))?;
+        let n = tx.execute("DELETE FROM parts WHERE mixtasy_id = ?1", [&oldest])?;
+        held -= n as i64;
+        dropped += n;
+    }
+    crate::state::bump(tx, "drop.parts-over-cap", dropped as i64)?;
+    Ok(dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +104,21 @@ mod tests {
         assert_eq!(expire(&mut s, t + Duration::from_secs(50), Duration::from_secs(60)).unwrap(), 0);
         assert_eq!(expire(&mut s, t + Duration::from_secs(61), Duration::from_secs(60)).unwrap(), 1);
         assert_eq!(s.counter("drop.parts-expired").unwrap(), 1);
+    }
+
+    #[test]
+    fn over_the_cap_the_oldest_sets_go_whole() {
+        let mut s = State::in_memory().unwrap();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let tx = s.transaction().unwrap();
+        hold(&tx, "<old@m>", 1, 3, b"A", t, 10).unwrap();
+        hold(&tx, "<old@m>", 2, 3, b"B", t + Duration::from_secs(50), 10).unwrap();
+        hold(&tx, "<new@m>", 1, 3, b"C", t + Duration::from_secs(10), 10).unwrap();
+        hold(&tx, "<new@m>", 2, 3, b"D", t + Duration::from_secs(20), 10).unwrap();
+        assert_eq!(cap(&tx, 4).unwrap(), 0);
+        assert_eq!(cap(&tx, 3).unwrap(), 2, "the set begun first goes, both its parts");
+        assert_eq!(hold(&tx, "<new@m>", 3, 3, b"E", t, 10).unwrap(), Held::Complete(b"CDE".to_vec()));
+        tx.commit().unwrap();
+        assert_eq!(s.counter("drop.parts-over-cap").unwrap(), 2);
     }
 }

@@ -6,7 +6,8 @@
 //! peeling panics goes to `.quarantine`); expire stale parts; add time-triggered dummies;
 //! fire the pool, moving the finals it draws into the exit queue; then send, in one
 //! uniformly shuffled order, the drawn wire mails, the exit queue (drawn finals, retries,
-//! the mix's own notices) and the flush-triggered dummies. Crash ordering is in `state`'s
+//! the mix's own notices) and the flush-triggered dummies; then cap what still waits in
+//! the exit queue. Crash ordering is in `state`'s
 //! module doc.
 
 use std::collections::HashSet;
@@ -79,8 +80,11 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     finish_pending(&mut state, &spool)?;
     replay::purge(&mut state, now)?;
     block::purge(state.conn(), now)?;
+    exit::purge_sent(state.conn(), now)?;
     quota::purge(state.conn(), now)?;
     intake(&mut state, &spool, &node, &config, now, &mut sum)?;
+    let trimmed = spool.cap_operator(config.max_operator)?;
+    state.bump("operator.over-cap", trimmed as i64)?;
     parts::expire(&mut state, now, config.part_expiry)?;
 
     // Dummies route over the node's directory and the node itself (only itself when the
@@ -123,6 +127,11 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     // transport's sequence tells nothing: not which are dummies, not which are finals.
     out.shuffle(&mut rng);
     send(&mut state, &transport, &config, now, out, &mut sum)?;
+    // What still waits after the sends (failing recipients, quota waits) is capped: a
+    // flood drawn in one round is delivered first, never cut by the cap.
+    let tx = state.transaction()?;
+    exit::cap(&tx, config.max_exit_queue)?;
+    tx.commit()?;
 
     if let Some(url) = &config.keyserver {
         keyserver_duties(home, &cert, &mut state, url, &config, now)?;
@@ -262,6 +271,9 @@ enum Taken {
     Peeled(Result<Outcome, Dropped>),
     /// Not mix traffic, but a block request or confirmation (exits only).
     Block(block::Request),
+    /// Not mix traffic; the Message-IDs of the exit's own form it quotes (a bounce of a
+    /// delivered original names its Message-ID).
+    NotMix(Vec<String>),
     /// Peeling it panicked (a bug): it goes to `.quarantine`, or it would panic every
     /// later round again and stop each one.
     Panicked,
@@ -306,7 +318,10 @@ fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<
                             #[cfg(debug_assertions)]
                             test_panic_hook(&m);
                             match peel::peel(&m, node, now, &mut rng) {
-                                Err(d) if d.reason == DropReason::NotMixMail && exit => block::parse(&m).map_or(Taken::Peeled(Err(d)), Taken::Block),
+                                Err(d) if d.reason == DropReason::NotMixMail => match exit.then(|| block::parse(&m)).flatten() {
+                                    Some(request) => Taken::Block(request),
+                                    None => Taken::NotMix(exit::quoted_own_ids(&m, node.address.fqdn())),
+                                },
                                 r => Taken::Peeled(r),
                             }
                         }));
@@ -350,7 +365,8 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
                 // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
                 // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
                 // drop.part-duplicate, drop.part-refused, drop.exit-oversized,
-                // intake.block-request, intake.block-confirm, intake.quarantined.
+                // intake.block-request, intake.block-confirm, intake.quarantined,
+                // intake.own-bounce.
                 state::bump(&tx, "intake.taken", 1)?;
                 sum.taken += 1;
                 let result = match result {
@@ -367,6 +383,16 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
                         actions.push((entry, Action::Quarantine));
                         continue;
                     }
+                    // A bounce of the exit's own delivery quotes a plaintext original:
+                    // destroyed, never kept for the operator.
+                    Taken::NotMix(ids) if exit::is_own_bounce(&tx, &ids)? => {
+                        state::bump(&tx, "intake.own-bounce", 1)?;
+                        sum.dropped += 1;
+                        state::record_done(&tx, &entry.source, Action::Remove)?;
+                        actions.push((entry, Action::Remove));
+                        continue;
+                    }
+                    Taken::NotMix(_) => Err(Dropped { reason: DropReason::NotMixMail, detail: String::new() }),
                     Taken::Peeled(r) => r,
                 };
                 let action = match result {
@@ -394,6 +420,7 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
                 state::record_done(&tx, &entry.source, action)?;
                 actions.push((entry, action));
             }
+            parts::cap(&tx, config.max_held_parts)?;
             tx.commit().context("committing an intake batch")?;
             if let Some(h) = acting.take() {
                 h.join().expect("spool worker panicked")?;
@@ -484,12 +511,15 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
     Ok(())
 }
 
-/// Delivers one exit-queue entry: blocked recipients are left out, the quota is applied,
-/// and what is sent is charged to the quota in the transaction that removes it from the
-/// queue. A failed delivery stays queued for the next round until `exit_giveup`.
-/// Originals leave counted as `exit.*`/`drop.exit-*`; the mix's own notices as
+/// Delivers one exit-queue entry, recipient by recipient: each recipient not yet done is
+/// checked against the blocklist and the quota and handed to the transport alone, and its
+/// outcome commits (with the quota charge) right after, so one failing recipient holds
+/// back nobody and a retry sends only to those still waiting. The entry leaves the queue
+/// when every recipient is done or given up (`exit_giveup`), counted once: originals as
+/// `exit.delivered` (anyone got it) or `drop.exit-*`; the mix's own notices as
 /// `block.notice-sent` or `block.notice-dropped`, so the originals' counters add up.
 fn deliver(state: &mut State, transport: &Transport, policy: &exit::Policy<'_>, config: &Config, now: SystemTime, entry: (i64, exit::Queued, SystemTime), sum: &mut Summary) -> Result<()> {
+    use exit::Outcome;
     let (id, kind, queued) = entry;
     let (original, stamp) = exit::load(state, id)?;
     let left = |counter: &'static str| match kind {
@@ -505,53 +535,67 @@ fn deliver(state: &mut State, transport: &Transport, policy: &exit::Policy<'_>, 
         Ok(d) => d,
         // drop.exit-no-recipient, drop.exit-header-too-large.
         Err(e) => {
-            state.remove_counted("exitq", id, &[(left(e.counter()), 1)])?;
+            state.remove_counted_with("exitq", id, &[(left(e.counter()), 1)], |tx| exit::forget(tx, id))?;
             return Ok(());
         }
     };
-    let (mut room, mut over, mut blocked) = (Vec::new(), 0i64, 0i64);
-    for r in delivery.recipients {
-        if block::is_blocked(state.conn(), &r, &config.subaddress_delimiter)? {
-            blocked += 1;
-        } else if quota::has_room(state.conn(), &r, config.recipient_quota, now)? {
-            room.push(r);
-        } else {
-            over += 1;
-        }
-    }
     let late = now.duration_since(queued).unwrap_or_default() > config.exit_giveup;
-    if over > 0 && config.over_quota == OverQuota::Wait {
-        if late {
-            state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?;
-        } else {
-            state.bump("exit.quota-wait", 1)?;
+    let mut done = exit::outcomes(state.conn(), id)?;
+    let (mut waiting, mut delivered_now) = (false, false);
+    for r in &delivery.recipients {
+        let hash = exit::recipient_hash(state.conn(), r)?;
+        if done.contains_key(&hash) {
+            continue;
         }
+        let outcome = if block::is_blocked(state.conn(), r, &config.subaddress_delimiter)? {
+            Some(Outcome::Blocked)
+        } else if !quota::has_room(state.conn(), r, config.recipient_quota, now)? {
+            match (config.over_quota, late) {
+                (OverQuota::Drop, _) => Some(Outcome::OverQuota),
+                (OverQuota::Wait, true) => Some(Outcome::GaveUp),
+                (OverQuota::Wait, false) => {
+                    state.bump("exit.quota-wait", 1)?;
+                    None
+                }
+            }
+        } else {
+            match transport.send(Some(&config.address), std::slice::from_ref(r), &delivery.mail) {
+                Ok(()) => Some(Outcome::Delivered),
+                Err(crate::transport::TransportError::BadRecipient) => Some(Outcome::Refused),
+                Err(_) if late => Some(Outcome::GaveUp),
+                Err(_) => {
+                    state.bump("exit.deferred", 1)?;
+                    None
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            waiting = true;
+            continue;
+        };
+        let tx = state.transaction()?;
+        exit::record(&tx, id, &hash, outcome)?;
+        if outcome == Outcome::Delivered {
+            quota::charge(&tx, r, now)?;
+            if kind == exit::Queued::Original {
+                exit::remember_sent(&tx, &stamp.message_id, now)?;
+            }
+            delivered_now = true;
+        }
+        tx.commit().context("recording a delivery")?;
+        done.insert(hash, outcome);
+    }
+    if delivered_now && kind == exit::Queued::Original {
+        sum.delivered += 1;
+    }
+    if waiting {
         return Ok(());
     }
-    let recipient_drops = [
+    let outcomes: Vec<Outcome> = done.into_values().collect();
+    let counters = [
+        (left(exit::leaving_counter(&outcomes)), 1),
         ("drop.recipients", delivery.dropped_recipients as i64),
         ("drop.recipients-refused", delivery.refused_recipients as i64),
-        ("drop.recipients-blocked", blocked),
-        ("drop.recipients-quota", over),
     ];
-    if room.is_empty() {
-        let whole = if over > 0 { "drop.exit-quota" } else { "drop.exit-blocked" };
-        let mut counters = vec![(left(whole), 1)];
-        counters.extend(recipient_drops);
-        state.remove_counted("exitq", id, &counters)?;
-        return Ok(());
-    }
-    match transport.send(Some(&config.address), &room, &delivery.mail) {
-        Ok(()) => {
-            let mut counters = vec![(left("exit.delivered"), 1)];
-            counters.extend(recipient_drops);
-            state.remove_counted_with("exitq", id, &counters, |tx| room.iter().try_for_each(|r| quota::charge(tx, r, now)))?;
-            if kind == exit::Queued::Original {
-                sum.delivered += 1;
-            }
-        }
-        Err(_) if late => state.remove_counted("exitq", id, &[(left("drop.exit-gave-up"), 1)])?,
-        Err(_) => state.bump("exit.deferred", 1)?,
-    }
-    Ok(())
+    state.remove_counted_with("exitq", id, &counters, |tx| exit::forget(tx, id))
 }

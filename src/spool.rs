@@ -134,6 +134,38 @@ impl Spool {
         Ok(())
     }
 
+    /// Past `max` mails in `.operator`, deletes the oldest (by modification time, then
+    /// name) and returns how many: anyone can mail the mix address, and bounces and spam
+    /// must not fill the disk.
+    pub fn cap_operator(&self, max: u64) -> Result<usize> {
+        let mut files: Vec<(std::time::SystemTime, String, PathBuf)> = Vec::new();
+        for s in ["new", "cur"] {
+            let Ok(dir) = fs::read_dir(self.root.join(OPERATOR).join(s)) else { continue };
+            for e in dir {
+                let e = e.with_context(|| format!("reading {}", self.root.join(OPERATOR).display()))?;
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_file() {
+                    files.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned(), e.path()));
+                }
+            }
+        }
+        let over = files.len().saturating_sub(max as usize);
+        if over == 0 {
+            return Ok(0);
+        }
+        files.sort();
+        for (_, _, path) in &files[..over] {
+            self.remove(path)?;
+        }
+        for s in ["new", "cur"] {
+            let d = self.root.join(OPERATOR).join(s);
+            if d.exists() {
+                fsutil::sync_dir(&d)?;
+            }
+        }
+        Ok(over)
+    }
+
     /// How many messages wait in `.operator`.
     pub fn operator_count(&self) -> usize {
         self.count_in(OPERATOR)

@@ -26,9 +26,10 @@
 //!    sent again by a later round, byte for byte, so the next mix peels the same inner
 //!    layer, finds the same Verification hash, and its replay cache drops the second copy.
 //!    The test feeds every copy to a replay cache and checks exactly one per message passes.
-//! 5. After the transport accepted an exit delivery, before its exit-queue row is deleted:
-//!    the original is delivered again by a later round. No mix follows to drop it: **the
-//!    recipient gets it twice**, and if the original had no Message-ID each copy gets its
+//! 5. After the transport accepted an exit delivery for one recipient, before that
+//!    recipient is recorded done (`exit_rcpt`): a later round delivers the original again to
+//!    that recipient alone (`exitq::a_crash_mid_delivery_loses_no_recipient` pins this
+//!    down). No mix follows to drop it: **the recipient gets it twice**, and if the original had no Message-ID each copy gets its
 //!    own random one, so nothing downstream can tell they are the same. `state`'s "the only
 //!    duplicate a crash can cause" overlooks this one; the test counts it and reports it.
 //! 6. After a pool or exit-queue row's deletion, before its separate `pool.sent` /

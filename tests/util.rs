@@ -368,6 +368,19 @@ impl Net {
         mixtasy::create::wrap(fin, &refs, None, self.time(), &mut rng).unwrap().mail
     }
 
+    /// An original of any size as the wire mails of its parts (one if it fits a final
+    /// message, `create::split` otherwise), along `path`, built with the library.
+    pub fn wrap_original(&self, original: &[u8], path: &[&str]) -> Vec<Vec<u8>> {
+        let mixes: Vec<mixtasy::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
+        let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
+        let mut rng = rand::rng();
+        let id = mixtasy::message::new_id(&mut rng);
+        mixtasy::create::split(original, &id)
+            .into_iter()
+            .map(|(kind, payload)| mixtasy::create::wrap(mixtasy::message::build_final(&id, kind, payload, &mut rng), &refs, None, self.time(), &mut rng).unwrap().mail)
+            .collect()
+    }
+
     /// One round at a node as if it ran `secs` seconds after `self.now`.
     pub fn round_later(&self, fqdn: &str, secs: u64) -> String {
         let mut c = mixtasyd();
@@ -438,8 +451,11 @@ impl Drop for Gpg {
 /// Every spool file is counted once: `intake.taken` is the sum of the intake outcomes
 /// (mixtasyd(8), COUNTERS). The drop counters listed here count later events instead.
 pub fn assert_counters_add_up(st: &Status) {
-    const LATER: [&str; 10] = [
+    const LATER: [&str; 13] = [
         "drop.recipients",
+        "drop.recipients-gave-up",
+        "drop.exit-queue-full",
+        "drop.parts-over-cap",
         "drop.recipients-refused",
         "drop.exit-header-too-large",
         "drop.parts-expired",
@@ -562,4 +578,27 @@ impl Drop for Sks {
             eprintln!("sks db (pid {}) did not exit after SIGKILL", child.id());
         }
     }
+}
+
+/// Every file under `dir` (recursively) holding any `n`-byte run of `text`: what a reader
+/// of the disk could still recover of it. Runs are looked up in a set, so the search is
+/// linear in the files' size.
+pub fn files_with_a_run_of(dir: &Path, text: &[u8], n: usize) -> Vec<String> {
+    let runs: std::collections::HashSet<&[u8]> = text.windows(n).collect();
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(n).any(|w| runs.contains(w)) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
 }
