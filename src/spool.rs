@@ -51,6 +51,19 @@ impl Spool {
         Ok(())
     }
 
+    /// Opens the Maildir a round takes from, creating what is missing of it first (0700,
+    /// new/cur/tmp): Postfix makes a Maildir at its first delivery, and until then there
+    /// is simply no mail, not a failed round. Folders that exist keep their owner's mode.
+    pub fn open_for_round(root: &Path) -> Result<Self> {
+        for sub in ["new", "cur", "tmp"] {
+            let d = root.join(sub);
+            if !d.exists() {
+                fsutil::create_private_dir(&d).context("creating the missing Maildir (setting `maildir`)")?;
+            }
+        }
+        Self::open(root)
+    }
+
     /// Every message file, `new/` first, in name (arrival) order: for crash recovery and
     /// tests. A round uses `walk`.
     pub fn list(&self) -> Result<Vec<Entry>> {

@@ -68,6 +68,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE pool ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
      UPDATE pool SET id = random();
      UPDATE exitq SET id = random();",
+    // 5 (issue 12, copies): the exit's Mixtasy-IDs already taken, as SHA-256 hashes, kept
+    // for `part_expiry` (`copies`). Self-contained: renumber freely when merging.
+    "CREATE TABLE taken_ids (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE INDEX taken_ids_expires ON taken_ids(expires);",
 ];
 
 /// What to do with a spool file once its batch has committed.
