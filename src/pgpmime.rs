@@ -132,7 +132,7 @@ mod tests {
     use openpgp::crypto::SessionKey;
     use openpgp::packet::{PKESK, SKESK};
     use openpgp::types::SymmetricAlgorithm;
-    use openpgp::{Fingerprint, KeyHandle};
+    use openpgp::KeyHandle;
 
     struct Helper(Cert);
     impl VerificationHelper for Helper {
@@ -171,11 +171,11 @@ mod tests {
         assert!(!text.contains("\n\n"), "one line end throughout");
         let start = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
         let end = text.find("-----END PGP MESSAGE-----").unwrap() + 25;
-        let mut d = DecryptorBuilder::from_bytes(&text.as_bytes()[start..end]).unwrap().with_policy(&StandardPolicy::new(), None, Helper(cert)).unwrap();
+        let policy = StandardPolicy::new();
+        let mut d = DecryptorBuilder::from_bytes(&text.as_bytes()[start..end]).unwrap().with_policy(&policy, None, Helper(cert)).unwrap();
         let mut plain = Vec::new();
         std::io::copy(&mut d, &mut plain).unwrap();
         assert_eq!(plain, b"Content-Type: text/plain; charset=utf-8\r\n\r\nthe secret body\r\n");
-        let _ = Fingerprint::from_bytes(4, &[0; 20]);
         assert!(read_certs(b"not a key").is_err());
     }
 }
