@@ -197,7 +197,7 @@ struct EmptyDirectory;
 fn sysexit(e: &anyhow::Error) -> u8 {
     use mixtasy::{create::CreateError, headers::HeaderError, path::PathError, pgpmime::KeyError, transport::TransportError};
     for cause in e.chain() {
-        if cause.is::<TransportError>() {
+        if cause.is::<Handover>() || cause.is::<TransportError>() {
             return 75;
         }
         if cause.is::<EmptyDirectory>() || cause.is::<PathError>() || cause.is::<KeyError>() || cause.is::<ConfigError>() {
@@ -208,6 +208,15 @@ fn sysexit(e: &anyhow::Error) -> u8 {
         }
     }
     70
+}
+
+/// The MTA did not take a wire message; those before it are on their way.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}: {done} of {total} wire message(s) were handed over; send the original again")]
+struct Handover {
+    error: mixtasy::transport::TransportError,
+    done: usize,
+    total: usize,
 }
 
 /// A setting of the sender (a command-line value or a file it names) that cannot be used.
@@ -250,9 +259,7 @@ fn run(args: Args) -> Result<()> {
             // A failure part-way cannot be undone: the parts already sent wait at their exit
             // until `part_expiry` and are then dropped, so the user is told to send again.
             for (i, m) in messages.iter().enumerate() {
-                transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| {
-                    anyhow::Error::new(e).context(format!("{i} of {} wire message(s) were handed over; send the original again", messages.len()))
-                })?;
+                transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| Handover { error: e, done: i, total: messages.len() })?;
             }
             eprintln!("mixtasy: handed {} wire message(s) to sendmail", messages.len());
             Ok(())
@@ -302,10 +309,8 @@ fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, ext
             mixtasy::pgpmime::read_certs(&bytes).with_context(|| k.display().to_string())
         })
         .transpose()?;
-    let mixes = directory.usable(now)?;
-    if mixes.is_empty() {
-        return Err(EmptyDirectory.into());
-    }
+    // A directory that cannot be read is as good as none: the same advice fits.
+    let mixes = directory.usable(now).ok().filter(|m| !m.is_empty()).ok_or(EmptyDirectory)?;
     let opts = Options { first_mix, hops: path.hops, max_size: path.max_size, copies: path.copies };
     let mut rng = rand::rng();
     let mut out = Vec::new();
