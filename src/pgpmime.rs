@@ -112,11 +112,11 @@ pub fn encrypt(original: &[u8], certs: &[Cert], now: SystemTime) -> Result<Vec<u
         out.extend_from_slice(l.as_bytes());
         out.extend_from_slice(eol);
     }
-    for l in armored.split(|&b| b == b'\n') {
-        if !l.is_empty() {
-            out.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
-            out.extend_from_slice(eol);
-        }
+    // The armor in the original's line ends; its blank line after the headers is kept.
+    let text = armored.strip_suffix(b"\n").unwrap_or(&armored);
+    for l in text.split(|&b| b == b'\n') {
+        out.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
+        out.extend_from_slice(eol);
     }
     out.extend_from_slice(eol);
     out.extend_from_slice(format!("--{boundary}--").as_bytes());
@@ -168,7 +168,8 @@ mod tests {
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(!text.contains("secret body") && !text.contains("charset=utf-8"), "{text}");
         assert!(text.starts_with("To: bob@x.test\r\nSubject: hello\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted;"), "{text}");
-        assert!(!text.contains("\n\n"), "one line end throughout");
+        assert!(!text.replace("\r\n", "").contains('\n'), "one line end throughout");
+        assert!(text.contains("-----BEGIN PGP MESSAGE-----\r\n\r\n"), "GnuPG needs the blank line after the armor headers");
         let start = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
         let end = text.find("-----END PGP MESSAGE-----").unwrap() + 25;
         let policy = StandardPolicy::new();

@@ -211,3 +211,158 @@ fn copies_are_delivered_once_even_with_a_first_mix_dead() {
     assert_eq!(got.len(), 2, "the first original once, the multipart once");
     assert!(got.iter().any(|m| strip_footer(body_of(m)) == body_of(&multi)), "the multipart original arrived whole");
 }
+
+/// Where `needle` starts in `hay`, if anywhere.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The armored block of a delivered PGP/MIME mail, as a recipient's GnuPG reads it.
+fn pgp_block(mail: &[u8]) -> &[u8] {
+    let start = find(mail, b"-----BEGIN PGP MESSAGE-----").expect("an armored block");
+    let end = find(mail, b"-----END PGP MESSAGE-----").expect("its end") + 25;
+    &mail[start..end]
+}
+
+#[test]
+fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
+    let net = lab(5);
+    let gpg = Gpg::new();
+    // Made a day before the lab's clock, which the sender's tool acts at.
+    let made = format!("{}!", net.now - 86400);
+    gpg.ok(&["--faked-system-time", &made, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-generate-key", "Bob <bob@rcpt.test>", "default", "default", "never"], b"");
+    let key = net.dir.path().join("bob.asc");
+    std::fs::write(&key, gpg.ok(&["--armor", "--export", "bob@rcpt.test"], b"").stdout).unwrap();
+    let inner = b"Content-Type: text/plain; charset=utf-8\n\nMeet at the usual place, 9 o'clock.\n";
+    let mut original = b"To: Bob <bob@rcpt.test>\nSubject: the plan\nMIME-Version: 1.0\n".to_vec();
+    original.extend_from_slice(inner);
+    net.capture_logs();
+    for w in net.create(&original, &["--encrypt-to", key.to_str().unwrap()]) {
+        net.inject(&w);
+    }
+    let said: String = net.log.lock().unwrap().as_ref().unwrap().iter().map(|l| String::from_utf8_lossy(&l.stderr).into_owned()).collect();
+    assert!(said.contains("warning: the body is encrypted but the Subject stays in clear"), "{said}");
+    assert!(!said.contains("the plan"), "the warning names no value: {said}");
+    rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());
+    let mail = net.delivered("bob@rcpt.test").remove(0);
+    let header = header_of(&mail);
+    assert!(!String::from_utf8_lossy(&mail).contains("usual place") && !String::from_utf8_lossy(&mail).contains("charset=utf-8"), "the exit saw the body:\n{}", String::from_utf8_lossy(&mail));
+    assert!(header.contains("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\""), "{header}");
+    assert!(header.contains("Subject: the plan") && header.contains("To: Bob <bob@rcpt.test>"), "{header}");
+    assert_eq!(gpg.ok(&["--decrypt"], pgp_block(&mail)).stdout, inner, "Bob's GnuPG gets the original entity");
+
+    // The default key file of the sender's home, and --no-encrypt.
+    std::fs::copy(&key, net.client_home().join("encrypt-to.asc")).unwrap();
+    let plain = b"To: Bob <bob@rcpt.test>\n\nsecond, by default\n";
+    for w in net.create(plain, &[]).into_iter().chain(net.create(b"To: Bob <bob@rcpt.test>\n\nthird, in clear\n", &["--no-encrypt"])) {
+        net.inject(&w);
+    }
+    rounds_until(&net, 20, || net.delivered("bob@rcpt.test").len() == 3);
+    let got = net.delivered("bob@rcpt.test");
+    let clear: Vec<&Vec<u8>> = got.iter().filter(|m| find(m, b"third, in clear").is_some()).collect();
+    assert_eq!(clear.len(), 1, "--no-encrypt sends in clear");
+    let second = got.iter().find(|m| find(m, b"second, by default").is_none() && find(m, b"third, in clear").is_none() && gpg.ok(&["--decrypt"], pgp_block(m)).stdout.ends_with(b"second, by default\n"));
+    assert!(second.is_some(), "HOME/encrypt-to.asc encrypts by default");
+
+    // A key file that holds no key: EX_CONFIG, nothing sent.
+    let mut c = net.client_cmd();
+    c.args(["send", "--sendmail", "/bin/false", "--encrypt-to"]).arg(net.dir.path().join("bob.asc-missing"));
+    let o = run(c, plain);
+    assert_eq!(o.status.code(), Some(78), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn gnupg_partial_length_literal_and_armored_file_are_delivered() {
+    use mixtasy::message::{self, Kind};
+    use rand::RngCore;
+    let net = lab(5);
+    let literal = std::fs::read(fixture("gnupg-framing/literal-partial.gpg")).unwrap();
+    let original = std::fs::read(fixture("gnupg-framing/original.eml")).unwrap();
+    assert_eq!(literal[..2], [0xcb, 0xeb], "GnuPG framed it in partial lengths");
+    // A final mix message around GnuPG's literal: our header fields, then its packet, then
+    // random padding (the headers end where `build_final` puts its own literal header: six
+    // bytes, its six-byte body and the two-byte marker follow them in an empty one).
+    let mut rng = rand::rng();
+    let id = message::new_id(&mut rng);
+    let template = message::build_final(&id, Kind::Singlepart, b"", &mut rng);
+    let headers_len = mixtasy::sizes::INNER - message::capacity(&id, Kind::Singlepart) - 14;
+    let line = mixtasy::verification::LINE_LEN;
+    let mut window = template[line..line + headers_len].to_vec();
+    assert!(window.ends_with(b"\r\n\r\n") || window.ends_with(b"\n\n"), "{:?}", String::from_utf8_lossy(&window));
+    window.extend_from_slice(&literal);
+    let filled = window.len();
+    window.resize(mixtasy::sizes::INNER, 0);
+    rng.fill_bytes(&mut window[filled..]);
+    let mut fin = Vec::new();
+    mixtasy::verification::write_line(&mut fin, &window);
+    fin.extend_from_slice(&window);
+    let mixes: Vec<mixtasy::directory::Mix> = ["mix1.test", "mix2.test", "mix3.test", "mix4.test"].iter().map(|f| net.mix(f)).collect();
+    let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
+    let wire = mixtasy::create::wrap(fin, &refs, None, net.time(), &mut rng).unwrap().mail;
+    // The first mix gets GnuPG's armor: `gpg --enarmor`, label PGP ARMORED FILE, a Comment.
+    let gpg = Gpg::new();
+    let armored = gpg.ok(&["--enarmor"], &wire_body(&wire)).stdout;
+    assert!(armored.starts_with(b"-----BEGIN PGP ARMORED FILE-----\nComment: "), "{}", String::from_utf8_lossy(&armored[..80]));
+    let mut mail = wire[..find(&wire, b"-----BEGIN PGP MESSAGE-----").unwrap()].to_vec();
+    mail.extend_from_slice(&armored);
+    net.inject(&mail);
+    rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());
+    let got = net.delivered("bob@rcpt.test");
+    let body = &original[find(&original, b"\r\n\r\n").unwrap() + 4..];
+    assert!(find(&got[0], body).is_some(), "the original's body byte for byte:\n{}", String::from_utf8_lossy(&got[0]));
+    assert!(header_of(&got[0]).contains("Subject: framed by GnuPG"));
+    assert_eq!(net.status("mix1.test").get("drop.malformed"), 0);
+}
+
+#[test]
+fn a_mix_key_made_by_gnupg_with_a_sign_and_certify_primary_is_used() {
+    let mut net = Net::new(VECTOR_NOW);
+    for i in 1..=3 {
+        net.add_node(&format!("mix{i}.test"), "middleman,exitpublic");
+    }
+    // A node runs on it, restored from GnuPG's secret key export.
+    net.add_node_from_key("gpgmix.test", &fixture("gnupg-framing/sc-mix-secret.asc"));
+    // The sender's directory takes GnuPG's public key as it is.
+    let mut c = net.client_cmd();
+    c.args(["directory", "import"]).arg(fixture("gnupg-framing/sc-mix.asc"));
+    let out = ok(c, b"");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("refused"), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = net.client_cmd();
+    c.args(["directory", "list"]);
+    assert!(String::from_utf8_lossy(&ok(c, b"").stdout).contains("mixtasy@gpgmix.test"));
+    // A message crosses it as its exit, peeled through the binaries.
+    let original = b"To: bob@rcpt.test\n\nvia a key GnuPG made\n";
+    let wire = net.wrap_final(mixtasy::message::Kind::Singlepart, original, &["mix1.test", "mix2.test", "mix3.test", "gpgmix.test"]);
+    let mut mail = wire;
+    for hop in ["mix1.test", "mix2.test", "mix3.test"] {
+        mail = net.peel(hop, &mail).unwrap_or_else(|e| panic!("{hop}: {e}")).0;
+    }
+    assert_eq!(net.peel("gpgmix.test", &mail).unwrap().0, original);
+}
+
+#[test]
+fn a_missing_maildir_is_created_and_status_says_no_mail_yet() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut net = Net::new(VECTOR_NOW);
+    net.add_lab_node("mix1.test", "middleman,exitpublic");
+    let md = net.dir.path().join("postfix-has-not-delivered-yet/Maildir");
+    net.configure("mix1.test", "maildir", &format!("{:?}", md.display().to_string()));
+    let mut c = net.node_cmd("mix1.test");
+    c.arg("status");
+    assert!(String::from_utf8_lossy(&ok(c, b"").stdout).contains("none received yet"));
+    assert!(net.status("mix1.test").0.contains("\"received_mail\":false"));
+    net.round("mix1.test");
+    for d in [md.clone(), md.join("new"), md.join("cur"), md.join("tmp")] {
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+    }
+    assert!(net.status("mix1.test").0.contains("\"received_mail\":false"));
+    // The first mail arrives (not mix traffic: the operator's folder).
+    std::fs::write(md.join("new/first"), b"To: mixtasy@mix1.test\nSubject: hello\n\nhello operator\n").unwrap();
+    net.round("mix1.test");
+    let st = net.status("mix1.test");
+    assert!(st.0.contains("\"received_mail\":true"), "{}", st.0);
+    assert_eq!(st.get("intake.operator"), 1);
+    let mut c = net.node_cmd("mix1.test");
+    c.arg("status");
+    assert!(!String::from_utf8_lossy(&ok(c, b"").stdout).contains("none received yet"));
+}
