@@ -38,7 +38,8 @@ pub const SETTINGS: &[Setting] = &[
         name: "maildir",
         default: Some("\"Maildir\""),
         doc: "The Maildir the MTA delivers mail for the mix address into (relative paths are
-              relative to this home). Every file in new/ and cur/ is taken by each round;
+              relative to this home); a round creates what is missing of it (0700), since the
+              MTA may make it only at its first delivery. Every file in new/ and cur/ is taken by each round;
               mail that is not mix traffic is moved to its .operator folder, never deleted.",
     },
     Setting {
