@@ -345,7 +345,14 @@ fn a_missing_maildir_is_created_and_status_says_no_mail_yet() {
     use std::os::unix::fs::PermissionsExt;
     let mut net = Net::new(VECTOR_NOW);
     net.add_lab_node("mix1.test", "middleman,exitpublic");
-    let md = net.dir.path().join("postfix-has-not-delivered-yet/Maildir");
+    // Postfix has not delivered yet; a setting naming a missing parent is still an error.
+    net.configure("mix1.test", "maildir", &format!("{:?}", net.dir.path().join("typo/Maildir").display().to_string()));
+    let mut c = net.node_cmd("mix1.test");
+    c.arg("--round");
+    let o = run(c, b"");
+    assert_eq!(o.status.code(), Some(74), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!net.dir.path().join("typo").exists(), "no tree is made for a wrong setting");
+    let md = net.dir.path().join("Maildir-not-yet");
     net.configure("mix1.test", "maildir", &format!("{:?}", md.display().to_string()));
     let mut c = net.node_cmd("mix1.test");
     c.arg("status");
