@@ -147,16 +147,18 @@ fn text_original(tag: &str, len: usize) -> Vec<u8> {
 #[test]
 fn copies_are_delivered_once_even_with_a_first_mix_dead() {
     let net = lab(5);
-    // Three copies of a singlepart, every node alive: one delivery, two copies dropped.
+    // Three copies of a singlepart, every node alive: one delivery, two copies dropped. An
+    // adversary on the wire holds the third copy back until the original was delivered.
     let single = text_original("three copies", 500);
     let wires = net.create(&single, &["--copies", "3"]);
     assert_eq!(wires.len(), 3);
     let ends: std::collections::BTreeSet<String> = wires.iter().map(|w| trace(&net, w).pop().unwrap()).collect();
     assert_eq!(ends.len(), 1, "all copies go to one exit");
-    for w in &wires {
+    for w in &wires[..2] {
         net.inject(w);
     }
     rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());
+    net.inject(&wires[2]);
     for _ in 0..6 {
         for n in &net.nodes {
             net.round(n);
@@ -330,6 +332,22 @@ fn a_mix_key_made_by_gnupg_with_a_sign_and_certify_primary_is_used() {
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
     assert!(String::from_utf8_lossy(&ok(c, b"").stdout).contains("mixtasy@gpgmix.test"));
+    // But never a primary that may encrypt: a key living for years must not take layers.
+    let gpg = Gpg::new();
+    let made = format!("{}!", VECTOR_NOW - 3600);
+    let uid = "Bad Mix (mixtasy-mode:middleman) <mixtasy@badmix.test>";
+    gpg.ok(&["--faked-system-time", &made, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-generate-key", uid, "rsa2048", "sign,cert,encr", "never"], b"");
+    let fpr = String::from_utf8(gpg.ok(&["--with-colons", "--list-keys", uid], b"").stdout).unwrap();
+    let fpr = fpr.lines().find_map(|l| l.strip_prefix("fpr:")).unwrap().trim_matches(':').to_string();
+    gpg.ok(&["--faked-system-time", &made, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-key", &fpr, "cv25519", "encr", "2d"], b"");
+    let mut c = net.client_cmd();
+    c.args(["directory", "import"]);
+    let o = run(c, &gpg.ok(&["--armor", "--export", &fpr], b"").stdout);
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(said.contains("primary key may encrypt"), "{said}");
+    let mut c = net.client_cmd();
+    c.args(["directory", "list"]);
+    assert!(!String::from_utf8_lossy(&ok(c, b"").stdout).contains("badmix"));
     // A message crosses it as its exit, peeled through the binaries.
     let original = b"To: bob@rcpt.test\n\nvia a key GnuPG made\n";
     let wire = net.wrap_final(mixtasy::message::Kind::Singlepart, original, &["mix1.test", "mix2.test", "mix3.test", "gpgmix.test"]);
