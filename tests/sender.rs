@@ -391,3 +391,26 @@ fn a_missing_maildir_is_created_and_status_says_no_mail_yet() {
     c.arg("status");
     assert!(!String::from_utf8_lossy(&ok(c, b"").stdout).contains("none received yet"));
 }
+
+#[test]
+fn git_send_email_sends_a_patch_through_the_mixes() {
+    let net = lab(5);
+    let home = tempfile::tempdir_in(net.dir.path()).unwrap();
+    let git = |args: &[&str]| {
+        let mut c = Command::new("git");
+        c.env("HOME", home.path()).env("GIT_CONFIG_NOSYSTEM", "1").current_dir(home.path());
+        c.args(["-c", "user.name=Alice", "-c", "user.email=alice@home.example"]).args(args);
+        ok(c, b"")
+    };
+    git(&["init", "-q", "repo"]);
+    git(&["-C", "repo", "commit", "-q", "--allow-empty", "-m", "fix the frobnicator"]);
+    git(&["-C", "repo", "format-patch", "-q", "-1", "-o", "../patches"]);
+    let patch = std::fs::read_dir(home.path().join("patches")).unwrap().next().unwrap().unwrap().path();
+    // --suppress-cc=all: git would Cc the author, naming the sender to the exit.
+    let cmd = format!("--sendmail-cmd={}", sendmail_line(&net, ""));
+    git(&["send-email", &cmd, "--suppress-cc=all", "--to", "bob@rcpt.test", "--confirm=never", "--quiet", patch.to_str().unwrap()]);
+    rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());
+    let mail = net.delivered("bob@rcpt.test").remove(0);
+    assert!(header_of(&mail).contains("Subject: [PATCH] fix the frobnicator"), "{}", header_of(&mail));
+    assert!(!String::from_utf8_lossy(&mail).contains("home.example"), "{}", String::from_utf8_lossy(&mail));
+}
