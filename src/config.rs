@@ -38,7 +38,8 @@ pub const SETTINGS: &[Setting] = &[
         name: "maildir",
         default: Some("\"Maildir\""),
         doc: "The Maildir the MTA delivers mail for the mix address into (relative paths are
-              relative to this home). Every file in new/ and cur/ is taken by each round;
+              relative to this home); if its parent exists, a round creates what is missing of it (0700), since the
+              MTA may make it only at its first delivery. Every file in new/ and cur/ is taken by each round;
               mail that is not mix traffic is moved to its .operator folder, never deleted.",
     },
     Setting {
@@ -115,7 +116,8 @@ pub const SETTINGS: &[Setting] = &[
         name: "part_expiry",
         default: Some("\"7d\""),
         doc: "How long the parts of an incomplete multipart message are held before they are
-              dropped and counted.",
+              dropped and counted. Also how long (rounded up to a day) an exit remembers the
+              hashed Mixtasy-IDs it took, so that copies (mixtasy --copies) arrive once.",
     },
     Setting {
         name: "exit_giveup",

@@ -26,13 +26,19 @@ pub struct Options {
     pub hops: usize,
     /// Largest original accepted; larger ones are refused rather than sent as a flood.
     pub max_size: usize,
+    /// Copies of every part, each over its own random path to the one exit (at least 1):
+    /// the exit delivers whichever arrives first (`copies`), so one dead mix loses nothing.
+    pub copies: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { first_mix: None, hops: path::MIN_HOPS, max_size: DEFAULT_MAX_SIZE }
+        Options { first_mix: None, hops: path::MIN_HOPS, max_size: DEFAULT_MAX_SIZE, copies: 1 }
     }
 }
+
+/// Most copies `--copies` may ask for: each is a full set of wire messages.
+pub const MAX_COPIES: usize = 8;
 
 /// Default largest original: 2 MiB, about 105 parts of 41 KB on the wire.
 pub const DEFAULT_MAX_SIZE: usize = 2 * 1024 * 1024;
@@ -51,6 +57,8 @@ pub enum CreateError {
     NoRecipient,
     #[error("the original message is {size} bytes, more than the maximum of {max}")]
     TooLarge { size: usize, max: usize },
+    #[error("copies must be between 1 and {MAX_COPIES}")]
+    Copies,
 }
 
 /// The domain of the first To: address of an original (RFC 5322 parsing).
@@ -112,6 +120,9 @@ pub const PREFERRED_SUBKEY_LIFE: std::time::Duration = std::time::Duration::from
 /// newest subkey expires within `PREFERRED_SUBKEY_LIFE` are used only if no path can be
 /// made without them.
 pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
+    if opts.copies == 0 || opts.copies > MAX_COPIES {
+        return Err(CreateError::Copies.into());
+    }
     if original.len() > opts.max_size {
         return Err(CreateError::TooLarge { size: original.len(), max: opts.max_size }.into());
     }
@@ -130,11 +141,29 @@ fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, 
     let id = message::new_id(rng);
     let mut out = Vec::new();
     for (kind, payload) in split(original, &id) {
-        let hops = path::choose(mixes, exit, opts.first_mix.as_ref(), opts.hops, rng)?;
-        let fin = message::build_final(&id, kind, payload, rng);
-        out.push(wrap(fin, &hops, None, now, rng)?);
+        let mut firsts: Vec<&MixAddress> = Vec::new();
+        for _ in 0..opts.copies {
+            let hops = copy_path(mixes, exit, opts, &firsts, rng)?;
+            firsts.push(&hops[0].address);
+            let fin = message::build_final(&id, kind, payload, rng);
+            out.push(wrap(fin, &hops, None, now, rng)?);
+        }
     }
     Ok(out)
+}
+
+/// A path for one copy of a part: independent of the other copies' paths, but starting at
+/// a mix none of them starts at when the directory allows (a few fresh draws), so that one
+/// dead first mix cannot hold every copy.
+fn copy_path<'m>(mixes: &'m [Mix], exit: &'m Mix, opts: &Options, firsts: &[&MixAddress], rng: &mut impl Rng) -> Result<Vec<&'m Mix>> {
+    let mut hops = path::choose(mixes, exit, opts.first_mix.as_ref(), opts.hops, rng)?;
+    for _ in 0..16 {
+        if !firsts.contains(&&hops[0].address) {
+            break;
+        }
+        hops = path::choose(mixes, exit, opts.first_mix.as_ref(), opts.hops, rng)?;
+    }
+    Ok(hops)
 }
 
 #[cfg(test)]
@@ -179,6 +208,46 @@ mod tests {
         // With only short-lived mixes left for a path, they are still used.
         let short: Vec<Mix> = ["p.test", "q.test", "r.test"].iter().map(|f| mix(f, now - keys::SUBKEY_VALIDITY + Duration::from_secs(3600))).collect();
         assert!(create(b"To: bob@x.test\r\n\r\nhi", &short, &Options::default(), now, &mut rng).is_ok());
+    }
+
+    #[test]
+    fn copies_share_id_and_exit_and_start_apart() {
+        use crate::{address::MixAddress, directory, keys, modes::Modes, peel};
+        use std::time::Duration;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let modes = Modes::parse("middleman,exitpublic").unwrap();
+        let certs: Vec<_> = ["a.test", "b.test", "c.test", "d.test", "e.test"]
+            .iter()
+            .map(|f| keys::generate("M", &modes, &MixAddress::for_fqdn(f).unwrap(), now, keys::SUBKEY_VALIDITY).unwrap())
+            .collect();
+        let mixes: Vec<Mix> = certs.iter().map(|c| directory::check(&c.clone().strip_secret_key_material(), now).unwrap()).collect();
+        let mut rng = rand::rng();
+        let opts = Options { copies: 3, ..Options::default() };
+        let w = create(b"To: bob@x.test\r\n\r\nhi", &mixes, &opts, now, &mut rng).unwrap();
+        assert_eq!(w.len(), 3);
+        let firsts: std::collections::BTreeSet<_> = w.iter().map(|m| m.to.clone()).collect();
+        assert_eq!(firsts.len(), 3, "with five mixes every copy starts at its own mix");
+        // Peel every copy to its end: one Mixtasy-ID, one exit.
+        let mut ends = std::collections::BTreeSet::new();
+        for m in w {
+            let mut mail = m.mail;
+            loop {
+                let to = MixAddress::parse(&crate::wire::parse(&mail).unwrap().to[0]).unwrap();
+                let i = mixes.iter().position(|x| x.address == to).unwrap();
+                let ring = keys::KeyRing::from_cert(&certs[i], Duration::ZERO).unwrap();
+                let node = peel::Node { address: mixes[i].address.clone(), modes, ring };
+                match peel::peel(&mail, &node, now, &mut rng).unwrap().peeled {
+                    peel::Peeled::Forward { mail: next, .. } => mail = next,
+                    peel::Peeled::Final { id, .. } => {
+                        ends.insert((to, id));
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(ends.len(), 1, "copies end at one exit with one id: {ends:?}");
+        let zero = Options { copies: 0, ..Options::default() };
+        assert!(create(b"To: bob@x.test\r\n\r\nhi", &mixes, &zero, now, &mut rng).is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! stored one file per mix under `HOME/directory/<address>.pgp`.
 //!
 //! A cert is refused whole, with its reason, unless it has exactly one user id of the form
-//! `Name (mixtasy-mode:MODES) <mixtasy@FQDN>`, a certification-only primary, and an
+//! `Name (mixtasy-mode:MODES) <mixtasy@FQDN>`, a primary that certifies and never encrypts
+//! (GnuPG's default `[SC]`, signing too, is fine), and an
 //! encryption subkey valid now. Both the sender and the node keep one.
 
 use std::collections::BTreeMap;
@@ -42,8 +43,8 @@ pub enum Refusal {
     Modes(ModesError),
     #[error("certificate is not valid now (expired, revoked or badly signed)")]
     Invalid,
-    #[error("primary key may do more than certify")]
-    PrimaryNotCertifyOnly,
+    #[error("primary key may encrypt (only the short-lived subkeys may) or may not certify")]
+    PrimaryMayEncrypt,
     #[error("no encryption subkey valid now")]
     NoValidSubkey,
 }
@@ -96,7 +97,7 @@ pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
 }
 
 /// Every check of `check` but the subkeys': whether this is a mix key at all (user id,
-/// modes, a valid certify-only primary). A node restoring an old backup needs no more:
+/// modes, a valid primary that never encrypts). A node restoring an old backup needs no more:
 /// its first round adds a subkey.
 pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Modes), Refusal> {
     let uids: Vec<_> = cert.userids().collect();
@@ -125,9 +126,12 @@ pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Mod
     if !matches!(vc.revocation_status(), openpgp::types::RevocationStatus::NotAsFarAsWeKnow) {
         return Err(Refusal::Invalid);
     }
+    // What matters (thesis 6.3.2) is that layers are only ever encrypted to the 2-day
+    // subkeys, whose secrets are destroyed: a primary that may encrypt would be a key that
+    // lives for years. Signing does no harm, so GnuPG's default `[SC]` primary is accepted.
     let flags = vc.primary_key().key_flags().unwrap_or_else(openpgp::types::KeyFlags::empty);
-    if flags != openpgp::types::KeyFlags::empty().set_certification() {
-        return Err(Refusal::PrimaryNotCertifyOnly);
+    if flags.for_transport_encryption() || flags.for_storage_encryption() || !flags.for_certification() {
+        return Err(Refusal::PrimaryMayEncrypt);
     }
     Ok((address, name.to_string(), modes))
 }
@@ -619,7 +623,9 @@ mod tests {
             (build(&["A (hello) <mixtasy@a.test>"], cert_only.clone(), true), Refusal::NoModes),
             (build(&["A <mixtasy@a.test>"], cert_only.clone(), true), Refusal::UserIdSyntax),
             (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone(), false), Refusal::NoValidSubkey),
-            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_storage_encryption(), true), Refusal::PrimaryNotCertifyOnly),
+            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_storage_encryption(), true), Refusal::PrimaryMayEncrypt),
+            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_signing().set_transport_encryption(), true), Refusal::PrimaryMayEncrypt),
+            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], openpgp::types::KeyFlags::empty().set_signing(), true), Refusal::PrimaryMayEncrypt),
         ];
         for (cert, why) in cases {
             let r = d.import(&SerializeInto::to_vec(&cert).unwrap(), t0()).unwrap();
@@ -627,6 +633,9 @@ mod tests {
             assert_eq!(r.refused[0].1, why);
         }
         assert!(d.certs().unwrap().is_empty(), "nothing of a refused cert is stored");
+        // GnuPG's default primary, sign and certify, is accepted.
+        let sc = build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_signing(), true);
+        assert_eq!(d.import(&SerializeInto::to_vec(&sc).unwrap(), t0()).unwrap().stored.len(), 1);
         let r = d.import(b"garbage", t0()).unwrap();
         assert!(matches!(r.refused[0].1, Refusal::NotACert(_)));
     }

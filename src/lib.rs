@@ -26,6 +26,8 @@ pub mod path;
 
 // The two sides of the wire.
 pub mod wire;
+pub mod submit;
+pub mod pgpmime;
 pub mod create;
 pub mod peel;
 
@@ -36,6 +38,7 @@ pub mod spool;
 pub mod replay;
 pub mod pool;
 pub mod parts;
+pub mod copies;
 pub mod dummy;
 pub mod exit;
 pub mod block;

@@ -18,6 +18,7 @@ use rand::seq::SliceRandom;
 
 use crate::block;
 use crate::config::Config;
+use crate::copies;
 use crate::directory::{self, Mix};
 use crate::dummy;
 use crate::exit;
@@ -69,7 +70,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     let config = home.resolved_config()?;
     let (cert, _) = home.rotate(now, &config, &mut state)?;
     let node = crate::home::node_of(&config, &cert)?;
-    let spool = Spool::open(&config.maildir)?;
+    let spool = Spool::open_for_round(&config.maildir)?;
     let transport = Transport::from_config(&config);
     let mut rng = rand::rng();
     let mut sum = Summary::default();
@@ -86,6 +87,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     let trimmed = spool.cap_operator(config.max_operator)?;
     state.bump("operator.over-cap", trimmed as i64)?;
     parts::expire(&mut state, now, config.part_expiry)?;
+    copies::purge(&mut state, now)?;
 
     // Dummies route over the node's directory and the node itself (only itself when the
     // directory is empty: `dummy::build` falls back to `me`).
@@ -444,7 +446,12 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
             state::bump(tx, "intake.forwarded", 1)?;
             sum.pooled += 1;
         }
-        Peeled::Final { kind: Kind::Singlepart, payload, .. } => {
+        // A later copy of an original already taken (`mixtasy send --copies`).
+        Peeled::Final { kind: Kind::Singlepart | Kind::Multipart { .. }, ref id, .. } if copies::taken(tx, id)? => {
+            state::bump(tx, "drop.copy-taken", 1)?;
+        }
+        Peeled::Final { kind: Kind::Singlepart, payload, id } => {
+            copies::remember(tx, &id, now, config.part_expiry)?;
             if pool_original(tx, &payload, config, sum)? {
                 state::bump(tx, "intake.final", 1)?;
             } else {
@@ -458,6 +465,7 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
                     sum.parts_held += 1;
                 }
                 Held::Complete(original) => {
+                    copies::remember(tx, &id, now, config.part_expiry)?;
                     state::bump(tx, "intake.part", 1)?;
                     sum.parts_held += 1;
                     let pooled = pool_original(tx, &original, config, sum)?;

@@ -51,6 +51,23 @@ impl Spool {
         Ok(())
     }
 
+    /// Opens the Maildir a round takes from, creating what is missing of it first (0700,
+    /// new/cur/tmp): Postfix makes a Maildir at its first delivery, and until then there
+    /// is simply no mail, not a failed round. Folders that exist keep their owner's mode.
+    /// Only the Maildir itself is made, never its parent: a `maildir` setting naming a
+    /// directory that does not exist is a mistake to report, not a tree to create.
+    pub fn open_for_round(root: &Path) -> Result<Self> {
+        if root.parent().is_some_and(Path::is_dir) {
+            for sub in ["new", "cur", "tmp"] {
+                let d = root.join(sub);
+                if !d.exists() {
+                    fsutil::create_private_dir(&d).context("creating the missing Maildir (setting `maildir`)")?;
+                }
+            }
+        }
+        Self::open(root)
+    }
+
     /// Every message file, `new/` first, in name (arrival) order: for crash recovery and
     /// tests. A round uses `walk`.
     pub fn list(&self) -> Result<Vec<Entry>> {

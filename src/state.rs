@@ -83,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE exit_rcpt (entry INTEGER NOT NULL, hash BLOB NOT NULL, outcome INTEGER NOT NULL,
                              PRIMARY KEY (entry, hash)) WITHOUT ROWID;
      CREATE TABLE exit_sent (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;",
+    // 6 (issue 12, copies): the exit's Mixtasy-IDs already taken, as SHA-256 hashes, kept
+    // for `part_expiry` (`copies`).
+    "CREATE TABLE taken_ids (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE INDEX taken_ids_expires ON taken_ids(expires);",
 ];
 
 /// What to do with a spool file once its batch has committed.

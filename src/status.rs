@@ -25,6 +25,9 @@ pub struct Status {
     /// Files in `.quarantine`: peeling them panicked (a bug to report).
     pub quarantined: usize,
     pub spool: usize,
+    /// Whether any mail ever reached the Maildir (it may not exist until the MTA's first
+    /// delivery, which is no fault).
+    pub received_mail: bool,
     pub last_round: Option<SystemTime>,
     /// Seconds between the last round and the one before it (a node that was off says so).
     pub last_gap: Option<i64>,
@@ -40,6 +43,9 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
     let cert = home.cert()?;
     let state = State::open(&home.state_path())?;
     let spool = Spool::open(&config.maildir).ok();
+    let counters = state.counters()?;
+    let spool_files = spool.as_ref().and_then(|s| s.walk().ok()).map_or(0, |w| w.count());
+    let taken = counters.iter().any(|(n, v)| n == "intake.taken" && *v > 0);
     let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
     Ok(Status {
         address: config.address.to_string(),
@@ -52,7 +58,8 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
         blocked: state.count("blocklist")?,
         operator_mail: spool.as_ref().map_or(0, |s| s.operator_count()),
         quarantined: spool.as_ref().map_or(0, |s| s.quarantine_count()),
-        spool: spool.as_ref().and_then(|s| s.walk().ok()).map_or(0, |w| w.count()),
+        spool: spool_files,
+        received_mail: taken || spool_files > 0,
         last_round: state.meta("last_round")?.map(from_unix),
         last_gap: state.meta("last_gap")?,
         last_publish: state.meta("last_publish")?.map(from_unix),
@@ -62,7 +69,7 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
             v.sort();
             v
         },
-        counters: state.counters()?,
+        counters,
     })
 }
 
@@ -89,6 +96,9 @@ impl Status {
         let mut o = format!("mix {} ({})\n", self.address, self.modes);
         o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\nblocklist    {}\noperator     {}\nquarantine   {}\n",
             self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.blocked, self.operator_mail, self.quarantined);
+        if !self.received_mail {
+            o += "mail         none received yet (the MTA creates the Maildir at its first delivery)\n";
+        }
         o += &format!("last round   {}\n", self.last_round.map_or("never".into(), utc));
         if let Some(gap) = self.last_gap {
             o += &format!("gap before   {}h {}m (time between the last two rounds)\n", gap / 3600, gap / 60 % 60);
@@ -117,8 +127,8 @@ impl Status {
             .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
             .collect();
         format!(
-            "{{\"address\":{},\"modes\":{},\"spool\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
-            json_str(&self.address), json_str(&self.modes), self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets,
+            "{{\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
+            json_str(&self.address), json_str(&self.modes), self.spool, self.received_mail, self.pool, self.exit_queue, self.held_parts, self.held_sets,
             self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
         )
     }

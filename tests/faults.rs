@@ -322,13 +322,13 @@ fn read_only_maildir_stops_rounds_until_writable() {
     assert_delivered_once(&net, net.now, &all);
 }
 
-/// An unreadable Maildir (mode 000, the node without root's capabilities, as a node runs)
-/// and one deleted between rounds: 74 and one line; the pool and the key are untouched. The
-/// round does not recreate a missing Maildir: it belongs to the MTA (mixtasyd(8)), and a
-/// Maildir made by the node would hide a wrong `maildir` setting while mail piles up
-/// elsewhere. Once it is back, the next round carries on.
+/// An unreadable Maildir (mode 000, the node without root's capabilities, as a node runs):
+/// 74 and one line; the pool and the key are untouched. One deleted between rounds is made
+/// again, empty (issue 12: Postfix makes a Maildir only at its first delivery, so a missing
+/// one means no mail yet; `status` says so while no mail ever came, which is how a wrong
+/// `maildir` setting shows). Then the next round carries on.
 #[test]
-fn unreadable_or_deleted_maildir_stops_rounds_until_back() {
+fn unreadable_maildir_stops_rounds_and_a_deleted_one_is_made_again() {
     use std::os::unix::fs::PermissionsExt;
     let net = pair(now());
     net.configure(A, "threshold", "100000");
@@ -358,18 +358,15 @@ fn unreadable_or_deleted_maildir_stops_rounds_until_back() {
     assert_eq!((spool_len(&net, A), net.status(A).get("pool")), (2, 3));
 
     // Deleted, with what it held (the operator's doing: the two messages still in it are
-    // gone with it): the pool stays.
+    // gone with it): the round makes it again, empty; the pool stays.
     std::fs::remove_dir_all(&inbox).unwrap();
-    let err = failed_round(&round_at(&net, A, net.now), 74);
-    assert!(err.contains("cannot read the Maildir") && err.contains(&inbox.display().to_string()), "{err}");
+    net.round(A);
     let st = net.status(A);
     assert_eq!((st.get("pool"), st.get("spool")), (3, 0), "{}", st.0);
-    assert!(!inbox.exists(), "the round does not make the MTA's Maildir");
-
-    // The MTA makes it again on its next delivery.
     for sub in ["new", "cur", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+        assert_eq!(std::fs::metadata(inbox.join(sub)).unwrap().permissions().mode() & 0o777, 0o700, "{sub}");
     }
+
     let last = tags("after", 2);
     inject_all(&net, &wires(&net, net.now, &last));
     net.configure(A, "threshold", "1");

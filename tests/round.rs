@@ -20,7 +20,7 @@ fn original(tag: &str, body_len: usize) -> Vec<u8> {
     m
 }
 
-fn body_of(mail: &[u8]) -> &[u8] {
+pub(crate) fn body_of(mail: &[u8]) -> &[u8] {
     let i = mail.windows(2).position(|w| w == b"\n\n").expect("blank line") + 2;
     &mail[i..]
 }

@@ -212,13 +212,13 @@ fn send_stops_at_a_failing_sendmail_and_says_how_far_it_got() {
     c.arg("send").arg("--sendmail").arg(&sendmail);
     let o = run(c, &original(40 * 1024));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(75), "EX_TEMPFAIL, as sysexits: {err}");
     assert!(err.contains("status 75") && err.contains("1 of ") && err.contains("send the original again"), "{err}");
     assert!(!rec.path().join("2.args").exists() && !rec.path().join("3.args").exists(), "nothing handed over after the failure");
     // A missing sendmail: nothing handed over, a clear line.
     let mut c = net.client_cmd();
     c.arg("send").arg("--sendmail").arg(rec.path().join("no-such-sendmail"));
     let o = run(c, &original(100));
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(75));
     assert!(String::from_utf8_lossy(&o.stderr).contains("could not be started: 0 of 1"), "{}", String::from_utf8_lossy(&o.stderr));
 }

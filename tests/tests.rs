@@ -21,3 +21,4 @@ mod takeover;
 mod wkd;
 mod exit;
 mod exitq;
+mod sender;

@@ -45,10 +45,13 @@ enum Command {
         out: PathBuf,
     },
     /// Read an original message on stdin, wrap it as `create` does and hand every wire
-    /// message to sendmail, addressed to its first mix.
+    /// message to sendmail, addressed to its first mix. Takes sendmail's command line, so a
+    /// mail program can use it as its sendmail; exit codes follow sysexits.
     Send {
         #[command(flatten)]
         path: PathArgs,
+        #[command(flatten)]
+        mua: SendmailArgs,
         /// The MTA's sendmail program.
         #[arg(long, value_name = "PROGRAM", default_value = "/usr/sbin/sendmail")]
         sendmail: PathBuf,
@@ -56,6 +59,40 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         sendmail_timeout: u64,
     },
+}
+
+/// The sendmail(8) command line mail programs use (`mixtasy send` as `$sendmail`).
+#[derive(clap::Args)]
+struct SendmailArgs {
+    /// Also send to the addresses in the original's Bcc fields (To and Cc always get it).
+    #[arg(short = 't')]
+    read_recipients: bool,
+    /// A line holding a single dot does not end the message (always so; for sendmail's sake).
+    #[arg(short = 'i')]
+    ignore_dots: bool,
+    /// sendmail options: -oi (as -i) and the error modes -oe* (errors always go to stderr
+    /// and the exit status).
+    #[arg(short = 'o', value_name = "OPTION", value_parser = sendmail_option)]
+    option: Vec<String>,
+    /// Envelope sender: ignored, the exit writes its own anonymous From.
+    #[arg(short = 'f', value_name = "ADDR")]
+    from: Option<String>,
+    /// The sender's full name: ignored, as -f.
+    #[arg(short = 'F', value_name = "NAME")]
+    full_name: Option<String>,
+    /// Recipients. One that is in neither To nor Cc (how mail programs pass Bcc) gets its
+    /// own copy of the original, addressed to it alone.
+    #[arg(value_name = "RECIPIENT")]
+    recipients: Vec<String>,
+}
+
+/// The -o options a mail program passes that mean nothing here: -oi, and the error modes.
+fn sendmail_option(o: &str) -> Result<String, String> {
+    if o == "i" || o.starts_with('e') && o.len() == 2 {
+        Ok(o.to_string())
+    } else {
+        Err(format!("unsupported sendmail option -o{o} (only -oi and -oe* are understood)"))
+    }
 }
 
 /// How paths are chosen; shared by `create` and `send`.
@@ -73,6 +110,17 @@ struct PathArgs {
     /// Keep this header field, though it is not on the allowlist (repeatable).
     #[arg(long = "keep-header", value_name = "NAME")]
     keep_header: Vec<String>,
+    /// Send every part this many times, each over its own random path to the same exit,
+    /// which delivers it once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    copies: usize,
+    /// Encrypt the original (PGP/MIME) to the certificate(s) in this key file before
+    /// wrapping, so the exit sees only the header. Default: HOME/encrypt-to.asc if present.
+    #[arg(long, value_name = "KEYFILE")]
+    encrypt_to: Option<PathBuf>,
+    /// Do not encrypt, even with HOME/encrypt-to.asc present.
+    #[arg(long, conflicts_with = "encrypt_to")]
+    no_encrypt: bool,
 }
 
 #[derive(Subcommand)]
@@ -126,14 +174,55 @@ impl WkdArgs {
 
 fn main() -> ExitCode {
     mixtasy::tuning::tune_allocator();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let sending = matches!(args.command, Command::Send { .. });
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mixtasy: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(if sending { sysexit(&e) } else { 2 })
         }
     }
 }
+
+/// The directory holds no usable mix: nothing can be sent until keys are fetched.
+#[derive(Debug, thiserror::Error)]
+#[error("the directory of mix keys has no usable mix: run `mixtasy directory fetch` or `directory import`")]
+struct EmptyDirectory;
+
+/// `send`'s exit code, as sysexits(3), for the mail program: 75 (EX_TEMPFAIL) when the MTA
+/// did not take a wire message (try again later), 78 (EX_CONFIG) for what the user must
+/// set up (mix keys, paths, the recipient key), 65 (EX_DATAERR) for an original that cannot
+/// be sent as it is, 70 (EX_SOFTWARE) otherwise.
+fn sysexit(e: &anyhow::Error) -> u8 {
+    use mixtasy::{create::CreateError, headers::HeaderError, path::PathError, pgpmime::KeyError, transport::TransportError};
+    for cause in e.chain() {
+        if cause.is::<Handover>() || cause.is::<TransportError>() {
+            return 75;
+        }
+        if cause.is::<EmptyDirectory>() || cause.is::<PathError>() || cause.is::<KeyError>() || cause.is::<ConfigError>() {
+            return 78;
+        }
+        if cause.is::<CreateError>() || cause.is::<HeaderError>() {
+            return 65;
+        }
+    }
+    70
+}
+
+/// The MTA did not take a wire message; those before it are on their way.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}: {done} of {total} wire message(s) were handed over; send the original again")]
+struct Handover {
+    error: mixtasy::transport::TransportError,
+    done: usize,
+    total: usize,
+}
+
+/// A setting of the sender (a command-line value or a file it names) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigError(String);
 
 fn run(args: Args) -> Result<()> {
     let now = cli::now(args.now);
@@ -154,7 +243,7 @@ fn run(args: Args) -> Result<()> {
             cli::verify_wkd(&directory, &[], &wkd.options(true).expect("always"), now)
         }
         Command::Create { path, out } => {
-            let messages = wrap_stdin(&directory, path, now)?;
+            let messages = wrap_stdin(&home, &directory, path, &[], now)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for (i, m) in messages.iter().enumerate() {
                 let path = out.join(format!("{:04}.eml", i + 1));
@@ -163,16 +252,14 @@ fn run(args: Args) -> Result<()> {
             eprintln!("mixtasy: wrote {} wire message(s) to {}", messages.len(), out.display());
             Ok(())
         }
-        Command::Send { path, sendmail, sendmail_timeout } => {
-            let messages = wrap_stdin(&directory, path, now)?;
+        Command::Send { path, mua, sendmail, sendmail_timeout } => {
+            let messages = wrap_stdin(&home, &directory, path, &mua_recipients(mua), now)?;
             let transport = Transport::Sendmail { program: sendmail, timeout: Duration::from_secs(sendmail_timeout) };
             // Everything is built before the first hand-over, so a bad original sends nothing.
             // A failure part-way cannot be undone: the parts already sent wait at their exit
             // until `part_expiry` and are then dropped, so the user is told to send again.
             for (i, m) in messages.iter().enumerate() {
-                transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| {
-                    anyhow::anyhow!("{e}: {i} of {} wire message(s) were handed over; send the original again", messages.len())
-                })?;
+                transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| Handover { error: e, done: i, total: messages.len() })?;
             }
             eprintln!("mixtasy: handed {} wire message(s) to sendmail", messages.len());
             Ok(())
@@ -180,18 +267,64 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
+/// What the sendmail command line adds to the To/Cc recipients: the arguments (and with
+/// -t, the Bcc fields, read by `wrap_stdin` before they are stripped: marked by `None`).
+fn mua_recipients(mua: SendmailArgs) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = mua.recipients.into_iter().map(Some).collect();
+    if mua.read_recipients {
+        out.push(None);
+    }
+    out
+}
+
 /// Reads the original on stdin, keeps only the allowlisted header fields (as the exit
-/// does, so an older exit leaks nothing either; stderr names what went), and builds its
-/// wire messages, all in memory.
-fn wrap_stdin(directory: &Directory, path: PathArgs, now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
-    let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
-    let mut original = Vec::new();
-    std::io::stdin().read_to_end(&mut original).context("reading the original message")?;
-    let (original, removed) = mixtasy::headers::filter(&original, &path.keep_header)?;
+/// does, so an older exit leaks nothing either; stderr names what went), makes one original
+/// per Bcc recipient (`submit`), encrypts each for its recipient if asked (`pgpmime`), and
+/// builds their wire messages, all in memory: an error sends nothing.
+fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+    let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().map_err(|e| ConfigError(format!("--first-mix: {e}")))?;
+    let mut raw = Vec::new();
+    std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
+    let mut extra_rcpts = Vec::new();
+    for r in extra {
+        match r {
+            Some(r) => extra_rcpts.push(r.clone()),
+            None => extra_rcpts.extend(mixtasy::submit::addresses(&raw, &["bcc"])?),
+        }
+    }
+    let (original, removed) = mixtasy::headers::filter(&raw, &path.keep_header)?;
     if !removed.is_empty() {
         eprintln!("mixtasy: removed header fields: {} (keep one with --keep-header NAME)", removed.join(", "));
     }
-    let mixes = directory.usable(now)?;
-    let opts = Options { first_mix, hops: path.hops, max_size: path.max_size };
-    create::create(&original, &mixes, &opts, now, &mut rand::rng())
+    let originals = mixtasy::submit::originals(&original, &extra_rcpts)?;
+    let default_key = home.join("encrypt-to.asc");
+    let key_file = match (path.encrypt_to, path.no_encrypt) {
+        (_, true) => None,
+        (Some(k), _) => Some(k),
+        (None, false) => default_key.exists().then_some(default_key),
+    };
+    let certs = key_file
+        .map(|k| {
+            let bytes = std::fs::read(&k).map_err(|e| ConfigError(format!("reading the recipient key file {}: {e}", k.display())))?;
+            mixtasy::pgpmime::read_certs(&bytes).with_context(|| k.display().to_string())
+        })
+        .transpose()?;
+    // A directory that cannot be read is as good as none: the same advice fits.
+    let mixes = directory.usable(now).ok().filter(|m| !m.is_empty()).ok_or(EmptyDirectory)?;
+    let opts = Options { first_mix, hops: path.hops, max_size: path.max_size, copies: path.copies };
+    let mut rng = rand::rng();
+    let mut out = Vec::new();
+    for original in originals {
+        let original = match &certs {
+            Some(certs) => {
+                if mixtasy::pgpmime::has_subject(&original) {
+                    eprintln!("mixtasy: warning: the body is encrypted but the Subject stays in clear (the exit and the recipient's provider read it)");
+                }
+                mixtasy::pgpmime::encrypt(&original, certs, now)?
+            }
+            None => original,
+        };
+        out.extend(create::create(&original, &mixes, &opts, now, &mut rng)?);
+    }
+    Ok(out)
 }
