@@ -11,8 +11,9 @@
 //! reach its operator. The original body is kept byte for byte; a short footer after it
 //! says how to block further anonymous mail (nym.alias.net's "make it easy to filter"):
 //! appended to a text/plain body, added as a last part to a multipart one, and otherwise
-//! (an encoded single part) the original becomes the first part of a multipart/mixed and
-//! the footer the second.
+//! (an encoded single part, or a PGP/MIME encrypted or signed multipart, whose two parts
+//! must stay two) the original becomes the first part of a multipart/mixed and the footer
+//! the second.
 //!
 //! Every step is linear in the size of the original: the header is bounded and read once,
 //! recipients go through a set, and the closing boundary is found in one pass over the
@@ -227,7 +228,11 @@ fn footing(headers: &[mailparse::MailHeader<'_>], body: &[u8]) -> Footing {
     if ct.mimetype == "text/plain" && ["", "7bit", "8bit", "binary", "quoted-printable"].contains(&cte.as_str()) {
         return Footing::Append;
     }
-    if let (true, Some(boundary)) = (ct.mimetype.starts_with("multipart/"), ct.params.get("boundary")) {
+    // RFC 1847's security multiparts have exactly two parts (RFC 3156: control and data, or
+    // data and signature): a third would break decryption or verification in strict
+    // readers, so they are wrapped whole.
+    let security = matches!(ct.mimetype.as_str(), "multipart/encrypted" | "multipart/signed");
+    if let (true, Some(boundary)) = (ct.mimetype.starts_with("multipart/") && !security, ct.params.get("boundary")) {
         if let Some(at) = last_close_delimiter(body, boundary) {
             return Footing::Insert { at, boundary: boundary.clone() };
         }
@@ -620,6 +625,14 @@ mod tests {
         assert_eq!(parsed.subparts[0].ctype.mimetype, "application/pdf");
         assert_eq!(parsed.subparts[0].get_body_raw().unwrap(), b"%PDF-1.4\n");
         assert!(String::from_utf8_lossy(&out).contains("\r\n\r\nJVBERi0xLjQK\r\n\r\n--mixtasy-"), "body kept byte for byte");
+        // PGP/MIME (RFC 3156) keeps its two parts: the whole original is wrapped.
+        let pgp = b"To: a@x.test\nMIME-Version: 1.0\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e1\"\n\n--e1\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--e1\nContent-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n--e1--\n";
+        let out = deliver(pgp);
+        let parsed = mailparse::parse_mail(&out).unwrap();
+        assert_eq!(parsed.ctype.mimetype, "multipart/mixed");
+        assert_eq!(parsed.subparts[0].ctype.mimetype, "multipart/encrypted");
+        assert_eq!(parsed.subparts[0].subparts.len(), 2, "the encrypted multipart keeps exactly two parts");
+        assert!(parsed.subparts[1].get_body().unwrap().contains("destination-block"));
         // A multipart whose closing delimiter is missing is wrapped too, never cut.
         let broken = b"To: a@x.test\nContent-Type: multipart/mixed; boundary=zz\n\n--zz\n\nunterminated\n";
         let out = deliver(broken);
