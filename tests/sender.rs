@@ -249,7 +249,12 @@ fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
     let mail = net.delivered("bob@rcpt.test").remove(0);
     let header = header_of(&mail);
     assert!(!String::from_utf8_lossy(&mail).contains("usual place") && !String::from_utf8_lossy(&mail).contains("charset=utf-8"), "the exit saw the body:\n{}", String::from_utf8_lossy(&mail));
-    assert!(header.contains("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\""), "{header}");
+    // The exit wraps a PGP/MIME original whole (its two parts stay two) with its footer.
+    let parsed = mailparse::parse_mail(&mail).unwrap();
+    assert_eq!(parsed.ctype.mimetype, "multipart/mixed", "{header}");
+    assert_eq!(parsed.subparts[0].ctype.mimetype, "multipart/encrypted");
+    assert_eq!(parsed.subparts[0].ctype.params.get("protocol").map(String::as_str), Some("application/pgp-encrypted"));
+    assert_eq!(parsed.subparts[0].subparts.len(), 2, "RFC 3156: exactly two parts");
     assert!(header.contains("Subject: the plan") && header.contains("To: Bob <bob@rcpt.test>"), "{header}");
     assert_eq!(gpg.ok(&["--decrypt"], pgp_block(&mail)).stdout, inner, "Bob's GnuPG gets the original entity");
 
