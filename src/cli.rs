@@ -82,9 +82,34 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: O
 /// `directory verify-wkd` (and `--wkd` on import and fetch): asks the WKD of each stored
 /// exit mix's own domain which key it holds for the mix address, and records the answer
 /// with the entry. A mix is the exit for its domain's recipients only while that record
-/// names its key's exact fingerprint. A failed lookup changes nothing.
+/// names its key's exact fingerprint. A failed lookup changes nothing. First, every
+/// conflict is put to its mix's own domain (a mix's address is mixtasy@its host): when the
+/// domain's WKD holds exactly one of the keys in conflict, that key is chosen.
 pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options: &wkd::Options, now: SystemTime) -> Result<()> {
     let client = wkd::Wkd::new(options, std::time::Duration::from_secs(30))?;
+    let mut only = only.to_vec();
+    for (address, fprs) in dir.conflicts()? {
+        let found = match client.lookup(&address) {
+            Ok(found) => found,
+            Err(e) => {
+                println!("wkd {address}: lookup failed, conflict stays: {e:#}");
+                continue;
+            }
+        };
+        let vouched: Vec<&String> = fprs.iter().filter(|f| found.iter().any(|c| c.fingerprint().to_hex() == **f)).collect();
+        match vouched[..] {
+            [one] => match dir.choose(one, now) {
+                Ok(_) => {
+                    println!("wkd {address}: the domain vouches for key {one}: conflict settled");
+                    if !only.is_empty() {
+                        only.push(address);
+                    }
+                }
+                Err(e) => println!("wkd {address}: conflict stays: {e:#}"),
+            },
+            _ => println!("wkd {address}: the domain vouches for none of the keys in conflict: conflict stays"),
+        }
+    }
     for mix in dir.usable(now)? {
         if !mix.modes.exit() || !(only.is_empty() || only.contains(&mix.address)) {
             continue;
@@ -106,6 +131,26 @@ pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options:
         }
     }
     Ok(())
+}
+
+/// Before `create` or `send`: while the directory holds key conflicts, refuse (unless
+/// `despite` is given), naming them. An attacker who uploads one impostor per honest mix
+/// puts every honest mix of a new sender in conflict; paths would then be built silently
+/// from whatever is left, perhaps only the attacker's mixes (review of issue 10).
+pub fn refuse_conflicts(dir: &Directory, despite: bool) -> Result<()> {
+    let conflicts = dir.conflicts()?;
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = conflicts.keys().map(|a| a.to_string()).collect();
+    if despite {
+        eprintln!("mixtasy: warning: building paths without the mixes in conflict: {}", names.join(", "));
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the directory has unresolved key conflicts ({}): another key may be hiding a mix; settle them with `directory fetch --wkd`, `directory verify-wkd` or `directory choose FINGERPRINT`, or pass --despite-conflicts",
+        names.join(", ")
+    )
 }
 
 /// `directory choose FPR`: ends a conflict with the key the user checked out of band.

@@ -73,6 +73,10 @@ struct PathArgs {
     /// Keep this header field, though it is not on the allowlist (repeatable).
     #[arg(long = "keep-header", value_name = "NAME")]
     keep_header: Vec<String>,
+    /// Build paths even though the directory has unresolved key conflicts (an attacker's
+    /// keys may be hiding honest mixes).
+    #[arg(long)]
+    despite_conflicts: bool,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +188,7 @@ fn run(args: Args) -> Result<()> {
 /// does, so an older exit leaks nothing either; stderr names what went), and builds its
 /// wire messages, all in memory.
 fn wrap_stdin(directory: &Directory, path: PathArgs, now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+    cli::refuse_conflicts(directory, path.despite_conflicts)?;
     let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().context("--first-mix")?;
     let mut original = Vec::new();
     std::io::stdin().read_to_end(&mut original).context("reading the original message")?;
