@@ -145,6 +145,11 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     c.arg("--home").arg(&fresh).args(["--now", &later.to_string(), "create", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
     let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
     assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unresolved key conflicts (mixtasy@mix2.test)"), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut c = mixtasy();
+    c.arg("--home").arg(&fresh).args(["--now", &later.to_string(), "create", "--despite-conflicts", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
+    let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(mixtasy::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
     // The user, having checked the fingerprint with mix2's operator, ends the conflict.
