@@ -71,7 +71,7 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: O
     }
     report_rules(&report, "  ");
     for a in pruned {
-        println!("  removed {a}: revoked, or no valid subkey for 7 days");
+        println!("  removed {a}: revoked, or seen without a valid subkey for 7 days");
     }
     if let Some(options) = wkd {
         verify_wkd(dir, &report.stored, options, now)?;
@@ -80,9 +80,11 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: O
 }
 
 /// `directory verify-wkd` (and `--wkd` on import and fetch): asks the WKD of each stored
-/// exit mix's own domain which key it holds for the mix address, and records the answer
-/// with the entry. A mix is the exit for its domain's recipients only while that record
-/// names its key's exact fingerprint. A failed lookup changes nothing. First, every
+/// exit mix's own domain which key it holds for the mix address and whether its WKD policy
+/// file opts that key in (`mixtasy-exit: FINGERPRINT`), and records the answer with the
+/// entry. A mix is the exit for its domain's recipients only while that record names its
+/// key's exact fingerprint and is younger than `directory::WKD_MAX_AGE`. A failed lookup
+/// changes nothing (the record ages out). First, every
 /// conflict is put to its mix's own domain (a mix's address is mixtasy@its host): when the
 /// domain's WKD holds exactly one of the keys in conflict, that key is chosen.
 pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options: &wkd::Options, now: SystemTime) -> Result<()> {
@@ -116,12 +118,19 @@ pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options:
         }
         let fpr = mix.cert.fingerprint().to_hex();
         match client.lookup(&mix.address) {
-            Ok(found) if found.iter().any(|c| c.fingerprint().to_hex() == fpr) => {
-                dir.set_wkd(&mix.address, Some(&fpr))?;
-                println!("wkd {}: the domain vouches for key {fpr}", mix.address);
-            }
+            Ok(found) if found.iter().any(|c| c.fingerprint().to_hex() == fpr) => match client.exit_policy(&mix.address) {
+                Ok(opted) if opted.contains(&fpr) => {
+                    dir.set_wkd(&mix.address, Some(&fpr), now)?;
+                    println!("wkd {}: the domain vouches for key {fpr}", mix.address);
+                }
+                Ok(_) => {
+                    dir.set_wkd(&mix.address, None, now)?;
+                    println!("wkd {}: the domain holds key {fpr} but its WKD policy file has no `mixtasy-exit: {fpr}`: not vouched", mix.address);
+                }
+                Err(e) => println!("wkd {}: policy lookup failed, record unchanged: {e:#}", mix.address),
+            },
             Ok(found) => {
-                dir.set_wkd(&mix.address, None)?;
+                dir.set_wkd(&mix.address, None, now)?;
                 match found.first() {
                     Some(other) => println!("wkd {}: the domain holds another key ({}): not vouched", mix.address, other.fingerprint().to_hex()),
                     None => println!("wkd {}: the domain holds no key: not vouched", mix.address),

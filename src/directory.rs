@@ -177,6 +177,9 @@ pub fn minimise(cert: &Cert, now: SystemTime) -> Result<Cert> {
 /// withholds the new subkeys would otherwise look silent.
 pub const SILENCE: Duration = Duration::from_secs(7 * 86400);
 
+/// How long a domain's word for its exit mix (WKD) holds without being confirmed again.
+pub const WKD_MAX_AGE: Duration = Duration::from_secs(30 * 86400);
+
 /// What an import did, for the report.
 #[derive(Debug, Default)]
 pub struct ImportReport {
@@ -549,22 +552,28 @@ impl Directory {
         Ok(out)
     }
 
-    /// Records what the WKD of `address`'s domain holds: `Some(fingerprint)` of the key
-    /// found there, `None` when it holds none (any earlier record is removed).
-    pub fn set_wkd(&self, address: &MixAddress, found: Option<&str>) -> Result<()> {
+    /// Records the word of `address`'s domain at `now`: `Some(fingerprint)` of the key it
+    /// vouches for, `None` when it vouches for none (any earlier record is removed).
+    pub fn set_wkd(&self, address: &MixAddress, found: Option<&str>, now: SystemTime) -> Result<()> {
         match found {
             Some(fpr) => {
+                let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 fsutil::create_private_dir(&self.dir)?;
-                fsutil::write_atomic(&self.wkd_file(address), format!("{fpr}\n").as_bytes(), 0o600)
+                fsutil::write_atomic(&self.wkd_file(address), format!("{fpr} {secs}\n").as_bytes(), 0o600)
             }
             None => self.remove(&self.wkd_file(address)),
         }
     }
 
-    /// The fingerprint the WKD of `address`'s domain held when last looked up.
-    pub fn wkd(&self, address: &MixAddress) -> Result<Option<String>> {
+    /// The fingerprint `address`'s domain vouched for, if it did so within `WKD_MAX_AGE`
+    /// of `now` (a vouch is re-checked by each `--wkd` import or fetch and `verify-wkd`; a
+    /// lookup that fails leaves it to age out). A record without its time counts for nothing.
+    pub fn wkd(&self, address: &MixAddress, now: SystemTime) -> Result<Option<String>> {
         match fs::read_to_string(self.wkd_file(address)) {
-            Ok(s) => Ok(Some(s.trim().to_string())),
+            Ok(s) => Ok(s.trim().split_once(' ').and_then(|(fpr, t)| {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(t.parse().ok()?);
+                (at <= now && now < at + WKD_MAX_AGE).then(|| fpr.to_string())
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.wkd_file(address).display())),
         }
@@ -611,7 +620,7 @@ impl Directory {
         let mut out = Vec::new();
         for (addr, cert) in self.certs()? {
             if let Ok(mut mix) = check(&cert, now) {
-                mix.wkd = self.wkd(&addr)?.is_some_and(|f| f.eq_ignore_ascii_case(&cert.fingerprint().to_hex()));
+                mix.wkd = self.wkd(&addr, now)?.is_some_and(|f| f.eq_ignore_ascii_case(&cert.fingerprint().to_hex()));
                 out.push(mix);
             }
         }
@@ -795,6 +804,24 @@ mod tests {
             assert_eq!(r.replaced.len(), usize::from(replaced), "{at:?}");
             assert_eq!(used(&d, "a.test", at), replaced.then(|| other.fingerprint()), "{at:?}");
         }
+    }
+
+    /// Review attack 7: a domain's word is re-checked; unconfirmed for 30 days, it lapses.
+    #[test]
+    fn a_wkd_vouch_ages_out() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let long = Duration::from_secs(60 * 86400);
+        let k = keys::generate("Mix", &Modes::parse("exitpublic").unwrap(), &addr("a.test"), t0(), long).unwrap();
+        d.import(&armored(&k), t0()).unwrap();
+        let vouched = |at| d.usable(at).unwrap()[0].wkd;
+        assert!(!vouched(t0()));
+        d.set_wkd(&addr("a.test"), Some(&k.fingerprint().to_hex()), t0()).unwrap();
+        assert!(vouched(t0()) && vouched(t0() + WKD_MAX_AGE - Duration::from_secs(1)));
+        assert!(!vouched(t0() + WKD_MAX_AGE), "unconfirmed for 30 days");
+        // A record of the old form, without its time, is no word.
+        fs::write(t.path().join("d/mixtasy@a.test.wkd"), format!("{}\n", k.fingerprint().to_hex())).unwrap();
+        assert!(!vouched(t0()));
     }
 
     /// Review attack 4: a sender who has not fetched for 9 days fetches through a keyserver

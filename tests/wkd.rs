@@ -98,6 +98,11 @@ impl WkdServer {
         self.files.lock().unwrap().insert(key, cert.to_vec().unwrap());
     }
 
+    /// Serves `body` as it is (a policy file).
+    fn serve_raw(&self, url: &str, body: &[u8]) {
+        self.files.lock().unwrap().insert(url.strip_prefix("https://").unwrap().to_string(), body.to_vec());
+    }
+
     fn clear(&self) {
         self.files.lock().unwrap().clear();
     }
@@ -173,7 +178,9 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen.len(), 2, "still random: {seen:?}");
 
-    // The real key, by the direct method (no advanced host answers), learnt on import.
+    // The real key, by the direct method (no advanced host answers), learnt on import. Being
+    // in the WKD is not enough (a provider may publish every user's key there): the domain's
+    // policy file must opt the key in (review of issue 10, attack 6).
     server.clear();
     let real = net.export(RCPT, false);
     server.serve(&direct, &real);
@@ -181,9 +188,21 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let mut c = net.client_cmd();
     c.args(["directory", "import", "--wkd"]).args(wkd_args(&resolve_dead_advanced));
     let out = String::from_utf8(ok(c, &real).stdout).unwrap();
+    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain holds key {real_fpr} but its WKD policy file has no `mixtasy-exit: {real_fpr}`: not vouched")), "{out}");
+    assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
+    let policy_url = mixtasy::wkd::policy_urls(&addr)[1].clone();
+    server.serve_raw(&policy_url, format!("protocol-version: 15\nmixtasy-exit: {impostor_fpr}\n").as_bytes());
+    let mut c = net.client_cmd();
+    c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
+    let out = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(out.contains("its WKD policy file has no `mixtasy-exit"), "another key opted in is no word for this one: {out}");
+    server.serve_raw(&policy_url, format!("protocol-version: 15\nmixtasy-exit: {real_fpr}\n").as_bytes());
+    let mut c = net.client_cmd();
+    c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
+    let out = String::from_utf8(ok(c, b"").stdout).unwrap();
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}")), "{out}");
     let record = std::fs::read_to_string(net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd"))).unwrap();
-    assert_eq!(record.trim(), real_fpr, "the record names the exact fingerprint");
+    assert_eq!(record.trim(), format!("{real_fpr} {}", net.now), "the record names the exact fingerprint and when");
     assert_eq!(mixtasy::home::loose_permissions(&net.client_home()).unwrap(), Vec::<PathBuf>::new());
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
@@ -281,6 +300,7 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
     let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for none of the keys in conflict: conflict stays")), "{out}");
     server.serve(&direct, &real);
+    server.serve_raw(&mixtasy::wkd::policy_urls(&addr)[1], format!("mixtasy-exit: {real_fpr}\n").as_bytes());
     let mut c = net.client_cmd();
     c.args(["directory", "import"]).args(&wkd_args);
     let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
