@@ -224,7 +224,8 @@ pub fn certifies(by: &Cert, cert: &Cert, now: SystemTime) -> bool {
     let policy = StandardPolicy::new();
     let signer = by.primary_key().key();
     let handle = signer.key_handle();
-    cert.userids().any(|ua| {
+    // Only a user id the new key binds itself: a certification over a bare one proves nothing.
+    cert.userids().filter(|ua| ua.binding_signature(&policy, now).is_ok()).any(|ua| {
         ua.certifications().any(|sig| {
             sig.get_issuers().iter().any(|i| i.aliases(&handle))
                 && sig.signature_creation_time().is_some_and(|t| t <= now)
