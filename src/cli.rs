@@ -71,7 +71,7 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: O
     }
     report_rules(&report, "  ");
     for a in pruned {
-        println!("  removed {a}: revoked, or no valid subkey for 7 days");
+        println!("  removed {a}: revoked, or seen without a valid subkey for 7 days");
     }
     if let Some(options) = wkd {
         verify_wkd(dir, &report.stored, options, now)?;
@@ -80,23 +80,57 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: O
 }
 
 /// `directory verify-wkd` (and `--wkd` on import and fetch): asks the WKD of each stored
-/// exit mix's own domain which key it holds for the mix address, and records the answer
-/// with the entry. A mix is the exit for its domain's recipients only while that record
-/// names its key's exact fingerprint. A failed lookup changes nothing.
+/// exit mix's own domain which key it holds for the mix address and whether its WKD policy
+/// file opts that key in (`mixtasy-exit: FINGERPRINT`), and records the answer with the
+/// entry. A mix is the exit for its domain's recipients only while that record names its
+/// key's exact fingerprint and is younger than `directory::WKD_MAX_AGE`. A failed lookup
+/// changes nothing (the record ages out). First, every
+/// conflict is put to its mix's own domain (a mix's address is mixtasy@its host): when the
+/// domain's WKD holds exactly one of the keys in conflict, that key is chosen.
 pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options: &wkd::Options, now: SystemTime) -> Result<()> {
     let client = wkd::Wkd::new(options, std::time::Duration::from_secs(30))?;
+    let mut only = only.to_vec();
+    for (address, fprs) in dir.conflicts()? {
+        let found = match client.lookup(&address) {
+            Ok(found) => found,
+            Err(e) => {
+                println!("wkd {address}: lookup failed, conflict stays: {e:#}");
+                continue;
+            }
+        };
+        let vouched: Vec<&String> = fprs.iter().filter(|f| found.iter().any(|c| c.fingerprint().to_hex() == **f)).collect();
+        match vouched[..] {
+            [one] => match dir.choose(one, now) {
+                Ok(_) => {
+                    println!("wkd {address}: the domain vouches for key {one}: conflict settled");
+                    if !only.is_empty() {
+                        only.push(address);
+                    }
+                }
+                Err(e) => println!("wkd {address}: conflict stays: {e:#}"),
+            },
+            _ => println!("wkd {address}: the domain vouches for none of the keys in conflict: conflict stays"),
+        }
+    }
     for mix in dir.usable(now)? {
         if !mix.modes.exit() || !(only.is_empty() || only.contains(&mix.address)) {
             continue;
         }
         let fpr = mix.cert.fingerprint().to_hex();
         match client.lookup(&mix.address) {
-            Ok(found) if found.iter().any(|c| c.fingerprint().to_hex() == fpr) => {
-                dir.set_wkd(&mix.address, Some(&fpr))?;
-                println!("wkd {}: the domain vouches for key {fpr}", mix.address);
-            }
+            Ok(found) if found.iter().any(|c| c.fingerprint().to_hex() == fpr) => match client.exit_policy(&mix.address) {
+                Ok(opted) if opted.contains(&fpr) => {
+                    dir.set_wkd(&mix.address, Some(&fpr), now)?;
+                    println!("wkd {}: the domain vouches for key {fpr}", mix.address);
+                }
+                Ok(_) => {
+                    dir.set_wkd(&mix.address, None, now)?;
+                    println!("wkd {}: the domain holds key {fpr} but its WKD policy file has no `mixtasy-exit: {fpr}`: not vouched", mix.address);
+                }
+                Err(e) => println!("wkd {}: policy lookup failed, record unchanged: {e:#}", mix.address),
+            },
             Ok(found) => {
-                dir.set_wkd(&mix.address, None)?;
+                dir.set_wkd(&mix.address, None, now)?;
                 match found.first() {
                     Some(other) => println!("wkd {}: the domain holds another key ({}): not vouched", mix.address, other.fingerprint().to_hex()),
                     None => println!("wkd {}: the domain holds no key: not vouched", mix.address),
@@ -106,6 +140,26 @@ pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options:
         }
     }
     Ok(())
+}
+
+/// Before `create` or `send`: while the directory holds key conflicts, refuse (unless
+/// `despite` is given), naming them. An attacker who uploads one impostor per honest mix
+/// puts every honest mix of a new sender in conflict; paths would then be built silently
+/// from whatever is left, perhaps only the attacker's mixes (review of issue 10).
+pub fn refuse_conflicts(dir: &Directory, despite: bool) -> Result<()> {
+    let conflicts = dir.conflicts()?;
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = conflicts.keys().map(|a| a.to_string()).collect();
+    if despite {
+        eprintln!("mixtasy: warning: building paths without the mixes in conflict: {}", names.join(", "));
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the directory has unresolved key conflicts ({}): another key may be hiding a mix; settle them with `directory fetch --wkd`, `directory verify-wkd` or `directory choose FINGERPRINT`, or pass --despite-conflicts",
+        names.join(", ")
+    )
 }
 
 /// `directory choose FPR`: ends a conflict with the key the user checked out of band.

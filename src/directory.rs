@@ -47,6 +47,8 @@ pub enum Refusal {
     PrimaryMayEncrypt,
     #[error("no encryption subkey valid now")]
     NoValidSubkey,
+    #[error("names a designated revoker (Revocation Key subpacket): only the key itself may revoke a mix key")]
+    DesignatedRevoker,
 }
 
 /// A checked mix key.
@@ -100,11 +102,13 @@ pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
 /// modes, a valid primary that never encrypts). A node restoring an old backup needs no more:
 /// its first round adds a subkey.
 pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Modes), Refusal> {
-    let uids: Vec<_> = cert.userids().collect();
+    let policy = StandardPolicy::new();
+    // Only user ids bound by a self-signature count: anyone can append a bare one.
+    let uids = bound_userids(cert, &policy, now);
     if uids.len() != 1 {
         return Err(Refusal::UserIdCount(uids.len()));
     }
-    let uid = std::str::from_utf8(uids[0].userid().value()).map_err(|_| Refusal::UserIdSyntax)?;
+    let uid = std::str::from_utf8(uids[0].value()).map_err(|_| Refusal::UserIdSyntax)?;
     let (name, comment, address) = split_user_id(uid).ok_or(Refusal::UserIdSyntax)?;
     let address = MixAddress::parse(address).map_err(|_| Refusal::NotMixAddress)?;
     if !address.as_str().eq_ignore_ascii_case(uid.rsplit_once('<').map(|(_, a)| a.trim_end_matches('>')).unwrap_or("")) {
@@ -120,11 +124,15 @@ pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Mod
         .find_map(|s| s.strip_prefix("mixtasy-mode:"))
         .ok_or(Refusal::NoModes)?;
     let modes = Modes::parse(modes).map_err(Refusal::Modes)?;
-    let policy = StandardPolicy::new();
     let vc = cert.with_policy(&policy, now).map_err(|_| Refusal::Invalid)?;
     vc.alive().map_err(|_| Refusal::Invalid)?;
-    if !matches!(vc.revocation_status(), openpgp::types::RevocationStatus::NotAsFarAsWeKnow) {
+    // Only a verified self-revocation counts (`CouldBe` is anyone's unverified word).
+    if matches!(vc.revocation_status(), openpgp::types::RevocationStatus::Revoked(_)) {
         return Err(Refusal::Invalid);
+    }
+    // D8 has no designated revokers: a key naming one would let that key revoke it.
+    if cert.revocation_keys(&policy).next().is_some() {
+        return Err(Refusal::DesignatedRevoker);
     }
     // What matters (thesis 6.3.2) is that layers are only ever encrypted to the 2-day
     // subkeys, whose secrets are destroyed: a primary that may encrypt would be a key that
@@ -136,9 +144,45 @@ pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Mod
     Ok((address, name.to_string(), modes))
 }
 
+/// The user ids of `cert` bound by a self-signature valid at `now`.
+fn bound_userids<'a>(cert: &'a Cert, policy: &StandardPolicy, now: SystemTime) -> Vec<&'a openpgp::packet::UserID> {
+    cert.userids().filter(|ua| ua.binding_signature(policy, now).is_ok()).map(|ua| ua.userid()).collect()
+}
+
+/// What the directory stores of a cert (review of issue 10): the primary key with its
+/// verified self-signatures and self-revocations, the user ids bound now with theirs, and
+/// the subkeys with a verified binding. Third-party signatures and revocations, unbound
+/// components and user attributes are dropped: none of them counts, and they would let
+/// anyone grow a stored key without bound.
+pub fn minimise(cert: &Cert, now: SystemTime) -> Result<Cert> {
+    use openpgp::Packet;
+    let policy = StandardPolicy::new();
+    let primary = cert.primary_key();
+    let mut packets: Vec<Packet> = vec![primary.key().clone().into()];
+    packets.extend(primary.self_signatures().chain(primary.self_revocations()).cloned().map(Packet::from));
+    for uid in bound_userids(cert, &policy, now) {
+        let ua = cert.userids().find(|ua| ua.userid() == uid).expect("a user id of this cert");
+        packets.push(uid.clone().into());
+        packets.extend(ua.self_signatures().chain(ua.self_revocations()).cloned().map(Packet::from));
+    }
+    for sk in cert.keys().subkeys() {
+        if sk.self_signatures().next().is_some() {
+            packets.push(sk.key().clone().into());
+            packets.extend(sk.self_signatures().chain(sk.self_revocations()).cloned().map(Packet::from));
+        }
+    }
+    Cert::from_packets(packets.into_iter()).context("minimising certificate")
+}
+
 /// How long a stored key may go without a valid subkey before another key may take its
-/// address (issue 10): a mix that was off for a week has lost its claim.
+/// address (issue 10): a mix that was off for a week has lost its claim. The week is
+/// measured over this directory's own observations (`Directory::observe_silence`), never
+/// judged from one copy: a stale copy fetched after a long gap through a keyserver that
+/// withholds the new subkeys would otherwise look silent.
 pub const SILENCE: Duration = Duration::from_secs(7 * 86400);
+
+/// How long a domain's word for its exit mix (WKD) holds without being confirmed again.
+pub const WKD_MAX_AGE: Duration = Duration::from_secs(30 * 86400);
 
 /// What an import did, for the report.
 #[derive(Debug, Default)]
@@ -162,9 +206,9 @@ pub struct ImportReport {
 pub enum Replacement {
     /// The established primary key certifies the new key's user id (a key transition).
     Certified,
-    /// The established key is revoked.
+    /// The established key is revoked (by itself).
     Revoked,
-    /// The established key has had no valid subkey for `SILENCE`.
+    /// This directory has seen the established key without a valid subkey for `SILENCE`.
     Silent,
 }
 
@@ -173,7 +217,7 @@ impl std::fmt::Display for Replacement {
         f.write_str(match self {
             Replacement::Certified => "a key transition certified by the previous key",
             Replacement::Revoked => "the previous key is revoked",
-            Replacement::Silent => "the previous key had no valid subkey for 7 days",
+            Replacement::Silent => "this directory has seen the previous key without a valid subkey for 7 days",
         })
     }
 }
@@ -184,7 +228,8 @@ pub fn certifies(by: &Cert, cert: &Cert, now: SystemTime) -> bool {
     let policy = StandardPolicy::new();
     let signer = by.primary_key().key();
     let handle = signer.key_handle();
-    cert.userids().any(|ua| {
+    // Only a user id the new key binds itself: a certification over a bare one proves nothing.
+    cert.userids().filter(|ua| ua.binding_signature(&policy, now).is_ok()).any(|ua| {
         ua.certifications().any(|sig| {
             sig.get_issuers().iter().any(|i| i.aliases(&handle))
                 && sig.signature_creation_time().is_some_and(|t| t <= now)
@@ -195,31 +240,17 @@ pub fn certifies(by: &Cert, cert: &Cert, now: SystemTime) -> bool {
     })
 }
 
-/// Whether `cert` carries a revocation of its primary key (whatever else is wrong with it).
+/// Whether `cert` carries a verified self-revocation of its primary key (whatever else is
+/// wrong with it). A revocation by any other key (`CouldBe`) counts for nothing: D8 has no
+/// designated revokers, and anyone can sign one.
 pub fn revoked(cert: &Cert, now: SystemTime) -> bool {
     let policy = StandardPolicy::new();
-    !matches!(cert.revocation_status(&policy, now), openpgp::types::RevocationStatus::NotAsFarAsWeKnow)
+    matches!(cert.revocation_status(&policy, now), openpgp::types::RevocationStatus::Revoked(_))
 }
 
-/// Whether `cert` has had no valid encryption subkey for `SILENCE` at `now`. A subkey
-/// created in the future, or without expiry, counts as its creation says: a future one has
-/// never been valid, one without expiry never lapses.
-pub fn silent(cert: &Cert, now: SystemTime) -> bool {
-    let last_valid = keys::encryption_subkeys(cert)
-        .iter()
-        .filter(|(_, v)| v.created <= now)
-        .map(|(_, v)| v.expires)
-        .max_by(|a, b| match (a, b) {
-            (None, None) => std::cmp::Ordering::Equal,
-            (None, _) => std::cmp::Ordering::Greater,
-            (_, None) => std::cmp::Ordering::Less,
-            (Some(a), Some(b)) => a.cmp(b),
-        });
-    match last_valid {
-        None => true,
-        Some(None) => false,
-        Some(Some(expired)) => expired + SILENCE <= now,
-    }
+/// Whether `cert` has an encryption subkey valid at `now` (a future one is not).
+fn has_valid_subkey(cert: &Cert, now: SystemTime) -> bool {
+    keys::encryption_subkeys(cert).iter().any(|(_, v)| v.valid_at(now, Duration::ZERO))
 }
 
 /// What one address comes to after an import: the key to keep, or a conflict.
@@ -235,18 +266,21 @@ enum Outcome {
 /// including those of an unresolved conflict). Another fingerprint never silently replaces
 /// the established key: only a transition it certifies, its revocation or its silence allow
 /// it; keys met with no history between them are a conflict and none is used.
-fn decide(established: Option<Cert>, others: Vec<Cert>, now: SystemTime) -> (Outcome, Vec<Cert>) {
+/// `silent`: this directory has seen `established` without a valid subkey for `SILENCE`.
+fn decide(established: Option<Cert>, others: Vec<Cert>, silent: bool, now: SystemTime) -> (Outcome, Vec<Cert>) {
     if let Some(est) = established {
         if others.is_empty() {
             return (Outcome::Keep(est), Vec::new());
         }
-        let certified: Vec<&Cert> = others.iter().filter(|c| certifies(&est, c, now)).collect();
+        let est_revoked = revoked(&est, now);
+        // A revoked key certifies nothing: its secret may be what was stolen.
+        let certified: Vec<&Cert> = if est_revoked { Vec::new() } else { others.iter().filter(|c| certifies(&est, c, now)).collect() };
         if let Some(next) = certified.iter().max_by_key(|c| c.primary_key().key().creation_time()) {
             return (Outcome::Replace((*next).clone(), Replacement::Certified), Vec::new());
         }
-        let why = if revoked(&est, now) {
+        let why = if est_revoked {
             Replacement::Revoked
-        } else if silent(&est, now) {
+        } else if silent {
             Replacement::Silent
         } else {
             return (Outcome::Keep(est), others);
@@ -273,8 +307,9 @@ fn first_sight(mut certs: Vec<Cert>, now: SystemTime) -> Outcome {
 }
 
 /// A directory of mix keys on disk: per address, `<address>.pgp` (the established key),
-/// `<address>.conflict` (unrelated keys met together, none used) and `<address>.wkd`
-/// (the fingerprint the address's domain publishes in its Web Key Directory).
+/// `<address>.conflict` (unrelated keys met together, none used), `<address>.wkd`
+/// (the fingerprint the address's domain publishes in its Web Key Directory) and
+/// `<address>.silent` (since when this directory has seen the key without a valid subkey).
 pub struct Directory {
     dir: PathBuf,
 }
@@ -294,6 +329,10 @@ impl Directory {
 
     fn wkd_file(&self, address: &MixAddress) -> PathBuf {
         self.dir.join(format!("{address}.wkd"))
+    }
+
+    fn silent_file(&self, address: &MixAddress) -> PathBuf {
+        self.dir.join(format!("{address}.silent"))
     }
 
     /// Checks every cert in `data` (armored or binary, one or many) and applies the
@@ -317,7 +356,7 @@ impl Directory {
                     continue;
                 }
             };
-            let address = match (identity(&cert, now), address_of(&cert)) {
+            let address = match (identity(&cert, now), address_of(&cert, now)) {
                 (Ok((a, _, _)), _) => a,
                 // A revocation of a key we hold (established or in a conflict) is news even
                 // though the cert is no longer a usable mix key.
@@ -362,27 +401,31 @@ impl Directory {
                 false
             }
         });
-        let (outcome, rejected) = decide(established, others, now);
+        let silent = match &established {
+            Some(est) => self.observe_silence(address, est, now)?.is_some_and(|since| since + SILENCE <= now),
+            None => false,
+        };
+        let (outcome, rejected) = decide(established, others, silent, now);
         fsutil::create_private_dir(&self.dir)?;
         for r in rejected {
             report.kept_established.push((address.clone(), r.fingerprint().to_hex()));
         }
         match outcome {
             Outcome::Keep(cert) => {
-                self.store(address, &cert)?;
+                self.store(address, &cert, now)?;
                 if met_established || !was_established {
                     report.stored.push(address.clone());
                 }
             }
             Outcome::Replace(cert, why) => {
-                self.store(address, &cert)?;
+                self.store(address, &cert, now)?;
                 report.stored.push(address.clone());
                 report.replaced.push((address.clone(), why));
             }
             Outcome::Conflict(certs) => {
                 let mut bytes = Vec::new();
                 for c in &certs {
-                    bytes.extend(c.to_vec()?);
+                    bytes.extend(minimise(c, now)?.to_vec()?);
                 }
                 fsutil::write_atomic(&self.conflict_file(address), &bytes, 0o600)?;
                 self.remove(&self.file(address))?;
@@ -401,17 +444,42 @@ impl Directory {
         for address in self.conflicts()?.into_keys() {
             if let Some(cert) = self.conflict(&address)?.into_iter().find(|c| c.fingerprint().to_hex() == want) {
                 check(&cert, now).map_err(|why| anyhow::anyhow!("key {want} is not a usable mix key now: {why}"))?;
-                self.store(&address, &cert)?;
+                self.store(&address, &cert, now)?;
                 return Ok(address);
             }
         }
         anyhow::bail!("no conflict holds a key with fingerprint {want}")
     }
 
-    /// Stores the established key of `address` (an unresolved conflict for it ends).
-    fn store(&self, address: &MixAddress, cert: &Cert) -> Result<()> {
-        fsutil::write_atomic(&self.file(address), &cert.to_vec()?, 0o600)?;
+    /// Stores the established key of `address`, minimised (an unresolved conflict for it ends).
+    fn store(&self, address: &MixAddress, cert: &Cert, now: SystemTime) -> Result<()> {
+        fsutil::write_atomic(&self.file(address), &minimise(cert, now)?.to_vec()?, 0o600)?;
         self.remove(&self.conflict_file(address))
+    }
+
+    /// Records this directory's own observation of `cert`, the established key of `address`,
+    /// at `now`, and returns since when it has been seen without a valid subkey (`None`: it
+    /// has one now). The record (`<address>.silent`: fingerprint and the first time seen
+    /// silent) survives until the key is seen with a valid subkey or another key is stored.
+    pub fn observe_silence(&self, address: &MixAddress, cert: &Cert, now: SystemTime) -> Result<Option<SystemTime>> {
+        let path = self.silent_file(address);
+        if has_valid_subkey(cert, now) {
+            self.remove(&path)?;
+            return Ok(None);
+        }
+        let fpr = cert.fingerprint().to_hex();
+        let recorded = match fs::read_to_string(&path) {
+            Ok(s) => s.split_once(' ').filter(|(f, _)| *f == fpr).and_then(|(_, t)| t.trim().parse::<u64>().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        if let Some(secs) = recorded {
+            return Ok(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)));
+        }
+        let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        fsutil::create_private_dir(&self.dir)?;
+        fsutil::write_atomic(&path, format!("{fpr} {secs}\n").as_bytes(), 0o600)?;
+        Ok(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)))
     }
 
     fn remove(&self, path: &Path) -> Result<()> {
@@ -489,36 +557,45 @@ impl Directory {
         Ok(out)
     }
 
-    /// Records what the WKD of `address`'s domain holds: `Some(fingerprint)` of the key
-    /// found there, `None` when it holds none (any earlier record is removed).
-    pub fn set_wkd(&self, address: &MixAddress, found: Option<&str>) -> Result<()> {
+    /// Records the word of `address`'s domain at `now`: `Some(fingerprint)` of the key it
+    /// vouches for, `None` when it vouches for none (any earlier record is removed).
+    pub fn set_wkd(&self, address: &MixAddress, found: Option<&str>, now: SystemTime) -> Result<()> {
         match found {
             Some(fpr) => {
+                let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 fsutil::create_private_dir(&self.dir)?;
-                fsutil::write_atomic(&self.wkd_file(address), format!("{fpr}\n").as_bytes(), 0o600)
+                fsutil::write_atomic(&self.wkd_file(address), format!("{fpr} {secs}\n").as_bytes(), 0o600)
             }
             None => self.remove(&self.wkd_file(address)),
         }
     }
 
-    /// The fingerprint the WKD of `address`'s domain held when last looked up.
-    pub fn wkd(&self, address: &MixAddress) -> Result<Option<String>> {
+    /// The fingerprint `address`'s domain vouched for, if it did so within `WKD_MAX_AGE`
+    /// of `now` (a vouch is re-checked by each `--wkd` import or fetch and `verify-wkd`; a
+    /// lookup that fails leaves it to age out). A record without its time counts for nothing.
+    pub fn wkd(&self, address: &MixAddress, now: SystemTime) -> Result<Option<String>> {
         match fs::read_to_string(self.wkd_file(address)) {
-            Ok(s) => Ok(Some(s.trim().to_string())),
+            Ok(s) => Ok(s.trim().split_once(' ').and_then(|(fpr, t)| {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(t.parse().ok()?);
+                (at <= now && now < at + WKD_MAX_AGE).then(|| fpr.to_string())
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.wkd_file(address).display())),
         }
     }
 
-    /// Removes stored keys that may be replaced anyway, revoked or silent for `SILENCE`;
-    /// returns their addresses. A key merely without a valid subkey now is kept (unused):
-    /// dropping it would let any other key take the address at once.
+    /// Removes stored keys that may be replaced anyway, revoked or seen silent by this
+    /// directory for `SILENCE`; returns their addresses. A key merely without a valid subkey
+    /// now is kept (unused), and its silence observed: dropping it would let any other key
+    /// take the address at once.
     pub fn prune(&self, now: SystemTime) -> Result<Vec<MixAddress>> {
         let mut gone = Vec::new();
         for (addr, cert) in self.certs()? {
-            if check(&cert, now).is_err() && (revoked(&cert, now) || silent(&cert, now)) {
+            let silent = self.observe_silence(&addr, &cert, now)?.is_some_and(|since| since + SILENCE <= now);
+            if check(&cert, now).is_err() && (revoked(&cert, now) || silent) {
                 self.remove(&self.file(&addr))?;
                 self.remove(&self.wkd_file(&addr))?;
+                self.remove(&self.silent_file(&addr))?;
                 gone.push(addr);
             }
         }
@@ -548,7 +625,7 @@ impl Directory {
         let mut out = Vec::new();
         for (addr, cert) in self.certs()? {
             if let Ok(mut mix) = check(&cert, now) {
-                mix.wkd = self.wkd(&addr)?.is_some_and(|f| f.eq_ignore_ascii_case(&cert.fingerprint().to_hex()));
+                mix.wkd = self.wkd(&addr, now)?.is_some_and(|f| f.eq_ignore_ascii_case(&cert.fingerprint().to_hex()));
                 out.push(mix);
             }
         }
@@ -557,9 +634,9 @@ impl Directory {
 }
 
 /// The mix address in a cert's user id, when it names one, whatever else is wrong with it.
-fn address_of(cert: &Cert) -> Option<MixAddress> {
-    let uid = cert.userids().next()?;
-    let uid = std::str::from_utf8(uid.userid().value()).ok()?;
+fn address_of(cert: &Cert, now: SystemTime) -> Option<MixAddress> {
+    let uid = *bound_userids(cert, &StandardPolicy::new(), now).first()?;
+    let uid = std::str::from_utf8(uid.value()).ok()?;
     let (_, _, address) = split_user_id(uid)?;
     MixAddress::parse(address).ok()
 }
@@ -726,15 +803,179 @@ mod tests {
         let old = mix("a.test", "middleman");
         d.import(&armored(&old), t0()).unwrap();
         let expired = t0() + keys::SUBKEY_VALIDITY;
-        for (after, replaced) in [(Duration::from_secs(86400), false), (SILENCE - Duration::from_secs(1), false), (SILENCE, true)] {
-            let at = expired + after;
+        // The week counts from this directory's first sight of the key without a valid
+        // subkey (a day after it lapsed), not from the lapse.
+        let first = expired + Duration::from_secs(86400);
+        for (at, replaced) in [(first, false), (first + SILENCE - Duration::from_secs(1), false), (first + SILENCE, true)] {
             let other = keys::generate("Other", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
             // Discovery keeps the silent key (unused) until the week is over.
             let (r, pruned) = d.refresh(Some(&armored(&other)), at).unwrap();
             assert!(pruned.is_empty());
-            assert_eq!(r.replaced.len(), usize::from(replaced), "{after:?}");
-            assert_eq!(used(&d, "a.test", at), replaced.then(|| other.fingerprint()), "{after:?}");
+            assert_eq!(r.replaced.len(), usize::from(replaced), "{at:?}");
+            assert_eq!(used(&d, "a.test", at), replaced.then(|| other.fingerprint()), "{at:?}");
         }
+    }
+
+    /// Review attack 7: a domain's word is re-checked; unconfirmed for 30 days, it lapses.
+    #[test]
+    fn a_wkd_vouch_ages_out() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let long = Duration::from_secs(60 * 86400);
+        let k = keys::generate("Mix", &Modes::parse("exitpublic").unwrap(), &addr("a.test"), t0(), long).unwrap();
+        d.import(&armored(&k), t0()).unwrap();
+        let vouched = |at| d.usable(at).unwrap()[0].wkd;
+        assert!(!vouched(t0()));
+        d.set_wkd(&addr("a.test"), Some(&k.fingerprint().to_hex()), t0()).unwrap();
+        assert!(vouched(t0()) && vouched(t0() + WKD_MAX_AGE - Duration::from_secs(1)));
+        assert!(!vouched(t0() + WKD_MAX_AGE), "unconfirmed for 30 days");
+        // A record of the old form, without its time, is no word.
+        fs::write(t.path().join("d/mixtasy@a.test.wkd"), format!("{}\n", k.fingerprint().to_hex())).unwrap();
+        assert!(!vouched(t0()));
+    }
+
+    /// Review attack 4: a sender who has not fetched for 9 days fetches through a keyserver
+    /// that withholds the mix's new subkeys and carries an impostor. The stale copy has no
+    /// valid subkey, but this directory has not watched it silent for a week.
+    #[test]
+    fn a_stale_copy_met_after_a_long_gap_is_not_silent() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let good = mix("a.test", "middleman");
+        d.import(&armored(&good), t0()).unwrap();
+        let at = t0() + Duration::from_secs(9 * 86400);
+        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let (r, pruned) = d.refresh(Some(&armored(&evil)), at).unwrap();
+        assert!(r.replaced.is_empty() && pruned.is_empty());
+        assert_eq!(r.kept_established, [(addr("a.test"), evil.fingerprint().to_hex())]);
+        assert_eq!(used(&d, "a.test", at), None);
+        // The real mix's answer, with its rotated subkeys, ends the silence record.
+        let (rotated, _) = keys::rotate(good.clone(), at, keys::SUBKEY_VALIDITY).unwrap();
+        d.refresh(Some(&armored(&rotated.strip_secret_key_material())), at).unwrap();
+        assert_eq!(used(&d, "a.test", at), Some(good.fingerprint()));
+        let week = at + SILENCE;
+        let evil2 = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), week, keys::SUBKEY_VALIDITY).unwrap();
+        let (r, _) = d.refresh(Some(&armored(&evil2)), week).unwrap();
+        assert!(r.replaced.is_empty(), "silence seen once, at this very fetch: no week yet");
+    }
+
+    /// A third party's key revocation over the victim's primary (review attack 1).
+    fn forged_revocation(victim: &Cert, at: SystemTime) -> openpgp::packet::Signature {
+        use openpgp::packet::signature::SignatureBuilder;
+        use openpgp::types::{ReasonForRevocation, SignatureType};
+        let atk = mix("atk.test", "middleman");
+        let mut signer = atk.primary_key().key().clone().parts_into_secret().unwrap().into_keypair().unwrap();
+        SignatureBuilder::new(SignatureType::KeyRevocation)
+            .set_reason_for_revocation(ReasonForRevocation::KeyCompromised, b"")
+            .unwrap()
+            .set_signature_creation_time(at)
+            .unwrap()
+            .sign_direct_key(&mut signer, Some(victim.primary_key().key()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_revocation_by_another_key_counts_for_nothing_and_is_not_stored() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let good = mix("a.test", "middleman");
+        d.import(&armored(&good), t0()).unwrap();
+        let later = t0() + Duration::from_secs(60);
+        let poisoned = good.clone().insert_packets(forged_revocation(&good, later)).unwrap().0;
+        assert!(!revoked(&poisoned, later));
+        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY).unwrap();
+        let mut input = armored(&poisoned);
+        input.extend(armored(&evil));
+        let r = d.import(&input, later).unwrap();
+        assert!(r.replaced.is_empty());
+        assert_eq!(r.kept_established, [(addr("a.test"), evil.fingerprint().to_hex())]);
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+        let stored = d.get(&addr("a.test")).unwrap().unwrap();
+        assert_eq!(stored.primary_key().other_revocations().count(), 0, "third-party revocation dropped");
+        // Alone, through discovery: nothing is pruned, and the address stays taken.
+        let (_, pruned) = d.refresh(Some(&armored(&poisoned)), later).unwrap();
+        assert!(pruned.is_empty());
+        d.import(&armored(&evil), later).unwrap();
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+    }
+
+    #[test]
+    fn a_key_naming_a_designated_revoker_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let other = mix("b.test", "middleman");
+        let cert = CertBuilder::new()
+            .set_creation_time(t0())
+            .set_primary_key_flags(openpgp::types::KeyFlags::empty().set_certification())
+            .add_userid("R (mixtasy-mode:middleman) <mixtasy@r.test>")
+            .add_subkey(openpgp::types::KeyFlags::empty().set_transport_encryption().set_storage_encryption(), keys::SUBKEY_VALIDITY, None)
+            .set_revocation_keys(vec![(&other).into()])
+            .generate()
+            .unwrap()
+            .0;
+        let r = d.import(&armored(&cert), t0()).unwrap();
+        assert_eq!(r.refused[0].1, Refusal::DesignatedRevoker);
+        assert!(d.certs().unwrap().is_empty());
+    }
+
+    /// Review attack 2: a bare user id packet appended to the established key.
+    #[test]
+    fn an_unbound_user_id_neither_counts_nor_is_stored() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let good = mix("a.test", "middleman");
+        d.import(&armored(&good), t0()).unwrap();
+        let later = t0() + Duration::from_secs(60);
+        let uid = openpgp::packet::UserID::from("X (mixtasy-mode:middleman) <mixtasy@a.test>");
+        let atk = mix("atk.test", "middleman");
+        // A bare user id, and a third party's certification flood on the bound one.
+        let mut signer = atk.primary_key().key().clone().parts_into_secret().unwrap().into_keypair().unwrap();
+        let bound = good.userids().next().unwrap().userid().clone();
+        let flood: Vec<openpgp::Packet> = (0..50)
+            .map(|_| bound.certify(&mut signer, &good, openpgp::types::SignatureType::GenericCertification, None, later).unwrap().into())
+            .collect();
+        let poisoned = good.clone().insert_packets(uid).unwrap().0.insert_packets(flood).unwrap().0;
+        let r = d.import(&armored(&poisoned), later).unwrap();
+        assert_eq!(r.stored, [addr("a.test")], "{:?}", r.refused);
+        assert_eq!(used(&d, "a.test", later), Some(good.fingerprint()));
+        let stored = d.get(&addr("a.test")).unwrap().unwrap();
+        assert_eq!(stored.userids().count(), 1);
+        assert_eq!(stored.userids().next().unwrap().certifications().count(), 0, "flood dropped");
+        assert!(SerializeInto::to_vec(&stored).unwrap().len() <= SerializeInto::to_vec(&good.clone().strip_secret_key_material()).unwrap().len());
+        // A fresh directory takes the poisoned key too, minimised.
+        let d2 = Directory::new(t.path().join("d2"));
+        assert_eq!(d2.import(&armored(&poisoned), later).unwrap().stored, [addr("a.test")]);
+    }
+
+    /// Review attack 3: the thief of a key its operator revoked makes a "transition".
+    #[test]
+    fn a_revoked_key_certifies_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Directory::new(t.path().join("d"));
+        let old = mix("a.test", "middleman");
+        d.import(&armored(&old), t0()).unwrap();
+        let at = t0() + Duration::from_secs(3600);
+        let revoked = keys::revoke(&old, "compromised", at).unwrap().strip_secret_key_material();
+        let n = keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let later = at + Duration::from_secs(60);
+        let e = keys::transition(&old, "Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY)
+            .unwrap()
+            .strip_secret_key_material();
+        // The revocation already known, then the thief's transition alone: not taken.
+        d.import(&armored(&revoked), later).unwrap();
+        let r = d.import(&armored(&e), later).unwrap();
+        assert_ne!(r.replaced, [(addr("a.test"), Replacement::Certified)]);
+        assert_eq!(r.replaced, [(addr("a.test"), Replacement::Revoked)], "a revoked address is free, as before");
+        // All three at once in a fresh copy: the thief's key and the operator's are a conflict, neither wins.
+        let d2 = Directory::new(t.path().join("d2"));
+        d2.import(&armored(&old), t0()).unwrap();
+        let mut input = armored(&revoked);
+        input.extend(armored(&n));
+        input.extend(armored(&e));
+        let r = d2.import(&input, later).unwrap();
+        assert!(r.replaced.is_empty());
+        assert_eq!(r.conflicts.len(), 1);
+        assert_eq!(used(&d2, "a.test", later), None);
     }
 
     #[test]

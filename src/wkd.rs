@@ -61,6 +61,25 @@ pub fn urls(address: &MixAddress) -> [String; 2] {
     ]
 }
 
+/// The two URLs of the WKD policy file of an address's domain, advanced method first.
+pub fn policy_urls(address: &MixAddress) -> [String; 2] {
+    let domain = address.fqdn().to_ascii_lowercase();
+    [format!("https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/policy"), format!("https://{domain}/.well-known/openpgpkey/policy")]
+}
+
+/// The fingerprints a WKD policy file names in `mixtasy-exit: FINGERPRINT` lines (spaces
+/// in the fingerprint allowed, any case): the domain's explicit opt-in for its exit mix.
+/// Other lines, the keywords of the WKD draft, are ignored, as WKD clients ignore ours.
+pub fn exit_opt_ins(policy: &str) -> Vec<String> {
+    policy
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("mixtasy-exit"))
+        .map(|(_, v)| v.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 /// `HOST:PORT:ADDR` overrides of DNS, as curl's `--resolve`; ADDR may carry a port of its
 /// own (`127.0.0.1:8443`, `[::1]:8443`), as curl's `--connect-to`, so that a WKD can be
 /// served from an unprivileged port while the URL, the Host header and TLS name stay the same.
@@ -147,19 +166,31 @@ impl Wkd {
     /// cannot be reached. `Ok(empty)`: the domain has none (404); an unreachable or broken
     /// WKD is an error.
     pub fn lookup(&self, address: &MixAddress) -> Result<Vec<Cert>> {
-        let [advanced, direct] = urls(address);
-        let body = match self.get(&advanced) {
-            Ok(answer) => answer,
-            Err(e) if e.downcast_ref::<Unreachable>().is_some() => self.get(&direct)?,
-            Err(e) => return Err(e),
-        };
-        let Some(body) = body else { return Ok(Vec::new()) };
+        let Some(body) = self.get_either(urls(address))? else { return Ok(Vec::new()) };
         let certs: Vec<Cert> = CertParser::from_bytes(&body)
             .context("the WKD answer is not OpenPGP")?
             .filter_map(|c| c.ok())
             .filter(|c| c.userids().any(|u| u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(address.as_str()))))
             .collect();
         Ok(certs)
+    }
+
+    /// The fingerprints the domain of `address` opts in as its exit mix in its WKD policy
+    /// file (`exit_opt_ins`; review of issue 10: a provider that publishes every user's key
+    /// in its WKD would otherwise vouch for whoever registers mixtasy@provider). `Ok(empty)`:
+    /// no policy file (404), or none named.
+    pub fn exit_policy(&self, address: &MixAddress) -> Result<Vec<String>> {
+        let Some(body) = self.get_either(policy_urls(address))? else { return Ok(Vec::new()) };
+        Ok(exit_opt_ins(&String::from_utf8_lossy(&body)))
+    }
+
+    /// The advanced method's URL, and the direct one only when that host cannot be reached.
+    fn get_either(&self, [advanced, direct]: [String; 2]) -> Result<Option<Vec<u8>>> {
+        match self.get(&advanced) {
+            Ok(answer) => Ok(answer),
+            Err(e) if e.downcast_ref::<Unreachable>().is_some() => self.get(&direct),
+            Err(e) => Err(e),
+        }
     }
 
     /// One GET: `Ok(None)` on 404.
@@ -208,6 +239,16 @@ mod tests {
         let h = zbase32(&sha1::Sha1::digest(b"mixtasy"));
         assert_eq!(adv, format!("https://openpgpkey.mix2.test/.well-known/openpgpkey/mix2.test/hu/{h}?l=mixtasy"));
         assert_eq!(direct, format!("https://mix2.test/.well-known/openpgpkey/hu/{h}?l=mixtasy"));
+    }
+
+    #[test]
+    fn the_policy_file_opts_in_by_fingerprint() {
+        let policy = "protocol-version: 15\n# comment\nmixtasy-exit: abcd 0123\nMIXTASY-EXIT:EF01\nmixtasy-exit:\nsubmission-address: x@y\n";
+        assert_eq!(exit_opt_ins(policy), ["ABCD0123", "EF01"]);
+        assert!(exit_opt_ins("").is_empty());
+        let [adv, direct] = policy_urls(&MixAddress::parse("mixtasy@Mix2.Test").unwrap());
+        assert_eq!(adv, "https://openpgpkey.mix2.test/.well-known/openpgpkey/mix2.test/policy");
+        assert_eq!(direct, "https://mix2.test/.well-known/openpgpkey/policy");
     }
 
     #[test]

@@ -145,6 +145,11 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     c.arg("--home").arg(&fresh).args(["--now", &later.to_string(), "create", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
     let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
     assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unresolved key conflicts (mixtasy@mix2.test)"), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut c = mixtasy();
+    c.arg("--home").arg(&fresh).args(["--now", &later.to_string(), "create", "--despite-conflicts", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
+    let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(mixtasy::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
     // The user, having checked the fingerprint with mix2's operator, ends the conflict.
@@ -241,18 +246,76 @@ fn seven_days_without_a_valid_subkey_give_the_address_up() {
     let t = 1_900_000_000;
     let net = network(t);
     net.publish_all_to_client();
-    // mix2 goes silent: its one subkey expires at t + 2 days.
+    // A second sender who also knew every mix at t, then looked at nothing for 12 days.
+    let stale = net.dir.path().join("stale");
+    client(&stale, t, &["directory", "import"], &MIXES.iter().flat_map(|f| net.export(f, false)).collect::<Vec<u8>>());
+    // mix2 goes silent: its one subkey expires at t + 2 days. This directory first sees
+    // it so at t + 3 days, and the week counts from there.
     let soon = t + 3 * DAY;
     let out = client(&net.client_home(), soon, &["directory", "import"], &other_key(&net, soon));
     assert!(out.starts_with("ignored mixtasy@mix2.test"), "one day of silence is not enough: {out}");
     let list = client(&net.client_home(), soon, &["directory", "list"], b"");
     assert!(list.lines().any(|l| l == "mixtasy@mix2.test  unusable: no encryption subkey valid now"), "kept, unused: {list}");
-    let week = t + 2 * DAY + 7 * DAY;
+    let lapse_week = t + 2 * DAY + 7 * DAY;
+    let out = client(&net.client_home(), lapse_week, &["directory", "import"], &other_key(&net, lapse_week));
+    assert!(out.starts_with("ignored mixtasy@mix2.test"), "a week after the lapse, but only 6 days seen here: {out}");
+    // Review attack 4: the stale sender meets a copy without new subkeys (a keyserver that
+    // withholds them) and an impostor after 12 days: silence it never watched counts for nothing.
+    let late = t + 12 * DAY;
+    let out = client(&stale, late, &["directory", "import"], &other_key(&net, late));
+    assert!(out.starts_with("ignored mixtasy@mix2.test"), "a stale copy is not a week of silence: {out}");
+    let week = soon + 7 * DAY;
     let next = other_key(&net, week);
     let out = client(&net.client_home(), week, &["directory", "import"], &next);
-    assert!(out.contains("replaced mixtasy@mix2.test: the previous key had no valid subkey for 7 days"), "{out}");
+    assert!(out.contains("replaced mixtasy@mix2.test: this directory has seen the previous key without a valid subkey for 7 days"), "{out}");
     let stored = std::fs::read(net.client_home().join("directory/mixtasy@mix2.test.pgp")).unwrap();
     assert_eq!(fingerprint(&stored), fingerprint(&next));
+}
+
+/// Review attack 1: anyone signs a "key revocation" over mix2's primary and hands the key
+/// out with it, beside an impostor; review attack 2: a bare user id appended to it. Neither
+/// counts, neither is stored, and mail still goes to the real mix2.
+#[test]
+fn a_forged_revocation_or_a_bare_user_id_neither_frees_nor_breaks_the_address() {
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::types::{ReasonForRevocation, SignatureType};
+    let t = 1_900_000_000;
+    let net = network(t);
+    net.publish_all_to_client();
+    let real = openpgp::Cert::from_bytes(&net.export("mix2.test", false)).unwrap();
+    let atk = mixtasy::keys::generate(
+        "Atk",
+        &mixtasy::modes::Modes::parse("middleman").unwrap(),
+        &mixtasy::address::MixAddress::for_fqdn("atk.test").unwrap(),
+        UNIX_EPOCH + Duration::from_secs(t),
+        mixtasy::keys::SUBKEY_VALIDITY,
+    )
+    .unwrap();
+    let mut signer = atk.primary_key().key().clone().parts_into_secret().unwrap().into_keypair().unwrap();
+    let forged = SignatureBuilder::new(SignatureType::KeyRevocation)
+        .set_reason_for_revocation(ReasonForRevocation::KeyCompromised, b"")
+        .unwrap()
+        .set_signature_creation_time(UNIX_EPOCH + Duration::from_secs(t + 60))
+        .unwrap()
+        .sign_direct_key(&mut signer, Some(real.primary_key().key()))
+        .unwrap();
+    let poisoned = real.clone().insert_packets(forged).unwrap().0;
+    let bare = openpgp::packet::UserID::from("X (mixtasy-mode:middleman) <mixtasy@mix2.test>");
+    let poisoned = poisoned.insert_packets(bare).unwrap().0;
+    let at = t + 120;
+    let evil = other_key(&net, at);
+    let input = [poisoned.armored().to_vec().unwrap(), evil.clone()].concat();
+    let out = client(&net.client_home(), at, &["directory", "import"], &input);
+    assert_eq!(out, format!("stored mixtasy@mix2.test\nignored mixtasy@mix2.test key {}: another key is established for it and does not certify this one\n", fingerprint(&evil)));
+    let stored = openpgp::Cert::from_bytes(&std::fs::read(net.client_home().join("directory/mixtasy@mix2.test.pgp")).unwrap()).unwrap();
+    assert_eq!((stored.fingerprint(), stored.userids().count()), (real.fingerprint(), 1));
+    assert_eq!(stored.primary_key().other_revocations().count(), 0, "the forged revocation is not stored");
+    let mail = first_hop(&net.client_home(), at, "mix2.test");
+    assert!(net.peel("mix2.test", &mail).is_ok(), "still the real mix2");
+    // A fresh directory takes the poisoned key as the real mix2's, minimised.
+    let fresh = net.dir.path().join("fresh");
+    let out = client(&fresh, at, &["directory", "import"], &poisoned.armored().to_vec().unwrap());
+    assert_eq!(out, "stored mixtasy@mix2.test\n");
 }
 
 #[test]

@@ -98,6 +98,11 @@ impl WkdServer {
         self.files.lock().unwrap().insert(key, cert.to_vec().unwrap());
     }
 
+    /// Serves `body` as it is (a policy file).
+    fn serve_raw(&self, url: &str, body: &[u8]) {
+        self.files.lock().unwrap().insert(url.strip_prefix("https://").unwrap().to_string(), body.to_vec());
+    }
+
     fn clear(&self) {
         self.files.lock().unwrap().clear();
     }
@@ -173,7 +178,9 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen.len(), 2, "still random: {seen:?}");
 
-    // The real key, by the direct method (no advanced host answers), learnt on import.
+    // The real key, by the direct method (no advanced host answers), learnt on import. Being
+    // in the WKD is not enough (a provider may publish every user's key there): the domain's
+    // policy file must opt the key in (review of issue 10, attack 6).
     server.clear();
     let real = net.export(RCPT, false);
     server.serve(&direct, &real);
@@ -181,9 +188,21 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let mut c = net.client_cmd();
     c.args(["directory", "import", "--wkd"]).args(wkd_args(&resolve_dead_advanced));
     let out = String::from_utf8(ok(c, &real).stdout).unwrap();
+    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain holds key {real_fpr} but its WKD policy file has no `mixtasy-exit: {real_fpr}`: not vouched")), "{out}");
+    assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
+    let policy_url = mixtasy::wkd::policy_urls(&addr)[1].clone();
+    server.serve_raw(&policy_url, format!("protocol-version: 15\nmixtasy-exit: {impostor_fpr}\n").as_bytes());
+    let mut c = net.client_cmd();
+    c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
+    let out = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(out.contains("its WKD policy file has no `mixtasy-exit"), "another key opted in is no word for this one: {out}");
+    server.serve_raw(&policy_url, format!("protocol-version: 15\nmixtasy-exit: {real_fpr}\n").as_bytes());
+    let mut c = net.client_cmd();
+    c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
+    let out = String::from_utf8(ok(c, b"").stdout).unwrap();
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}")), "{out}");
     let record = std::fs::read_to_string(net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd"))).unwrap();
-    assert_eq!(record.trim(), real_fpr, "the record names the exact fingerprint");
+    assert_eq!(record.trim(), format!("{real_fpr} {}", net.now), "the record names the exact fingerprint and when");
     assert_eq!(mixtasy::home::loose_permissions(&net.client_home()).unwrap(), Vec::<PathBuf>::new());
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
@@ -211,4 +230,85 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let out = String::from_utf8(ok(c, b"").stdout).unwrap();
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: lookup failed, record unchanged")), "{out}");
     assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
+}
+
+/// Review of issue 10, attack 5: an attacker uploads an impostor for an honest mix's
+/// address, so a new sender's directory meets both with no history: a conflict. `create`
+/// then refuses (paths would be built from whatever is left, perhaps only the attacker's
+/// mixes) unless told `--despite-conflicts`; `directory import --wkd` settles the conflict
+/// by the mix's own domain, which holds the real key.
+#[test]
+fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
+    let mut net = Net::new(1_900_000_000);
+    for (f, modes) in [("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("c.test", "middleman"), ("d.test", "middleman"), (RCPT, "middleman,exitpublic")] {
+        net.add_node(f, modes);
+    }
+    let server = WkdServer::start(net.dir.path(), &[&format!("openpgpkey.{RCPT}"), RCPT]);
+    let addr = mixtasy::address::MixAddress::for_fqdn(RCPT).unwrap();
+    let [_, direct] = mixtasy::wkd::urls(&addr);
+    let dead = free_port();
+    let ca = server.ca_file.to_str().unwrap().to_string();
+    let wkd_args = [
+        "--wkd".to_string(),
+        "--wkd-resolve".into(),
+        format!("openpgpkey.{RCPT}:443:127.0.0.1:{dead}"),
+        "--wkd-resolve".into(),
+        format!("{RCPT}:443:127.0.0.1:{}", server.port),
+        "--wkd-ca-file".into(),
+        ca,
+    ];
+    let impostor_home = net.dir.path().join("impostor");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "init", "--address", &format!("mixtasy@{RCPT}"), "--modes", "middleman,exitpublic"]);
+    ok(c, b"");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "key", "export"]);
+    let impostor = ok(c, b"").stdout;
+    let real = net.export(RCPT, false);
+    let real_fpr = openpgp::Cert::from_bytes(&real).unwrap().fingerprint().to_hex();
+    let mut all = impostor.clone();
+    for f in ["a.test", "b.test", "c.test", "d.test", RCPT] {
+        all.extend(net.export(f, false));
+    }
+    // What a keyserver holding the impostor answers a new sender (no WKD asked).
+    let mut c = net.client_cmd();
+    c.args(["directory", "import"]);
+    let out = String::from_utf8(ok(c, &all).stdout).unwrap();
+    assert!(out.contains(&format!("conflict mixtasy@{RCPT}: 2 unrelated keys")), "{out}");
+
+    let original = format!("To: bob@{RCPT}\n\nhello\n");
+    let mut c = net.client_cmd();
+    c.args(["create", "--out"]).arg(net.dir.path().join("refused"));
+    let out = run(c, original.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("unresolved key conflicts (mixtasy@{RCPT})")) && err.contains("--despite-conflicts"), "{err}");
+    assert!(!net.dir.path().join("refused").exists(), "nothing written");
+    let mut c = net.client_cmd();
+    c.args(["send", "--sendmail", "/bin/false"]);
+    let out = run(c, original.as_bytes());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unresolved key conflicts"), "send refuses before any sendmail");
+    // The user's explicit word: built, with a warning, from the mixes not in conflict.
+    let mut c = net.client_cmd();
+    c.args(["create", "--despite-conflicts", "--out"]).arg(net.dir.path().join("despite"));
+    let out = ok(c, original.as_bytes());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("warning: building paths without the mixes in conflict: mixtasy@{RCPT}")));
+
+    // A WKD that holds neither key settles nothing; the mix's domain holding the real one does.
+    let mut c = net.client_cmd();
+    c.args(["directory", "import"]).args(&wkd_args);
+    let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
+    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for none of the keys in conflict: conflict stays")), "{out}");
+    server.serve(&direct, &real);
+    server.serve_raw(&mixtasy::wkd::policy_urls(&addr)[1], format!("mixtasy-exit: {real_fpr}\n").as_bytes());
+    let mut c = net.client_cmd();
+    c.args(["directory", "import"]).args(&wkd_args);
+    let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
+    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}: conflict settled")), "{out}");
+    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}\n")), "and it is vouched as exit: {out}");
+    let mut c = net.client_cmd();
+    c.args(["directory", "list"]);
+    let list = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(!list.contains("conflict"), "{list}");
+    assert!(exits(&net, 4).iter().all(|e| e == RCPT), "the real, vouched key is used");
 }

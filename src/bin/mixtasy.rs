@@ -121,6 +121,10 @@ struct PathArgs {
     /// Do not encrypt, even with HOME/encrypt-to.asc present.
     #[arg(long, conflicts_with = "encrypt_to")]
     no_encrypt: bool,
+    /// Build paths even though the directory has unresolved key conflicts (an attacker's
+    /// keys may be hiding honest mixes).
+    #[arg(long)]
+    despite_conflicts: bool,
 }
 
 #[derive(Subcommand)]
@@ -282,6 +286,7 @@ fn mua_recipients(mua: SendmailArgs) -> Vec<Option<String>> {
 /// per Bcc recipient (`submit`), encrypts each for its recipient if asked (`pgpmime`), and
 /// builds their wire messages, all in memory: an error sends nothing.
 fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+    cli::refuse_conflicts(directory, path.despite_conflicts).map_err(|e| ConfigError(format!("{e:#}")))?;
     let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().map_err(|e| ConfigError(format!("--first-mix: {e}")))?;
     let mut raw = Vec::new();
     std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
