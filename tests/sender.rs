@@ -110,6 +110,8 @@ fn send_exit_codes_follow_sysexits_with_one_line() {
     assert!(err.contains("no To: recipient"), "{err}");
     let (code, err) = send(&net.client_home(), &["--first-mix", "nowhere.test"], b"To: bob@rcpt.test\n\nx\n");
     assert_eq!(code, Some(78), "EX_CONFIG for a first mix not in the directory: {err}");
+    let (code, err) = send(&net.client_home(), &["--no-such-option"], b"To: bob@rcpt.test\n\nx\n");
+    assert_eq!(code, Some(64), "EX_USAGE for a command line send cannot use: {err}");
     // What a mail program passes is understood; -f and -F change nothing that leaves.
     let (code, err) = send(&net.client_home(), &["-t", "-i", "-oi", "-oem", "-f", "alice@home.example", "-F", "Alice", "--", "bob@rcpt.test"], b"To: bob@rcpt.test\nBcc: erin@rcpt.test\n\nx\n");
     assert_eq!(code, Some(0), "{err}");

@@ -178,7 +178,16 @@ impl WkdArgs {
 
 fn main() -> ExitCode {
     mixtasy::tuning::tune_allocator();
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // A mail program calling `send` as its sendmail reads sysexits: a command line it
+        // cannot use is EX_USAGE (64), said in the usual one block on stderr.
+        Err(e) if e.use_stderr() && std::env::args().skip(1).any(|a| a == "send") => {
+            let _ = e.print();
+            return ExitCode::from(64);
+        }
+        Err(e) => e.exit(),
+    };
     let sending = matches!(args.command, Command::Send { .. });
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
