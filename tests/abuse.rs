@@ -6,13 +6,14 @@ use mixtasy::message::Kind;
 
 use crate::util::*;
 
-const EXIT: &str = "exit.test";
+pub(crate) const EXIT: &str = "exit.test";
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn exit_net() -> Net {
+/// One exit node in a lab network (`Net::add_lab_node`).
+pub(crate) fn exit_net() -> Net {
     let mut net = Net::new(now());
     net.add_lab_node(EXIT, "middleman,exitpublic");
     net

@@ -10,17 +10,7 @@ use mixtasy::message::Kind;
 
 use crate::util::*;
 
-const EXIT: &str = "exit.test";
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn exit_net() -> Net {
-    let mut net = Net::new(now());
-    net.add_lab_node(EXIT, "middleman,exitpublic");
-    net
-}
+use crate::abuse::{exit_net, EXIT};
 
 /// Makes the maildir transport fail for `address` alone (a temporary failure, as a full
 /// or unreachable mailbox is): a plain file stands where its Maildir would be made.

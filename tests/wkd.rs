@@ -160,13 +160,7 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     assert_eq!(seen, [String::from("a.test"), RCPT.to_string()].into(), "random exitpublic exits");
 
     // The WKD holds another key for mixtasy@rcpt.test (the advanced method answers): no vouching.
-    let impostor_home = net.dir.path().join("impostor");
-    let mut c = mixtasyd();
-    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "init", "--address", &format!("mixtasy@{RCPT}"), "--modes", "middleman,exitpublic"]);
-    ok(c, b"");
-    let mut c = mixtasyd();
-    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "key", "export"]);
-    let impostor = ok(c, b"").stdout;
+    let impostor = impostor_key(&net);
     server.serve(&advanced, &impostor);
     let impostor_fpr = openpgp::Cert::from_bytes(&impostor).unwrap().fingerprint().to_hex();
     let mut c = net.client_cmd();
@@ -257,13 +251,7 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
         "--wkd-ca-file".into(),
         ca,
     ];
-    let impostor_home = net.dir.path().join("impostor");
-    let mut c = mixtasyd();
-    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "init", "--address", &format!("mixtasy@{RCPT}"), "--modes", "middleman,exitpublic"]);
-    ok(c, b"");
-    let mut c = mixtasyd();
-    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "key", "export"]);
-    let impostor = ok(c, b"").stdout;
+    let impostor = impostor_key(&net);
     let real = net.export(RCPT, false);
     let real_fpr = openpgp::Cert::from_bytes(&real).unwrap().fingerprint().to_hex();
     let mut all = impostor.clone();
@@ -311,4 +299,15 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
     let list = String::from_utf8(ok(c, b"").stdout).unwrap();
     assert!(!list.contains("conflict"), "{list}");
     assert!(exits(&net, 4).iter().all(|e| e == RCPT), "the real, vouched key is used");
+}
+
+/// Another mix key for `mixtasy@RCPT`, made by a second home: the impostor's.
+fn impostor_key(net: &Net) -> Vec<u8> {
+    let impostor_home = net.dir.path().join("impostor");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "init", "--address", &format!("mixtasy@{RCPT}"), "--modes", "middleman,exitpublic"]);
+    ok(c, b"");
+    let mut c = mixtasyd();
+    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "key", "export"]);
+    ok(c, b"").stdout
 }
