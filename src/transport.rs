@@ -67,6 +67,16 @@ impl Transport {
     }
 }
 
+/// The first non-empty line of a child's stderr, with every word that holds an `@` (an
+/// address) replaced by `<address>` and cut to 160 characters: enough to tell a
+/// `postdrop: ... Permission denied` from a full disk, nothing that names a correspondent.
+pub fn first_line_scrubbed(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty()) else { return String::new() };
+    let words: Vec<&str> = line.split_whitespace().map(|w| if w.contains('@') { "<address>" } else { w }).collect();
+    words.join(" ").chars().take(160).collect()
+}
+
 fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
     let mut cmd = Command::new(program);
     cmd.arg("-i");

@@ -20,3 +20,4 @@ mod tagging;
 mod takeover;
 mod wkd;
 mod exit;
+mod check;

@@ -1,0 +1,164 @@
+//! `mixtasyd check` (issue 13): one finding a line, exit status by the worst, nothing created;
+//! and what every node command refuses: a home of another user, an unqualified address.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+fn check(net: &Net, fqdn: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut c = net.node_cmd(fqdn);
+    c.arg("check").args(extra);
+    let out = run(c, b"");
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// The line of `what`, which must exist.
+fn line<'a>(said: &'a str, what: &str) -> &'a str {
+    said.lines().find(|l| l[5..].starts_with(&format!("{what}: "))).unwrap_or_else(|| panic!("no {what} line:\n{said}"))
+}
+
+/// Every path below `dir` with its mode, to show that nothing was created or changed.
+fn tree(dir: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            out.push((e.path().display().to_string(), m.permissions().mode()));
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn check_finds_what_is_wrong_and_changes_nothing() {
+    let mut net = Net::new(VECTOR_NOW);
+    net.add_node("mix1.test", "middleman");
+    let home = net.home("mix1.test");
+
+    // Fresh home, offline: all well, exit 0, and nothing created (no state database).
+    let before = tree(&home);
+    let (code, said) = check(&net, "mix1.test", &["--offline"]);
+    assert_eq!(code, Some(0), "{said}");
+    for what in ["config", "owner", "mode", "key", "subkey", "maildir"] {
+        assert!(line(&said, what).starts_with("ok "), "{said}");
+    }
+    assert_eq!(tree(&home), before, "check changed the home");
+    assert!(!home.join("state.sqlite").exists());
+
+    // Probing: a sendmail that fails says why, without the address it printed; a .test
+    // host does not resolve; no keyserver is a warning.
+    let sendmail = net.dir.path().join("sendmail");
+    std::fs::write(&sendmail, "#!/bin/sh\necho 'postdrop: warning: mail_queue_enter: create file maildrop/123: Permission denied for alice@example.org' >&2\nexit 75\n").unwrap();
+    std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o755)).unwrap();
+    net.configure("mix1.test", "sendmail", &format!("{:?}", sendmail.display().to_string()));
+    let (code, said) = check(&net, "mix1.test", &[]);
+    assert_eq!(code, Some(2), "{said}");
+    let t = line(&said, "transport");
+    assert!(t.starts_with("FAIL") && t.contains("exit status 75") && t.contains("Permission denied"), "{said}");
+    assert!(!said.contains("alice") && !said.contains("example.org"), "an address in the output:\n{said}");
+    assert!(!line(&said, "address").starts_with("ok "), "{said}");
+    assert!(line(&said, "keyserver").starts_with("WARN"), "{said}");
+    net.configure("mix1.test", "sendmail", "\"/nonexistent/sendmail\"");
+    let (_, said) = check(&net, "mix1.test", &[]);
+    assert!(line(&said, "transport").contains("missing or not executable"), "{said}");
+    net.configure("mix1.test", "sendmail", "\"/usr/sbin/sendmail\"");
+
+    // The config's modes against the key's user id (what senders believe).
+    net.configure("mix1.test", "modes", "\"middleman,exitpublic\"");
+    let (code, said) = check(&net, "mix1.test", &["--offline"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(line(&said, "key").starts_with("FAIL") && line(&said, "key").contains("key transition --modes"), "{said}");
+    net.configure("mix1.test", "modes", "\"middleman\"");
+
+    // A file open to others, and a file of another owner (as a command run as root leaves).
+    std::fs::set_permissions(home.join("mixtasyd.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, said) = check(&net, "mix1.test", &["--offline"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(line(&said, "mode").starts_with("FAIL") && line(&said, "mode").contains("mixtasyd.toml"), "{said}");
+    std::fs::set_permissions(home.join("mixtasyd.toml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        let stray = home.join("state.sqlite");
+        std::fs::write(&stray, b"").unwrap();
+        std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&stray, Some(65534), None).unwrap();
+        let (code, said) = check(&net, "mix1.test", &["--offline"]);
+        assert_eq!(code, Some(2), "{said}");
+        assert!(line(&said, "owner").starts_with("FAIL") && line(&said, "owner").contains("state.sqlite") && line(&said, "owner").contains("chown -R"), "{said}");
+        std::fs::remove_file(&stray).unwrap();
+    }
+
+    // A broken setting: one line naming file and line, exit 2, still nothing created.
+    let toml = home.join("mixtasyd.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}min_pol = 3\n")).unwrap();
+    let (code, said) = check(&net, "mix1.test", &["--offline"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(line(&said, "config").starts_with("FAIL") && line(&said, "config").contains("mixtasyd.toml:"), "{said}");
+    std::fs::write(&toml, text).unwrap();
+
+    // A home that does not exist is reported, not created.
+    let (code, said) = check(&net, "nothing.test", &["--offline"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(!net.home("nothing.test").exists());
+}
+
+/// Every node command but `check` refuses a home that another user owns, naming the owner; a
+/// round says so with exit 78; nothing is created in it.
+#[test]
+fn node_commands_refuse_a_home_of_another_user() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to give the home to another user");
+        return;
+    }
+    let mut net = Net::new(VECTOR_NOW);
+    net.add_node("mix1.test", "middleman");
+    let home = net.home("mix1.test");
+    let chown_all = |uid: u32| {
+        for (p, _) in tree(&home).into_iter().chain([(home.display().to_string(), 0)]) {
+            std::os::unix::fs::chown(&p, Some(uid), None).unwrap();
+        }
+    };
+    chown_all(65534);
+    let before = tree(&home);
+    for args in [&["status"][..], &["key", "rotate"], &["directory", "list"], &["--round"]] {
+        let mut c = net.node_cmd("mix1.test");
+        c.args(args);
+        let out: Output = run(c, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = if args == ["--round"] { 78 } else { 2 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {}", describe(&Command::new("mixtasyd"), &out));
+        assert!(err.contains("belongs to") && err.contains("uid 65534") && err.contains("run node commands as its owner"), "{args:?}: {err}");
+    }
+    assert_eq!(tree(&home), before, "a refused command changed the home");
+    let (_, said) = check(&net, "mix1.test", &["--offline"]);
+    assert!(line(&said, "owner").starts_with("WARN") && said.contains("must run as"), "{said}");
+    chown_all(0);
+}
+
+/// `init` refuses an address whose host part is not a FQDN (unless told so) and defaults to
+/// middleman.
+#[test]
+fn init_refuses_a_short_host_and_defaults_to_middleman() {
+    let net = Net::new(VECTOR_NOW);
+    let mut c = net.node_cmd("vm");
+    c.args(["init", "--address", "mixtasy@vm"]);
+    let out = run(c, b"");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&Command::new("init"), &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a fully qualified domain name"));
+    assert!(!net.home("vm").exists(), "a refused init left a home");
+    let mut c = net.node_cmd("vm");
+    c.args(["init", "--address", "mixtasy@vm", "--allow-unqualified"]);
+    ok(c, b"");
+    let mut c = net.node_cmd("mix1.test");
+    c.args(["init", "--address", "mixtasy@mix1.test"]);
+    let said = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(said.contains("(middleman)"), "{said}");
+    assert!(std::fs::read_to_string(net.home("mix1.test").join("mixtasyd.toml")).unwrap().contains("modes = \"middleman\""));
+}
