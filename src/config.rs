@@ -193,6 +193,14 @@ pub const SETTINGS: &[Setting] = &[
         doc: "What separates a subaddress (bob+tag@) from the mailbox in local parts: a blocked
               address is blocked with every subaddress. Empty: no subaddresses.",
     },
+    Setting {
+        name: "sendmail_round_limit",
+        default: Some("\"5m\""),
+        doc: "Most time one round spends in sendmails that fail (time out, exit non-zero). Once
+              used up, the rest of the round's mail stays queued for the next round at once,
+              so a hung or refusing MTA cannot hold a round past the unit's 30-minute timeout
+              (a pool of 30 at a 2-minute sendmail_timeout would take an hour).",
+    },
 ];
 
 /// How mail leaves the mix.
@@ -233,6 +241,7 @@ pub struct Config {
     pub anonymous_from: String,
     pub block_confirmations_per_day: u64,
     pub subaddress_delimiter: String,
+    pub sendmail_round_limit: Duration,
 }
 
 /// Parses `2d`, `1h`, `30m`, `45s` (one number, one unit).
@@ -397,6 +406,7 @@ pub fn parse(text: &str) -> Result<Config> {
             d if d.chars().count() <= 1 && !d.contains(['@', '"', ' ']) => d,
             _ => return Err(at("subaddress_delimiter", anyhow!("must be one character (not @), or empty"))),
         },
+        sendmail_round_limit: duration("sendmail_round_limit")?,
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {

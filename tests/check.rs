@@ -162,3 +162,56 @@ fn init_refuses_a_short_host_and_defaults_to_middleman() {
     assert!(said.contains("(middleman)"), "{said}");
     assert!(std::fs::read_to_string(net.home("mix1.test").join("mixtasyd.toml")).unwrap().contains("modes = \"middleman\""));
 }
+
+/// A sendmail script that logs nothing, reads its input and runs `body`.
+fn sendmail_script(net: &Net, name: &str, body: &str) -> String {
+    let p = net.dir.path().join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{:?}", p.display().to_string())
+}
+
+/// Issue 13, 6: an MTA that hangs costs a round at most `sendmail_round_limit` (the rest of
+/// the pool stays queued at once, counted as over-time), and one that refuses says why in
+/// the round's line, without the addresses it printed; `status` leads with the verdict and
+/// names the failure; a good round makes the node healthy again, with the pool's wait noted.
+#[test]
+fn transport_failures_are_capped_explained_and_judged() {
+    let mut net = Net::new(VECTOR_NOW);
+    for f in ["mix1.test", "mix2.test", "mix3.test", "mix4.test"] {
+        net.add_lab_node(f, "middleman,exitpublic");
+    }
+    net.publish_all_to_client();
+    for i in 0..6 {
+        let o = format!("To: bob@rcpt.test\nSubject: t{i}\n\nbody {i}\n");
+        net.inject(&net.create(o.as_bytes(), &["--first-mix", "mix1.test"]).remove(0));
+    }
+    net.configure("mix1.test", "transport", "\"sendmail\"");
+    net.configure("mix1.test", "sendmail", &sendmail_script(&net, "hang", "exec sleep 30"));
+    net.configure("mix1.test", "sendmail_timeout", "\"1s\"");
+    net.configure("mix1.test", "sendmail_round_limit", "\"2s\"");
+    let line = net.round("mix1.test");
+    assert!(line.contains("transport failures 6 (over-time 4, timeout 2; first: sendmail did not finish in time"), "{line}");
+    let st = net.status("mix1.test");
+    assert_eq!((st.get("pool"), st.get("transport.timeout"), st.get("transport.over-time")), (6, 2, 4), "{}", st.0);
+    assert!(st.0.starts_with("{\"format\":1,\"verdict\":\"unhealthy\"") && st.0.contains("sendmail timed out"), "{}", st.0);
+
+    // A refusing MTA: its first stderr line, addresses taken out.
+    net.configure("mix1.test", "sendmail", &sendmail_script(&net, "refuse", "cat >/dev/null; echo \"postdrop: warning: mail_queue_enter: create file maildrop/x: Permission denied ($3 to $5)\" >&2; exit 75"));
+    let line = net.round("mix1.test");
+    assert!(line.contains("exit-status 6; first: sendmail exited with status 75: postdrop: warning: mail_queue_enter: create file maildrop/x: Permission denied"), "{line}");
+    assert!(!line.contains(".test"), "an address in the round's line: {line}");
+    let mut c = net.node_cmd("mix1.test");
+    c.arg("status");
+    let text = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(text.starts_with("unhealthy\n  problem: the last round could not hand mail to the MTA: sendmail exited with an error"), "{text}");
+
+    // A working MTA: everything leaves, the node is healthy; the pool's wait is a note.
+    net.configure("mix1.test", "sendmail", &sendmail_script(&net, "good", "cat >/dev/null"));
+    let line = net.round("mix1.test");
+    assert!(line.contains("sent 6") && line.ends_with("transport failures 0\n"), "{line}");
+    let mut c = net.node_cmd("mix1.test");
+    c.arg("status");
+    let text = String::from_utf8(ok(c, b"").stdout).unwrap();
+    assert!(text.starts_with("healthy\n  waiting: the pool holds 0 message(s) and sends when it holds 1 (min_pool 0 + threshold 1): 1 more"), "{text}");
+}

@@ -181,8 +181,8 @@ fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
             println!("mixtasyd: another round is running on this home; nothing to do");
         }
         Ok(mixtasy::round::RoundResult::Done(s)) => println!(
-            "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}",
-            s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered
+            "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}, transport failures {}",
+            s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered, s.transport.line()
         ),
         Err(e) => {
             eprintln!("mixtasyd: {}", explain(home, &e));
@@ -341,7 +341,7 @@ fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(worst.exit_code()));
         }
         Command::Status { json } => {
-            let s = mixtasy::status::collect(&home)?;
+            let s = mixtasy::status::collect(&home, now)?;
             writeln!(std::io::stdout(), "{}", if json { s.json() } else { s.text() }.trim_end())?;
         }
         Command::Peel => {
