@@ -282,6 +282,47 @@ fn probe_sendmail(program: &Path) -> Result<(), String> {
     Err(if first.is_empty() { code } else { format!("{code}: {first}") })
 }
 
+/// `check --send-probe`: hands one plain mail for the mix address to the node's own
+/// transport (as a round would: envelope sender the mix address) and waits up to `wait` for
+/// it in the Maildir. That proves what the static checks cannot: postdrop accepts the
+/// node's mail, and the MTA routes the address into this Maildir. The probe file is removed
+/// once found (else the next round would file it in `.operator`).
+pub fn send_probe(config: &Config, wait: Duration) -> Finding {
+    let token = format!("{:032x}", rand::random::<u128>());
+    let mail = format!(
+        "From: {a}\nTo: {a}\nSubject: mixtasyd check --send-probe\nX-Mixtasy-Probe: {token}\n\nA delivery test of mixtasyd check; it removes this mail when it arrives.\n",
+        a = config.address
+    );
+    let started = Instant::now();
+    let transport = crate::transport::Transport::from_config(config);
+    if let Err(e) = transport.send(Some(&config.address), &[config.address.to_string()], mail.as_bytes()) {
+        return finding(Level::Fail, "probe", format!("the transport refused the probe: {e}"));
+    }
+    let handed = started.elapsed();
+    let needle = format!("X-Mixtasy-Probe: {token}");
+    while started.elapsed() < wait {
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(config.maildir.join(sub)) else { continue };
+            for e in entries.flatten() {
+                if std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)) {
+                    let _ = std::fs::remove_file(e.path());
+                    return finding(
+                        Level::Ok,
+                        "probe",
+                        format!("handed to the MTA in {:.1}s, in {} after {:.1}s (removed)", handed.as_secs_f64(), config.maildir.display(), started.elapsed().as_secs_f64()),
+                    );
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    finding(
+        Level::Fail,
+        "probe",
+        format!("the MTA took the probe but it did not reach {} in {}s: check the hook-up (postfix-hookup) and the MTA's log", config.maildir.display(), wait.as_secs()),
+    )
+}
+
 fn keyserver(config: &Config) -> Finding {
     let Some(url) = &config.keyserver else {
         return finding(Level::Warn, "keyserver", "none set: senders get the key only by hand (`key export`)");

@@ -296,6 +296,14 @@ mod tests {
     }
 
     #[test]
+    fn stderr_reason_names_nobody() {
+        let err = b"\n  postdrop: warning: unable to look up public/pickup for <alice@example.org>: Permission denied\nsecond line bob@x.test\n";
+        assert_eq!(first_line_scrubbed(err), "postdrop: warning: unable to look up public/pickup for <address> Permission denied");
+        assert_eq!(first_line_scrubbed(b""), "");
+        assert_eq!(first_line_scrubbed(&[b'x'; 500]).len(), 160);
+    }
+
+    #[test]
     fn maildir_delivery() {
         let t = tempfile::tempdir().unwrap();
         let from = MixAddress::for_fqdn("a.test").unwrap();

@@ -65,6 +65,10 @@ fn check_finds_what_is_wrong_and_changes_nothing() {
     assert!(!said.contains("alice") && !said.contains("example.org"), "an address in the output:\n{said}");
     assert!(!line(&said, "address").starts_with("ok "), "{said}");
     assert!(line(&said, "keyserver").starts_with("WARN"), "{said}");
+    // The self-test sends through the same sendmail, and says that it refused.
+    let (code, said) = check(&net, "mix1.test", &["--send-probe"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(line(&said, "probe").starts_with("FAIL") && line(&said, "probe").contains("refused the probe: sendmail exited with status 75"), "{said}");
     net.configure("mix1.test", "sendmail", "\"/nonexistent/sendmail\"");
     let (_, said) = check(&net, "mix1.test", &[]);
     assert!(line(&said, "transport").contains("missing or not executable"), "{said}");
@@ -190,17 +194,17 @@ fn transport_failures_are_capped_explained_and_judged() {
     net.configure("mix1.test", "sendmail", &sendmail_script(&net, "hang", "exec sleep 30"));
     net.configure("mix1.test", "sendmail_timeout", "\"1s\"");
     net.configure("mix1.test", "sendmail_round_limit", "\"2s\"");
-    let line = net.round("mix1.test");
-    assert!(line.contains("transport failures 6 (over-time 4, timeout 2; first: sendmail did not finish in time"), "{line}");
+    let round = net.round("mix1.test");
+    assert!(round.contains("transport failures 6 (over-time 4, timeout 2; first: sendmail did not finish in time"), "{round}");
     let st = net.status("mix1.test");
     assert_eq!((st.get("pool"), st.get("transport.timeout"), st.get("transport.over-time")), (6, 2, 4), "{}", st.0);
     assert!(st.0.starts_with("{\"format\":1,\"verdict\":\"unhealthy\"") && st.0.contains("sendmail timed out"), "{}", st.0);
 
     // A refusing MTA: its first stderr line, addresses taken out.
     net.configure("mix1.test", "sendmail", &sendmail_script(&net, "refuse", "cat >/dev/null; echo \"postdrop: warning: mail_queue_enter: create file maildrop/x: Permission denied ($3 to $5)\" >&2; exit 75"));
-    let line = net.round("mix1.test");
-    assert!(line.contains("exit-status 6; first: sendmail exited with status 75: postdrop: warning: mail_queue_enter: create file maildrop/x: Permission denied"), "{line}");
-    assert!(!line.contains(".test"), "an address in the round's line: {line}");
+    let round = net.round("mix1.test");
+    assert!(round.contains("exit-status 6; first: sendmail exited with status 75: postdrop: warning: mail_queue_enter: create file maildrop/x: Permission denied"), "{round}");
+    assert!(!round.contains(".test"), "an address in the round's line: {round}");
     let mut c = net.node_cmd("mix1.test");
     c.arg("status");
     let text = String::from_utf8(ok(c, b"").stdout).unwrap();
@@ -208,10 +212,15 @@ fn transport_failures_are_capped_explained_and_judged() {
 
     // A working MTA: everything leaves, the node is healthy; the pool's wait is a note.
     net.configure("mix1.test", "sendmail", &sendmail_script(&net, "good", "cat >/dev/null"));
-    let line = net.round("mix1.test");
-    assert!(line.contains("sent 6") && line.ends_with("transport failures 0\n"), "{line}");
+    let round = net.round("mix1.test");
+    assert!(round.contains("sent 6") && round.ends_with("transport failures 0\n"), "{round}");
     let mut c = net.node_cmd("mix1.test");
     c.arg("status");
     let text = String::from_utf8(ok(c, b"").stdout).unwrap();
+    // The self-test through a transport that delivers: found in the Maildir, removed.
+    net.configure("mix1.test", "transport", &format!("{:?}", format!("maildir:{}", net.mail_root().display())));
+    let (_, said) = check(&net, "mix1.test", &["--send-probe"]);
+    assert!(line(&said, "probe").starts_with("ok ") && line(&said, "probe").contains("(removed)"), "{said}");
+    assert!(std::fs::read_dir(net.mailbox("mixtasy@mix1.test").join("new")).unwrap().next().is_none(), "the probe was left behind");
     assert!(text.starts_with("healthy\n  waiting: the pool holds 0 message(s) and sends when it holds 1 (min_pool 0 + threshold 1): 1 more"), "{text}");
 }

@@ -849,6 +849,16 @@ fn hookup_alias_route_and_remove_keep_the_hosts_mail() {
     assert_eq!(new_mail(&home.join("Maildir")), 1, "the node's mail; Postfix log:\n{}", pf.log_tail());
     assert_eq!((new_mail(&rootbox), new_mail(&listbox)), (1, 1), "Postfix log:\n{}", pf.log_tail());
 
+    // The self-test: `check --send-probe` as the node's user sends through the lab's
+    // sendmail (postdrop) and finds its probe in the Maildir, then removes it.
+    let mut c = lab.node(&pf, fqdn);
+    c.args(["check", "--send-probe"]);
+    let out = run(c, b"");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let probe = said.lines().find(|l| l.contains("probe: ")).unwrap_or_else(|| panic!("no probe line:\n{said}"));
+    assert!(probe.starts_with("ok ") && probe.contains("(removed)"), "{said}\nPostfix log:\n{}", pf.log_tail());
+    assert_eq!(new_mail(&home.join("Maildir")), 1, "the probe was removed, the earlier mail kept");
+
     // --remove: main.cf and every map as before the hook-up, the node's alias file gone.
     let out = script(&["--remove", "--dry-run"]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("would take"), "{}", describe(&Command::new("remove --dry-run"), &out));

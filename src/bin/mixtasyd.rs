@@ -76,8 +76,12 @@ enum Command {
     /// finding; exit status 0 all well, 1 warnings, 2 failures.
     Check {
         /// Skip what reaches out: DNS, sendmail and the keyserver.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "send_probe")]
         offline: bool,
+        /// Also send one mail to the mix address through the node's transport and wait (up
+        /// to 2 minutes) until the MTA puts it into the Maildir; it is removed there.
+        #[arg(long)]
+        send_probe: bool,
     },
     /// Show pool, queues, replay cache, subkeys and counters (counts only).
     Status {
@@ -331,8 +335,12 @@ fn run(args: Args) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Check { offline } => {
-            let findings = mixtasy::check::run(&home, now, !offline);
+        Command::Check { offline, send_probe } => {
+            let mut findings = mixtasy::check::run(&home, now, !offline);
+            if send_probe && findings.iter().all(|f| f.what != "config" || f.level != mixtasy::check::Level::Fail) {
+                let config = home.resolved_config()?;
+                findings.push(mixtasy::check::send_probe(&config, std::time::Duration::from_secs(120)));
+            }
             let mut out = std::io::stdout().lock();
             for f in &findings {
                 writeln!(out, "{f}")?;
