@@ -249,8 +249,10 @@ fn run_sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>,
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let _ = writer.join();
-                // A grandchild (postdrop) may still hold the pipe: do not wait for its end.
+                // A grandchild (postdrop) may still hold the pipes: joining the writer or the
+                // reader could wait as long as it lives, past the timeout and the round's
+                // limit. Both threads are left to end with the pipes (or the process).
+                drop((writer, reader));
                 return Err((TransportError::Timeout, Vec::new()));
             }
         }

@@ -191,7 +191,7 @@ fn transport_failures_are_capped_explained_and_judged() {
         net.inject(&net.create(o.as_bytes(), &["--first-mix", "mix1.test"]).remove(0));
     }
     net.configure("mix1.test", "transport", "\"sendmail\"");
-    net.configure("mix1.test", "sendmail", &sendmail_script(&net, "hang", "exec sleep 30"));
+    net.configure("mix1.test", "sendmail", &sendmail_script(&net, "hang", "sleep 30"));
     net.configure("mix1.test", "sendmail_timeout", "\"1s\"");
     net.configure("mix1.test", "sendmail_round_limit", "\"2s\"");
     let round = net.round("mix1.test");
