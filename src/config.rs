@@ -214,6 +214,14 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Most mails kept in the Maildir's .operator folder. Past it the oldest are
               deleted, counted: mail anyone can send to the mix address must not fill the disk.",
     },
+    Setting {
+        name: "sendmail_round_limit",
+        default: Some("\"5m\""),
+        doc: "Most time one round spends in sendmails that fail (time out, exit non-zero). Once
+              used up, the rest of the round's mail stays queued for the next round at once,
+              so a hung or refusing MTA cannot hold a round past the unit's 30-minute timeout
+              (a pool of 30 at a 2-minute sendmail_timeout would take an hour).",
+    },
 ];
 
 /// How mail leaves the mix.
@@ -257,6 +265,7 @@ pub struct Config {
     pub max_exit_queue: u64,
     pub max_held_parts: u64,
     pub max_operator: u64,
+    pub sendmail_round_limit: Duration,
 }
 
 /// Parses `2d`, `1h`, `30m`, `45s` (one number, one unit).
@@ -424,6 +433,7 @@ pub fn parse(text: &str) -> Result<Config> {
         max_exit_queue: int("max_exit_queue")?,
         max_held_parts: int("max_held_parts")?,
         max_operator: int("max_operator")?,
+        sendmail_round_limit: duration("sendmail_round_limit")?,
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {

@@ -198,6 +198,26 @@ impl NodeHome {
         fsutil::write_atomic(&path, out.as_bytes(), 0o600)
     }
 
+    /// Refuses to act on a home that belongs to another user: what we wrote would belong to
+    /// us, and the owner's next round could not open it (a root-owned `state.sqlite`). A home
+    /// that does not exist yet is anyone's to create.
+    pub fn check_owner(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = fs::metadata(&self.dir) else { return Ok(()) };
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            bail!(
+                "{} belongs to {}, and this runs as {}: run node commands as its owner (e.g. runuser -u {} -- mixtasyd ...), or files made now would stop its rounds",
+                self.dir.display(),
+                user_name(meta.uid()),
+                user_name(me),
+                user_name(meta.uid())
+            );
+        }
+        Ok(())
+    }
+
     /// Loads what peeling needs.
     pub fn node(&self) -> Result<(Config, Node)> {
         let config = self.resolved_config()?;
@@ -210,6 +230,21 @@ impl NodeHome {
 pub fn node_of(config: &Config, cert: &Cert) -> Result<Node> {
     let ring = KeyRing::from_cert(cert, config.clock_skew)?;
     Ok(Node { address: config.address.clone(), modes: config.modes, ring })
+}
+
+/// The login name of `uid` (`uid N` when it has none), for messages about owners.
+pub fn user_name(uid: u32) -> String {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives the use of pw's strings.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return format!("uid {uid}");
+    }
+    // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned();
+    format!("{name} (uid {uid})")
 }
 
 /// Lists whatever in `dir` is group- or world-accessible (the tests check the home with it).

@@ -46,6 +46,7 @@ pub mod quota;
 pub mod transport;
 pub mod round;
 pub mod status;
+pub mod check;
 
 // State on disk, settings, the command-line edge.
 pub mod tuning;

@@ -53,6 +53,8 @@ pub struct Summary {
     pub sent: u64,
     pub deferred: u64,
     pub delivered: u64,
+    /// Why sends failed this round (kinds and the first reason, no addresses).
+    pub transport: crate::transport::RoundFailures,
 }
 
 pub enum RoundResult {
@@ -128,7 +130,15 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     // One uniformly random order for everything that leaves, so that the position in the
     // transport's sequence tells nothing: not which are dummies, not which are finals.
     out.shuffle(&mut rng);
-    send(&mut state, &transport, &config, now, out, &mut sum)?;
+    crate::transport::start_round(config.sendmail_round_limit);
+    let sent = send(&mut state, &transport, &config, now, out, &mut sum);
+    sum.transport = crate::transport::end_round();
+    sent?;
+    for (counter, n) in &sum.transport.counts {
+        state.bump(counter, *n as i64)?;
+    }
+    // The kind of this round's first transport failure (0: none), for `status`.
+    state.set_meta("transport_failed_kind", sum.transport.first.as_ref().map_or(0, |(e, _)| e.code()))?;
     // What still waits after the sends (failing recipients, quota waits) is capped: a
     // flood drawn in one round is delivered first, never cut by the cap.
     let tx = state.transaction()?;

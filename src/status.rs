@@ -11,7 +11,18 @@ use crate::keys;
 use crate::spool::Spool;
 use crate::state::{from_unix, State};
 
+/// The version of `status --json`'s format: raised when a field changes meaning or goes
+/// away (adding a field does not raise it).
+pub const JSON_FORMAT: u32 = 1;
+
+/// A round older than this means the timer is not running (it runs every 15 minutes).
+const ROUND_OVERDUE: i64 = 3600;
+
 pub struct Status {
+    /// What is wrong, worst first; empty: healthy.
+    pub problems: Vec<String>,
+    /// Not wrong, but why mail may not leave yet (the pool waits for cover).
+    pub waiting: Vec<String>,
     pub address: String,
     pub modes: String,
     pub pool: i64,
@@ -38,7 +49,7 @@ pub struct Status {
     pub counters: Vec<(String, i64)>,
 }
 
-pub fn collect(home: &NodeHome) -> Result<Status> {
+pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
     let config = home.resolved_config()?;
     let cert = home.cert()?;
     let state = State::open(&home.state_path())?;
@@ -47,7 +58,9 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
     let spool_files = spool.as_ref().and_then(|s| s.walk().ok()).map_or(0, |w| w.count());
     let taken = counters.iter().any(|(n, v)| n == "intake.taken" && *v > 0);
     let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
-    Ok(Status {
+    let mut s = Status {
+        problems: Vec::new(),
+        waiting: Vec::new(),
         address: config.address.to_string(),
         modes: config.modes.to_string(),
         pool: state.count("pool")?,
@@ -70,7 +83,64 @@ pub fn collect(home: &NodeHome) -> Result<Status> {
             v
         },
         counters,
-    })
+    };
+    s.judge(&config, &state, now)?;
+    Ok(s)
+}
+
+impl Status {
+    /// The verdict: what keeps the node from mixing, then why mail may be waiting.
+    fn judge(&mut self, config: &crate::config::Config, state: &State, now: SystemTime) -> Result<()> {
+        let now_s = crate::state::unix(now);
+        match self.last_round {
+            None => self.problems.push("no round has run yet: start the timer (mixtasyd(8), TIMER)".into()),
+            Some(t) => {
+                let ago = now_s - crate::state::unix(t);
+                if ago > ROUND_OVERDUE {
+                    self.problems.push(format!("the last round was {}h {}m ago: is the timer running? (it runs one every 15 minutes)", ago / 3600, ago / 60 % 60));
+                }
+            }
+        }
+        let kind = state.meta("transport_failed_kind")?.unwrap_or(0);
+        if kind != 0 {
+            self.problems.push(format!(
+                "the last round could not hand mail to the MTA: {} (the round's line says why; `mixtasyd check` probes sendmail)",
+                crate::transport::TransportError::name_of_code(kind)
+            ));
+        }
+        // The newest subkey with its secret, and whether a successor is due and missing.
+        let newest = self.subkeys.iter().filter(|k| k.2).filter_map(|k| k.1).max();
+        let day = config.subkey_validity.as_secs() as i64 / 4;
+        match newest {
+            None => self.problems.push("no subkey with its secret: nothing can be decrypted; run `mixtasyd key rotate`".into()),
+            Some(e) if crate::state::unix(e) <= now_s => self.problems.push("every subkey has expired: run a round or `mixtasyd key rotate`, then publish".into()),
+            Some(e) if crate::state::unix(e) - now_s < day => self.problems.push(format!("the newest subkey expires at {} and has no successor: rounds are not rotating the key", utc(e))),
+            _ => {}
+        }
+        if self.quarantined > 0 {
+            self.problems.push(format!("{} file(s) in .quarantine: peeling them crashed, a bug to report", self.quarantined));
+        }
+        let fires = config.min_pool + config.threshold;
+        if (self.pool as u64) < fires {
+            self.waiting.push(format!(
+                "the pool holds {} message(s) and sends when it holds {fires} (min_pool {} + threshold {}): {} more, from traffic or dummies",
+                self.pool,
+                config.min_pool,
+                config.threshold,
+                fires - self.pool as u64
+            ));
+        }
+        Ok(())
+    }
+
+    /// `healthy`, or `unhealthy`, for the first line and for monitoring.
+    pub fn verdict(&self) -> &'static str {
+        if self.problems.is_empty() {
+            "healthy"
+        } else {
+            "unhealthy"
+        }
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -93,7 +163,14 @@ fn secs(t: SystemTime) -> u64 {
 
 impl Status {
     pub fn text(&self) -> String {
-        let mut o = format!("mix {} ({})\n", self.address, self.modes);
+        let mut o = format!("{}\n", self.verdict());
+        for p in &self.problems {
+            o += &format!("  problem: {p}\n");
+        }
+        for w in &self.waiting {
+            o += &format!("  waiting: {w}\n");
+        }
+        o += &format!("mix {} ({})\n", self.address, self.modes);
         o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\nblocklist    {}\noperator     {}\nquarantine   {}\n",
             self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.blocked, self.operator_mail, self.quarantined);
         if !self.received_mail {
@@ -126,9 +203,10 @@ impl Status {
             .iter()
             .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
             .collect();
+        let list = |v: &[String]| v.iter().map(|p| json_str(p)).collect::<Vec<_>>().join(",");
         format!(
-            "{{\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
-            json_str(&self.address), json_str(&self.modes), self.spool, self.received_mail, self.pool, self.exit_queue, self.held_parts, self.held_sets,
+            "{{\"format\":{JSON_FORMAT},\"verdict\":{},\"problems\":[{}],\"waiting\":[{}],\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
+            json_str(self.verdict()), list(&self.problems), list(&self.waiting), json_str(&self.address), json_str(&self.modes), self.spool, self.received_mail, self.pool, self.exit_queue, self.held_parts, self.held_sets,
             self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
         )
     }

@@ -4,11 +4,14 @@
 //! Our own runner, not lettre's: lettre cannot time out a hung sendmail, treats every
 //! failure alike and fails on a non-UTF-8 stderr. Here any failure (non-zero exit, missing
 //! program, timeout) means "keep it for the next round", which is all a mix needs. The
-//! child's output is discarded: it names addresses, and nothing that does may be logged.
+//! child's stdout is discarded; of its stderr only the first line is kept, with every
+//! address taken out, as the reason a round reports (`Meter`).
 
 use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::address::MixAddress;
@@ -30,6 +33,114 @@ pub enum TransportError {
     Maildir,
     #[error("recipient address is not usable")]
     BadRecipient,
+    #[error("the round's time for a failing sendmail is used up")]
+    OverTime,
+}
+
+impl TransportError {
+    /// The counter a failure of this kind raises (documented in mixtasyd(8)).
+    pub fn counter(&self) -> &'static str {
+        match self {
+            TransportError::Spawn => "transport.spawn",
+            TransportError::Status(_) => "transport.exit-status",
+            TransportError::Signal => "transport.signal",
+            TransportError::Timeout => "transport.timeout",
+            TransportError::Maildir => "transport.maildir",
+            TransportError::BadRecipient => "transport.bad-recipient",
+            TransportError::OverTime => "transport.over-time",
+        }
+    }
+
+    /// A small number for the kind, kept in the state's meta table (which holds integers) so
+    /// that `status` can name the last round's failure.
+    pub fn code(&self) -> i64 {
+        match self {
+            TransportError::Timeout => 1,
+            TransportError::Status(_) => 2,
+            TransportError::Signal => 3,
+            TransportError::Spawn => 4,
+            TransportError::OverTime => 5,
+            TransportError::Maildir => 6,
+            TransportError::BadRecipient => 7,
+        }
+    }
+
+    /// The kind's name for a `code`, for `status`.
+    pub fn name_of_code(code: i64) -> &'static str {
+        match code {
+            1 => "sendmail timed out",
+            2 => "sendmail exited with an error",
+            3 => "sendmail was killed",
+            4 => "sendmail could not be started",
+            5 => "the round's time for a failing sendmail was used up",
+            6 => "Maildir delivery failed",
+            _ => "a recipient was not usable",
+        }
+    }
+}
+
+/// What one round's sends cost and why they failed. A round is one process and sends from
+/// one thread, so the meter is process-wide: `start_round` arms it, every send checks and
+/// feeds it, `end_round` reads and disarms it. Without `start_round` (the sender's tool)
+/// nothing is capped. The cap bounds the time a round spends in sendmails that fail (a hung
+/// or refusing MTA): once used up, the rest of the round's mail stays queued at once, so the
+/// round ends well inside the unit's timeout whatever the MTA does.
+struct Meter {
+    limit: Option<Duration>,
+    spent: Duration,
+    failures: BTreeMap<&'static str, u64>,
+    /// The first failure of the round: its kind and its reason in words.
+    first: Option<(TransportError, String)>,
+}
+
+static METER: Mutex<Meter> = Mutex::new(Meter { limit: None, spent: Duration::ZERO, failures: BTreeMap::new(), first: None });
+
+fn meter() -> std::sync::MutexGuard<'static, Meter> {
+    METER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What `end_round` reports.
+#[derive(Debug, Default, Clone)]
+pub struct RoundFailures {
+    /// Counter name and count, for every kind that happened.
+    pub counts: Vec<(&'static str, u64)>,
+    /// The first failure's kind and reason (no addresses).
+    pub first: Option<(TransportError, String)>,
+}
+
+impl RoundFailures {
+    /// For the round's line: empty when nothing failed, else `N (kind n, ...; first: why)`.
+    pub fn line(&self) -> String {
+        let total: u64 = self.counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return "0".into();
+        }
+        let kinds: Vec<String> = self.counts.iter().map(|(k, n)| format!("{} {n}", k.trim_start_matches("transport."))).collect();
+        let first = self.first.as_ref().map_or(String::new(), |(_, why)| format!("; first: {why}"));
+        format!("{total} ({}{first})", kinds.join(", "))
+    }
+}
+
+/// Arms the meter for a round: at most `limit` in failing sends.
+pub fn start_round(limit: Duration) {
+    *meter() = Meter { limit: Some(limit), spent: Duration::ZERO, failures: BTreeMap::new(), first: None };
+}
+
+/// Disarms the meter and returns the round's failures.
+pub fn end_round() -> RoundFailures {
+    let mut m = meter();
+    let out = RoundFailures { counts: m.failures.iter().map(|(k, n)| (*k, *n)).collect(), first: m.first.take() };
+    *m = Meter { limit: None, spent: Duration::ZERO, failures: BTreeMap::new(), first: None };
+    out
+}
+
+fn record(e: &TransportError, why: String, took: Duration) {
+    let mut m = meter();
+    m.spent += took;
+    *m.failures.entry(e.counter()).or_default() += 1;
+    if m.first.is_none() {
+        m.first = Some((e.clone(), why));
+    }
 }
 
 pub enum Transport {
@@ -67,7 +178,42 @@ impl Transport {
     }
 }
 
+/// The first non-empty line of a child's stderr, with every word that holds an `@` (an
+/// address) replaced by `<address>` and cut to 160 characters: enough to tell a
+/// `postdrop: ... Permission denied` from a full disk, nothing that names a correspondent.
+pub fn first_line_scrubbed(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty()) else { return String::new() };
+    let words: Vec<&str> = line.split_whitespace().map(|w| if w.contains('@') { "<address>" } else { w }).collect();
+    words.join(" ").chars().take(160).collect()
+}
+
+/// One sendmail, metered: refused at once when the round's time for failures is used up,
+/// its timeout cut to what is left of it, its failure recorded with the reason.
 fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
+    let left = {
+        let m = meter();
+        m.limit.map(|l| l.saturating_sub(m.spent))
+    };
+    if left == Some(Duration::ZERO) {
+        let e = TransportError::OverTime;
+        record(&e, e.to_string(), Duration::ZERO);
+        return Err(e);
+    }
+    let started = Instant::now();
+    match run_sendmail(program, left.map_or(timeout, |l| l.min(timeout)), from, rcpts, mail) {
+        Ok(()) => Ok(()),
+        Err((e, stderr)) => {
+            let line = first_line_scrubbed(&stderr);
+            let why = if line.is_empty() { e.to_string() } else { format!("{e}: {line}") };
+            record(&e, why, started.elapsed());
+            Err(e)
+        }
+    }
+}
+
+/// Runs sendmail once; on failure also returns what it wrote on stderr.
+fn run_sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), (TransportError, Vec<u8>)> {
     let mut cmd = Command::new(program);
     cmd.arg("-i");
     if let Some(from) = from {
@@ -78,10 +224,18 @@ fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcp
         .args(rcpts)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .map_err(|_| TransportError::Spawn)?;
+        .map_err(|e| (TransportError::Spawn, e.to_string().into_bytes()))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
+    // Read on a thread too (a full pipe would block the child), and bounded.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stderr, 64 << 10), &mut buf);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        buf
+    });
     let data = mail.to_vec();
     // Written on a thread: a sendmail that stops reading must not block us past the timeout.
     let writer = std::thread::spawn(move || {
@@ -95,16 +249,20 @@ fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcp
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let _ = writer.join();
-                return Err(TransportError::Timeout);
+                // A grandchild (postdrop) may still hold the pipes: joining the writer or the
+                // reader could wait as long as it lives, past the timeout and the round's
+                // limit. Both threads are left to end with the pipes (or the process).
+                drop((writer, reader));
+                return Err((TransportError::Timeout, Vec::new()));
             }
         }
     };
     let _ = writer.join();
+    let stderr = || reader.join().unwrap_or_default();
     match status.code() {
         Some(0) => Ok(()),
-        Some(c) => Err(TransportError::Status(c)),
-        None => Err(TransportError::Signal),
+        Some(c) => Err((TransportError::Status(c), stderr())),
+        None => Err((TransportError::Signal, stderr())),
     }
 }
 
@@ -137,6 +295,14 @@ mod tests {
         assert_eq!(missing.send(Some(&from), &rcpt, b"x"), Err(TransportError::Spawn));
         assert_eq!(ok.send(Some(&from), &["-oQ/tmp@x.test".into()], b"x"), Err(TransportError::BadRecipient));
         assert_eq!(ok.send(Some(&from), &["../../etc@x.test".into()], b"x"), Err(TransportError::BadRecipient));
+    }
+
+    #[test]
+    fn stderr_reason_names_nobody() {
+        let err = b"\n  postdrop: warning: unable to look up public/pickup for <alice@example.org>: Permission denied\nsecond line bob@x.test\n";
+        assert_eq!(first_line_scrubbed(err), "postdrop: warning: unable to look up public/pickup for <address> Permission denied");
+        assert_eq!(first_line_scrubbed(b""), "");
+        assert_eq!(first_line_scrubbed(&[b'x'; 500]).len(), 160);
     }
 
     #[test]

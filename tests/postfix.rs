@@ -161,6 +161,12 @@ struct Postfix {
 
 impl Postfix {
     fn start(uid: u32, gid: u32) -> Postfix {
+        Postfix::start_with(uid, gid, &[])
+    }
+
+    /// Starts the lab's Postfix with `extra` lines at the end of its main.cf (a later line
+    /// sets a parameter again), `ROOT` in them standing for the instance's directory.
+    fn start_with(uid: u32, gid: u32, extra: &[&str]) -> Postfix {
         for bin in ["/usr/sbin/postfix", "/usr/sbin/postconf", "/usr/sbin/sendmail"] {
             assert!(Path::new(bin).is_file(), "{bin} is missing: Postfix is not installed; run scripts/install-deps --test");
         }
@@ -214,6 +220,12 @@ impl Postfix {
             format!("virtual_uid_maps = static:{uid}"),
             format!("virtual_gid_maps = static:{gid}"),
         ];
+        // An extra line replaces the line of its parameter: a parameter set twice makes
+        // every Postfix program warn, postlogd included, which can fill its own socket and hang.
+        let extra: Vec<String> = extra.iter().map(|l| l.replace("ROOT", &r.display().to_string())).collect();
+        let name = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
+        let mut main: Vec<String> = main.into_iter().filter(|l| !extra.iter().any(|e| name(e) == name(l))).collect();
+        main.extend(extra);
         std::fs::write(conf.join("main.cf"), main.join("\n") + "\n").unwrap();
         std::fs::write(conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\n")).unwrap();
         let c = conf.to_str().unwrap().to_string();
@@ -663,10 +675,13 @@ fn hookup_without_root_writes_forward_once() {
     let empty_conf = h.join("postfix-empty");
     std::fs::create_dir(&empty_conf).unwrap();
     std::fs::write(empty_conf.join("main.cf"), "").unwrap();
-    let script = |conf: &Path, extra: &[&str]| {
+    let script_out = |conf: &Path, extra: &[&str]| {
         let mut c = Command::new(hookup_script());
         c.arg("--user").args(extra).env("HOME", h).env("MAIL_CONFIG", conf).env_remove("MIXTASYD_HOME").env_remove("XDG_STATE_HOME");
-        let out = run(c, b"");
+        run(c, b"")
+    };
+    let script = |conf: &Path, extra: &[&str]| {
+        let out = script_out(conf, extra);
         assert!(out.status.success(), "{}", describe(&Command::new("postfix-hookup --user"), &out));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -686,13 +701,29 @@ fn hookup_without_root_writes_forward_once() {
     assert_eq!(std::fs::read_to_string(&ext_forward).unwrap(), maildir.clone() + "\n");
     assert!(script(&ext_conf, &[]).contains("already delivers to"));
     assert_eq!(std::fs::read_to_string(&forward).unwrap(), "\\me, me@elsewhere.example", "the account's .forward is untouched");
+    // --remove takes back the file it made, and nothing else.
+    let said = script(&ext_conf, &["--remove"]);
+    assert!(said.contains(&format!("remove {maildir} from")), "{said}");
+    assert!(!ext_forward.exists() && !h.join(".mixtasy-hookup").exists(), "{said}");
+    assert_eq!(std::fs::read_to_string(&forward).unwrap(), "\\me, me@elsewhere.example");
+    // A ~/.forward+mixtasy that already delivers elsewhere is not taken.
+    std::fs::write(&ext_forward, "someone@elsewhere.example\n").unwrap();
+    let out = script_out(&ext_conf, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&Command::new("postfix-hookup --user"), &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("elsewhere"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&ext_forward).unwrap(), "someone@elsewhere.example\n");
     std::fs::remove_file(&ext_forward).unwrap();
 
-    // Without them: ~/.forward, with a warning, keeping its lines.
+    // Without them: ~/.forward takes all the account's mail, so not without asking: with no
+    // terminal to ask on, only with --force; then with a warning, keeping its lines.
     let said = script(&empty_conf, &["--dry-run"]);
     assert!(said.contains(&format!("would append {maildir}")), "{said}");
     assert_eq!(std::fs::read_to_string(&forward).unwrap(), "\\me, me@elsewhere.example");
-    let said = script(&empty_conf, &[]);
+    let out = script_out(&empty_conf, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&Command::new("postfix-hookup --user"), &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&forward).unwrap(), "\\me, me@elsewhere.example", "not taken without asking");
+    let said = script(&empty_conf, &["--force"]);
     assert!(said.contains("sends ALL your mail to the node"), "{said}");
     assert!(said.contains(&format!("  mixtasy: {me}")) || me == "mixtasy", "{said}");
     let want = format!("\\me, me@elsewhere.example\n{maildir}\n");
@@ -700,6 +731,10 @@ fn hookup_without_root_writes_forward_once() {
     let said = script(&empty_conf, &[]);
     assert!(said.contains("already delivers to"), "{said}");
     assert_eq!(std::fs::read_to_string(&forward).unwrap(), want, "a second run changes nothing");
+    // --remove gives the .forward back byte for byte (it had no final newline).
+    script(&empty_conf, &["--remove"]);
+    assert_eq!(std::fs::read_to_string(&forward).unwrap(), "\\me, me@elsewhere.example");
+    assert!(script(&empty_conf, &["--remove"]).contains("nothing to remove"));
 
     // A host that delivers to ~/Maildir/ without extensions: advice, no change.
     let maildir_conf = h.join("postfix-maildir");
@@ -718,4 +753,183 @@ fn hookup_without_root_writes_forward_once() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("postfix-hookup: "), "{args:?}");
     }
+}
+
+/// Mail to `addr` handed to the lab's Postfix (as root, from a local sender).
+fn submit(pf: &Postfix, addr: &str, subject: &str) {
+    let mut c = Command::new("/usr/sbin/sendmail");
+    c.env("MAIL_CONFIG", &pf.conf).args(["-i", "-f", "tester@host.test", "--", addr]);
+    ok(c, format!("To: {addr}\nSubject: {subject}\n\n{subject}\n").as_bytes());
+}
+
+/// The files in a Maildir's new/.
+fn new_mail(maildir: &Path) -> usize {
+    files_below(&maildir.join("new")).len()
+}
+
+/// Issue 13, the alias route: on a host whose Postfix delivers local mail through
+/// /etc/aliases-style maps, the hook-up refuses to take over an existing `mixtasy` alias or to
+/// point at a Maildir the node cannot write, then hooks up (mail for the node arrives, the
+/// host's aliases keep working), and `--remove` gives back main.cf and the maps byte for
+/// byte, after which mail to root and to an existing alias is still delivered and nothing is
+/// deferred (the "alias database unavailable" of the old uninstall).
+#[test]
+fn hookup_alias_route_and_remove_keep_the_hosts_mail() {
+    assert!(is_root(), "this test runs a real Postfix instance: it must run as root");
+    let (uid, gid) = test_user();
+    let lab = Lab::new(uid, gid);
+    let fqdn = "host.test";
+    let mut c = lab.node_raw(fqdn);
+    c.args(["init", "--address", "mixtasy@host.test", "--modes", "middleman"]);
+    ok(c, b"");
+    // The host's own aliases: root's mail and a list go to Maildirs of their own; deliveries
+    // from this root-owned file run as default_privs.
+    let pf = Postfix::start_with(
+        uid,
+        gid,
+        &[
+            "mydestination = host.test, localhost",
+            "local_transport = local",
+            "alias_maps = hash:ROOT/conf/aliases",
+            "alias_database = hash:ROOT/conf/aliases",
+            "default_privs = mixtasy-test",
+        ],
+    );
+    let boxes = pf.root.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    std::os::unix::fs::chown(&boxes, Some(uid), Some(gid)).unwrap();
+    let (rootbox, listbox) = (boxes.join("root"), boxes.join("list"));
+    let host_aliases = format!("postmaster: root@host.test\nroot: {}/\nlist: {}/\n", rootbox.display(), listbox.display());
+    let aliases = pf.conf.join("aliases");
+    let set_aliases = |text: &str| {
+        std::fs::write(&aliases, text).unwrap();
+        cmd_ok("postalias", &["-c", pf.conf.to_str().unwrap(), &format!("hash:{}", aliases.display())]);
+    };
+    let script = |extra: &[&str]| hookup(&lab, &pf, fqdn, extra);
+    let refused = |out: &Output, why: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(why), "want a refusal saying {why:?}\n{}", describe(&Command::new("postfix-hookup"), out));
+    };
+
+    // An existing mixtasy alias is not taken over.
+    set_aliases(&format!("{host_aliases}mixtasy: list\n"));
+    let before = conf_snapshot(&pf);
+    refused(&script(&[]), "already has an alias for mixtasy");
+    assert_eq!(conf_snapshot(&pf), before, "a refused hook-up changed the configuration");
+    set_aliases(&host_aliases);
+
+    // A Maildir the node's user cannot write is refused, not reported as done.
+    let before = conf_snapshot(&pf);
+    let locked = pf.root.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let locked_maildir = locked.join("Maildir");
+    refused(&script(&["--maildir", locked_maildir.to_str().unwrap()]), "cannot write");
+    assert_eq!(conf_snapshot(&pf), before, "a refused hook-up changed the configuration");
+    let main_before = std::fs::read(pf.conf.join("main.cf")).unwrap();
+
+    // The hook-up, then a second run that changes nothing.
+    let out = script(&[]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && said.contains("reload Postfix"), "{}", describe(&Command::new("hookup"), &out));
+    let alias_maps = cmd_ok("postconf", &["-c", pf.conf.to_str().unwrap(), "-h", "alias_maps"]);
+    let home = lab.net.home(fqdn);
+    assert_eq!(
+        String::from_utf8_lossy(&alias_maps.stdout).trim(),
+        format!("hash:{}, hash:{}/aliases", aliases.display(), home.display()),
+        "the node's map comes after the host's own"
+    );
+    let out = script(&[]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to change"), "{}", describe(&Command::new("hookup again"), &out));
+
+    // Delivery: the node's address reaches its Maildir; the host's aliases still work.
+    submit(&pf, "mixtasy@host.test", "for the node");
+    submit(&pf, "root@host.test", "for root, hooked");
+    submit(&pf, "list@host.test", "for the list, hooked");
+    pf.wait_idle();
+    assert_eq!(new_mail(&home.join("Maildir")), 1, "the node's mail; Postfix log:\n{}", pf.log_tail());
+    assert_eq!((new_mail(&rootbox), new_mail(&listbox)), (1, 1), "Postfix log:\n{}", pf.log_tail());
+
+    // The self-test: `check --send-probe` as the node's user sends through the lab's
+    // sendmail (postdrop) and finds its probe in the Maildir, then removes it.
+    let mut c = lab.node(&pf, fqdn);
+    c.args(["check", "--send-probe"]);
+    let out = run(c, b"");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let probe = said.lines().find(|l| l.contains("probe: ")).unwrap_or_else(|| panic!("no probe line:\n{said}"));
+    assert!(probe.starts_with("ok ") && probe.contains("(removed)"), "{said}\nPostfix log:\n{}", pf.log_tail());
+    assert_eq!(new_mail(&home.join("Maildir")), 1, "the probe was removed, the earlier mail kept");
+
+    // --remove: main.cf and every map as before the hook-up, the node's alias file gone.
+    let out = script(&["--remove", "--dry-run"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("would take"), "{}", describe(&Command::new("remove --dry-run"), &out));
+    let out = script(&["--remove"]);
+    assert!(out.status.success(), "{}", describe(&Command::new("hookup --remove"), &out));
+    assert_eq!(conf_snapshot(&pf), before, "--remove left the configuration different:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(std::fs::read(pf.conf.join("main.cf")).unwrap(), main_before);
+    assert!(!home.join("aliases").exists() && !home.join("aliases.db").exists(), "the node's alias map is gone");
+    let out = script(&["--remove"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to remove"), "{}", describe(&Command::new("remove again"), &out));
+
+    // Afterwards mail to root (directly and through postmaster) and to the list is delivered.
+    submit(&pf, "root@host.test", "for root, removed");
+    submit(&pf, "postmaster@host.test", "for postmaster, removed");
+    submit(&pf, "list@host.test", "for the list, removed");
+    pf.wait_idle();
+    assert_eq!((new_mail(&rootbox), new_mail(&listbox)), (3, 2), "Postfix log:\n{}", pf.log_tail());
+    let log = pf.log();
+    assert!(!log.contains("status=deferred") && !log.contains("unavailable"), "mail was deferred:\n{}", pf.log_tail());
+}
+
+/// Issue 13, the virtual mailbox route: a Maildir virtual(8) could not write is refused; an
+/// address that already has a mailbox is not taken; `--remove` of one node leaves the other's
+/// delivery in place, and of the last one gives back main.cf and the maps byte for byte.
+#[test]
+fn hookup_virtual_route_refuses_and_removes() {
+    assert!(is_root(), "this test runs a real Postfix instance: it must run as root");
+    let (uid, gid) = test_user();
+    let lab = Lab::new(uid, gid);
+    for fqdn in ["mix1.test", "mix2.test"] {
+        let mut c = lab.node_raw(fqdn);
+        c.args(["init", "--address", &format!("mixtasy@{fqdn}"), "--modes", "middleman"]);
+        ok(c, b"");
+    }
+    let pf = Postfix::start(uid, gid);
+    let before = conf_snapshot(&pf);
+    let main_before = std::fs::read(pf.conf.join("main.cf")).unwrap();
+    let refused = |out: &Output, why: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(why), "want a refusal saying {why:?}\n{}", describe(&Command::new("postfix-hookup"), out));
+    };
+
+    // A Maildir under a root-only directory: virtual(8) would fail with Permission denied.
+    let locked = pf.root.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    refused(&hookup(&lab, &pf, "mix1.test", &["--maildir", locked.join("Maildir").to_str().unwrap()]), "cannot write");
+    // An address that already has a mailbox (here: in the lab's own map).
+    std::fs::write(pf.conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\nmixtasy@mix2.test rcpt/Maildir/\n")).unwrap();
+    refused(&hookup(&lab, &pf, "mix2.test", &[]), "already has a mailbox");
+    std::fs::write(pf.conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\n")).unwrap();
+    assert_eq!(conf_snapshot(&pf), before, "a refused hook-up changed the configuration");
+
+    for fqdn in ["mix1.test", "mix2.test"] {
+        let out = hookup(&lab, &pf, fqdn, &[]);
+        assert!(out.status.success(), "{}", describe(&Command::new(format!("hookup {fqdn}")), &out));
+    }
+    let out = hookup(&lab, &pf, "mix1.test", &["--remove"]);
+    assert!(out.status.success(), "{}", describe(&Command::new("remove mix1"), &out));
+    submit(&pf, "mixtasy@mix2.test", "mix2 still hooked");
+    pf.wait_idle();
+    assert_eq!(new_mail(&lab.net.home("mix2.test").join("Maildir")), 1, "Postfix log:\n{}", pf.log_tail());
+    let vmailbox = std::fs::read_to_string(pf.conf.join("mixtasy_vmailbox")).unwrap();
+    assert!(!vmailbox.contains("mix1.test") && vmailbox.contains("mixtasy@mix2.test"), "{vmailbox}");
+    let out = hookup(&lab, &pf, "mix2.test", &["--remove"]);
+    assert!(out.status.success(), "{}", describe(&Command::new("remove mix2"), &out));
+    assert_eq!(conf_snapshot(&pf), before, "--remove left the configuration different:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(std::fs::read(pf.conf.join("main.cf")).unwrap(), main_before);
+    // The lab's catch-all domain still receives.
+    submit(&pf, "bob@rcpt.test", "after removal");
+    pf.wait_idle();
+    assert_eq!(pf.delivered().len(), 1, "Postfix log:\n{}", pf.log_tail());
+    assert!(!pf.log().contains("status=deferred"), "mail was deferred:\n{}", pf.log_tail());
 }

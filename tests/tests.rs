@@ -22,3 +22,4 @@ mod wkd;
 mod exit;
 mod exitq;
 mod sender;
+mod check;

@@ -38,9 +38,14 @@ enum Command {
         /// The mix address, mixtasy@FQDN.
         #[arg(long, required_unless_present = "key", conflicts_with = "key")]
         address: Option<String>,
-        /// Modes, comma separated: middleman, exitpublic, exitprivate.
-        #[arg(long, required_unless_present = "key", conflicts_with = "key")]
-        modes: Option<String>,
+        /// Modes, comma separated: middleman, exitpublic, exitprivate. Start as a middleman:
+        /// an exit answers for the mail it delivers (see doc/operator.md).
+        #[arg(long, default_value = "middleman", conflicts_with = "key")]
+        modes: String,
+        /// Accept an address whose host part is not a fully qualified domain name (`vm`,
+        /// `localhost`): only for a lab whose hosts name each other that way.
+        #[arg(long, conflicts_with = "key")]
+        allow_unqualified: bool,
         /// Name in the key's user id.
         #[arg(long, default_value = "Mixtasy mix", conflicts_with = "key")]
         name: String,
@@ -66,6 +71,18 @@ enum Command {
     },
     /// Peel one mix message from stdin: print the next wire message, or the original for an exit.
     Peel,
+    /// Check the node's set-up without changing anything: settings, key against config,
+    /// owners and modes of the home, the address in DNS, sendmail, the keyserver. One line a
+    /// finding; exit status 0 all well, 1 warnings, 2 failures.
+    Check {
+        /// Skip what reaches out: DNS, sendmail and the keyserver.
+        #[arg(long, conflicts_with = "send_probe")]
+        offline: bool,
+        /// Also send one mail to the mix address through the node's transport and wait (up
+        /// to 2 minutes) until the MTA puts it into the Maildir; it is removed there.
+        #[arg(long)]
+        send_probe: bool,
+    },
     /// Show pool, queues, replay cache, subkeys and counters (counts only).
     Status {
         /// As one JSON object.
@@ -168,8 +185,8 @@ fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
             println!("mixtasyd: another round is running on this home; nothing to do");
         }
         Ok(mixtasy::round::RoundResult::Done(s)) => println!(
-            "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}",
-            s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered
+            "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}, transport failures {}",
+            s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered, s.transport.line()
         ),
         Err(e) => {
             eprintln!("mixtasyd: {}", explain(home, &e));
@@ -215,24 +232,38 @@ fn run(args: Args) -> Result<ExitCode> {
         if args.command.is_some() {
             anyhow::bail!("--round takes no command");
         }
+        if let Err(e) = home.check_owner() {
+            eprintln!("mixtasyd: {e:#}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
         return round(&home, now);
+    }
+    // `check` reports on a home of any owner; every other command acts as its owner only.
+    if !matches!(args.command, Some(Command::Check { .. })) {
+        home.check_owner()?;
     }
     let Some(command) = args.command else {
         anyhow::bail!("nothing to do: give --round or a command (see --help)");
     };
     match command {
-        Command::Init { address, modes, name, key } => {
-            let cert = match (key, address, modes) {
-                (Some(file), _, _) => {
+        Command::Init { address, modes, name, key, allow_unqualified } => {
+            let cert = match (key, address) {
+                (Some(file), _) => {
                     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                     home.init_from_key(&bytes, now)?
                 }
-                (None, Some(address), Some(modes)) => {
+                (None, Some(address)) => {
                     let address = MixAddress::parse(&address).context("--address")?;
+                    if !allow_unqualified && !mixtasy::check::qualified(address.fqdn()) {
+                        anyhow::bail!(
+                            "--address: {} is not a fully qualified domain name, so no other host can mail {address}; give the host's FQDN (hostname -f may print a short name), or --allow-unqualified for a lab",
+                            address.fqdn()
+                        );
+                    }
                     let modes = Modes::parse(&modes).context("--modes")?;
                     home.init(&address, &modes, &name, now)?
                 }
-                _ => unreachable!("clap requires --address and --modes without --key"),
+                _ => unreachable!("clap requires --address without --key"),
             };
             let config = home.config()?;
             println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
@@ -304,8 +335,21 @@ fn run(args: Args) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Check { offline, send_probe } => {
+            let mut findings = mixtasy::check::run(&home, now, !offline);
+            if send_probe && findings.iter().all(|f| f.what != "config" || f.level != mixtasy::check::Level::Fail) {
+                let config = home.resolved_config()?;
+                findings.push(mixtasy::check::send_probe(&config, std::time::Duration::from_secs(120)));
+            }
+            let mut out = std::io::stdout().lock();
+            for f in &findings {
+                writeln!(out, "{f}")?;
+            }
+            let worst = findings.iter().map(|f| f.level).max().unwrap_or(mixtasy::check::Level::Ok);
+            return Ok(ExitCode::from(worst.exit_code()));
+        }
         Command::Status { json } => {
-            let s = mixtasy::status::collect(&home)?;
+            let s = mixtasy::status::collect(&home, now)?;
             writeln!(std::io::stdout(), "{}", if json { s.json() } else { s.text() }.trim_end())?;
         }
         Command::Peel => {
