@@ -261,17 +261,8 @@ fn probe_sendmail(program: &Path) -> Result<(), String> {
         let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stderr, 64 << 10), &mut buf);
         buf
     });
-    let deadline = Instant::now() + PROBE_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer in {}s", PROBE_TIMEOUT.as_secs()));
-            }
-        }
+    let Some(status) = crate::transport::wait_or_kill(&mut child, PROBE_TIMEOUT, Duration::from_millis(20)) else {
+        return Err(format!("no answer in {}s", PROBE_TIMEOUT.as_secs()));
     };
     let err = reader.join().unwrap_or_default();
     if status.success() {

@@ -241,21 +241,12 @@ fn run_sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>,
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                // A grandchild (postdrop) may still hold the pipes: joining the writer or the
-                // reader could wait as long as it lives, past the timeout and the round's
-                // limit. Both threads are left to end with the pipes (or the process).
-                drop((writer, reader));
-                return Err((TransportError::Timeout, Vec::new()));
-            }
-        }
+    let Some(status) = wait_or_kill(&mut child, timeout, Duration::from_millis(5)) else {
+        // A grandchild (postdrop) may still hold the pipes: joining the writer or the
+        // reader could wait as long as it lives, past the timeout and the round's limit.
+        // Both threads are left to end with the pipes (or the process).
+        drop((writer, reader));
+        return Err((TransportError::Timeout, Vec::new()));
     };
     let _ = writer.join();
     let stderr = || reader.join().unwrap_or_default();
@@ -263,6 +254,23 @@ fn run_sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>,
         Some(0) => Ok(()),
         Some(c) => Err((TransportError::Status(c), stderr())),
         None => Err((TransportError::Signal, stderr())),
+    }
+}
+
+/// Waits for `child` up to `timeout`, polling every `poll`; past it the child is killed
+/// and reaped, and `None` says so. One place for the sendmail handover and `check`'s probe.
+pub fn wait_or_kill(child: &mut std::process::Child, timeout: Duration, poll: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(poll),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
     }
 }
 
