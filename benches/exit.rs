@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use mixtasy::address::MixAddress;
 use mixtasy::create::{self, Options};
 use mixtasy::directory::{self, Mix};
-use mixtasy::exit::{self, Policy, Stamp};
+use mixtasy::exit::{self, Policy};
+use mixtasy::stamp::Stamp;
 use mixtasy::home::NodeHome;
 use mixtasy::modes::Modes;
 

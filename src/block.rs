@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::address::MixAddress;
 use crate::clock;
+use crate::hashed::address_hash;
 use crate::state::unix;
 
 /// The subject of a block request (Mixmaster's word for it).
@@ -100,26 +101,6 @@ fn find_nonce(text: &[u8]) -> Option<[u8; 16]> {
         nonce[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(nonce)
-}
-
-/// The node's salt for address hashes, made on first use: a stolen state file does not
-/// answer "is this address blocked?" from a table made for another mix.
-fn salt(tx: &rusqlite::Connection) -> Result<Vec<u8>> {
-    if let Some(s) = tx.query_row("SELECT salt FROM salt WHERE id = 1", [], |r| r.get(0)).optional()? {
-        return Ok(s);
-    }
-    let mut s = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut s);
-    tx.execute("INSERT INTO salt (id, salt) VALUES (1, ?1)", [&s])?;
-    Ok(s)
-}
-
-/// The salted hash the blocklist and the quota know an address by (case folded).
-pub fn address_hash(conn: &rusqlite::Connection, address: &str) -> Result<[u8; 32]> {
-    let mut h = Sha256::new();
-    h.update(salt(conn)?);
-    h.update(address.to_ascii_lowercase().as_bytes());
-    Ok(h.finalize().into())
 }
 
 fn nonce_hash(nonce: &[u8; 16]) -> [u8; 32] {
@@ -244,7 +225,7 @@ pub fn purge(conn: &rusqlite::Connection, now: SystemTime) -> Result<()> {
 /// autoresponder answers it, with the request's Date, Subject and Message-ID quoted.
 fn confirmation(address: &str, headers: &[u8], mix: &MixAddress, nonce: &[u8; 16], now: SystemTime, rng: &mut impl RngCore) -> Vec<u8> {
     let token = format!("{TOKEN}{}", crate::message::hex(nonce));
-    let stamp = crate::exit::Stamp::new(mix, now, rng);
+    let stamp = crate::stamp::Stamp::new(mix, now, rng);
     let mut m = format!(
         "From: {mix}\nTo: {address}\nSubject: Confirm destination block {token}\nDate: {}\nMessage-ID: {}\n\
          Auto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n\

@@ -23,12 +23,12 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use rand::RngCore;
 
 use crate::address::MixAddress;
 use crate::clock;
 use crate::headers::{self, name_of};
 use crate::modes::Modes;
+use crate::stamp::Stamp;
 
 /// What the exit needs to know of its configuration.
 pub struct Policy<'a> {
@@ -79,23 +79,6 @@ impl From<headers::HeaderError> for ExitError {
             headers::HeaderError::TooLarge => ExitError::HeaderTooLarge,
             _ => ExitError::NoHeader,
         }
-    }
-}
-
-/// The exit's own Date and Message-ID an original is delivered with (the sender's are
-/// never copied), fixed when it is queued so that every delivery attempt sends the same mail.
-#[derive(Debug, Clone)]
-pub struct Stamp {
-    pub date: SystemTime,
-    /// `<random@exit-domain>`.
-    pub message_id: String,
-}
-
-impl Stamp {
-    pub fn new(address: &MixAddress, now: SystemTime, rng: &mut impl RngCore) -> Self {
-        let mut b = [0u8; 16];
-        rng.fill_bytes(&mut b);
-        Stamp { date: now, message_id: format!("<{}@{}>", crate::message::hex(&b), address.fqdn()) }
     }
 }
 
@@ -447,7 +430,7 @@ pub fn leaving_counter(outcomes: &[Outcome]) -> &'static str {
 
 /// A recipient as `exit_rcpt` knows it: the salted hash the blocklist and quota use.
 pub fn recipient_hash(conn: &rusqlite::Connection, address: &str) -> anyhow::Result<[u8; 32]> {
-    crate::block::address_hash(conn, address)
+    crate::hashed::address_hash(conn, address)
 }
 
 /// The recipients of entry `id` already done, by hash.
@@ -517,7 +500,7 @@ pub const BOUNCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 
 /// `BOUNCE_WINDOW`, so that a bounce quoting it is destroyed (`is_own_bounce`). The expiry
 /// is rounded up to a whole day: the state keeps no delivery time to the second.
 pub fn remember_sent(tx: &rusqlite::Transaction<'_>, message_id: &str, now: SystemTime) -> anyhow::Result<()> {
-    let h = crate::block::address_hash(tx, message_id)?;
+    let h = crate::hashed::address_hash(tx, message_id)?;
     let expires = (crate::state::unix(now) + BOUNCE_WINDOW.as_secs() as i64) / 86400 * 86400 + 86400;
     tx.execute("INSERT OR REPLACE INTO exit_sent (hash, expires) VALUES (?1, ?2)", rusqlite::params![&h[..], expires])?;
     Ok(())
@@ -558,7 +541,7 @@ pub fn quoted_own_ids(mail: &[u8], fqdn: &str) -> Vec<String> {
 /// bounce window: such mail is a bounce of an original and quotes its plaintext.
 pub fn is_own_bounce(conn: &rusqlite::Connection, ids: &[String]) -> anyhow::Result<bool> {
     for id in ids {
-        let h = crate::block::address_hash(conn, id)?;
+        let h = crate::hashed::address_hash(conn, id)?;
         let found: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM exit_sent WHERE hash = ?1)", [&h[..]], |r| r.get(0))?;
         if found {
             return Ok(true);

@@ -40,6 +40,8 @@ pub mod pool;
 pub mod parts;
 pub mod copies;
 pub mod dummy;
+pub mod stamp;
+pub mod hashed;
 pub mod exit;
 pub mod block;
 pub mod quota;

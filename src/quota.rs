@@ -1,7 +1,7 @@
 //! The per-recipient quota at the exit, like nymserv's daily chunk limit (nym.alias.net,
 //! section 4.2): at most `recipient_quota` deliveries to one address per 24-hour window,
 //! so that nobody can mail-bomb through the exit. The window starts with the first
-//! delivery; rows are known by the salted address hash (`block::address_hash`) and
+//! delivery; rows are known by the salted address hash (`hashed::address_hash`) and
 //! deleted when their window ends, so the state holds one day of counts and no address.
 
 use std::time::{Duration, SystemTime};
@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 
-use crate::block::address_hash;
+use crate::hashed::address_hash;
 use crate::state::unix;
 
 pub const WINDOW: Duration = Duration::from_secs(86400);

@@ -172,7 +172,7 @@ fn draw(state: &mut State, chosen: &[i64], config: &Config, now: SystemTime, rng
         match pool::load(&tx, id)? {
             pool::Pooled::Forward { .. } => out.push(Outgoing::Pool(id)),
             pool::Pooled::Final { original } => {
-                exit::enqueue(&tx, &original, now, &exit::Stamp::new(&config.address, now, rng))?;
+                exit::enqueue(&tx, &original, now, &crate::stamp::Stamp::new(&config.address, now, rng))?;
                 tx.execute("DELETE FROM pool WHERE id = ?1", [id])?;
                 sum.exit_queued += 1;
             }

@@ -59,7 +59,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE exitq ADD COLUMN date INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE exitq ADD COLUMN message_id TEXT NOT NULL DEFAULT '';",
     // 3: exit abuse controls. The blocklist, the quota and pending block requests know an
-    // address only by its salted hash (`block::address_hash`); exit-queue entries of kind 1
+    // address only by its salted hash (`hashed::address_hash`); exit-queue entries of kind 1
     // are the mix's own notices (block confirmations), not anonymous originals.
     "CREATE TABLE salt (id INTEGER PRIMARY KEY CHECK (id = 1), salt BLOB NOT NULL);
      CREATE TABLE blocklist (hash BLOB PRIMARY KEY) WITHOUT ROWID;

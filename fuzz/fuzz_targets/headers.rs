@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         operator: "postmaster@exit.test",
         from: "nobody@exit.test",
     };
-    let stamp = mixtasy::exit::Stamp { date: std::time::SystemTime::UNIX_EPOCH, message_id: "<x@exit.test>".into() };
+    let stamp = mixtasy::stamp::Stamp { date: std::time::SystemTime::UNIX_EPOCH, message_id: "<x@exit.test>".into() };
     if let Ok(d) = mixtasy::exit::prepare(data, &policy, &stamp) {
         assert!(!d.recipients.is_empty() && d.recipients.len() <= 5);
         assert!(d.recipients.iter().all(|r| !mixtasy::address::relays(r)));
