@@ -23,3 +23,4 @@ mod exit;
 mod exitq;
 mod sender;
 mod check;
+mod install;
