@@ -9,17 +9,20 @@
 //! the timer's `RandomizedDelaySec` (2 min), in time order. Every 6 hours the nodes import
 //! each other's current keys, as `discovery_interval` does from a keyserver.
 //!
-//! Two batches of user mail, each made by `mixtasy create --hops 4` (the real binary, with
-//! the sender's directory refreshed just before) and dropped into the first mix's Maildir:
-//!  - cold: at the start, into empty pools (an operator's first test on a new network);
-//!  - warm: after one simulated day of dummies only (a network that has been running).
+//! Two batches of user mail, each message made by `mixtasy create --hops 4` (the real
+//! binary, with the sender's directory refreshed just before) and dropped into the first
+//! mix's Maildir:
+//!  - cold: 4 at the start, into empty pools (an operator's first test on a new network);
+//!  - warm: one every 6 hours from 24 h on (24, 30, 36, 42 h), in a network that has run on
+//!    dummies alone: spread over a day, so over every age of the subkeys they are sealed to
+//!    (a new one each day, valid two).
 //! A message's delivery time is from its injection to the first round after which its
 //! recipient's Maildir holds it (so a resolution of one round, 15 min). A message still
 //! undelivered 3 days after it was sent is reported as undelivered: by then every subkey it
 //! was encrypted to has expired (subkey_validity 2d) and its secret is destroyed.
 //!
-//! Run with `cargo bench --bench latency` (release profile) or `scripts/bench`: one run per
-//! network size (about a minute each on two busy cores); `MIXTASY_BENCH_RUNS=N` for N runs.
+//! Run with `cargo bench --bench latency` (release profile) or `scripts/bench`: 4 runs per
+//! network size (about 10 s to 20 s each on two busy cores); `MIXTASY_BENCH_RUNS=N` for N.
 //! The homes live in /dev/shm when it exists (TMPDIR wins if set): wall time only, the
 //! simulated times do not depend on it.
 
@@ -41,17 +44,19 @@ const TICK: u64 = 15 * 60;
 const JITTER: u64 = 120;
 /// How often the nodes refresh their directories (`discovery_interval` default).
 const DISCOVERY: u64 = 6 * 3600;
-/// Dummies only before the warm batch.
+/// Dummies only before the first warm message.
 const WARM_UP: u64 = 24 * 3600;
+/// Between two warm messages.
+const WARM_EVERY: u64 = 6 * 3600;
 /// A message older than this is given up: every subkey it was encrypted to has expired.
 const GIVE_UP: u64 = 3 * 24 * 3600;
 /// Messages per batch.
-const PER_BATCH: usize = 4;
+const PER_BATCH: u64 = 4;
 /// The pool and dummy settings restored to their defaults after `add_lab_node`.
 const DEFAULTED: [&str; 5] = ["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p"];
 
 fn runs() -> usize {
-    std::env::var("MIXTASY_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+    std::env::var("MIXTASY_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
 }
 
 fn default_of(name: &str) -> &'static str {
@@ -76,6 +81,8 @@ struct Run {
     sent: Vec<Sent>,
     rounds: usize,
     wall: f64,
+    /// Layers (dummies' included) dropped because their subkey had expired.
+    expired: i64,
 }
 
 /// A network of `n` default nodes, started at `start`.
@@ -92,17 +99,16 @@ fn network(n: usize, start: u64) -> Net {
     net
 }
 
-/// Sends `PER_BATCH` originals with `mixtasy create --hops 4` at `net.now`.
-fn send_batch(net: &Net, batch: &'static str, first: usize, sent: &mut Vec<Sent>) {
+/// Sends one original with `mixtasy create --hops 4` at `net.now`.
+fn send(net: &Net, batch: &'static str, sent: &mut Vec<Sent>) {
     net.publish_all_to_client();
-    for k in first..first + PER_BATCH {
-        let rcpt = format!("r{k}@rcpt.test");
-        let original = format!("To: {rcpt}\nSubject: latency {batch} {k}\n\nhow long does this take?\n");
-        for mail in net.create(original.as_bytes(), &["--hops", "4"]) {
-            net.inject(&mail);
-        }
-        sent.push(Sent { rcpt, batch, at: net.now, delivered: None });
+    let k = sent.len();
+    let rcpt = format!("r{k}@rcpt.test");
+    let original = format!("To: {rcpt}\nSubject: latency {batch} {k}\n\nhow long does this take?\n");
+    for mail in net.create(original.as_bytes(), &["--hops", "4"]) {
+        net.inject(&mail);
     }
+    sent.push(Sent { rcpt, batch, at: net.now, delivered: None });
 }
 
 fn simulate(n: usize) -> Run {
@@ -112,14 +118,15 @@ fn simulate(n: usize) -> Run {
     let mut rng = rand::rng();
     let mut sent = Vec::new();
     let mut rounds = 0;
-    send_batch(&net, "cold", 0, &mut sent);
-    let mut warm_sent = false;
+    // (time, batch) of every message, in time order.
+    let mut plan: Vec<(u64, &'static str)> = (0..PER_BATCH).map(|_| (start, "cold")).collect();
+    plan.extend((0..PER_BATCH).map(|i| (start + WARM_UP + i * WARM_EVERY, "warm")));
+    let mut plan = plan.into_iter().peekable();
     let mut tick = start;
     loop {
-        if !warm_sent && tick >= start + WARM_UP {
+        while let Some((_, batch)) = plan.next_if(|(at, _)| *at <= tick) {
             net.now = tick;
-            send_batch(&net, "warm", PER_BATCH, &mut sent);
-            warm_sent = true;
+            send(&net, batch, &mut sent);
         }
         if tick > start && (tick - start) % DISCOVERY == 0 {
             net.now = tick;
@@ -141,11 +148,12 @@ fn simulate(n: usize) -> Run {
         }
         tick += TICK;
         let pending = sent.iter().any(|s| s.delivered.is_none() && tick - s.at <= GIVE_UP);
-        if warm_sent && !pending {
+        if plan.peek().is_none() && !pending {
             break;
         }
     }
-    Run { nodes: n, sent, rounds, wall: wall.elapsed().as_secs_f64() }
+    let expired = net.nodes.iter().map(|f| net.status(f).get("drop.expired-key")).sum();
+    Run { nodes: n, sent, rounds, wall: wall.elapsed().as_secs_f64(), expired }
 }
 
 fn hours(secs: u64) -> f64 {
@@ -191,7 +199,12 @@ fn main() {
         "settings: {}; {build}; loadavg {load}",
         DEFAULTED.iter().map(|n| format!("{n} {}", default_of(n))).collect::<Vec<_>>().join(", ")
     );
-    println!("{PER_BATCH} messages cold (at the start) and {PER_BATCH} warm (after {} h of dummies) per run; given up after {} h", WARM_UP / 3600, GIVE_UP / 3600);
+    println!(
+        "per run: {PER_BATCH} messages cold (at the start), {PER_BATCH} warm (one every {} h from {} h on); a message is given up {} h after it was sent",
+        WARM_EVERY / 3600,
+        WARM_UP / 3600,
+        GIVE_UP / 3600
+    );
     let mut all: BTreeMap<(usize, &'static str), (Vec<f64>, usize)> = BTreeMap::new();
     for n in [3, 5] {
         for r in 1..=runs {
@@ -201,7 +214,14 @@ fn main() {
                 .iter()
                 .map(|s| format!("{}:{}", &s.batch[..1], s.delivered.map_or("-".to_string(), |d| format!("{:.1}", hours(d)))))
                 .collect();
-            println!("{} nodes, run {r}: {} rounds in {:.1} s; hours per message: {}", run.nodes, run.rounds, run.wall, per.join(" "));
+            println!(
+                "{} nodes, run {r}: {} rounds in {:.1} s; hours per message: {}; layers dropped for an expired subkey: {}",
+                run.nodes,
+                run.rounds,
+                run.wall,
+                per.join(" "),
+                run.expired
+            );
             let _ = std::io::stdout().flush();
             for s in &run.sent {
                 let e = all.entry((n, s.batch)).or_default();
