@@ -24,3 +24,4 @@ mod exitq;
 mod sender;
 mod check;
 mod layout;
+mod install;
