@@ -20,13 +20,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mixtasy::address::MixAddress;
-use mixtasy::create::{self, Options};
-use mixtasy::directory::{self, Mix};
-use mixtasy::exit::{self, Policy};
-use mixtasy::stamp::Stamp;
-use mixtasy::home::NodeHome;
-use mixtasy::modes::Modes;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::sender::create::{self, Options};
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::node::exit::{self, Policy};
+use mixtasy::batch::stamp::Stamp;
+use mixtasy::node::home::NodeHome;
+use mixtasy::mixes::modes::Modes;
 
 const MIXTASYD: &str = env!("CARGO_BIN_EXE_mixtasyd");
 /// The target: a crafted original costs at most twice a plain one of its size.

@@ -60,7 +60,7 @@ fn runs() -> usize {
 }
 
 fn default_of(name: &str) -> &'static str {
-    mixtasy::config::SETTINGS
+    mixtasy::node::config::SETTINGS
         .iter()
         .find(|s| s.name == name)
         .and_then(|s| s.default)

@@ -10,19 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mixtasy::address::MixAddress;
-use mixtasy::armor;
-use mixtasy::cfb;
-use mixtasy::create::{self, Options};
-use mixtasy::directory::{self, Mix};
-use mixtasy::keys::{self, KeyRing};
-use mixtasy::layer;
-use mixtasy::message;
-use mixtasy::modes::Modes;
-use mixtasy::peel::{self, Node, Outcome, Peeled};
-use mixtasy::sizes::{INNER, OUTER};
-use mixtasy::verification;
-use mixtasy::wire;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::format::armor;
+use mixtasy::format::cfb;
+use mixtasy::sender::create::{self, Options};
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::mixes::keys::{self, KeyRing};
+use mixtasy::format::layer;
+use mixtasy::format::message;
+use mixtasy::mixes::modes::Modes;
+use mixtasy::node::peel::{self, Node, Outcome, Peeled};
+use mixtasy::format::sizes::{INNER, OUTER};
+use mixtasy::format::verification;
+use mixtasy::format::wire;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 
@@ -206,7 +206,7 @@ fn bench_gpg(cert: &Cert, body: &[u8], expected: &[u8], plan: &Plan) -> Result<(
 
 fn main() {
     // The same allocator tuning the binaries do, so the figures are theirs.
-    mixtasy::tuning::tune_allocator();
+    mixtasy::util::tuning::tune_allocator();
     let plan = Plan::new();
     let t_start = Instant::now();
     println!("Mixtasy layer benchmark (one process; compare ratios, not absolute times)");

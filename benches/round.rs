@@ -18,12 +18,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mixtasy::address::MixAddress;
-use mixtasy::create::{self, Options};
-use mixtasy::directory::{self, Mix};
-use mixtasy::home::NodeHome;
-use mixtasy::keys;
-use mixtasy::modes::Modes;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::sender::create::{self, Options};
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::node::home::NodeHome;
+use mixtasy::mixes::keys;
+use mixtasy::mixes::modes::Modes;
 
 /// Targets from the issue.
 const RATE_TARGET: f64 = 3000.0;

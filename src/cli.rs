@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::directory::{self, Directory};
-use crate::wkd;
+use crate::mixes::directory::{self, Directory};
+use crate::mixes::wkd;
 
 /// The time to act at: now, or `--now UNIX_SECONDS` (hidden; for tests that use keys with
 /// fixed validity, like the GnuPG test vectors).
@@ -14,7 +14,7 @@ pub fn now(fixed: Option<u64>) -> SystemTime {
     fixed.map_or_else(SystemTime::now, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
-pub use crate::clock::utc;
+pub use crate::util::clock::utc;
 
 /// What an import or fetch reports beyond stored and refused: replacements, keys kept out
 /// by the established one, conflicts. Addresses are printed: this is the user's own
@@ -56,7 +56,7 @@ pub fn directory_import(dir: &Directory, files: &[PathBuf], now: SystemTime, wkd
 /// reason. A keyserver that is down or answers garbage is an error and the directory stays
 /// as it was.
 pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: Option<&wkd::Options>) -> Result<()> {
-    let ks = crate::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
+    let ks = crate::mixes::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
     let answer = ks.fetch_all()?;
     let (report, pruned) = dir.refresh(answer.as_deref(), now)?;
     let in_conflict: usize = report.conflicts.iter().map(|(_, f)| f.len()).sum();
@@ -87,7 +87,7 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: O
 /// changes nothing (the record ages out). First, every
 /// conflict is put to its mix's own domain (a mix's address is mixtasy@its host): when the
 /// domain's WKD holds exactly one of the keys in conflict, that key is chosen.
-pub fn verify_wkd(dir: &Directory, only: &[crate::address::MixAddress], options: &wkd::Options, now: SystemTime) -> Result<()> {
+pub fn verify_wkd(dir: &Directory, only: &[crate::mixes::address::MixAddress], options: &wkd::Options, now: SystemTime) -> Result<()> {
     let client = wkd::Wkd::new(options, std::time::Duration::from_secs(30))?;
     let mut only = only.to_vec();
     for (address, fprs) in dir.conflicts()? {

@@ -1,59 +1,27 @@
 //! Mixtasy: anonymous email over SMTP and OpenPGP (J. Burk, 2016), as a batch mix node
 //! (`mixtasyd`) and a sender's tool (`mixtasy`).
 //!
-//! The modules follow a message through a mix (D6), then the parts both sides share.
+//! The map: one folder a subsystem. A folder uses only the folders listed above it
+//! (`tests/layout.rs` checks this), so each can be read on its own terms; `cli` and the
+//! programs in `bin/` may use all of them.
 
-// Framing: the bytes of one layer.
-pub mod sizes;
-pub mod packet;
-pub mod cfb;
-pub mod armor;
+/// Process-wide helpers with no notion of mail: clock, durable files, allocator tuning.
+pub mod util;
+/// Who the mixes are (D8): addresses, modes, keys, the directory, keyservers and WKD.
+pub mod mixes;
+/// The bytes of a message (D1–D5): packets, CFB, armor, one layer, the verification hash,
+/// the final message, the mail around it. No files, no SQL.
+pub mod format;
+/// The sender's side (D7): path choice, creating the layered message, what a submission is.
+pub mod sender;
+/// What every timer program over a Maildir and SQLite shares: the lock, the spool, the
+/// transport, the delivery stamp, the store.
+pub mod batch;
+/// nym.alias.net's controls, shared by the exit and later the nym server: the destination
+/// blocklist, recipient quotas, salted address hashes.
+pub mod abuse;
+/// The mix node `mixtasyd`: its home and settings, peel, the round, the exit, status.
+pub mod node;
 
-// One message through a mix, in processing order.
-pub mod layer;
-pub mod verification;
-pub mod message;
-
-// Keys, modes, addresses.
-pub mod address;
-pub mod headers;
-pub mod modes;
-pub mod keys;
-pub mod directory;
-pub mod keyserver;
-pub mod wkd;
-pub mod path;
-
-// The two sides of the wire.
-pub mod wire;
-pub mod submit;
-pub mod pgpmime;
-pub mod create;
-pub mod peel;
-
-// The round: intake, replay cache, pool, dummies, exit delivery.
-pub mod lock;
-pub mod state;
-pub mod spool;
-pub mod replay;
-pub mod pool;
-pub mod parts;
-pub mod copies;
-pub mod dummy;
-pub mod stamp;
-pub mod hashed;
-pub mod exit;
-pub mod block;
-pub mod quota;
-pub mod transport;
-pub mod round;
-pub mod status;
-pub mod check;
-
-// State on disk, settings, the command-line edge.
-pub mod tuning;
-pub mod clock;
-pub mod fsutil;
-pub mod config;
-pub mod home;
+/// The command-line edge shared by the programs.
 pub mod cli;

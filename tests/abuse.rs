@@ -2,7 +2,7 @@
 //! destination blocking with a confirmation nonce, the per-recipient quota, the label and
 //! the footer on every delivered mail.
 
-use mixtasy::message::Kind;
+use mixtasy::format::message::Kind;
 
 use crate::util::*;
 

@@ -4,13 +4,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use mixtasy::address::MixAddress;
-use mixtasy::directory::{self, Mix};
-use mixtasy::keys::{self, KeyRing};
-use mixtasy::modes::Modes;
-use mixtasy::peel::{self, DropReason, Node, Peeled};
-use mixtasy::sizes::{INNER, OUTER};
-use mixtasy::{armor, create, verification, wire};
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::mixes::keys::{self, KeyRing};
+use mixtasy::mixes::modes::Modes;
+use mixtasy::node::peel::{self, DropReason, Node, Peeled};
+use mixtasy::format::sizes::{INNER, OUTER};
+use mixtasy::{format::armor, sender::create, format::verification, format::wire};
 use proptest::prelude::*;
 
 use crate::util::*;
@@ -70,9 +70,9 @@ fn world() -> &'static World {
 /// Where the revealed message starts inside a D4 layer body: PKESK packet, SED header,
 /// CFB prefix, literal header.
 fn revealed_offset(body: &[u8]) -> usize {
-    let pkesk = mixtasy::packet::read_packet(body).unwrap();
+    let pkesk = mixtasy::format::packet::read_packet(body).unwrap();
     let pkesk_len = body.len() - pkesk.rest.len();
-    pkesk_len + 1 + mixtasy::cfb::PREFIX_LEN + 7
+    pkesk_len + 1 + mixtasy::format::cfb::PREFIX_LEN + 7
 }
 
 fn peel_at(w: &World, hop: usize, mail: &[u8]) -> Result<peel::Outcome, peel::Dropped> {
@@ -210,7 +210,7 @@ fn init_refuses_an_existing_home_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("already a mixtasyd home"));
     assert_eq!(snapshot(&home), before);
     // Modes: the home is 0700, every file in it 0600.
-    assert!(mixtasy::home::loose_permissions(&home).unwrap().is_empty());
+    assert!(mixtasy::node::home::loose_permissions(&home).unwrap().is_empty());
 }
 
 #[test]

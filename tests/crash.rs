@@ -48,15 +48,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mixtasy::address::MixAddress;
-use mixtasy::directory::{self, Mix};
-use mixtasy::keys::{self, KeyRing};
-use mixtasy::modes::Modes;
-use mixtasy::peel::{self, DropReason, Node, Peeled};
-use mixtasy::sizes::OUTER;
-use mixtasy::state::State;
-use mixtasy::verification::Hash;
-use mixtasy::{armor, create, replay, wire};
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::mixes::keys::{self, KeyRing};
+use mixtasy::mixes::modes::Modes;
+use mixtasy::node::peel::{self, DropReason, Node, Peeled};
+use mixtasy::format::sizes::OUTER;
+use mixtasy::batch::state::State;
+use mixtasy::format::verification::Hash;
+use mixtasy::{format::armor, sender::create, node::replay, format::wire};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use sequoia_openpgp::parse::Parse;
@@ -308,8 +308,8 @@ fn set_config(path: &Path, settings: &[(&str, &str)]) {
 
 /// Where the revealed message starts inside a layer body (as in `badinput`).
 fn revealed_offset(body: &[u8]) -> usize {
-    let pkesk = mixtasy::packet::read_packet(body).unwrap();
-    body.len() - pkesk.rest.len() + 1 + mixtasy::cfb::PREFIX_LEN + 7
+    let pkesk = mixtasy::format::packet::read_packet(body).unwrap();
+    body.len() - pkesk.rest.len() + 1 + mixtasy::format::cfb::PREFIX_LEN + 7
 }
 
 /// The state as the next round will find it, read from a copy (so SQLite's rollback of a
@@ -570,7 +570,7 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
         delivered = wave;
         let before = (spool_len(), output_count(&out_root));
         // The first file intake will act on once its batch has committed.
-        let first = mixtasy::spool::Spool::open(&maildir).unwrap().list().unwrap().first().map(|e| e.path.clone());
+        let first = mixtasy::batch::spool::Spool::open(&maildir).unwrap().list().unwrap().first().map(|e| e.path.clone());
         let aim = if wave > KILLS { 2 } else { wave % 4 };
         let mut child = round_cmd().spawn().unwrap();
         let ended = match aim {

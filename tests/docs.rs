@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mixtasy::config::SETTINGS;
-use mixtasy::peel::DropReason;
+use mixtasy::node::config::SETTINGS;
+use mixtasy::node::peel::DropReason;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,7 +108,7 @@ fn every_counter_is_documented() {
         .map(|r| format!("drop.{}", r.name()))
         .collect();
     let mut scanned = 0;
-    for file in ["src/round.rs", "src/parts.rs"] {
+    for file in ["src/node/round.rs", "src/node/parts.rs"] {
         for n in counter_literals(&read(file)) {
             scanned += 1;
             if !names.contains(&n) {
@@ -116,7 +116,7 @@ fn every_counter_is_documented() {
             }
         }
     }
-    assert!(scanned >= 20, "found only {scanned} counter names in src/round.rs and src/parts.rs: is the scan broken?");
+    assert!(scanned >= 20, "found only {scanned} counter names in src/node/round.rs and src/node/parts.rs: is the scan broken?");
     let page = unescape(&read("man/mixtasyd.8"));
     let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
     assert!(missing.is_empty(), "man/mixtasyd.8 does not document these counters (as `.TP` then `.B NAME` under COUNTERS): {missing:?}");

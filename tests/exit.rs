@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use mixtasy::message::Kind;
+use mixtasy::format::message::Kind;
 
 use crate::round::{lab, rounds_until};
 use crate::util::*;
@@ -17,7 +17,7 @@ fn now() -> u64 {
 /// Fields an exit may deliver: the allowlist (mixtasyd(8)) and its own four.
 fn delivered_field_ok(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    mixtasy::headers::allowed(&n) || ["from", "date", "message-id", "comments"].contains(&n.as_str())
+    mixtasy::format::headers::allowed(&n) || ["from", "date", "message-id", "comments"].contains(&n.as_str())
 }
 
 /// The names of a delivered mail's header fields, and the header text.
@@ -92,7 +92,7 @@ fn only_allowlisted_headers_leave_the_sender_and_the_exit() {
 fn the_sender_refuses_a_header_over_the_bounds() {
     let net = lab(5);
     let mut bomb = String::from("To: bob@rcpt.test\n");
-    for i in 0..=mixtasy::headers::MAX_FIELDS {
+    for i in 0..=mixtasy::format::headers::MAX_FIELDS {
         bomb.push_str(&format!("X-{i}: 1\n"));
     }
     bomb.push_str("\nbody\n");
@@ -327,5 +327,5 @@ fn the_exits_date_and_id_are_fixed_when_queued() {
     assert_eq!(got.len(), 1);
     let (_, header) = field_names(&got[0]);
     let date = header.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
-    assert_eq!(date, mixtasy::clock::rfc5322(net.time()), "the date of the round that queued it, in UTC");
+    assert_eq!(date, mixtasy::util::clock::rfc5322(net.time()), "the date of the round that queued it, in UTC");
 }

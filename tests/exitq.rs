@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use mixtasy::message::Kind;
+use mixtasy::format::message::Kind;
 
 use crate::util::*;
 

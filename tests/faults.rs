@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mixtasy::directory::{self, Mix};
-use mixtasy::message::{self, Kind};
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::format::message::{self, Kind};
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
 
@@ -70,7 +70,7 @@ fn wires(net: &Net, at: u64, tags: &[String]) -> Vec<Vec<u8>> {
     tags.iter()
         .map(|tag| {
             let fin = message::build_final(&message::new_id(&mut rng), Kind::Singlepart, &original(tag), &mut rng);
-            mixtasy::create::wrap(fin, &path, None, t, &mut rng).unwrap().mail
+            mixtasy::sender::create::wrap(fin, &path, None, t, &mut rng).unwrap().mail
         })
         .collect()
 }
@@ -391,7 +391,7 @@ fn maildir_vanishing_during_a_round_loses_nothing() {
     inject_all(&net, &wires(&net, net.now, &all));
     let inbox = net.mailbox(&format!("mixtasy@{A}"));
     let gone = inbox.with_extension("gone");
-    let first = mixtasy::spool::Spool::open(&inbox).unwrap().list().unwrap()[0].path.clone();
+    let first = mixtasy::batch::spool::Spool::open(&inbox).unwrap().list().unwrap()[0].path.clone();
     let mut c = net.node_cmd(A);
     c.arg("--round").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = c.spawn().unwrap();

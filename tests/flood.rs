@@ -25,14 +25,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use mixtasy::address::MixAddress;
-use mixtasy::directory::{self, Mix};
-use mixtasy::keys::{self, KeyRing};
-use mixtasy::message::{self, Kind};
-use mixtasy::modes::Modes;
-use mixtasy::peel::{self, Node};
-use mixtasy::sizes::{INNER, OUTER};
-use mixtasy::{armor, create, verification, wire};
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::mixes::keys::{self, KeyRing};
+use mixtasy::format::message::{self, Kind};
+use mixtasy::mixes::modes::Modes;
+use mixtasy::node::peel::{self, Node};
+use mixtasy::format::sizes::{INNER, OUTER};
+use mixtasy::{format::armor, sender::create, format::verification, format::wire};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 use sequoia_openpgp::parse::Parse;
@@ -209,8 +209,8 @@ fn body_start(mail: &[u8]) -> usize {
 
 /// Where the revealed message starts inside a layer body (as in `badinput`).
 fn revealed_offset(body: &[u8]) -> usize {
-    let pkesk = mixtasy::packet::read_packet(body).unwrap();
-    body.len() - pkesk.rest.len() + 1 + mixtasy::cfb::PREFIX_LEN + 7
+    let pkesk = mixtasy::format::packet::read_packet(body).unwrap();
+    body.len() - pkesk.rest.len() + 1 + mixtasy::format::cfb::PREFIX_LEN + 7
 }
 
 /// The same wire message as an MTA might store it after re-armoring: CRLF line ends, trace
@@ -331,8 +331,8 @@ fn content(what: What, i: usize, set: &Valid, valid: &[&Vec<u8>], me: &MixAddres
             let from = rng.random_range(0..1500);
             let to = rng.random_range(1500..1900);
             rewrap(valid[i % valid.len()], &|b| {
-                let pkesk = mixtasy::packet::read_packet(b).unwrap();
-                let grid = b.len() - pkesk.rest.len() + 1 + mixtasy::cfb::PREFIX_LEN;
+                let pkesk = mixtasy::format::packet::read_packet(b).unwrap();
+                let grid = b.len() - pkesk.rest.len() + 1 + mixtasy::format::cfb::PREFIX_LEN;
                 b.copy_within(grid + 16 * from..grid + 16 * (from + 1), grid + 16 * to);
             })
         }
@@ -569,7 +569,7 @@ fn flood(total: usize, key: &Path, set: &Valid, check_node: &Node, now_secs: u64
     // pool like forwarded mail: mixtasyd(8), The exit mixes).
     let forwards = counts[&What::Forward] as i64;
     let exits = (counts[&What::Final] + counts[&What::Part] / 2) as i64;
-    let pooled_finals: i64 = mixtasy::state::State::open(&net.home(FQDN).join("state.sqlite"))
+    let pooled_finals: i64 = mixtasy::batch::state::State::open(&net.home(FQDN).join("state.sqlite"))
         .unwrap()
         .conn()
         .query_row("SELECT count(*) FROM pool WHERE kind = 1", [], |r| r.get(0))

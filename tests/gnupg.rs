@@ -10,12 +10,12 @@ use std::path::Path;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mixtasy::address::MixAddress;
-use mixtasy::keys::KeyRing;
-use mixtasy::message::{self, Kind, Revealed};
-use mixtasy::packet::{self, BodyLen};
-use mixtasy::sizes::INNER;
-use mixtasy::{armor, layer, verification, wire};
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::keys::KeyRing;
+use mixtasy::format::message::{self, Kind, Revealed};
+use mixtasy::format::packet::{self, BodyLen};
+use mixtasy::format::sizes::INNER;
+use mixtasy::{format::armor, format::layer, format::verification, format::wire};
 use sequoia_openpgp::parse::Parse;
 
 use crate::util::*;
@@ -99,7 +99,7 @@ fn walk_with_gpg(net: &Net, gpg: &Gpg, rings: &mut HashMap<String, KeyRing>, mut
 
         // Our code opens the same body to the same bytes.
         let body = wire_body(&mail);
-        assert_eq!(body.len(), mixtasy::sizes::OUTER, "{what}: wire body is not OUTER bytes");
+        assert_eq!(body.len(), mixtasy::format::sizes::OUTER, "{what}: wire body is not OUTER bytes");
         let opened = layer::open(&body, ring, now).unwrap_or_else(|e| panic!("{what}: layer::open failed: {e}"));
         assert_eq!(opened.content.len(), plain.len(), "{what}: gpg and layer::open give different lengths");
         assert!(opened.content == plain, "{what}: gpg and layer::open give different bytes");
@@ -143,7 +143,7 @@ fn every_layer_we_create_decrypts_with_gpg() {
     assert_eq!(wires.len(), 1, "a small original is one wire message");
     let d = walk_with_gpg(&net, &gpg, &mut rings, wires[0].clone(), "singlepart");
     assert_eq!(d.kind, Kind::Singlepart);
-    assert_eq!(d.hops, mixtasy::path::MIN_HOPS);
+    assert_eq!(d.hops, mixtasy::sender::path::MIN_HOPS);
     assert!(d.payload == original, "singlepart: exit delivered other bytes than the original");
 
     // Multipart: about 100 KB, every layer of every part.
@@ -158,7 +158,7 @@ fn every_layer_we_create_decrypts_with_gpg() {
     let mut parts = Vec::new();
     for (n, w) in wires.into_iter().enumerate() {
         let d = walk_with_gpg(&net, &gpg, &mut rings, w, &format!("multipart wire message {}", n + 1));
-        assert_eq!(d.hops, mixtasy::path::MIN_HOPS);
+        assert_eq!(d.hops, mixtasy::sender::path::MIN_HOPS);
         let Kind::Multipart { part, total } = d.kind else { panic!("wire message {} is not multipart: {:?}", n + 1, d.kind) };
         parts.push((part, total, d.payload));
     }

@@ -97,12 +97,12 @@ fn a_simulated_week_of_rounds() {
         c.arg("--home").arg(net.home("a.test")).args(["--now", &t.to_string(), "key", "export", "--secret"]);
         let scalars = secret_scalars(&ok(c, b"").stdout);
         let cert = openpgp::Cert::from_bytes(&net.export("a.test", false)).unwrap();
-        let valid = mixtasy::keys::encryption_subkeys(&cert)
+        let valid = mixtasy::mixes::keys::encryption_subkeys(&cert)
             .into_iter()
             .filter(|(k, v)| scalars.contains_key(&k.fingerprint().to_hex()) && v.valid_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t), std::time::Duration::ZERO))
             .count();
         assert!((1..=2).contains(&valid), "{valid} valid subkeys at step {i}");
-        for (k, v) in mixtasy::keys::encryption_subkeys(&cert) {
+        for (k, v) in mixtasy::mixes::keys::encryption_subkeys(&cert) {
             let exp = v.expires.unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
             if let Some(s) = scalars.get(&k.fingerprint().to_hex()) {
                 seen.insert(k.fingerprint().to_hex(), (s.clone(), exp));

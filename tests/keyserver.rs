@@ -125,7 +125,7 @@ fn nodes_publish_sender_discovers_rotation_shows_gpg_imports() {
     assert_eq!(out.lines().next(), Some("found 7, kept 5, refused 2"), "{out}");
     let stored = std::fs::read(net.client_home().join("directory/mixtasy@ks3.test.pgp")).unwrap();
     let stored = openpgp::Cert::from_bytes(&stored).unwrap();
-    let subkeys = mixtasy::keys::encryption_subkeys(&stored);
+    let subkeys = mixtasy::mixes::keys::encryption_subkeys(&stored);
     assert_eq!(subkeys.len(), 2, "the republished key carries the rotated subkey");
     let newest = subkeys.iter().map(|(_, v)| v.expires.unwrap()).max().unwrap();
     assert_eq!(newest, UNIX_EPOCH + Duration::from_secs(later + 2 * 86400));
@@ -165,7 +165,7 @@ fn a_dead_keyserver_fails_a_fetch_cleanly_and_never_stops_a_round() {
     // A node whose keyserver is down still mixes: a final message is delivered.
     net.configure("ka.test", "keyserver", &format!("{dead:?}"));
     let original = b"To: Bob <bob@rcpt.test>\nSubject: dead keyserver\n\nstill mixing\n";
-    net.inject(&net.wrap_final(mixtasy::message::Kind::Singlepart, original, &["ka.test"]));
+    net.inject(&net.wrap_final(mixtasy::format::message::Kind::Singlepart, original, &["ka.test"]));
     assert!(net.round("ka.test").starts_with("mixtasyd: round:"));
     assert_eq!(net.delivered("bob@rcpt.test").len(), 1);
     let st = net.status("ka.test");

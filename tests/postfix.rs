@@ -456,7 +456,7 @@ fn exit_of(mail: &[u8]) -> String {
     const POSTFIX_TRACE: [&str; 4] = ["return-path", "x-original-to", "delivered-to", "received"];
     for name in header.lines().filter(|l| !l.starts_with([' ', '\t'])).map(|l| l.split(':').next().unwrap_or("")) {
         assert!(
-            mixtasy::headers::allowed(name) || EXIT_OWN.contains(&name) || POSTFIX_TRACE.contains(&name),
+            mixtasy::format::headers::allowed(name) || EXIT_OWN.contains(&name) || POSTFIX_TRACE.contains(&name),
             "delivered with {name}:, a field off the allowlist:\n{header}"
         );
     }

@@ -144,7 +144,7 @@ fn expired_subkey_and_modes_drop() {
     net.add_lab_node("other.test", "middleman");
     net.add_lab_node("third.test", "middleman");
     net.publish_all_to_client();
-    let single = mixtasy::message::Kind::Singlepart;
+    let single = mixtasy::format::message::Kind::Singlepart;
     // A final message at a middleman-only mix, and an intermediate one at an exit-only mix.
     net.inject(&net.wrap_final(single, &original("m1", 100), &["mid.test"]));
     net.inject(&net.wrap_final(single, &original("m2", 100), &["exit.test", "mid.test"]));
@@ -215,7 +215,7 @@ fn exit_gives_up_after_exit_giveup() {
     net.configure("mix1.test", "transport", "\"sendmail\"");
     net.configure("mix1.test", "sendmail", &format!("{:?}", fake_sendmail(&net, 75).display().to_string()));
     net.configure("mix1.test", "exit_giveup", "\"1h\"");
-    net.inject(&net.wrap_final(mixtasy::message::Kind::Singlepart, &original("g", 100), &["mix1.test"]));
+    net.inject(&net.wrap_final(mixtasy::format::message::Kind::Singlepart, &original("g", 100), &["mix1.test"]));
     net.round("mix1.test");
     let st = net.status("mix1.test");
     assert_eq!((st.get("exit_queue"), st.get("exit.deferred")), (1, 1));
@@ -272,7 +272,7 @@ fn broken_setup_gives_one_line_and_a_sysexits_code() {
 fn incomplete_multipart_sets_expire() {
     let mut net = lab(1);
     net.nodes.retain(|n| n == "mix1.test");
-    let part = mixtasy::message::Kind::Multipart { part: 1, total: 2 };
+    let part = mixtasy::format::message::Kind::Multipart { part: 1, total: 2 };
     net.inject(&net.wrap_final(part, b"To: bob@rcpt.test\n\nhalf", &["mix1.test"]));
     net.round("mix1.test");
     let st = net.status("mix1.test");
@@ -284,7 +284,7 @@ fn incomplete_multipart_sets_expire() {
 
 /// A setting's default, from the table the config file and the manual are made from.
 fn default_of(name: &str) -> &'static str {
-    mixtasy::config::SETTINGS.iter().find(|s| s.name == name).and_then(|s| s.default).unwrap_or_else(|| panic!("no default for {name}"))
+    mixtasy::node::config::SETTINGS.iter().find(|s| s.name == name).and_then(|s| s.default).unwrap_or_else(|| panic!("no default for {name}"))
 }
 
 /// `N` in "what N" of a round's summary line.
@@ -305,7 +305,7 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
         net.configure("mix1.test", k, default_of(k));
     }
     assert_eq!((default_of("min_pool"), default_of("threshold"), default_of("rate")), ("25", "5", "0.65"), "the arithmetic below");
-    let single = mixtasy::message::Kind::Singlepart;
+    let single = mixtasy::format::message::Kind::Singlepart;
     let (exit, next) = (net.mix("mix1.test"), net.mix("mix2.test"));
     let forward = |i: usize| net.wrap_final_over(single, &original(&format!("fwd{i}"), 100), &[exit.clone(), next.clone()]);
     let inbox = "bob@rcpt.test";
@@ -325,7 +325,7 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
     let st = net.status("mix1.test");
     assert_eq!((st.get("pool"), st.get("pool.sent"), st.get("exit.delivered")), (29, 0, 0), "{}", st.0);
     // Pool rows do not number arrivals: SQLite's own ids would be 1..=29 here, the final's 1.
-    let state = mixtasy::state::State::open(&net.home("mix1.test").join("state.sqlite")).unwrap();
+    let state = mixtasy::batch::state::State::open(&net.home("mix1.test").join("state.sqlite")).unwrap();
     let ids: Vec<i64> = state.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
     assert!(ids.len() == 29 && ids.iter().any(|id| !(1..=29).contains(id)), "sequential pool ids: {ids:?}");
     drop(state);
@@ -363,7 +363,7 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
     // would undo the pool for every recipient who reads headers.
     let text = String::from_utf8_lossy(&got[0]);
     let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).expect("a Date was added");
-    assert_eq!(date, mixtasy::clock::rfc5322(drawn_at), "the Date names the round that drew the final");
+    assert_eq!(date, mixtasy::util::clock::rfc5322(drawn_at), "the Date names the round that drew the final");
     let st = net.status("mix1.test");
     assert_eq!((st.get("exit.delivered"), st.get("exit_queue")), (1, 0), "{}", st.0);
     assert_counters_add_up(&st);
@@ -393,7 +393,7 @@ fn a_round_sends_dummies_finals_and_forwards_in_one_random_order() {
     net.configure("mix1.test", "sendmail", &format!("{:?}", fake_sendmail(&net, 0).display().to_string()));
     net.configure("mix1.test", "dummy_flush_p", "0.75");
     let log = net.dir.path().join("sendmail.log");
-    let single = mixtasy::message::Kind::Singlepart;
+    let single = mixtasy::format::message::Kind::Singlepart;
     let (exit, next) = (net.mix("mix1.test"), net.mix("mix2.test"));
     let (mut dummy_scores, mut final_scores) = (Vec::new(), Vec::new());
     let mut seen = 0;
@@ -448,7 +448,7 @@ fn a_round_sends_dummies_finals_and_forwards_in_one_random_order() {
 #[test]
 fn a_file_whose_peeling_panics_is_quarantined_and_the_round_goes_on() {
     let net = lab(2);
-    let single = mixtasy::message::Kind::Singlepart;
+    let single = mixtasy::format::message::Kind::Singlepart;
     let poison = [b"X-Test-Panic: here\n".as_slice(), &net.wrap_final(single, &original("poison", 100), &["mix1.test"])].concat();
     net.inject(&poison);
     net.inject(&net.wrap_final(single, &original("fine", 100), &["mix1.test"]));

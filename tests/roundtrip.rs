@@ -25,7 +25,7 @@ fn gnupg_vector_peels_to_its_original() {
         let (out, _) = net.peel(fqdn, &mail).unwrap_or_else(|e| panic!("hop {} dropped: {e}", i + 1));
         if i < 3 {
             assert_eq!(wire_to(&out), FIXTURE_FQDNS[i + 1]);
-            assert_eq!(wire_body(&out).len(), mixtasy::sizes::OUTER);
+            assert_eq!(wire_body(&out).len(), mixtasy::format::sizes::OUTER);
         }
         mail = out;
     }
@@ -54,7 +54,7 @@ fn four_node_net() -> Net {
 /// number of hops. Checks on the way that every wire body is exactly `OUTER` bytes.
 fn deliver(net: &Net, mut mail: Vec<u8>) -> (Vec<u8>, String, usize) {
     for hop in 1..=10 {
-        assert_eq!(wire_body(&mail).len(), mixtasy::sizes::OUTER, "hop {hop}: wire body size");
+        assert_eq!(wire_body(&mail).len(), mixtasy::format::sizes::OUTER, "hop {hop}: wire body size");
         let to = wire_to(&mail);
         let (out, stderr) = net.peel(&to, &mail).unwrap_or_else(|e| panic!("hop {hop} at {to} dropped: {e}"));
         if !out.starts_with(b"From: mixtasy@") {
@@ -126,8 +126,8 @@ fn wire_messages_of_different_originals_have_one_size() {
     let net = four_node_net();
     let small = net.create(&original(10), &[]);
     let large = net.create(&original(15000), &[]);
-    assert_eq!(wire_body(&small[0]).len(), mixtasy::sizes::OUTER);
-    assert_eq!(wire_body(&large[0]).len(), mixtasy::sizes::OUTER);
+    assert_eq!(wire_body(&small[0]).len(), mixtasy::format::sizes::OUTER);
+    assert_eq!(wire_body(&large[0]).len(), mixtasy::format::sizes::OUTER);
     assert_eq!(small[0].len(), large[0].len(), "whole wire mails differ in size");
 }
 

@@ -30,13 +30,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mixtasy::address::MixAddress;
-use mixtasy::keys::{self, KeyRing};
-use mixtasy::message::{self, Kind};
-use mixtasy::modes::Modes;
-use mixtasy::peel::{self, Node, Peeled};
-use mixtasy::sizes::OUTER;
-use mixtasy::{layer, wire};
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::keys::{self, KeyRing};
+use mixtasy::format::message::{self, Kind};
+use mixtasy::mixes::modes::Modes;
+use mixtasy::node::peel::{self, Node, Peeled};
+use mixtasy::format::sizes::OUTER;
+use mixtasy::{format::layer, format::wire};
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
 
@@ -528,14 +528,14 @@ fn logs_name_no_address_id_hash_or_size() {
     }
     // Every hash the nodes recorded (dummies' included) and every one seen in memory.
     for n in &names {
-        let state = mixtasy::state::State::open(&net.home(n).join("state.sqlite")).unwrap();
+        let state = mixtasy::batch::state::State::open(&net.home(n).join("state.sqlite")).unwrap();
         let mut q = state.conn().prepare("SELECT hash FROM replay").unwrap();
         for h in q.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
             hashes.insert(h.unwrap().try_into().expect("a 20-byte hash"));
         }
     }
     for h in &hashes {
-        let x = mixtasy::message::hex(h);
+        let x = mixtasy::format::message::hex(h);
         exact.push(x.clone());
         exact.push(x.to_ascii_uppercase());
         exact.push(x[..12].to_string());

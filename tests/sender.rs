@@ -282,7 +282,7 @@ fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
 
 #[test]
 fn gnupg_partial_length_literal_and_armored_file_are_delivered() {
-    use mixtasy::message::{self, Kind};
+    use mixtasy::format::message::{self, Kind};
     use rand::RngCore;
     let net = lab(5);
     let literal = std::fs::read(fixture("gnupg-framing/literal-partial.gpg")).unwrap();
@@ -294,20 +294,20 @@ fn gnupg_partial_length_literal_and_armored_file_are_delivered() {
     let mut rng = rand::rng();
     let id = message::new_id(&mut rng);
     let template = message::build_final(&id, Kind::Singlepart, b"", &mut rng);
-    let headers_len = mixtasy::sizes::INNER - message::capacity(&id, Kind::Singlepart) - 14;
-    let line = mixtasy::verification::LINE_LEN;
+    let headers_len = mixtasy::format::sizes::INNER - message::capacity(&id, Kind::Singlepart) - 14;
+    let line = mixtasy::format::verification::LINE_LEN;
     let mut window = template[line..line + headers_len].to_vec();
     assert!(window.ends_with(b"\r\n\r\n") || window.ends_with(b"\n\n"), "{:?}", String::from_utf8_lossy(&window));
     window.extend_from_slice(&literal);
     let filled = window.len();
-    window.resize(mixtasy::sizes::INNER, 0);
+    window.resize(mixtasy::format::sizes::INNER, 0);
     rng.fill_bytes(&mut window[filled..]);
     let mut fin = Vec::new();
-    mixtasy::verification::write_line(&mut fin, &window);
+    mixtasy::format::verification::write_line(&mut fin, &window);
     fin.extend_from_slice(&window);
-    let mixes: Vec<mixtasy::directory::Mix> = ["mix1.test", "mix2.test", "mix3.test", "mix4.test"].iter().map(|f| net.mix(f)).collect();
-    let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
-    let wire = mixtasy::create::wrap(fin, &refs, None, net.time(), &mut rng).unwrap().mail;
+    let mixes: Vec<mixtasy::mixes::directory::Mix> = ["mix1.test", "mix2.test", "mix3.test", "mix4.test"].iter().map(|f| net.mix(f)).collect();
+    let refs: Vec<&mixtasy::mixes::directory::Mix> = mixes.iter().collect();
+    let wire = mixtasy::sender::create::wrap(fin, &refs, None, net.time(), &mut rng).unwrap().mail;
     // The first mix gets GnuPG's armor: `gpg --enarmor`, label PGP ARMORED FILE, a Comment.
     let gpg = Gpg::new();
     let armored = gpg.ok(&["--enarmor"], &wire_body(&wire)).stdout;
@@ -357,7 +357,7 @@ fn a_mix_key_made_by_gnupg_with_a_sign_and_certify_primary_is_used() {
     assert!(!String::from_utf8_lossy(&ok(c, b"").stdout).contains("badmix"));
     // A message crosses it as its exit, peeled through the binaries.
     let original = b"To: bob@rcpt.test\n\nvia a key GnuPG made\n";
-    let wire = net.wrap_final(mixtasy::message::Kind::Singlepart, original, &["mix1.test", "mix2.test", "mix3.test", "gpgmix.test"]);
+    let wire = net.wrap_final(mixtasy::format::message::Kind::Singlepart, original, &["mix1.test", "mix2.test", "mix3.test", "gpgmix.test"]);
     let mut mail = wire;
     for hop in ["mix1.test", "mix2.test", "mix3.test"] {
         mail = net.peel(hop, &mail).unwrap_or_else(|e| panic!("{hop}: {e}")).0;

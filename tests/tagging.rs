@@ -1,10 +1,10 @@
 //! Tagging the unverified tail, as an attacker between mixes (or running one) would, through
 //! the real binaries: every tag that survives CFB decryption is refused by the first honest
 //! mix that sees it (`drop.tagged`), at any hop of a 4- and a 6-hop path, and the untagged
-//! message still goes through. `badinput` covers the verified window; `src/layer.rs` and
-//! `src/cfb.rs` the check itself and its false-alarm rate.
+//! message still goes through. `badinput` covers the verified window; `src/format/layer.rs` and
+//! `src/format/cfb.rs` the check itself and its false-alarm rate.
 
-use mixtasy::sizes::OUTER;
+use mixtasy::format::sizes::OUTER;
 
 use crate::util::*;
 
@@ -25,8 +25,8 @@ const TAGS: [Tag; 3] = [Tag::PeriodicTail, Tag::CopiedChunk, Tag::CopiedBlock];
 /// Where the CFB grid of a D4 layer starts: after the PKESK packet, the SED header byte
 /// and the 18-byte random prefix.
 fn grid_start(body: &[u8]) -> usize {
-    let pkesk = mixtasy::packet::read_packet(body).unwrap();
-    body.len() - pkesk.rest.len() + 1 + mixtasy::cfb::PREFIX_LEN
+    let pkesk = mixtasy::format::packet::read_packet(body).unwrap();
+    body.len() - pkesk.rest.len() + 1 + mixtasy::format::cfb::PREFIX_LEN
 }
 
 impl Tag {
@@ -53,7 +53,7 @@ fn trace(net: &Net, wire: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
         let mix = wire_to(&mail);
         let (out, _) = net.peel(&mix, &mail).unwrap_or_else(|e| panic!("honest hop {} at {mix}: {e}", hops.len()));
         hops.push((mix, mail));
-        let forwarded = mixtasy::wire::parse(&out).is_ok_and(|w| w.remailer_type.as_deref() == Some(mixtasy::wire::REMAILER_TYPE));
+        let forwarded = mixtasy::format::wire::parse(&out).is_ok_and(|w| w.remailer_type.as_deref() == Some(mixtasy::format::wire::REMAILER_TYPE));
         if !forwarded {
             return (hops, out);
         }

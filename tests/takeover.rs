@@ -75,7 +75,7 @@ fn recipient(mail: &[u8]) -> openpgp::KeyID {
 }
 
 fn subkey_ids(armored: &[u8]) -> Vec<openpgp::KeyID> {
-    mixtasy::keys::encryption_subkeys(&openpgp::Cert::from_bytes(armored).unwrap()).iter().map(|(k, _)| k.keyid()).collect()
+    mixtasy::mixes::keys::encryption_subkeys(&openpgp::Cert::from_bytes(armored).unwrap()).iter().map(|(k, _)| k.keyid()).collect()
 }
 
 fn network(now: u64) -> Net {
@@ -151,7 +151,7 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(mixtasy::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
+    assert_eq!(mixtasy::node::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
     // The user, having checked the fingerprint with mix2's operator, ends the conflict.
     let out = client(&fresh, later, &["directory", "choose", &fingerprint(&real)], b"");
     assert_eq!(out.trim(), format!("stored mixtasy@mix2.test: key {} chosen", fingerprint(&real)));
@@ -190,7 +190,7 @@ fn a_transition_certified_by_the_old_primary_takes_over_and_mail_in_flight_still
     assert_eq!(out.trim(), format!("transition: new key {} certified by {}", fingerprint(&new), fingerprint(&old)));
     let config = std::fs::read_to_string(net.home("mix2.test").join("mixtasyd.toml")).unwrap();
     assert!(config.lines().any(|l| l == "modes = \"middleman\""), "the home's config follows the key");
-    assert_eq!(mixtasy::home::loose_permissions(&net.home("mix2.test")).unwrap(), Vec::<PathBuf>::new());
+    assert_eq!(mixtasy::node::home::loose_permissions(&net.home("mix2.test")).unwrap(), Vec::<PathBuf>::new());
     let out = client(&net.client_home(), t + 60, &["directory", "import"], &new);
     assert_eq!(out, "stored mixtasy@mix2.test\nreplaced mixtasy@mix2.test: a key transition certified by the previous key\n");
     let list = client(&net.client_home(), t + 60, &["directory", "list"], b"");
@@ -283,12 +283,12 @@ fn a_forged_revocation_or_a_bare_user_id_neither_frees_nor_breaks_the_address() 
     let net = network(t);
     net.publish_all_to_client();
     let real = openpgp::Cert::from_bytes(&net.export("mix2.test", false)).unwrap();
-    let atk = mixtasy::keys::generate(
+    let atk = mixtasy::mixes::keys::generate(
         "Atk",
-        &mixtasy::modes::Modes::parse("middleman").unwrap(),
-        &mixtasy::address::MixAddress::for_fqdn("atk.test").unwrap(),
+        &mixtasy::mixes::modes::Modes::parse("middleman").unwrap(),
+        &mixtasy::mixes::address::MixAddress::for_fqdn("atk.test").unwrap(),
         UNIX_EPOCH + Duration::from_secs(t),
-        mixtasy::keys::SUBKEY_VALIDITY,
+        mixtasy::mixes::keys::SUBKEY_VALIDITY,
     )
     .unwrap();
     let mut signer = atk.primary_key().key().clone().parts_into_secret().unwrap().into_keypair().unwrap();
@@ -327,7 +327,7 @@ fn future_dated_subkeys_are_neither_used_nor_count() {
     c.arg("--home").arg(net.home("mix2.test")).args(["--now", &(t + DAY).to_string(), "key", "rotate"]);
     assert!(text(&ok(c, b"")).starts_with("rotate: added a subkey"));
     let key = net.export("mix2.test", false);
-    let subs = mixtasy::keys::encryption_subkeys(&openpgp::Cert::from_bytes(&key).unwrap());
+    let subs = mixtasy::mixes::keys::encryption_subkeys(&openpgp::Cert::from_bytes(&key).unwrap());
     assert_eq!(subs.len(), 2);
     net.publish_all_to_client();
     let present = subs.iter().find(|(_, v)| v.created == UNIX_EPOCH + Duration::from_secs(t)).unwrap();
@@ -343,7 +343,7 @@ fn future_dated_subkeys_are_neither_used_nor_count() {
         .generate()
         .unwrap()
         .0;
-    let (future, _) = mixtasy::keys::rotate(bare, UNIX_EPOCH + Duration::from_secs(t + DAY), mixtasy::keys::SUBKEY_VALIDITY).unwrap();
+    let (future, _) = mixtasy::mixes::keys::rotate(bare, UNIX_EPOCH + Duration::from_secs(t + DAY), mixtasy::mixes::keys::SUBKEY_VALIDITY).unwrap();
     let mut c = net.client_cmd();
     c.args(["directory", "import"]);
     let out = run(c, &future.armored().to_vec().unwrap());

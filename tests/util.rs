@@ -205,14 +205,14 @@ pub fn wire_to(mail: &[u8]) -> String {
 /// `mail` with its binary body replaced by `body` (fresh armor and CRC-24), as an attacker
 /// on the wire would send it.
 pub fn rewrap(mail: &[u8], body: &[u8]) -> Vec<u8> {
-    let inc = mixtasy::wire::parse(mail).unwrap();
-    let to = mixtasy::address::MixAddress::parse(&inc.to[0]).unwrap();
-    mixtasy::wire::build(None, &to, body)
+    let inc = mixtasy::format::wire::parse(mail).unwrap();
+    let to = mixtasy::mixes::address::MixAddress::parse(&inc.to[0]).unwrap();
+    mixtasy::format::wire::build(None, &to, body)
 }
 
 /// The binary body of a wire message.
 pub fn wire_body(mail: &[u8]) -> Vec<u8> {
-    mixtasy::armor::decode(mail).expect("wire body is armored")
+    mixtasy::format::armor::decode(mail).expect("wire body is armored")
 }
 
 impl Net {
@@ -342,10 +342,10 @@ impl Status {
 
 impl Net {
     /// A node as the directory sees it (its public key checked against D8), at `self.now`.
-    pub fn mix(&self, fqdn: &str) -> mixtasy::directory::Mix {
+    pub fn mix(&self, fqdn: &str) -> mixtasy::mixes::directory::Mix {
         use sequoia_openpgp::parse::Parse;
         let cert = sequoia_openpgp::Cert::from_bytes(&self.export(fqdn, false)).unwrap();
-        mixtasy::directory::check(&cert, self.time()).unwrap()
+        mixtasy::mixes::directory::check(&cert, self.time()).unwrap()
     }
 
     pub fn time(&self) -> std::time::SystemTime {
@@ -354,30 +354,30 @@ impl Net {
 
     /// A wire mail carrying `payload` as a final message of `kind`, along `path` (a list of
     /// node names), built with the library: for paths `mixtasy create` refuses to make.
-    pub fn wrap_final(&self, kind: mixtasy::message::Kind, payload: &[u8], path: &[&str]) -> Vec<u8> {
-        let mixes: Vec<mixtasy::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
+    pub fn wrap_final(&self, kind: mixtasy::format::message::Kind, payload: &[u8], path: &[&str]) -> Vec<u8> {
+        let mixes: Vec<mixtasy::mixes::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
         self.wrap_final_over(kind, payload, &mixes)
     }
 
     /// `wrap_final` along mixes already looked up with `mix` (which runs the binary), for
     /// tests that make many messages.
-    pub fn wrap_final_over(&self, kind: mixtasy::message::Kind, payload: &[u8], mixes: &[mixtasy::directory::Mix]) -> Vec<u8> {
-        let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
+    pub fn wrap_final_over(&self, kind: mixtasy::format::message::Kind, payload: &[u8], mixes: &[mixtasy::mixes::directory::Mix]) -> Vec<u8> {
+        let refs: Vec<&mixtasy::mixes::directory::Mix> = mixes.iter().collect();
         let mut rng = rand::rng();
-        let fin = mixtasy::message::build_final(&mixtasy::message::new_id(&mut rng), kind, payload, &mut rng);
-        mixtasy::create::wrap(fin, &refs, None, self.time(), &mut rng).unwrap().mail
+        let fin = mixtasy::format::message::build_final(&mixtasy::format::message::new_id(&mut rng), kind, payload, &mut rng);
+        mixtasy::sender::create::wrap(fin, &refs, None, self.time(), &mut rng).unwrap().mail
     }
 
     /// An original of any size as the wire mails of its parts (one if it fits a final
     /// message, `create::split` otherwise), along `path`, built with the library.
     pub fn wrap_original(&self, original: &[u8], path: &[&str]) -> Vec<Vec<u8>> {
-        let mixes: Vec<mixtasy::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
-        let refs: Vec<&mixtasy::directory::Mix> = mixes.iter().collect();
+        let mixes: Vec<mixtasy::mixes::directory::Mix> = path.iter().map(|f| self.mix(f)).collect();
+        let refs: Vec<&mixtasy::mixes::directory::Mix> = mixes.iter().collect();
         let mut rng = rand::rng();
-        let id = mixtasy::message::new_id(&mut rng);
-        mixtasy::create::split(original, &id)
+        let id = mixtasy::format::message::new_id(&mut rng);
+        mixtasy::sender::create::split(original, &id)
             .into_iter()
-            .map(|(kind, payload)| mixtasy::create::wrap(mixtasy::message::build_final(&id, kind, payload, &mut rng), &refs, None, self.time(), &mut rng).unwrap().mail)
+            .map(|(kind, payload)| mixtasy::sender::create::wrap(mixtasy::format::message::build_final(&id, kind, payload, &mut rng), &refs, None, self.time(), &mut rng).unwrap().mail)
             .collect()
     }
 
@@ -541,7 +541,7 @@ impl Sks {
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let mut sks = Sks { child: Some(child), root, url: format!("hkp://127.0.0.1:{hkp}") };
         // Ready when a lookup gets an answer (404: no keys yet). Bounded: 100 × 100 ms.
-        let ks = mixtasy::keyserver::Keyserver::new(&sks.url, Duration::from_secs(2)).unwrap();
+        let ks = mixtasy::mixes::keyserver::Keyserver::new(&sks.url, Duration::from_secs(2)).unwrap();
         for _ in 0..100 {
             if let Some(status) = sks.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sks db exited at start ({status}):\n{}", sks.log());
@@ -559,8 +559,8 @@ impl Sks {
         std::fs::read_to_string(self.root.path().join("db.log")).unwrap_or_default()
     }
 
-    pub fn keyserver(&self) -> mixtasy::keyserver::Keyserver {
-        mixtasy::keyserver::Keyserver::new(&self.url, std::time::Duration::from_secs(10)).unwrap()
+    pub fn keyserver(&self) -> mixtasy::mixes::keyserver::Keyserver {
+        mixtasy::mixes::keyserver::Keyserver::new(&self.url, std::time::Duration::from_secs(10)).unwrap()
     }
 }
 

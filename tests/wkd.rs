@@ -146,8 +146,8 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     }
     net.publish_all_to_client();
     let server = WkdServer::start(net.dir.path(), &[&format!("openpgpkey.{RCPT}"), RCPT]);
-    let addr = mixtasy::address::MixAddress::for_fqdn(RCPT).unwrap();
-    let [advanced, direct] = mixtasy::wkd::urls(&addr);
+    let addr = mixtasy::mixes::address::MixAddress::for_fqdn(RCPT).unwrap();
+    let [advanced, direct] = mixtasy::mixes::wkd::urls(&addr);
     let dead = free_port();
     let ca = server.ca_file.to_str().unwrap().to_string();
     let resolve_advanced = format!("openpgpkey.{RCPT}:443:127.0.0.1:{}", server.port);
@@ -184,7 +184,7 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let out = String::from_utf8(ok(c, &real).stdout).unwrap();
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain holds key {real_fpr} but its WKD policy file has no `mixtasy-exit: {real_fpr}`: not vouched")), "{out}");
     assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
-    let policy_url = mixtasy::wkd::policy_urls(&addr)[1].clone();
+    let policy_url = mixtasy::mixes::wkd::policy_urls(&addr)[1].clone();
     server.serve_raw(&policy_url, format!("protocol-version: 15\nmixtasy-exit: {impostor_fpr}\n").as_bytes());
     let mut c = net.client_cmd();
     c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
@@ -197,7 +197,7 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}")), "{out}");
     let record = std::fs::read_to_string(net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd"))).unwrap();
     assert_eq!(record.trim(), format!("{real_fpr} {}", net.now), "the record names the exact fingerprint and when");
-    assert_eq!(mixtasy::home::loose_permissions(&net.client_home()).unwrap(), Vec::<PathBuf>::new());
+    assert_eq!(mixtasy::node::home::loose_permissions(&net.client_home()).unwrap(), Vec::<PathBuf>::new());
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
     let list = String::from_utf8(ok(c, b"").stdout).unwrap();
@@ -238,8 +238,8 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
         net.add_node(f, modes);
     }
     let server = WkdServer::start(net.dir.path(), &[&format!("openpgpkey.{RCPT}"), RCPT]);
-    let addr = mixtasy::address::MixAddress::for_fqdn(RCPT).unwrap();
-    let [_, direct] = mixtasy::wkd::urls(&addr);
+    let addr = mixtasy::mixes::address::MixAddress::for_fqdn(RCPT).unwrap();
+    let [_, direct] = mixtasy::mixes::wkd::urls(&addr);
     let dead = free_port();
     let ca = server.ca_file.to_str().unwrap().to_string();
     let wkd_args = [
@@ -288,7 +288,7 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
     let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
     assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for none of the keys in conflict: conflict stays")), "{out}");
     server.serve(&direct, &real);
-    server.serve_raw(&mixtasy::wkd::policy_urls(&addr)[1], format!("mixtasy-exit: {real_fpr}\n").as_bytes());
+    server.serve_raw(&mixtasy::mixes::wkd::policy_urls(&addr)[1], format!("mixtasy-exit: {real_fpr}\n").as_bytes());
     let mut c = net.client_cmd();
     c.args(["directory", "import"]).args(&wkd_args);
     let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();

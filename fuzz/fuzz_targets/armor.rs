@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(bin) = mixtasy::armor::decode(data) {
-        assert_eq!(mixtasy::armor::decode(mixtasy::armor::encode(&bin).as_bytes()).unwrap(), bin);
+    if let Ok(bin) = mixtasy::format::armor::decode(data) {
+        assert_eq!(mixtasy::format::armor::decode(mixtasy::format::armor::encode(&bin).as_bytes()).unwrap(), bin);
     }
 });

@@ -6,25 +6,25 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mixtasy::verification::check(data);
-    let _ = mixtasy::message::parse(data);
-    let _ = mixtasy::wire::parse(data);
-    let _ = mixtasy::create::recipient_domain(data);
-    let _ = mixtasy::block::parse(data);
-    let _ = mixtasy::headers::filter(data, &["x-keep".to_string()]);
-    let _ = mixtasy::exit::prepare_notice(data);
-    let address = mixtasy::address::MixAddress::for_fqdn("exit.test").unwrap();
-    let policy = mixtasy::exit::Policy {
+    let _ = mixtasy::format::verification::check(data);
+    let _ = mixtasy::format::message::parse(data);
+    let _ = mixtasy::format::wire::parse(data);
+    let _ = mixtasy::sender::create::recipient_domain(data);
+    let _ = mixtasy::abuse::block::parse(data);
+    let _ = mixtasy::format::headers::filter(data, &["x-keep".to_string()]);
+    let _ = mixtasy::node::exit::prepare_notice(data);
+    let address = mixtasy::mixes::address::MixAddress::for_fqdn("exit.test").unwrap();
+    let policy = mixtasy::node::exit::Policy {
         address: &address,
-        modes: mixtasy::modes::Modes::parse("exitpublic").unwrap(),
+        modes: mixtasy::mixes::modes::Modes::parse("exitpublic").unwrap(),
         local_domains: &[],
         max_recipients: 5,
         operator: "postmaster@exit.test",
         from: "nobody@exit.test",
     };
-    let stamp = mixtasy::stamp::Stamp { date: std::time::SystemTime::UNIX_EPOCH, message_id: "<x@exit.test>".into() };
-    if let Ok(d) = mixtasy::exit::prepare(data, &policy, &stamp) {
+    let stamp = mixtasy::batch::stamp::Stamp { date: std::time::SystemTime::UNIX_EPOCH, message_id: "<x@exit.test>".into() };
+    if let Ok(d) = mixtasy::node::exit::prepare(data, &policy, &stamp) {
         assert!(!d.recipients.is_empty() && d.recipients.len() <= 5);
-        assert!(d.recipients.iter().all(|r| !mixtasy::address::relays(r)));
+        assert!(d.recipients.iter().all(|r| !mixtasy::mixes::address::relays(r)));
     }
 });

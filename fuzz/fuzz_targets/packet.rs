@@ -6,13 +6,13 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     for _ in 0..64 {
-        match mixtasy::packet::read_packet(rest) {
+        match mixtasy::format::packet::read_packet(rest) {
             Ok(p) if p.rest.len() < rest.len() => rest = p.rest,
             _ => break,
         }
     }
-    let ring = mixtasy::keys::KeyRing::from_cert(&empty_cert(), std::time::Duration::ZERO).unwrap();
-    let _ = mixtasy::layer::open(data, &ring, std::time::SystemTime::UNIX_EPOCH);
+    let ring = mixtasy::mixes::keys::KeyRing::from_cert(&empty_cert(), std::time::Duration::ZERO).unwrap();
+    let _ = mixtasy::format::layer::open(data, &ring, std::time::SystemTime::UNIX_EPOCH);
 });
 
 fn empty_cert() -> sequoia_openpgp::Cert {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use mixtasy::peel::{peel, Node};
+use mixtasy::node::peel::{peel, Node};
 use sequoia_openpgp::parse::Parse;
 
 const KEY: &[u8] = include_bytes!("../../tests/fixtures/gnupg-4hop/keys/mixtasy@mix1.test.sec.asc");
@@ -17,9 +17,9 @@ fn node() -> &'static Node {
     N.get_or_init(|| {
         let cert = sequoia_openpgp::Cert::from_bytes(KEY).unwrap();
         Node {
-            address: mixtasy::address::MixAddress::for_fqdn("mix1.test").unwrap(),
-            modes: mixtasy::modes::Modes::parse("middleman,exitpublic").unwrap(),
-            ring: mixtasy::keys::KeyRing::from_cert(&cert, Duration::from_secs(3600)).unwrap(),
+            address: mixtasy::mixes::address::MixAddress::for_fqdn("mix1.test").unwrap(),
+            modes: mixtasy::mixes::modes::Modes::parse("middleman,exitpublic").unwrap(),
+            ring: mixtasy::mixes::keys::KeyRing::from_cert(&cert, Duration::from_secs(3600)).unwrap(),
         }
     })
 }
@@ -27,8 +27,8 @@ fn node() -> &'static Node {
 fuzz_target!(|data: &[u8]| {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW);
     if let Ok(out) = peel(data, node(), now, &mut rand::rng()) {
-        if let mixtasy::peel::Peeled::Forward { mail, .. } = out.peeled {
-            assert_eq!(mixtasy::armor::decode(&mail).unwrap().len(), mixtasy::sizes::OUTER);
+        if let mixtasy::node::peel::Peeled::Forward { mail, .. } = out.peeled {
+            assert_eq!(mixtasy::format::armor::decode(&mail).unwrap().len(), mixtasy::format::sizes::OUTER);
         }
     }
 });

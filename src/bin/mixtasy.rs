@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use mixtasy::address::MixAddress;
+use mixtasy::mixes::address::MixAddress;
 use mixtasy::cli;
-use mixtasy::config;
-use mixtasy::create::{self, Options};
-use mixtasy::directory::Directory;
-use mixtasy::fsutil;
-use mixtasy::transport::Transport;
+use mixtasy::node::config;
+use mixtasy::sender::create::{self, Options};
+use mixtasy::mixes::directory::Directory;
+use mixtasy::util::fsutil;
+use mixtasy::batch::transport::Transport;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -102,7 +102,7 @@ struct PathArgs {
     #[arg(long, value_name = "FQDN")]
     first_mix: Option<String>,
     /// Mixes per path (at least 4).
-    #[arg(long, default_value_t = mixtasy::path::MIN_HOPS)]
+    #[arg(long, default_value_t = mixtasy::sender::path::MIN_HOPS)]
     hops: usize,
     /// Largest original accepted, in bytes.
     #[arg(long, default_value_t = create::DEFAULT_MAX_SIZE)]
@@ -171,13 +171,13 @@ struct WkdArgs {
 }
 
 impl WkdArgs {
-    fn options(self, always: bool) -> Option<mixtasy::wkd::Options> {
-        (always || self.wkd).then_some(mixtasy::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
+    fn options(self, always: bool) -> Option<mixtasy::mixes::wkd::Options> {
+        (always || self.wkd).then_some(mixtasy::mixes::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
     }
 }
 
 fn main() -> ExitCode {
-    mixtasy::tuning::tune_allocator();
+    mixtasy::util::tuning::tune_allocator();
     let args = match Args::try_parse() {
         Ok(args) => args,
         // A mail program calling `send` as its sendmail reads sysexits: a command line it
@@ -208,7 +208,7 @@ struct EmptyDirectory;
 /// set up (mix keys, paths, the recipient key), 65 (EX_DATAERR) for an original that cannot
 /// be sent as it is, 70 (EX_SOFTWARE) otherwise.
 fn sysexit(e: &anyhow::Error) -> u8 {
-    use mixtasy::{create::CreateError, headers::HeaderError, path::PathError, pgpmime::KeyError, transport::TransportError};
+    use mixtasy::{sender::create::CreateError, format::headers::HeaderError, sender::path::PathError, sender::pgpmime::KeyError, batch::transport::TransportError};
     for cause in e.chain() {
         if cause.is::<Handover>() || cause.is::<TransportError>() {
             return 75;
@@ -227,7 +227,7 @@ fn sysexit(e: &anyhow::Error) -> u8 {
 #[derive(Debug, thiserror::Error)]
 #[error("{error}: {done} of {total} wire message(s) were handed over; send the original again")]
 struct Handover {
-    error: mixtasy::transport::TransportError,
+    error: mixtasy::batch::transport::TransportError,
     done: usize,
     total: usize,
 }
@@ -303,14 +303,14 @@ fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, ext
     for r in extra {
         match r {
             Some(r) => extra_rcpts.push(r.clone()),
-            None => extra_rcpts.extend(mixtasy::submit::addresses(&raw, &["bcc"])?),
+            None => extra_rcpts.extend(mixtasy::sender::submit::addresses(&raw, &["bcc"])?),
         }
     }
-    let (original, removed) = mixtasy::headers::filter(&raw, &path.keep_header)?;
+    let (original, removed) = mixtasy::format::headers::filter(&raw, &path.keep_header)?;
     if !removed.is_empty() {
         eprintln!("mixtasy: removed header fields: {} (keep one with --keep-header NAME)", removed.join(", "));
     }
-    let originals = mixtasy::submit::originals(&original, &extra_rcpts)?;
+    let originals = mixtasy::sender::submit::originals(&original, &extra_rcpts)?;
     let default_key = home.join("encrypt-to.asc");
     let key_file = match (path.encrypt_to, path.no_encrypt) {
         (_, true) => None,
@@ -320,7 +320,7 @@ fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, ext
     let certs = key_file
         .map(|k| {
             let bytes = std::fs::read(&k).map_err(|e| ConfigError(format!("reading the recipient key file {}: {e}", k.display())))?;
-            mixtasy::pgpmime::read_certs(&bytes).with_context(|| k.display().to_string())
+            mixtasy::sender::pgpmime::read_certs(&bytes).with_context(|| k.display().to_string())
         })
         .transpose()?;
     // A directory that cannot be read is as good as none: the same advice fits.
@@ -331,10 +331,10 @@ fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, ext
     for original in originals {
         let original = match &certs {
             Some(certs) => {
-                if mixtasy::pgpmime::has_subject(&original) {
+                if mixtasy::sender::pgpmime::has_subject(&original) {
                     eprintln!("mixtasy: warning: the body is encrypted but the Subject stays in clear (the exit and the recipient's provider read it)");
                 }
-                mixtasy::pgpmime::encrypt(&original, certs, now)?
+                mixtasy::sender::pgpmime::encrypt(&original, certs, now)?
             }
             None => original,
         };

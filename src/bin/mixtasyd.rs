@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use mixtasy::address::MixAddress;
+use mixtasy::mixes::address::MixAddress;
 use mixtasy::cli;
-use mixtasy::config;
-use mixtasy::home::NodeHome;
-use mixtasy::message::Kind;
-use mixtasy::modes::Modes;
-use mixtasy::peel::{self, Peeled};
+use mixtasy::node::config;
+use mixtasy::node::home::NodeHome;
+use mixtasy::format::message::Kind;
+use mixtasy::mixes::modes::Modes;
+use mixtasy::node::peel::{self, Peeled};
 use sequoia_openpgp::serialize::SerializeInto;
 
 #[derive(Parser)]
@@ -158,10 +158,10 @@ const EXIT_CONFIG: u8 = 78;
 const EXIT_IO: u8 = 74;
 
 fn main() -> ExitCode {
-    mixtasy::tuning::tune_allocator();
+    mixtasy::util::tuning::tune_allocator();
     // Everything a node writes is private (the home is 0700, its files 0600), whichever
     // command creates it.
-    mixtasy::tuning::private_umask();
+    mixtasy::util::tuning::private_umask();
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
@@ -180,11 +180,11 @@ fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
         eprintln!("mixtasyd: {e:#}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    match mixtasy::round::run(home, now) {
-        Ok(mixtasy::round::RoundResult::Busy) => {
+    match mixtasy::node::round::run(home, now) {
+        Ok(mixtasy::node::round::RoundResult::Busy) => {
             println!("mixtasyd: another round is running on this home; nothing to do");
         }
-        Ok(mixtasy::round::RoundResult::Done(s)) => println!(
+        Ok(mixtasy::node::round::RoundResult::Done(s)) => println!(
             "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}, transport failures {}",
             s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered, s.transport.line()
         ),
@@ -254,7 +254,7 @@ fn run(args: Args) -> Result<ExitCode> {
                 }
                 (None, Some(address)) => {
                     let address = MixAddress::parse(&address).context("--address")?;
-                    if !allow_unqualified && !mixtasy::check::qualified(address.fqdn()) {
+                    if !allow_unqualified && !mixtasy::node::check::qualified(address.fqdn()) {
                         anyhow::bail!(
                             "--address: {} is not a fully qualified domain name, so no other host can mail {address}; give the host's FQDN (hostname -f may print a short name), or --allow-unqualified for a lab",
                             address.fqdn()
@@ -269,8 +269,8 @@ fn run(args: Args) -> Result<ExitCode> {
             println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
         }
         Command::Key { command: KeyCommand::Rotate } => {
-            let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
-            let mut state = mixtasy::state::State::open(&home.state_path())?;
+            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let mut state = mixtasy::batch::state::State::open(&home.state_path())?;
             let (_, r) = home.rotate(now, &home.config()?, &mut state)?;
             println!("rotate: {} subkey, {} expired secret(s) destroyed", if r.added { "added a" } else { "no new" }, r.destroyed);
         }
@@ -278,21 +278,21 @@ fn run(args: Args) -> Result<ExitCode> {
             let url = home.config()?.keyserver.context("no keyserver configured (setting `keyserver`)")?;
             let cert = home.cert()?;
             let armored = String::from_utf8(cert.armored().to_vec()?)?;
-            mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?.publish(&armored)?;
-            let state = mixtasy::state::State::open(&home.state_path())?;
+            mixtasy::mixes::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?.publish(&armored)?;
+            let state = mixtasy::batch::state::State::open(&home.state_path())?;
             state.set_meta("publish_pending", 0)?;
-            state.set_meta("last_publish", mixtasy::state::unix(now))?;
+            state.set_meta("last_publish", mixtasy::batch::state::unix(now))?;
             println!("published {} to {url}", cert.fingerprint());
         }
         Command::Key { command: KeyCommand::Transition { modes, name } } => {
-            let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
             let modes = modes.map(|m| Modes::parse(&m)).transpose().context("--modes")?;
             let (old, new) = home.transition(modes, name.as_deref(), now)?;
             println!("transition: new key {} certified by {}", new.fingerprint(), old.fingerprint());
             publish_now(&home, &[&new], now)?;
         }
         Command::Key { command: KeyCommand::Revoke { reason } } => {
-            let _lock = mixtasy::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
             let (revoked, new) = home.revoke_and_replace(&reason, now)?;
             eprintln!("revoke: key {} revoked; new key {}", revoked.fingerprint(), new.fingerprint());
             std::io::stdout().write_all(&revoked.armored().to_vec()?)?;
@@ -317,39 +317,39 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Block { command } => {
             let delimiter = home.config()?.subaddress_delimiter;
-            let state = mixtasy::state::State::open(&home.state_path())?;
+            let state = mixtasy::batch::state::State::open(&home.state_path())?;
             let conn = state.conn();
             // The address is the operator's own input; it is echoed to them and stored nowhere.
             match command {
                 BlockCommand::Add { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::block::add(conn, &a, &delimiter)? { "blocked" } else { "already blocked" });
+                    println!("{}", if mixtasy::abuse::block::add(conn, &a, &delimiter)? { "blocked" } else { "already blocked" });
                 }
                 BlockCommand::Remove { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::block::remove(conn, &a, &delimiter)? { "unblocked" } else { "was not blocked" });
+                    println!("{}", if mixtasy::abuse::block::remove(conn, &a, &delimiter)? { "unblocked" } else { "was not blocked" });
                 }
                 BlockCommand::Check { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::block::is_blocked(conn, &a, &delimiter)? { "blocked" } else { "not blocked" });
+                    println!("{}", if mixtasy::abuse::block::is_blocked(conn, &a, &delimiter)? { "blocked" } else { "not blocked" });
                 }
             }
         }
         Command::Check { offline, send_probe } => {
-            let mut findings = mixtasy::check::run(&home, now, !offline);
-            if send_probe && findings.iter().all(|f| f.what != "config" || f.level != mixtasy::check::Level::Fail) {
+            let mut findings = mixtasy::node::check::run(&home, now, !offline);
+            if send_probe && findings.iter().all(|f| f.what != "config" || f.level != mixtasy::node::check::Level::Fail) {
                 let config = home.resolved_config()?;
-                findings.push(mixtasy::check::send_probe(&config, std::time::Duration::from_secs(120)));
+                findings.push(mixtasy::node::check::send_probe(&config, std::time::Duration::from_secs(120)));
             }
             let mut out = std::io::stdout().lock();
             for f in &findings {
                 writeln!(out, "{f}")?;
             }
-            let worst = findings.iter().map(|f| f.level).max().unwrap_or(mixtasy::check::Level::Ok);
+            let worst = findings.iter().map(|f| f.level).max().unwrap_or(mixtasy::node::check::Level::Ok);
             return Ok(ExitCode::from(worst.exit_code()));
         }
         Command::Status { json } => {
-            let s = mixtasy::status::collect(&home, now)?;
+            let s = mixtasy::node::status::collect(&home, now)?;
             writeln!(std::io::stdout(), "{}", if json { s.json() } else { s.text() }.trim_end())?;
         }
         Command::Peel => {
@@ -390,7 +390,7 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
         return Ok(());
     };
     let upload = || -> Result<()> {
-        let ks = mixtasy::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?;
+        let ks = mixtasy::mixes::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?;
         for cert in certs {
             ks.publish(&String::from_utf8(cert.armored().to_vec()?)?)?;
         }
@@ -398,9 +398,9 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
     };
     match upload() {
         Ok(()) => {
-            let state = mixtasy::state::State::open(&home.state_path())?;
+            let state = mixtasy::batch::state::State::open(&home.state_path())?;
             state.set_meta("publish_pending", 0)?;
-            state.set_meta("last_publish", mixtasy::state::unix(now))?;
+            state.set_meta("last_publish", mixtasy::batch::state::unix(now))?;
             eprintln!("mixtasyd: published to {url}");
         }
         Err(e) => eprintln!("mixtasyd: warning: not published ({e:#}); the next round publishes the new key, a revoked key must be uploaded by hand"),
@@ -412,8 +412,8 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
 /// domain, case folded.
 fn block_address(a: &str) -> Result<String> {
     let a = a.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
-    let domain = a.strip_prefix('@').is_some_and(mixtasy::address::valid_fqdn);
-    if !domain && !mixtasy::address::plausible(&a) {
+    let domain = a.strip_prefix('@').is_some_and(mixtasy::mixes::address::valid_fqdn);
+    if !domain && !mixtasy::mixes::address::plausible(&a) {
         anyhow::bail!("not an email address; give it as local@domain, or @domain for a whole domain");
     }
     Ok(a)

@@ -1,0 +1,52 @@
+//! Dummy traffic (thesis 5.8, 6.6): random payloads on 1–4 random hops, indistinguishable
+//! from user mail on the wire. Time-triggered dummies join the pool before each round;
+//! flush-triggered ones leave with every non-empty send.
+
+use std::time::SystemTime;
+
+use anyhow::Result;
+use rand::{CryptoRng, Rng};
+
+use crate::sender::create::{self, WireMessage};
+use crate::mixes::directory::Mix;
+use crate::format::message::{self, Kind};
+use crate::sender::path;
+
+/// A geometric count like Mixmaster's: keep adding one while a coin of probability `p`
+/// comes up (P(k) = (1-p) p^k, mean p/(1-p)).
+pub fn geometric(p: f64, rng: &mut impl Rng) -> u64 {
+    let mut k = 0;
+    while k < 1000 && rng.random_bool(p.clamp(0.0, 0.999)) {
+        k += 1;
+    }
+    k
+}
+
+/// Builds one dummy from this mix (`me`), routed over `mixes` (the node's directory; the
+/// mix itself when that is empty).
+pub fn build(me: &Mix, mixes: &[Mix], now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<WireMessage> {
+    let own = std::slice::from_ref(me);
+    let candidates = if mixes.is_empty() { own } else { mixes };
+    let mut hops = path::choose_dummy(candidates, rng);
+    if hops.is_empty() {
+        hops.push(me);
+    }
+    let id = message::new_id(rng);
+    let fin = message::build_final(&id, Kind::Dummy, &[], rng);
+    create::wrap(fin, &hops, Some(&me.address), now, rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometric_mean() {
+        let mut rng = rand::rng();
+        let n = 20000;
+        let total: u64 = (0..n).map(|_| geometric(0.5, &mut rng)).sum();
+        let mean = total as f64 / n as f64;
+        assert!((0.9..1.1).contains(&mean), "mean {mean}, expected 1");
+        assert_eq!((0..100).map(|_| geometric(0.0, &mut rng)).sum::<u64>(), 0);
+    }
+}

@@ -1,0 +1,20 @@
+//! The mix node `mixtasyd` (D6): its home and settings, peeling one layer, the round
+//! (intake, replay cache, pool, dummies), the exit, and what the operator sees.
+
+// The node's home and settings.
+pub mod config;
+pub mod home;
+
+// One message through the node, in processing order.
+pub mod peel;
+pub mod replay;
+pub mod pool;
+pub mod parts;
+pub mod copies;
+pub mod dummy;
+pub mod exit;
+pub mod round;
+
+// What the operator sees.
+pub mod status;
+pub mod check;

@@ -1,0 +1,5 @@
+//! Helpers with no notion of mail, used by every folder.
+
+pub mod clock;
+pub mod fsutil;
+pub mod tuning;
