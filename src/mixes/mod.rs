@@ -7,3 +7,4 @@ pub mod keys;
 pub mod directory;
 pub mod keyserver;
 pub mod wkd;
+pub mod ranking;
