@@ -48,6 +48,7 @@ pub mod quota;
 pub mod transport;
 pub mod round;
 pub mod status;
+pub mod daily;
 pub mod check;
 
 // State on disk, settings, the command-line edge.
