@@ -19,6 +19,10 @@ pub const JSON_FORMAT: u32 = 1;
 /// A round older than this means the timer is not running (it runs every 15 minutes).
 const ROUND_OVERDUE: i64 = 3600;
 
+/// A last round later than now by more than this means the clock went back (less may be a
+/// round that started while `status` was starting).
+const CLOCK_SLACK: i64 = 300;
+
 pub struct Status {
     /// What is wrong, worst first; empty: healthy.
     pub problems: Vec<String>,
@@ -107,6 +111,12 @@ impl Status {
                 let ago = now_s - crate::state::unix(t);
                 if ago > ROUND_OVERDUE {
                     self.problems.push(format!("the last round was {}h {}m ago: is the timer running? (it runs one every 15 minutes)", ago / 3600, ago / 60 % 60));
+                } else if -ago > CLOCK_SLACK {
+                    self.problems.push(format!(
+                        "the clock reads {}, before the last round at {}: it went back (replay hashes and subkeys expire by the clock)",
+                        utc(now),
+                        utc(t)
+                    ));
                 }
             }
         }

@@ -318,7 +318,8 @@ fn status_shows_today_then_the_totals() {
 
 /// Issue 13, the attack: the node's clock goes back (a bad NTP server, or someone who can
 /// set it) to before the newest daily snapshot, then forward again. `status` neither fails
-/// nor shows a negative or an above-total figure, and says the clock is behind; rounds go on.
+/// nor shows a negative or an above-total figure, and says the clock is behind (a problem in
+/// the verdict too); rounds go on.
 #[test]
 fn status_today_survives_a_clock_going_back() {
     let mut net = Net::new(VECTOR_NOW);
@@ -344,6 +345,7 @@ fn status_today_survives_a_clock_going_back() {
         assert_eq!(st.at("today").at("counters").at("intake.taken").int(), 3, "counts since day 3's snapshot");
         sane(&st);
         let text = status_text(&net, "mix1.test");
+        assert!(text.starts_with("unhealthy\n  problem: the clock reads ") && text.contains("before the last round at 2026-11-23 12:00:00 UTC: it went back"), "{text}");
         assert!(text.contains("(the clock is behind the newest daily snapshot, of 2026-11-23: counts since that snapshot):\n"), "{text}");
     }
 
