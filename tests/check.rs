@@ -1,5 +1,6 @@
 //! `mixtasyd check` (issue 13): one finding a line, exit status by the worst, nothing created;
-//! and what every node command refuses: a home of another user, an unqualified address.
+//! what every node command refuses: a home of another user, an unqualified address; and
+//! `status`: the verdict, then today's figures, then the totals.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -223,4 +224,146 @@ fn transport_failures_are_capped_explained_and_judged() {
     assert!(line(&said, "probe").starts_with("ok ") && line(&said, "probe").contains("(removed)"), "{said}");
     assert!(std::fs::read_dir(net.mailbox("mixtasy@mix1.test").join("new")).unwrap().next().is_none(), "the probe was left behind");
     assert!(text.starts_with("healthy\n  waiting: the pool holds 0 message(s) and sends when it holds 1 (min_pool 0 + threshold 1): 1 more"), "{text}");
+}
+
+const DAY: u64 = 86400;
+
+/// Drops `n` files into a node's Maildir that are not mix mail (each round counts them as
+/// `intake.taken` and `intake.operator`).
+fn not_mix_mail(net: &Net, fqdn: &str, n: usize) {
+    for i in 0..n {
+        let name = format!("plain.{}.{}", net.now, rand::random::<u64>());
+        std::fs::write(net.mailbox(&format!("mixtasy@{fqdn}")).join("new").join(name), format!("From: a@b.test\nSubject: hi {i}\n\nhello\n")).unwrap();
+    }
+}
+
+/// `status` as text.
+fn status_text(net: &Net, fqdn: &str) -> String {
+    let mut c = net.node_cmd(fqdn);
+    c.arg("status");
+    String::from_utf8(ok(c, b"").stdout).unwrap()
+}
+
+/// The counters listed under the text's `today` line.
+fn today_lines(text: &str) -> Vec<(String, i64)> {
+    let at = text.find("\ntoday ").unwrap_or_else(|| panic!("no today section:\n{text}"));
+    text[at + 1..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.contains("nothing counted"))
+        .map(|l| {
+            let (n, v) = l.trim().split_once(' ').unwrap();
+            (n.to_string(), v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Issue 13: `status` shows today's figures (UTC day) after the verdict and before the
+/// totals; the second day's figures hold only that day's counts, the totals both days'.
+#[test]
+fn status_shows_today_then_the_totals() {
+    let mut net = Net::new(VECTOR_NOW); // 2026-11-21 12:00 UTC
+    for f in ["mix1.test", "mix2.test", "mix3.test", "mix4.test"] {
+        net.add_lab_node(f, "middleman,exitpublic");
+    }
+    net.publish_all_to_client();
+    let send = |net: &Net, n: usize| {
+        for i in 0..n {
+            let o = format!("To: bob@rcpt.test\nSubject: t{i}\n\nbody {i}\n");
+            net.inject(&net.create(o.as_bytes(), &["--first-mix", "mix1.test"]).remove(0));
+        }
+    };
+
+    // Day 1: two messages and one that is not mix mail; a new node counts from midnight.
+    send(&net, 2);
+    not_mix_mail(&net, "mix1.test", 1);
+    net.round("mix1.test");
+    let st = Json::parse(&net.status("mix1.test").0).unwrap();
+    assert_eq!((st.at("today").at("date").str(), st.at("today").at("since").str()), ("2026-11-21", "midnight"));
+    assert_eq!(st.at("today").at("counters"), st.at("counters"), "a new node's first day is all it counted");
+    assert_eq!(st.at("counters").at("intake.taken").int(), 3);
+
+    // Day 2, before its first round: nothing counted yet today.
+    net.now += DAY;
+    let text = status_text(&net, "mix1.test");
+    assert!(text.contains("\ntoday 2026-11-22 UTC (since 00:00):\n  nothing counted yet\n"), "{text}");
+    let st = Json::parse(&net.status("mix1.test").0).unwrap();
+    assert!(st.at("today").at("counters").members().iter().all(|(_, v)| v.int() == 0), "{st:?}");
+
+    // Day 2: one message.
+    send(&net, 1);
+    net.round("mix1.test");
+    let st = Json::parse(&net.status("mix1.test").0).unwrap();
+    assert_eq!(st.at("format").int(), 1);
+    let (today, total) = (st.at("today").at("counters"), st.at("counters"));
+    let both = |name: &str| (today.at(name).int(), total.at(name).int());
+    assert_eq!(both("intake.taken"), (1, 4));
+    assert_eq!(both("intake.forwarded"), (1, 3));
+    assert_eq!(both("intake.operator"), (0, 1));
+    assert_eq!(both("pool.sent"), (1, 3));
+    assert_eq!(today.members().iter().map(|(n, _)| n).collect::<Vec<_>>(), total.members().iter().map(|(n, _)| n).collect::<Vec<_>>());
+    assert_eq!(st.at("today").at("date").str(), "2026-11-22");
+
+    // Text: the verdict, then today (only what moved), then the totals.
+    let text = status_text(&net, "mix1.test");
+    let (today_at, node_at, totals_at) = (text.find("\ntoday 2026-11-22 UTC (since 00:00):\n").unwrap(), text.find("\nmix mixtasy@mix1.test").unwrap(), text.find("\ncounters since init:\n").unwrap());
+    assert!(text.starts_with("healthy\n") || text.starts_with("unhealthy\n"), "{text}");
+    assert!(today_at < node_at && node_at < totals_at, "{text}");
+    let lines = today_lines(&text);
+    assert!(lines.contains(&("intake.taken".into(), 1)) && lines.contains(&("intake.forwarded".into(), 1)), "{text}");
+    assert!(lines.iter().all(|(n, v)| *v > 0 && n != "intake.operator"), "{text}");
+    assert!(text[totals_at..].contains("intake.taken             4\n"), "{text}");
+}
+
+/// Issue 13, the attack: the node's clock goes back (a bad NTP server, or someone who can
+/// set it) to before the newest daily snapshot, then forward again. `status` neither fails
+/// nor shows a negative or an above-total figure, and says the clock is behind (a problem in
+/// the verdict too); rounds go on.
+#[test]
+fn status_today_survives_a_clock_going_back() {
+    let mut net = Net::new(VECTOR_NOW);
+    net.add_lab_node("mix1.test", "middleman");
+    let start = net.now;
+    let sane = |st: &Json| {
+        for (name, v) in st.at("today").at("counters").members() {
+            assert!(v.int() >= 0 && v.int() <= st.at("counters").at(name).int(), "today's {name} out of range: {st:?}");
+        }
+    };
+    // Rounds on day 1 and day 3.
+    not_mix_mail(&net, "mix1.test", 2);
+    net.round("mix1.test");
+    net.now = start + 2 * DAY;
+    not_mix_mail(&net, "mix1.test", 3);
+    net.round("mix1.test");
+
+    // The clock reads day 2, then 1970: behind the newest snapshot.
+    for now in [start + DAY, 0] {
+        net.now = now;
+        let st = Json::parse(&net.status("mix1.test").0).unwrap();
+        assert_eq!(st.at("today").at("since").str(), "clock-behind");
+        assert_eq!(st.at("today").at("counters").at("intake.taken").int(), 3, "counts since day 3's snapshot");
+        sane(&st);
+        let text = status_text(&net, "mix1.test");
+        assert!(text.starts_with("unhealthy\n  problem: the clock reads ") && text.contains("before the last round at 2026-11-23 12:00:00 UTC: it went back"), "{text}");
+        assert!(text.contains("(the clock is behind the newest daily snapshot, of 2026-11-23: counts since that snapshot):\n"), "{text}");
+    }
+
+    // A round on the clock's day 2: it goes through; day 3's snapshot is gone, day 2's is
+    // taken before the round counts (from midnight: day 1's is still there).
+    net.now = start + DAY;
+    not_mix_mail(&net, "mix1.test", 1);
+    net.round("mix1.test");
+    let st = Json::parse(&net.status("mix1.test").0).unwrap();
+    assert_eq!((st.at("today").at("since").str(), st.at("today").at("counters").at("intake.taken").int()), ("midnight", 1));
+    sane(&st);
+
+    // Forward to day 3 again: a fresh snapshot, the totals untouched.
+    net.now = start + 2 * DAY + 3600;
+    not_mix_mail(&net, "mix1.test", 1);
+    net.round("mix1.test");
+    let st = Json::parse(&net.status("mix1.test").0).unwrap();
+    assert_eq!((st.at("today").at("since").str(), st.at("today").at("counters").at("intake.taken").int()), ("midnight", 1));
+    assert_eq!(st.at("counters").at("intake.taken").int(), 7);
+    sane(&st);
 }

@@ -327,16 +327,20 @@ impl Status {
         }
     }
 
-    /// The sum of every counter whose name starts with `prefix`.
+    /// The sum of every counter whose name starts with `prefix` (totals, not today's).
     pub fn sum(&self, prefix: &str) -> i64 {
         let counters = &self.0[self.0.find("\"counters\":{").expect("counters") + 12..];
-        counters
-            .trim_end_matches(['}', '\n'])
+        counters[..counters.find('}').expect("counters close")]
             .split(',')
             .filter_map(|kv| kv.split_once(':'))
             .filter(|(k, _)| k.trim_matches('"').starts_with(prefix))
             .map(|(_, v)| v.trim().parse::<i64>().unwrap_or(0))
             .sum()
+    }
+
+    /// The `today` object (its `date`, `since` and counters), to read with `get`.
+    pub fn today(&self) -> Status {
+        Status(self.0[self.0.find("\"today\":{").expect("today in status") + 8..].to_string())
     }
 }
 
@@ -601,4 +605,223 @@ pub fn files_with_a_run_of(dir: &Path, text: &[u8], n: usize) -> Vec<String> {
         }
     }
     hits
+}
+
+/// A JSON value, parsed strictly (RFC 8259: no trailing commas, no control characters in
+/// strings, nothing after the value), so that a test can show `status --json` is JSON.
+#[derive(Debug, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn parse(text: &str) -> Result<Json, String> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let v = json_value(b, &mut i)?;
+        json_ws(b, &mut i);
+        if i != b.len() {
+            return Err(format!("text after the value at byte {i}"));
+        }
+        Ok(v)
+    }
+
+    /// A member of an object (panics with the object when missing: a test failure).
+    pub fn at(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_else(|| panic!("no member {key:?} in {self:?}")),
+            _ => panic!("{self:?} is not an object (looking for {key:?})"),
+        }
+    }
+
+    pub fn int(&self) -> i64 {
+        match self {
+            Json::Num(n) if n.fract() == 0.0 => *n as i64,
+            _ => panic!("{self:?} is not an integer"),
+        }
+    }
+
+    pub fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            _ => panic!("{self:?} is not a string"),
+        }
+    }
+
+    /// An object's members.
+    pub fn members(&self) -> &[(String, Json)] {
+        match self {
+            Json::Obj(m) => m,
+            _ => panic!("{self:?} is not an object"),
+        }
+    }
+}
+
+fn json_ws(b: &[u8], i: &mut usize) {
+    while *i < b.len() && b" \t\n\r".contains(&b[*i]) {
+        *i += 1;
+    }
+}
+
+fn json_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
+    json_ws(b, i);
+    let lit = |i: &mut usize, word: &str, v: Json| {
+        if b[*i..].starts_with(word.as_bytes()) {
+            *i += word.len();
+            Ok(v)
+        } else {
+            Err(format!("bad literal at byte {i}"))
+        }
+    };
+    match b.get(*i) {
+        None => Err("unexpected end".into()),
+        Some(b'n') => lit(i, "null", Json::Null),
+        Some(b't') => lit(i, "true", Json::Bool(true)),
+        Some(b'f') => lit(i, "false", Json::Bool(false)),
+        Some(b'"') => json_string(b, i).map(Json::Str),
+        Some(b'[') => {
+            *i += 1;
+            let mut v = Vec::new();
+            json_ws(b, i);
+            if b.get(*i) == Some(&b']') {
+                *i += 1;
+                return Ok(Json::Arr(v));
+            }
+            loop {
+                v.push(json_value(b, i)?);
+                json_ws(b, i);
+                match b.get(*i) {
+                    Some(b',') => *i += 1,
+                    Some(b']') => {
+                        *i += 1;
+                        return Ok(Json::Arr(v));
+                    }
+                    _ => return Err(format!("expected , or ] at byte {i}")),
+                }
+            }
+        }
+        Some(b'{') => {
+            *i += 1;
+            let mut m = Vec::new();
+            json_ws(b, i);
+            if b.get(*i) == Some(&b'}') {
+                *i += 1;
+                return Ok(Json::Obj(m));
+            }
+            loop {
+                json_ws(b, i);
+                if b.get(*i) != Some(&b'"') {
+                    return Err(format!("expected a member name at byte {i}"));
+                }
+                let k = json_string(b, i)?;
+                json_ws(b, i);
+                if b.get(*i) != Some(&b':') {
+                    return Err(format!("expected : at byte {i}"));
+                }
+                *i += 1;
+                if m.iter().any(|(n, _)| *n == k) {
+                    return Err(format!("member {k:?} twice"));
+                }
+                m.push((k, json_value(b, i)?));
+                json_ws(b, i);
+                match b.get(*i) {
+                    Some(b',') => *i += 1,
+                    Some(b'}') => {
+                        *i += 1;
+                        return Ok(Json::Obj(m));
+                    }
+                    _ => return Err(format!("expected , or }} at byte {i}")),
+                }
+            }
+        }
+        Some(_) => {
+            let start = *i;
+            let digits = |i: &mut usize| {
+                let s = *i;
+                while *i < b.len() && b[*i].is_ascii_digit() {
+                    *i += 1;
+                }
+                *i > s
+            };
+            if b.get(*i) == Some(&b'-') {
+                *i += 1;
+            }
+            let int_start = *i;
+            if !digits(i) || (b[int_start] == b'0' && *i - int_start > 1) {
+                return Err(format!("bad number at byte {start}"));
+            }
+            if b.get(*i) == Some(&b'.') {
+                *i += 1;
+                if !digits(i) {
+                    return Err(format!("bad fraction at byte {start}"));
+                }
+            }
+            if matches!(b.get(*i), Some(b'e' | b'E')) {
+                *i += 1;
+                if matches!(b.get(*i), Some(b'+' | b'-')) {
+                    *i += 1;
+                }
+                if !digits(i) {
+                    return Err(format!("bad exponent at byte {start}"));
+                }
+            }
+            let text = std::str::from_utf8(&b[start..*i]).unwrap();
+            text.parse().map(Json::Num).map_err(|e| format!("{text}: {e}"))
+        }
+    }
+}
+
+fn json_string(b: &[u8], i: &mut usize) -> Result<String, String> {
+    *i += 1;
+    let mut out = Vec::new();
+    loop {
+        match b.get(*i) {
+            None => return Err("unterminated string".into()),
+            Some(b'"') => {
+                *i += 1;
+                return String::from_utf8(out).map_err(|e| e.to_string());
+            }
+            Some(c) if *c < 0x20 => return Err(format!("control character in a string at byte {i}")),
+            Some(b'\\') => {
+                let e = *b.get(*i + 1).ok_or("unterminated escape")?;
+                *i += 2;
+                let c = match e {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => {
+                        let hex = b.get(*i..*i + 4).and_then(|h| std::str::from_utf8(h).ok()).ok_or("short \\u escape")?;
+                        *i += 4;
+                        char::from_u32(u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?).unwrap_or('\u{fffd}')
+                    }
+                    _ => return Err(format!("bad escape at byte {i}")),
+                };
+                out.extend(c.to_string().as_bytes());
+            }
+            Some(c) => {
+                out.push(*c);
+                *i += 1;
+            }
+        }
+    }
+}
+
+/// The oracle refuses what is not JSON, or a test using it could not fail.
+#[test]
+fn json_oracle_refuses_what_is_not_json() {
+    let good = Json::parse("{\"a\":[1,-2.5e3,true,null,\"x\\\"\\u00e9\"],\"b\":{}}\n").unwrap();
+    assert_eq!(good.at("a"), &Json::Arr(vec![Json::Num(1.0), Json::Num(-2500.0), Json::Bool(true), Json::Null, Json::Str("x\"é".into())]));
+    for bad in ["{\"a\":1,}", "{a:1}", "{\"a\":01}", "{\"a\":-}", "{\"a\":1}}", "[1 2]", "{\"a\":\"\n\"}", "{\"a\":1,\"a\":2}", ""] {
+        assert!(Json::parse(bad).is_err(), "{bad:?} was taken for JSON");
+    }
 }

@@ -87,6 +87,13 @@ const MIGRATIONS: &[&str] = &[
     // for `part_expiry` (`copies`).
     "CREATE TABLE taken_ids (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
      CREATE INDEX taken_ids_expires ON taken_ids(expires);",
+    // 7 (issue 13, today's figures): a copy of every counter at the first counter write of
+    // each UTC day (`daily`), kept for `daily::KEEP_DAYS` days. `midnight` is 0 when the
+    // copy may not hold the values at 00:00 (the first one after an upgrade).
+    "CREATE TABLE days (day INTEGER PRIMARY KEY, midnight INTEGER NOT NULL);
+     CREATE TABLE day_counters (day INTEGER NOT NULL REFERENCES days(day) ON DELETE CASCADE,
+                                name TEXT NOT NULL, value INTEGER NOT NULL,
+                                PRIMARY KEY (day, name)) WITHOUT ROWID;",
 ];
 
 /// What to do with a spool file once its batch has committed.

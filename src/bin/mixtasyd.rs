@@ -271,6 +271,7 @@ fn run(args: Args) -> Result<ExitCode> {
         Command::Key { command: KeyCommand::Rotate } => {
             let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
             let mut state = mixtasy::batch::state::State::open(&home.state_path())?;
+            mixtasy::node::daily::snapshot(&mut state, now)?;
             let (_, r) = home.rotate(now, &home.config()?, &mut state)?;
             println!("rotate: {} subkey, {} expired secret(s) destroyed", if r.added { "added a" } else { "no new" }, r.destroyed);
         }

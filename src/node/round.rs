@@ -69,6 +69,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
         return Ok(RoundResult::Busy);
     };
     let mut state = State::open(&home.state_path())?;
+    crate::node::daily::snapshot(&mut state, now)?;
     let config = home.resolved_config()?;
     let (cert, _) = home.rotate(now, &config, &mut state)?;
     let node = crate::node::home::node_of(&config, &cert)?;

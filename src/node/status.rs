@@ -10,6 +10,7 @@ use crate::node::home::NodeHome;
 use crate::mixes::keys;
 use crate::batch::spool::Spool;
 use crate::batch::state::{from_unix, State};
+use crate::node::daily::{Since, Today};
 
 /// The version of `status --json`'s format: raised when a field changes meaning or goes
 /// away (adding a field does not raise it).
@@ -17,6 +18,10 @@ pub const JSON_FORMAT: u32 = 1;
 
 /// A round older than this means the timer is not running (it runs every 15 minutes).
 const ROUND_OVERDUE: i64 = 3600;
+
+/// A last round later than now by more than this means the clock went back (less may be a
+/// round that started while `status` was starting).
+const CLOCK_SLACK: i64 = 300;
 
 pub struct Status {
     /// What is wrong, worst first; empty: healthy.
@@ -46,7 +51,12 @@ pub struct Status {
     pub last_discovery: Option<SystemTime>,
     /// Creation and expiry of each encryption subkey, and whether its secret is held.
     pub subkeys: Vec<(SystemTime, Option<SystemTime>, bool)>,
+    /// Totals since the state was created.
     pub counters: Vec<(String, i64)>,
+    /// The UTC day of `now`, `YYYY-MM-DD`.
+    pub date: String,
+    /// How much each counter rose today (`daily`).
+    pub today: Today,
 }
 
 pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
@@ -55,6 +65,7 @@ pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
     let state = State::open(&home.state_path())?;
     let spool = Spool::open(&config.maildir).ok();
     let counters = state.counters()?;
+    let today = crate::node::daily::today(&state, now, &counters)?;
     let spool_files = spool.as_ref().and_then(|s| s.walk().ok()).map_or(0, |w| w.count());
     let taken = counters.iter().any(|(n, v)| n == "intake.taken" && *v > 0);
     let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
@@ -83,6 +94,8 @@ pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
             v
         },
         counters,
+        date: crate::util::clock::date(now),
+        today,
     };
     s.judge(&config, &state, now)?;
     Ok(s)
@@ -98,6 +111,12 @@ impl Status {
                 let ago = now_s - crate::batch::state::unix(t);
                 if ago > ROUND_OVERDUE {
                     self.problems.push(format!("the last round was {}h {}m ago: is the timer running? (it runs one every 15 minutes)", ago / 3600, ago / 60 % 60));
+                } else if -ago > CLOCK_SLACK {
+                    self.problems.push(format!(
+                        "the clock reads {}, before the last round at {}: it went back (replay hashes and subkeys expire by the clock)",
+                        utc(now),
+                        utc(t)
+                    ));
                 }
             }
         }
@@ -170,6 +189,7 @@ impl Status {
         for w in &self.waiting {
             o += &format!("  waiting: {w}\n");
         }
+        o += &self.today_text();
         o += &format!("mix {} ({})\n", self.address, self.modes);
         o += &format!("spool        {}\npool         {}\nexit queue   {}\nheld parts   {} ({} messages)\nreplay cache {}\nblocklist    {}\noperator     {}\nquarantine   {}\n",
             self.spool, self.pool, self.exit_queue, self.held_parts, self.held_sets, self.replay_entries, self.blocked, self.operator_mail, self.quarantined);
@@ -196,8 +216,31 @@ impl Status {
         o
     }
 
+    /// Today's section: what it counts from, then the counters that rose (all would repeat
+    /// the totals' names with zeros).
+    fn today_text(&self) -> String {
+        let from = match self.today.since {
+            Since::Midnight => "since 00:00".to_string(),
+            Since::FirstRound => "since the first round today; earlier counts are in the totals only".to_string(),
+            Since::ClockBehind { newest_day } => format!(
+                "the clock is behind the newest daily snapshot, of {}: counts since that snapshot",
+                crate::util::clock::date(from_unix(newest_day * 86400))
+            ),
+            Since::Init => "no daily snapshot yet (no round since daily figures began): counts since init".to_string(),
+        };
+        let mut o = format!("today {} UTC ({from}):\n", self.date);
+        let moved: Vec<_> = self.today.counters.iter().filter(|(_, v)| *v != 0).collect();
+        if moved.is_empty() {
+            o += "  nothing counted yet\n";
+        }
+        for (name, v) in moved {
+            o += &format!("  {name:<24} {v}\n");
+        }
+        o
+    }
+
     pub fn json(&self) -> String {
-        let counters: Vec<String> = self.counters.iter().map(|(n, v)| format!("{}:{v}", json_str(n))).collect();
+        let object = |c: &[(String, i64)]| c.iter().map(|(n, v)| format!("{}:{v}", json_str(n))).collect::<Vec<_>>().join(",");
         let subkeys: Vec<String> = self
             .subkeys
             .iter()
@@ -205,9 +248,10 @@ impl Status {
             .collect();
         let list = |v: &[String]| v.iter().map(|p| json_str(p)).collect::<Vec<_>>().join(",");
         format!(
-            "{{\"format\":{JSON_FORMAT},\"verdict\":{},\"problems\":[{}],\"waiting\":[{}],\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}}}}",
+            "{{\"format\":{JSON_FORMAT},\"verdict\":{},\"problems\":[{}],\"waiting\":[{}],\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}},\"today\":{{\"date\":{},\"since\":{},\"counters\":{{{}}}}}}}",
             json_str(self.verdict()), list(&self.problems), list(&self.waiting), json_str(&self.address), json_str(&self.modes), self.spool, self.received_mail, self.pool, self.exit_queue, self.held_parts, self.held_sets,
-            self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), counters.join(",")
+            self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), object(&self.counters),
+            json_str(&self.date), json_str(self.today.since.name()), object(&self.today.counters)
         )
     }
 }

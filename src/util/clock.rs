@@ -43,6 +43,12 @@ pub fn utc(t: SystemTime) -> String {
     format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
+/// `YYYY-MM-DD`, the UTC day (`status`'s today).
+pub fn date(t: SystemTime) -> String {
+    let c = civil(t);
+    format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
+}
+
 /// RFC 5322 date-time in UTC, for a Date: header.
 pub fn rfc5322(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -63,6 +69,7 @@ mod tests {
     fn formats() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_392_000);
         assert_eq!(utc(t), "2026-11-23 00:00:00 UTC");
+        assert_eq!(date(t - Duration::from_secs(1)), "2026-11-22");
         assert_eq!(rfc5322(t), "Mon, 23 Nov 2026 00:00:00 +0000");
         assert_eq!(rfc5322(SystemTime::UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
     }
