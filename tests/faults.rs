@@ -378,8 +378,9 @@ fn unreadable_maildir_stops_rounds_and_a_deleted_one_is_made_again() {
 }
 
 /// The Maildir renamed away while a round runs (as `mv` or a restore would), right after
-/// the first of its three intake batches committed (the round is stopped with SIGSTOP
-/// for the rename, so that it cannot finish first): the round reads nothing more, fails
+/// the first of its five intake batches committed (the round is stopped with SIGSTOP
+/// for the rename, so that it cannot finish first; four batches to go leave a busy
+/// machine time to stop it before the end): the round reads nothing more, fails
 /// with 74 and one line, and leaves its ledger. Renamed back, the next round finishes what
 /// the ledger records without peeling those files again and takes the rest: each message
 /// pooled once.
@@ -387,7 +388,7 @@ fn unreadable_maildir_stops_rounds_and_a_deleted_one_is_made_again() {
 fn maildir_vanishing_during_a_round_loses_nothing() {
     let net = pair(now());
     net.configure(A, "threshold", "100000");
-    let all = tags("vanish", 600);
+    let all = tags("vanish", 1200);
     inject_all(&net, &wires(&net, net.now, &all));
     let inbox = net.mailbox(&format!("mixtasy@{A}"));
     let gone = inbox.with_extension("gone");
