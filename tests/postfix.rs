@@ -48,7 +48,7 @@ fn hookup_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-hookup")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -78,7 +78,7 @@ fn test_user() -> (u32, u32) {
 }
 
 /// Every file below `dir`, recursively (none if it does not exist).
-fn files_below(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
