@@ -144,6 +144,23 @@ fn rounds_until_bob_has(n: usize) {
     panic!("the installed node delivered {} of {n} mails in 3 rounds", delivered_to_bob().len());
 }
 
+/// `scripts/package` as an operator runs it: without the variables cargo sets for a test
+/// (CARGO_MANIFEST_DIR, CARGO_PKG_*, …), which build scripts track (ring's does), so that
+/// the release build they are in would differ from a plain `cargo build --release` and each
+/// would rebuild what the other built.
+fn package_command(root: &Path) -> Command {
+    let mut c = Command::new(root.join("scripts/package"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        let set_by_cargo_test = k.starts_with("CARGO_PKG_")
+            || ["CARGO", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&k.as_ref());
+        if set_by_cargo_test {
+            c.env_remove(k.as_ref());
+        }
+    }
+    c
+}
+
 fn lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
@@ -159,7 +176,7 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
 
     // Built, and lintian passed it (scripts/package fails on a lintian error or warning).
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let built = ok(Command::new(root.join("scripts/package")), b"");
+    let built = ok(package_command(root), b"");
     let deb = root.join(lines(&built).last().expect("scripts/package names the .deb"));
     let name = deb.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with(&format!("{PACKAGE}_{}-", env!("CARGO_PKG_VERSION"))) && name.ends_with(".deb"), "{name}");
