@@ -10,7 +10,9 @@
 //! service and installs without Recommends, so the host's Postfix, which the lab tests run
 //! with their own configuration (tests/postfix.rs), is neither installed, configured nor
 //! started by it; the node delivers through the `maildir:` transport into its own home,
-//! never to sendmail. A guard purges the package and whatever it left when the test fails.
+//! never to sendmail. From install to purge it holds the lock the Postfix lab tests take
+//! (their hook-up refuses an alias route while a user `mixtasy` exists). A guard purges the
+//! package and whatever it left when the test fails.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::parse::Parse;
 
-use crate::postfix::{files_below, is_root};
+use crate::postfix::{files_below, is_root, lock_etc_postfix};
 use crate::util::*;
 
 const PACKAGE: &str = "mixtasyd";
@@ -172,7 +174,6 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
         return;
     }
     refuse_or_clear_leftovers();
-    let _purge = Purge;
 
     // Built, and lintian passed it (scripts/package fails on a lintian error or warning).
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -191,6 +192,10 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     }
     assert_eq!(field("Recommends"), "postfix | mail-transport-agent");
 
+    // From install to purge the user `mixtasy` exists, which the Postfix lab's alias route
+    // refuses to shadow: they wait. Declared first, the lock is released after the guard purged.
+    let _postfix_tests_wait = Path::new("/etc/postfix").exists().then(lock_etc_postfix);
+    let _purge = Purge;
     ok(apt(&["install", deb.to_str().unwrap()]), b"");
     assert_eq!(dpkg_state().as_deref(), Some("ii"));
     let listed = lines(&ok(
