@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::parse::Parse;
 
-use crate::postfix::{files_below, is_root, lock_etc_postfix};
+use crate::postfix::{cmd_ok, files_below, is_root, lock_etc_postfix};
 use crate::util::*;
 
 const PACKAGE: &str = "mixtasyd";
@@ -198,14 +198,7 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     let _purge = Purge;
     ok(apt(&["install", deb.to_str().unwrap()]), b"");
     assert_eq!(dpkg_state().as_deref(), Some("ii"));
-    let listed = lines(&ok(
-        {
-            let mut c = Command::new("dpkg");
-            c.args(["-L", PACKAGE]);
-            c
-        },
-        b"",
-    ));
+    let listed = lines(&cmd_ok("dpkg", &["-L", PACKAGE]));
     let files: Vec<PathBuf> = listed.iter().map(PathBuf::from).filter(|p| p.is_file()).collect();
     for f in [
         "/usr/bin/mixtasyd",
@@ -253,16 +246,7 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     assert_eq!((f[5], f[6]), (HOME, "/usr/sbin/nologin"), "{pw}");
     assert_eq!(mode_owner(HOME), (0o700, uid));
     if getent("group", "postdrop").is_some() {
-        let groups = String::from_utf8(ok(
-            {
-                let mut c = Command::new("id");
-                c.args(["-nG", USER]);
-                c
-            },
-            b"",
-        )
-        .stdout)
-        .unwrap();
+        let groups = String::from_utf8(cmd_ok("id", &["-nG", USER]).stdout).unwrap();
         assert!(groups.split_whitespace().any(|g| g == "postdrop"), "{USER} is not in postdrop: {groups}");
     }
 

@@ -54,7 +54,7 @@ pub(crate) fn is_root() -> bool {
 }
 
 /// Runs `prog ARGS` (as the test runs) and asserts it succeeded.
-fn cmd_ok(prog: &str, args: &[&str]) -> Output {
+pub(crate) fn cmd_ok(prog: &str, args: &[&str]) -> Output {
     let mut c = Command::new(prog);
     c.args(args);
     ok(c, b"")
