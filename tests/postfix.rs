@@ -48,13 +48,13 @@ fn hookup_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-hookup")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs `prog ARGS` (as the test runs) and asserts it succeeded.
-fn cmd_ok(prog: &str, args: &[&str]) -> Output {
+pub(crate) fn cmd_ok(prog: &str, args: &[&str]) -> Output {
     let mut c = Command::new(prog);
     c.args(args);
     ok(c, b"")
@@ -78,7 +78,7 @@ fn test_user() -> (u32, u32) {
 }
 
 /// Every file below `dir`, recursively (none if it does not exist).
-fn files_below(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -102,17 +102,25 @@ struct SystemMainCf {
     original: Option<Vec<u8>>,
 }
 
+/// The lock on /etc/postfix that serialises the tests which change the host's Postfix set-up
+/// or its users, in this and any other test process: this file's, and tests/deb.rs while the
+/// package's user `mixtasy` exists (postfix-hookup refuses an alias that would take a user's
+/// mail). Held until the file is dropped; waits at most 10 minutes.
+pub(crate) fn lock_etc_postfix() -> std::fs::File {
+    let lock = std::fs::File::open("/etc/postfix").expect("/etc/postfix (is Postfix installed?)");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return lock,
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => panic!("locking /etc/postfix (another Postfix test running for 10 minutes?): {e:?}"),
+        }
+    }
+}
+
 impl SystemMainCf {
     fn allow(conf: &Path) -> SystemMainCf {
-        let lock = std::fs::File::open("/etc/postfix").expect("/etc/postfix (is Postfix installed?)");
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-                Err(e) => panic!("locking /etc/postfix (another Postfix test running for 10 minutes?): {e:?}"),
-            }
-        }
+        let lock = lock_etc_postfix();
         let original = match std::fs::read(MAIN_CF) {
             Ok(b) if b.starts_with(MARK.as_bytes()) => None,
             Ok(b) => Some(b),

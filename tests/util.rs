@@ -218,22 +218,7 @@ pub fn wire_body(mail: &[u8]) -> Vec<u8> {
 impl Net {
     /// Sets `key = value` (value as TOML text) in a node's mixtasyd.toml.
     pub fn configure(&self, fqdn: &str, key: &str, value: &str) {
-        let path = self.home(fqdn).join("mixtasyd.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut found = false;
-        let out: Vec<String> = text
-            .lines()
-            .map(|l| {
-                if l.starts_with(&format!("{key} = ")) {
-                    found = true;
-                    format!("{key} = {value}")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        assert!(found, "no setting {key} in {}", path.display());
-        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+        configure_file(&self.home(fqdn).join("mixtasyd.toml"), key, value);
     }
 
     /// Where the `maildir:` transport of a lab network delivers: one Maildir per address.
@@ -824,4 +809,24 @@ fn json_oracle_refuses_what_is_not_json() {
     for bad in ["{\"a\":1,}", "{a:1}", "{\"a\":01}", "{\"a\":-}", "{\"a\":1}}", "[1 2]", "{\"a\":\"\n\"}", "{\"a\":1,\"a\":2}", ""] {
         assert!(Json::parse(bad).is_err(), "{bad:?} was taken for JSON");
     }
+}
+
+/// Sets `key = value` (value as TOML text) in the mixtasyd.toml at `path`, keeping the
+/// file (its owner and mode) and every other line.
+pub fn configure_file(path: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut found = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("{key} = ")) {
+                found = true;
+                format!("{key} = {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(found, "no setting {key} in {}", path.display());
+    std::fs::write(path, out.join("\n") + "\n").unwrap();
 }
