@@ -14,6 +14,7 @@ pub mod copies;
 pub mod dummy;
 pub mod exit;
 pub mod round;
+pub mod simulate;
 
 // What the operator sees.
 pub mod status;
