@@ -18,4 +18,5 @@ pub mod simulate;
 
 // What the operator sees.
 pub mod status;
+pub mod metrics;
 pub mod check;

@@ -35,14 +35,80 @@ impl Setting {
     /// Mixmaster 3's shipped parameters: POOLSIZE 45, RATE 65 %, SENDPOOLTIME 15 min; its
     /// dummies are not modelled (none here), so only the pool is compared.
     pub fn mixmaster() -> Self {
-        Setting { name: "Mixmaster 45/65%/15m".into(), pool: pool::Params { min_pool: 45, threshold: 0, rate: 0.65 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 900 }
+        Setting { name: "Mixmaster".into(), pool: pool::Params { min_pool: 45, threshold: 0, rate: 0.65 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 900 }
     }
 
     /// The least Mixminion calls secure: a pool of 5, an interval of 30 minutes (its timed
     /// dynamic pool sends 60 % of the surplus).
     pub fn mixminion_minimum() -> Self {
-        Setting { name: "Mixminion minimum 5/60%/30m".into(), pool: pool::Params { min_pool: 5, threshold: 0, rate: 0.6 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 1800 }
+        Setting { name: "Mixminion minimum".into(), pool: pool::Params { min_pool: 5, threshold: 0, rate: 0.6 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 1800 }
     }
+}
+
+/// The names `Setting::set` and sweeps know.
+pub const PARAMS: &[&str] = &["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "interval"];
+
+impl Setting {
+    /// The node's own settings, fired every `interval` seconds.
+    pub fn from_config(name: &str, c: &crate::node::config::Config, interval: u64) -> Self {
+        Setting { name: name.into(), pool: pool::Params { min_pool: c.min_pool, threshold: c.threshold, rate: c.rate }, dummy_time_p: c.dummy_time_p, dummy_flush_p: c.dummy_flush_p, interval }
+    }
+
+    /// Changes one parameter (`PARAMS`), checked like `mixtasyd.toml` checks it; `interval`
+    /// takes a duration (15m) or seconds.
+    pub fn set(&mut self, param: &str, value: &str) -> anyhow::Result<()> {
+        use anyhow::{anyhow, bail};
+        let count = || value.parse::<u64>().map_err(|_| anyhow!("{param}: `{value}` is not a whole number"));
+        let fraction = |below_one: bool| match value.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) && !(below_one && f >= 1.0) => Ok(f),
+            _ => Err(anyhow!("{param}: `{value}` must be a number from 0 to 1{}", if below_one { " (below 1)" } else { "" })),
+        };
+        match param {
+            "min_pool" => self.pool.min_pool = count()?,
+            "threshold" => self.pool.threshold = count()?,
+            "rate" => self.pool.rate = fraction(false)?,
+            "dummy_time_p" => self.dummy_time_p = fraction(true)?,
+            "dummy_flush_p" => self.dummy_flush_p = fraction(true)?,
+            "interval" => {
+                self.interval = match value.parse::<u64>() {
+                    Ok(secs) => secs,
+                    Err(_) => crate::node::config::parse_duration(value).map_err(|e| anyhow!("interval: {e}"))?.as_secs(),
+                };
+                if self.interval == 0 {
+                    bail!("interval: must be more than 0");
+                }
+            }
+            _ => bail!("unknown parameter `{param}` (one of {})", PARAMS.join(", ")),
+        }
+        Ok(())
+    }
+}
+
+/// `PARAM=a..b` or `PARAM=a..b/steps`: the values a sweep runs (`steps` + 1 of them, 10
+/// steps by default; whole numbers for counts, without repeats).
+pub fn parse_sweep(spec: &str) -> anyhow::Result<(String, Vec<String>)> {
+    use anyhow::{anyhow, bail};
+    let bad = || anyhow!("`{spec}` is not PARAM=a..b or PARAM=a..b/steps");
+    let (param, range) = spec.split_once('=').ok_or_else(bad)?;
+    let (range, steps) = match range.split_once('/') {
+        Some((r, n)) => (r, n.parse::<usize>().map_err(|_| bad())?),
+        None => (range, 10),
+    };
+    let (a, b) = range.split_once("..").ok_or_else(bad)?;
+    let (a, b): (f64, f64) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if !PARAMS.contains(&param) {
+        bail!("unknown parameter `{param}` (one of {})", PARAMS.join(", "));
+    }
+    if steps == 0 || b < a {
+        bail!("`{spec}`: the range must run upwards in 1 or more steps");
+    }
+    let whole = matches!(param, "min_pool" | "threshold" | "interval");
+    let mut values: Vec<String> = (0..=steps)
+        .map(|i| a + (b - a) * i as f64 / steps as f64)
+        .map(|v| if whole { format!("{}", v.round() as u64) } else { format!("{v:.4}") })
+        .collect();
+    values.dedup();
+    Ok((param.to_string(), values))
 }
 
 /// How many messages arrive before each round.
@@ -183,6 +249,64 @@ pub fn run(setting: &Setting, traffic: &Traffic, warmup: usize, rounds: usize, r
     }
 }
 
+/// Rounds run before measuring: the pool fills from empty first.
+pub fn warmup(rounds: usize) -> usize {
+    (rounds / 10).max(200)
+}
+
+/// The comparison table `mixtasyd simulate` prints: one line a setting.
+pub fn table(traffic: &Traffic, rows: &[(Setting, Report)]) -> String {
+    let mut out = format!("traffic: {:.1} messages a round on average; entropy in bits; delays from arrival to leaving\n", traffic.mean());
+    out.push_str(&format!("{:<34} {:>9} {:>8} {:>10} {:>10} {:>9} {:>8}\n", "setting (min_pool/threshold/rate/t)", "entropy", "5% <", "mean delay", "95% delay", "dummies", "pool"));
+    for (s, r) in rows {
+        let label = format!("{} {}/{}/{:.0}%/{}m", s.name, s.pool.min_pool, s.pool.threshold, s.pool.rate * 100.0, s.interval / 60);
+        if r.messages == 0 {
+            out.push_str(&format!("{label:<34} no message left the pool: it never reaches min_pool + threshold at this traffic\n"));
+            continue;
+        }
+        out.push_str(&format!(
+            "{label:<34} {:>9.2} {:>8.2} {:>10} {:>10} {:>8.0}% {:>8.1}\n",
+            r.entropy,
+            r.entropy_p5,
+            minutes(r.delay_mean),
+            minutes(r.delay_p95),
+            r.dummy_overhead * 100.0,
+            r.pool_mean
+        ));
+    }
+    out
+}
+
+/// Seconds as `1h 05m` or `12m`.
+pub fn minutes(secs: f64) -> String {
+    let m = (secs / 60.0).round() as u64;
+    if m >= 60 {
+        format!("{}h {:02}m", m / 60, m % 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// A sweep of `param` over `values` from `base`: the reports, and the SVG of entropy and
+/// mean delay against it beside `reference` (Mixmaster's report).
+pub fn sweep(base: &Setting, param: &str, values: &[String], traffic: &Traffic, rounds: usize, reference: &Report, rng: &mut impl Rng) -> anyhow::Result<(Vec<Report>, String)> {
+    let mut reports = Vec::new();
+    let mut xs = Vec::new();
+    for v in values {
+        let mut s = base.clone();
+        s.set(param, v)?;
+        xs.push(v.parse::<f64>().unwrap_or(s.interval as f64));
+        reports.push(run(&s, traffic, warmup(rounds), rounds, rng));
+    }
+    let panels = [
+        plot::Panel { label: "entropy of a leaving message (bits)".into(), ys: reports.iter().map(|r| r.entropy).collect(), reference: Some(("Mixmaster".into(), reference.entropy)) },
+        plot::Panel { label: "mean delay (minutes)".into(), ys: reports.iter().map(|r| r.delay_mean / 60.0).collect(), reference: Some(("Mixmaster".into(), reference.delay_mean / 60.0)) },
+        plot::Panel { label: "95th percentile delay (minutes)".into(), ys: reports.iter().map(|r| r.delay_p95 / 60.0).collect(), reference: Some(("Mixmaster".into(), reference.delay_p95 / 60.0)) },
+    ];
+    let title = format!("{param} swept, {:.1} messages a round", traffic.mean());
+    Ok((reports, plot::svg(&title, param, &xs, &panels)))
+}
+
 /// The `q` quantile of `v` (nearest rank); 0 when empty.
 pub fn percentile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -268,6 +392,24 @@ mod tests {
             let m = v.iter().sum::<f64>() / v.len() as f64;
             let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
             assert!((m - mean).abs() / mean < 0.03 && (var - mean).abs() / mean < 0.06, "mean {mean}: {m} {var}");
+        }
+    }
+
+    #[test]
+    fn settings_and_sweeps() {
+        let mut s = Setting::mixmaster();
+        s.set("min_pool", "7").unwrap();
+        s.set("interval", "30m").unwrap();
+        s.set("rate", "0.5").unwrap();
+        assert_eq!((s.pool.min_pool, s.interval, s.pool.rate), (7, 1800, 0.5));
+        assert!(s.set("dummy_time_p", "1").unwrap_err().to_string().contains("below 1"));
+        assert!(s.set("rate", "1.5").is_err() && s.set("min_pool", "-1").is_err() && s.set("interval", "0").is_err());
+        assert!(s.set("pool", "5").unwrap_err().to_string().starts_with("unknown parameter `pool`"));
+        assert_eq!(parse_sweep("min_pool=5..45/4").unwrap(), ("min_pool".into(), vec!["5".into(), "15".into(), "25".into(), "35".into(), "45".into()]));
+        assert_eq!(parse_sweep("threshold=0..3").unwrap().1, ["0", "1", "2", "3"], "no repeated whole numbers");
+        assert_eq!(parse_sweep("rate=0.5..1/2").unwrap().1, ["0.5000", "0.7500", "1.0000"]);
+        for bad in ["min_pool", "min_pool=5", "min_pool=9..1", "min_pool=1..9/0", "pool=1..2"] {
+            assert!(parse_sweep(bad).is_err(), "{bad}");
         }
     }
 
