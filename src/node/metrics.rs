@@ -105,7 +105,7 @@ pub fn prometheus(state: &State, expected: Option<&Expected>) -> Result<String> 
     }
     if let Some(e) = expected {
         gauge("arrivals_per_round", "Mean messages entering the pool a round over the recorded rounds.", e.arrivals);
-        gauge("expected_entropy_bits", "Expected anonymity-set entropy of a leaving message at the recorded rates.", e.report.entropy);
+        gauge("expected_entropy", "Expected anonymity-set entropy (in bits) of a leaving message at the recorded rates.", e.report.entropy);
         gauge("expected_delay_seconds", "Expected mean delay of a message at the recorded rates.", e.report.delay_mean);
         gauge("expected_delay_p95_seconds", "Expected 95th-percentile delay at the recorded rates.", e.report.delay_p95);
     }
