@@ -309,6 +309,12 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
         })
         .collect();
     print!("{}", sim::table(&traffic, &rows));
+    let validity = config.subkey_validity.as_secs_f64();
+    for (s, r) in &rows {
+        if let Some(p) = sim::subkey::reach_probability(&r.delays, 4, validity, s.interval as f64, 1_000_000, &mut rng) {
+            println!("{}: a 4-hop message reaches its exit before a subkey on its path expires: {:.3}%", s.name, p * 100.0);
+        }
+    }
     if let Some(spec) = &o.sweep {
         let (param, values) = sim::parse_sweep(spec).context("--sweep")?;
         let (reports, svg) = sim::sweep(&node, &param, &values, &traffic, o.rounds, &rows[1].1, &mut rng)?;

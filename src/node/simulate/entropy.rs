@@ -11,13 +11,14 @@
 //!   a message of the earlier pool, each with (1 − n_r/m_r) times its earlier probability,
 //!
 //! so an input that arrived at round s has probability (1/m_s) ∏_{s<j≤r} (1 − n_j/m_j).
-//! The dummies' mass is one outcome ("not an input"): the attacker knows it is not his
-//! target, which is what the entropy must not count as cover. `Tracker` keeps the sum
-//! S = −Σ p log2 p over the real inputs and the dummy mass d, updated in O(1) a round
-//! (b = 1 − n_r/m_r):
+//! The entropy is that of a *real* message leaving, against an attacker who (more than a
+//! real one) knows which outputs are dummies: the distribution above without the dummies'
+//! mass d, renormalised. So dummies never count as cover themselves; they change the
+//! entropy only through the pool they keep and flush. `Tracker` keeps the sum
+//! S = −Σ p log2 p over the real inputs and d, updated in O(1) a round (b = 1 − n_r/m_r):
 //!
 //!   S_r = x_r/m_r · log2 m_r + b S_{r−1} − b log2 b · (1 − d_{r−1}),
-//!   d_r = k_r/m_r + b d_{r−1},      H_r = S_r − d_r log2 d_r.
+//!   d_r = k_r/m_r + b d_{r−1},      H_r = S_r/(1 − d_r) + log2 (1 − d_r).
 //!
 //! Closed form for the steady state with a constant λ arrivals a round and no dummies:
 //! the pool fires at the same size m every round and sends λ (what arrived). With
@@ -56,10 +57,13 @@ impl Tracker {
         self.entropy()
     }
 
-    /// The entropy of a message drawn now.
+    /// The entropy of a real message drawn now (0 when the pool holds only dummies).
     pub fn entropy(&self) -> f64 {
-        let d = if self.d > 0.0 { -self.d * self.d.log2() } else { 0.0 };
-        self.s + d
+        let real = 1.0 - self.d;
+        if real <= 1e-12 {
+            return 0.0;
+        }
+        (self.s / real + real.log2()).max(0.0)
     }
 }
 
@@ -108,19 +112,18 @@ mod tests {
             let m = kept + x + k;
             let h = t.round(x, k, m);
             rounds.push((x, k, m));
-            let (mut sum, mut dummy) = (0.0, 0.0);
+            // Every real input's probability, then renormalised without the dummies.
+            let (mut probs, mut dummy) = (Vec::new(), 0.0);
             let mut survive = 1.0;
             for &(xs, ks, ms) in rounds.iter().rev() {
                 if ms > 0 {
                     let p = survive / ms as f64;
-                    sum -= xs as f64 * p * p.log2();
+                    probs.extend((0..xs).map(|_| p));
                     dummy += ks as f64 * p;
                     survive *= 1.0 - (xs + ks) as f64 / ms as f64;
                 }
             }
-            if dummy > 0.0 {
-                sum -= dummy * dummy.log2();
-            }
+            let sum: f64 = probs.iter().map(|p| p / (1.0 - dummy)).filter(|q| *q > 0.0).map(|q| -q * q.log2()).sum();
             if m > 0 {
                 assert!((h - sum).abs() < 1e-9, "{h} {sum}");
             }

@@ -13,6 +13,7 @@
 pub mod blending;
 pub mod entropy;
 pub mod plot;
+pub mod subkey;
 
 use rand::Rng;
 
@@ -191,6 +192,8 @@ pub struct Report {
     pub pool_mean: f64,
     /// Real messages that left during the measured rounds.
     pub messages: u64,
+    /// Every measured delay in seconds, sorted (for `subkey`).
+    pub delays: Vec<f64>,
 }
 
 /// One pool entry: a real message (with its arrival round) or a time-triggered dummy.
@@ -237,15 +240,17 @@ pub fn run(setting: &Setting, traffic: &Traffic, warmup: usize, rounds: usize, r
         }
     }
     let n = real_sent.max(1) as f64;
+    let delay_p95 = percentile(&mut delays, 0.95);
     Report {
         entropy: entropies.iter().sum::<f64>() / n,
         entropy_p5: percentile(&mut entropies, 0.05),
         delay_rounds: delay_rounds as f64 / n,
         delay_mean: delays.iter().sum::<f64>() / n,
-        delay_p95: percentile(&mut delays, 0.95),
+        delay_p95,
         dummy_overhead: dummies as f64 / n,
         pool_mean: pool_sum as f64 / rounds.max(1) as f64,
         messages: real_sent,
+        delays,
     }
 }
 
