@@ -356,7 +356,8 @@ fn run(args: Args) -> Result<ExitCode> {
         return round(&home, now);
     }
     // `check` reports on a home of any owner; every other command acts as its owner only.
-    if !matches!(args.command, Some(Command::Check { .. } | Command::Simulate { .. })) {
+    // `simulate` reads only the settings, unless `--recorded` opens the state (which may migrate it).
+    if !matches!(args.command, Some(Command::Check { .. } | Command::Simulate { recorded: false, .. })) {
         home.check_owner()?;
     }
     let Some(command) = args.command else {
