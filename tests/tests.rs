@@ -26,3 +26,4 @@ mod check;
 mod layout;
 mod install;
 mod deb;
+mod simulate;

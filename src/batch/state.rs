@@ -94,6 +94,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE day_counters (day INTEGER NOT NULL REFERENCES days(day) ON DELETE CASCADE,
                                 name TEXT NOT NULL, value INTEGER NOT NULL,
                                 PRIMARY KEY (day, name)) WITHOUT ROWID;",
+    // 8 (issue 16, live figures): per-round counts for `node::metrics`, coarse on purpose:
+    // the day (unix / 86400), not the time, and counts only (what entered the pool, what the
+    // pool drew, its size when it fired, dummies made); kept 7 days. Nothing in a row names
+    // or orders a message.
+    "CREATE TABLE rounds (seq INTEGER PRIMARY KEY, day INTEGER NOT NULL, arrivals INTEGER NOT NULL,
+                          departures INTEGER NOT NULL, pool INTEGER NOT NULL, dummies INTEGER NOT NULL);",
 ];
 
 /// What to do with a spool file once its batch has committed.

@@ -83,6 +83,45 @@ enum Command {
         #[arg(long)]
         send_probe: bool,
     },
+    /// Simulate the node's pool and dummies: anonymity-set entropy, delays and dummy
+    /// overhead beside Mixmaster's and Mixminion's; sweeps as SVG; the blending attack.
+    /// Uses the home's settings when it has a mixtasyd.toml, else the defaults.
+    Simulate {
+        /// Mean arrivals a round (Poisson).
+        #[arg(long, default_value_t = 10.0, value_name = "N")]
+        arrivals: f64,
+        /// Replay a trace instead: one count of arrivals a round per line.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["arrivals", "recorded"])]
+        trace: Option<PathBuf>,
+        /// Replay the arrivals this node recorded in its last days of rounds.
+        #[arg(long, conflicts_with = "arrivals")]
+        recorded: bool,
+        /// The timer's interval t.
+        #[arg(long, default_value = "15m")]
+        interval: String,
+        /// Change a setting for the simulation: min_pool, threshold, rate, dummy_time_p,
+        /// dummy_flush_p (repeatable).
+        #[arg(long = "set", value_name = "PARAM=VALUE")]
+        set: Vec<String>,
+        /// Run PARAM from a to b (steps: 10 by default) and draw entropy and delays.
+        #[arg(long, value_name = "PARAM=a..b[/steps]")]
+        sweep: Option<String>,
+        /// Where the sweep's SVG goes (default: sweep-PARAM.svg).
+        #[arg(long, value_name = "FILE", requires = "sweep")]
+        plot: Option<PathBuf>,
+        /// Also simulate the blending (n-1) attack, with and without the dummy policies.
+        #[arg(long)]
+        blending: bool,
+        /// The blending attacker's messages a round (default: 2 (min_pool + threshold)).
+        #[arg(long, value_name = "N", requires = "blending")]
+        flood: Option<u64>,
+        /// Rounds measured per setting (after a warm-up of a tenth, at least 200).
+        #[arg(long, default_value_t = 20_000)]
+        rounds: usize,
+        /// Seed of the random draws, for a repeatable run.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Show pool, queues, replay cache, subkeys and counters (counts only).
     Status {
         /// As one JSON object.
@@ -225,6 +264,84 @@ fn explain(home: &NodeHome, e: &anyhow::Error) -> String {
     }
 }
 
+struct SimulateOpts {
+    arrivals: f64,
+    trace: Option<PathBuf>,
+    recorded: bool,
+    interval: String,
+    set: Vec<String>,
+    sweep: Option<String>,
+    plot: Option<PathBuf>,
+    blending: bool,
+    flood: Option<u64>,
+    rounds: usize,
+    seed: Option<u64>,
+}
+
+/// `simulate`: the node's settings (or the defaults) and the traffic model in, the table,
+/// the sweep's picture and the blending figures out (`node::simulate`).
+fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
+    use mixtasy::node::simulate::{self as sim, Setting, Traffic};
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(o.seed.unwrap_or_else(rand::random));
+    let config = match home.config_path().exists() {
+        true => home.config()?,
+        false => config::parse("address = \"mixtasy@simulate.invalid\"\nmodes = \"middleman\"\n")?,
+    };
+    let interval = config::parse_duration(&o.interval).context("--interval")?.as_secs().max(1);
+    let mut node = Setting::from_config("this node", &config, interval);
+    for s in &o.set {
+        let (k, v) = s.split_once('=').with_context(|| format!("--set {s}: give PARAM=VALUE"))?;
+        node.set(k, v).context("--set")?;
+    }
+    let traffic = match (&o.trace, o.recorded) {
+        (Some(f), _) => Traffic::parse_trace(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?).with_context(|| f.display().to_string())?,
+        (None, true) => mixtasy::node::metrics::recorded_traffic(home)?,
+        (None, false) => Traffic::Poisson(o.arrivals),
+    };
+    anyhow::ensure!(o.rounds > 0, "--rounds: at least 1");
+    let warmup = sim::warmup(o.rounds);
+    let rows: Vec<(Setting, sim::Report)> = [node.clone(), Setting::mixmaster(), Setting::mixminion_minimum()]
+        .into_iter()
+        .map(|s| {
+            let r = sim::run(&s, &traffic, warmup, o.rounds, &mut rng);
+            (s, r)
+        })
+        .collect();
+    print!("{}", sim::table(&traffic, &rows));
+    let validity = config.subkey_validity.as_secs_f64();
+    for (s, r) in &rows {
+        if let Some(p) = sim::subkey::reach_probability(&r.delays, 4, validity, s.interval as f64, 1_000_000, &mut rng) {
+            println!("{}: a 4-hop message reaches its exit before a subkey on its path expires: {:.3}%", s.name, p * 100.0);
+        }
+    }
+    if let Some(spec) = &o.sweep {
+        let (param, values) = sim::parse_sweep(spec).context("--sweep")?;
+        let (reports, svg) = sim::sweep(&node, &param, &values, &traffic, o.rounds, &rows[1].1, &mut rng)?;
+        let path = o.plot.clone().unwrap_or_else(|| PathBuf::from(format!("sweep-{param}.svg")));
+        let path = if path.parent().is_some_and(|d| d.as_os_str().is_empty()) { PathBuf::from(".").join(path) } else { path };
+        mixtasy::util::fsutil::write_atomic(&path, svg.as_bytes(), 0o644).with_context(|| format!("writing {}", path.display()))?;
+        println!("\n{param:>14} {:>9} {:>10} {:>10} {:>9}", "entropy", "mean delay", "95% delay", "dummies");
+        for (v, r) in values.iter().zip(&reports) {
+            println!("{v:>14} {:>9.2} {:>10} {:>10} {:>8.0}%", r.entropy, sim::minutes(r.delay_mean), sim::minutes(r.delay_p95), r.dummy_overhead * 100.0);
+        }
+        println!("plot: {}", path.display());
+    }
+    if o.blending {
+        let flood = o.flood.unwrap_or(2 * (node.pool.min_pool + node.pool.threshold)).max(1);
+        let trials = 200;
+        println!("\nblending attack: {flood} attacker messages a round, {trials} trials, an attacker who knows when the pool holds only his mail");
+        println!("{:<34} {:>8} {:>10} {:>11} {:>9}", "setting", "rounds", "messages", "candidates", "isolated");
+        let bare = Setting { name: "this node without dummies".into(), dummy_time_p: 0.0, dummy_flush_p: 0.0, ..node.clone() };
+        for s in [&node, &bare, &Setting::mixmaster()] {
+            let b = sim::blending::simulate(s, &traffic, flood, trials, 10_000, &mut rng);
+            let given_up = if b.gave_up > 0.0 { format!(" ({:.0}% not done in 10000 rounds)", b.gave_up * 100.0) } else { String::new() };
+            println!("{:<34} {:>8.1} {:>10.0} {:>11.2} {:>8.0}%{given_up}", s.name, b.rounds, b.messages, b.candidates, b.isolated * 100.0);
+        }
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<ExitCode> {
     let now = cli::now(args.now);
     let home = NodeHome::new(config::node_home(args.home)?);
@@ -239,7 +356,8 @@ fn run(args: Args) -> Result<ExitCode> {
         return round(&home, now);
     }
     // `check` reports on a home of any owner; every other command acts as its owner only.
-    if !matches!(args.command, Some(Command::Check { .. })) {
+    // `simulate` reads only the settings, unless `--recorded` opens the state (which may migrate it).
+    if !matches!(args.command, Some(Command::Check { .. } | Command::Simulate { recorded: false, .. })) {
         home.check_owner()?;
     }
     let Some(command) = args.command else {
@@ -267,6 +385,10 @@ fn run(args: Args) -> Result<ExitCode> {
             };
             let config = home.config()?;
             println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
+        }
+        Command::Simulate { arrivals, trace, recorded, interval, set, sweep, plot, blending, flood, rounds, seed } => {
+            let opts = SimulateOpts { arrivals, trace, recorded, interval, set, sweep, plot, blending, flood, rounds, seed };
+            simulate(&home, opts)?;
         }
         Command::Key { command: KeyCommand::Rotate } => {
             let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;

@@ -222,6 +222,14 @@ pub const SETTINGS: &[Setting] = &[
               so a hung or refusing MTA cannot hold a round past the unit's 30-minute timeout
               (a pool of 30 at a 2-minute sendmail_timeout would take an hour).",
     },
+    Setting {
+        name: "metrics_file",
+        default: Some("\"\""),
+        doc: "A file each round replaces (atomically) with the node's counters, queue sizes and
+              expected entropy and delay in the Prometheus text format, for node_exporter's
+              textfile collector (relative paths are relative to this home; mode 0644, counts
+              only). Empty: none.",
+    },
 ];
 
 pub use crate::batch::transport::TransportKind;
@@ -260,6 +268,7 @@ pub struct Config {
     pub max_held_parts: u64,
     pub max_operator: u64,
     pub sendmail_round_limit: Duration,
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Parses `2d`, `1h`, `30m`, `45s` (one number, one unit).
@@ -428,6 +437,7 @@ pub fn parse(text: &str) -> Result<Config> {
         max_held_parts: int("max_held_parts")?,
         max_operator: int("max_operator")?,
         sendmail_round_limit: duration("sendmail_round_limit")?,
+        metrics_file: Some(PathBuf::from(string("metrics_file")?)).filter(|p| !p.as_os_str().is_empty()),
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {
@@ -446,6 +456,9 @@ impl Config {
     pub fn resolve(mut self, home: &Path) -> Self {
         if self.maildir.is_relative() {
             self.maildir = home.join(&self.maildir);
+        }
+        if let Some(m) = self.metrics_file.as_mut().filter(|m| m.is_relative()) {
+            *m = home.join(&*m);
         }
         if let TransportKind::Maildir(root) = &self.transport {
             if root.is_relative() {

@@ -14,8 +14,10 @@ pub mod copies;
 pub mod dummy;
 pub mod exit;
 pub mod round;
+pub mod simulate;
 
 // What the operator sees.
 pub mod daily;
 pub mod status;
+pub mod metrics;
 pub mod check;

@@ -65,12 +65,18 @@ pub fn insert_final(tx: &Transaction<'_>, original: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Chooses which pool entries leave: `to_send` of them, uniformly at random.
+/// The selection itself, without SQLite (the simulator fires the same function): which of
+/// `m` pooled entries (by index) leave, `to_send` of them, uniformly at random.
+pub fn pick(m: usize, p: Params, rng: &mut impl Rng) -> Vec<usize> {
+    let k = to_send(m as u64, p) as usize;
+    sample(rng, m, k.min(m)).into_vec()
+}
+
+/// Chooses which pool entries leave: `pick` over the pool's rows.
 pub fn choose(state: &State, p: Params, rng: &mut impl Rng) -> Result<Vec<i64>> {
     let mut st = state.conn().prepare("SELECT id FROM pool")?;
     let ids: Vec<i64> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    let k = to_send(ids.len() as u64, p) as usize;
-    Ok(sample(rng, ids.len(), k.min(ids.len())).into_iter().map(|i| ids[i]).collect())
+    Ok(pick(ids.len(), p, rng).into_iter().map(|i| ids[i]).collect())
 }
 
 /// One pool entry.

@@ -23,6 +23,7 @@ use crate::mixes::directory::{self, Mix};
 use crate::node::dummy;
 use crate::node::exit;
 use crate::node::home::NodeHome;
+use crate::node::metrics;
 use crate::batch::lock;
 use crate::format::message::Kind;
 use crate::node::parts::{self, Held};
@@ -117,6 +118,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
 
     // The timed dynamic pool, finals included; drawn finals move to the exit queue.
     let params = pool::Params { min_pool: config.min_pool, threshold: config.threshold, rate: config.rate };
+    let pooled_at_firing = state.count("pool")? as u64;
     let chosen = pool::choose(&state, params, &mut rng)?;
     let mut out: Vec<Outgoing> = draw(&mut state, &chosen, &config, now, &mut rng, &mut sum)?;
     out.extend(exit::queued(&state)?.into_iter().map(|(id, kind, queued)| Outgoing::Exit { id, kind, queued }));
@@ -146,10 +148,16 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     exit::cap(&tx, config.max_exit_queue)?;
     tx.commit()?;
 
+    let counts = metrics::RoundCounts { arrivals: sum.pooled, departures: chosen.len() as u64, pool: pooled_at_firing, dummies: sum.dummies };
+    metrics::record(&mut state, now, counts)?;
+
     if let Some(url) = &config.keyserver {
         keyserver_duties(home, &cert, &mut state, url, &config, now)?;
     }
     state.set_meta("last_round", state::unix(now))?;
+    if let Some(path) = &config.metrics_file {
+        metrics::write_file(path, &state, &config)?;
+    }
     Ok(RoundResult::Done(sum))
 }
 

@@ -57,6 +57,8 @@ pub struct Status {
     pub date: String,
     /// How much each counter rose today (`daily`).
     pub today: Today,
+    /// The entropy and delay the last days' recorded rates lead to (`metrics::expected`).
+    pub expected: Option<crate::node::metrics::Expected>,
 }
 
 pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
@@ -96,6 +98,7 @@ pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
         counters,
         date: crate::util::clock::date(now),
         today,
+        expected: crate::node::metrics::expected(&state, &config)?,
     };
     s.judge(&config, &state, now)?;
     Ok(s)
@@ -209,6 +212,17 @@ impl Status {
         if destroyed > 0 {
             o += &format!("expired      {destroyed} subkey(s), secrets destroyed\n");
         }
+        if let Some(e) = &self.expected {
+            let r = &e.report;
+            o += &format!(
+                "expected     entropy {:.2} bits, delay mean {} (95% under {}), from {:.1} messages a round over the last {} rounds (mixtasyd simulate --recorded)\n",
+                r.entropy,
+                crate::node::simulate::minutes(r.delay_mean),
+                crate::node::simulate::minutes(r.delay_p95),
+                e.arrivals,
+                e.rounds
+            );
+        }
         o += "counters since init:\n";
         for (name, v) in &self.counters {
             o += &format!("  {name:<24} {v}\n");
@@ -246,11 +260,14 @@ impl Status {
             .iter()
             .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
             .collect();
+        let expected = self.expected.as_ref().map_or("null".into(), |e| {
+            format!("{{\"rounds\":{},\"arrivals_per_round\":{:.3},\"entropy_bits\":{:.3},\"delay_mean_seconds\":{:.0},\"delay_p95_seconds\":{:.0}}}", e.rounds, e.arrivals, e.report.entropy, e.report.delay_mean, e.report.delay_p95)
+        });
         let list = |v: &[String]| v.iter().map(|p| json_str(p)).collect::<Vec<_>>().join(",");
         format!(
-            "{{\"format\":{JSON_FORMAT},\"verdict\":{},\"problems\":[{}],\"waiting\":[{}],\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"counters\":{{{}}},\"today\":{{\"date\":{},\"since\":{},\"counters\":{{{}}}}}}}",
+            "{{\"format\":{JSON_FORMAT},\"verdict\":{},\"problems\":[{}],\"waiting\":[{}],\"address\":{},\"modes\":{},\"spool\":{},\"received_mail\":{},\"pool\":{},\"exit_queue\":{},\"held_parts\":{},\"held_sets\":{},\"replay_entries\":{},\"blocked\":{},\"operator_mail\":{},\"quarantined\":{},\"last_round\":{},\"last_gap\":{},\"last_publish\":{},\"last_discovery\":{},\"subkeys\":[{}],\"expected\":{},\"counters\":{{{}}},\"today\":{{\"date\":{},\"since\":{},\"counters\":{{{}}}}}}}",
             json_str(self.verdict()), list(&self.problems), list(&self.waiting), json_str(&self.address), json_str(&self.modes), self.spool, self.received_mail, self.pool, self.exit_queue, self.held_parts, self.held_sets,
-            self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), object(&self.counters),
+            self.replay_entries, self.blocked, self.operator_mail, self.quarantined, self.last_round.map_or("null".into(), |t| secs(t).to_string()), self.last_gap.map_or("null".into(), |g| g.to_string()), self.last_publish.map_or("null".into(), |t| secs(t).to_string()), self.last_discovery.map_or("null".into(), |t| secs(t).to_string()), subkeys.join(","), expected, object(&self.counters),
             json_str(&self.date), json_str(self.today.since.name()), object(&self.today.counters)
         )
     }

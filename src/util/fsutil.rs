@@ -22,13 +22,15 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// Atomically replaces `path` with `data`, created with `mode`.
+/// Atomically replaces `path` with `data`, created with exactly `mode` whatever the umask
+/// (the node's is 077; `metrics_file` must be readable by the exporter).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
     let name = path.file_name().context("path has no file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp.{}.{:08x}", std::process::id(), rand::random::<u32>()));
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
