@@ -15,6 +15,12 @@ pub const SEARCH_WORD: &str = "mixtasy";
 /// Largest answer read from a keyserver: every mix key many times over.
 const MAX_ANSWER: u64 = 32 << 20;
 
+/// The keyserver refuses the search as too large (SKS caps an answer at 500 keys and
+/// answers HTTP 500 "Too many responses"): discovery must take the keys elsewhere.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("keyserver {0} refuses the search as too large (more mix keys than it answers at once)")]
+pub struct TooManyResults(pub String);
+
 #[derive(Debug, Clone)]
 pub struct Keyserver {
     /// What requests go to (`http://host:port`).
@@ -67,6 +73,13 @@ impl Keyserver {
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
+            500 => {
+                let body = resp.body_mut().with_config().limit(64 << 10).read_to_vec().unwrap_or_default();
+                if String::from_utf8_lossy(&body).to_ascii_lowercase().contains("too many") {
+                    return Err(TooManyResults(self.name.clone()).into());
+                }
+                bail!("keyserver {} answered HTTP 500", self.name)
+            }
             s => bail!("keyserver {} answered HTTP {s}", self.name),
         }
         let body = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of keyserver {}", self.name))?;
@@ -117,6 +130,13 @@ mod tests {
         assert!(req.starts_with("GET /pks/lookup?op=get&options=mr&search=mixtasy "), "{req}");
         let (url, h) = serve(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         assert!(Keyserver::new(&url, Duration::from_secs(5)).unwrap().fetch_all().unwrap().is_none());
+        h.join().unwrap();
+        let (url, h) = serve(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 18\r\n\r\nToo many responses");
+        assert!(Keyserver::new(&url, Duration::from_secs(5)).unwrap().fetch_all().unwrap_err().is::<TooManyResults>());
+        h.join().unwrap();
+        let (url, h) = serve(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops");
+        let e = Keyserver::new(&url, Duration::from_secs(5)).unwrap().fetch_all().unwrap_err();
+        assert!(!e.is::<TooManyResults>() && e.to_string().contains("HTTP 500"));
         h.join().unwrap();
         // Nothing listens on this port (bound, then dropped).
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
