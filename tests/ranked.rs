@@ -227,3 +227,36 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
     let m0_now = Cert::from_bytes(&std::fs::read(dir.join("mixtasy@m0.test.pgp")).unwrap()).unwrap();
     assert_eq!(m0_now.fingerprint(), mixes[0].fingerprint());
 }
+
+/// Issue 14: a node trusting a pinger sends its dummies only through mixes the pinger
+/// ranks well, never into the dead one.
+#[test]
+fn a_node_trusting_a_pinger_sends_no_dummy_into_a_dead_mix() {
+    let mut net = Net::new(1_800_000_000);
+    for i in 1..=4 {
+        net.add_lab_node(&format!("mix{i}.test"), "middleman,exitpublic");
+    }
+    let p = pinger(&net);
+    let mut trust = net.node_cmd("mix1.test");
+    trust.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p));
+    ok(trust, b"");
+    let mut keys = Vec::new();
+    for i in 1..=4 {
+        let mix = Cert::from_bytes(&net.export(&format!("mix{i}.test"), false)).unwrap();
+        keys.extend(certified(&net, &p, &mix, if i == 4 { 0.0 } else { 1.0 }));
+    }
+    let mut import = net.node_cmd("mix1.test");
+    import.args(["directory", "import"]);
+    ok(import, &keys);
+    let mut list = net.node_cmd("mix1.test");
+    list.args(["directory", "list"]);
+    let list = text(&ok(list, b""));
+    assert!(list.lines().any(|l| l.starts_with("mixtasy@mix4.test ") && l.contains("reliability 0.00 %")), "{list}");
+    net.configure("mix1.test", "dummy_time_p", "0.9");
+    let inbox = |n: usize| std::fs::read_dir(net.mailbox(&format!("mixtasy@mix{n}.test")).join("new")).unwrap().count();
+    for _ in 0..6 {
+        net.round("mix1.test");
+    }
+    assert!(inbox(2) + inbox(3) > 0, "dummies were sent");
+    assert_eq!(inbox(4), 0, "no dummy went to the dead mix");
+}

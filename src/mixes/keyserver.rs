@@ -62,20 +62,14 @@ impl Keyserver {
     /// Fetches every key whose user ids contain the word `mixtasy`, as the keyserver's
     /// armored answer. `Ok(None)` when it has none (HTTP 404, as SKS answers).
     pub fn fetch_all(&self) -> Result<Option<Vec<u8>>> {
-        let mut resp = self
-            .agent
-            .get(&format!("{}/pks/lookup", self.base))
-            .query("op", "get")
-            .query("options", "mr")
-            .query("search", SEARCH_WORD)
-            .call()
-            .with_context(|| format!("keyserver {} did not answer", self.name))?;
+        let mut resp = self.lookup("get")?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
             500 => {
-                let body = resp.body_mut().with_config().limit(64 << 10).read_to_vec().unwrap_or_default();
-                if String::from_utf8_lossy(&body).to_ascii_lowercase().contains("too many") {
+                // SKS says why only to an index search ("Too many responses"); a get gets
+                // "Exception raised". The same word asked again reveals nothing more.
+                if says_too_many(&mut resp) || self.lookup("index").is_ok_and(|mut r| r.status().as_u16() == 500 && says_too_many(&mut r)) {
                     return Err(TooManyResults(self.name.clone()).into());
                 }
                 bail!("keyserver {} answered HTTP 500", self.name)
@@ -88,6 +82,25 @@ impl Keyserver {
         }
         Ok(Some(body))
     }
+}
+
+impl Keyserver {
+    /// `GET /pks/lookup?op=OP&options=mr&search=mixtasy`.
+    fn lookup(&self, op: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        self.agent
+            .get(&format!("{}/pks/lookup", self.base))
+            .query("op", op)
+            .query("options", "mr")
+            .query("search", SEARCH_WORD)
+            .call()
+            .with_context(|| format!("keyserver {} did not answer", self.name))
+    }
+}
+
+/// Whether an error answer says the search matched too many keys.
+fn says_too_many(resp: &mut ureq::http::Response<ureq::Body>) -> bool {
+    let body = resp.body_mut().with_config().limit(64 << 10).read_to_vec().unwrap_or_default();
+    String::from_utf8_lossy(&body).to_ascii_lowercase().contains("too many")
 }
 
 #[cfg(test)]

@@ -94,8 +94,12 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
 
     // Dummies route over the node's directory and the node itself (only itself when the
     // directory is empty: `dummy::build` falls back to `me`).
-    let me = directory::check(&cert.clone().strip_secret_key_material(), now).ok();
-    let mut dummy_mixes: Vec<Mix> = home.directory().usable(now).unwrap_or_default().into_iter().filter(|m| m.address != config.address).collect();
+    let mut me = directory::check(&cert.clone().strip_secret_key_material(), now).ok();
+    let (own, mut dummy_mixes): (Vec<Mix>, Vec<Mix>) = home.directory().usable(now).unwrap_or_default().into_iter().partition(|m| m.address == config.address);
+    // The trusted pingers' word on this node too, as its directory copy carries it.
+    if let (Some(me), Some(own)) = (me.as_mut(), own.first()) {
+        me.standing = own.standing.clone();
+    }
     if let (Some(me), false) = (&me, dummy_mixes.is_empty()) {
         dummy_mixes.push(me.clone());
     }
