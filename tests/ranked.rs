@@ -156,30 +156,46 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
         })
         .collect();
     let generated = t.elapsed();
+    // A trusted pinger (no URL yet) ranks m1; the keyserver carries its certification.
+    let p = pinger(&net);
+    ok({
+        let mut c = net.client_cmd();
+        c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p));
+        c
+    }, b"");
+    let m1 = certified(&net, &p, &mixes[1], 0.97);
+    let fetch = || client(&net, &["directory", "fetch", "--keyserver", &sks.url], b"");
+    let list = || {
+        let mut c = net.client_cmd();
+        c.args(["directory", "list"]);
+        text(&ok(c, b""))
+    };
     let t = Instant::now();
-    for m in &mixes {
+    ks.publish(std::str::from_utf8(&m1).unwrap()).unwrap();
+    for m in [&mixes[0], &mixes[2]] {
+        ks.publish(&String::from_utf8(m.armored().to_vec().unwrap()).unwrap()).unwrap();
+    }
+    // Under the limit: the keyserver's answer, the ranking collected from it.
+    let out = fetch();
+    assert!(out.status.success() && text(&out).contains("found 3, kept 3"), "{}", text(&out));
+    let shown = list();
+    assert!(shown.lines().any(|l| l.starts_with("mixtasy@m1.test ") && l.contains("reliability 97.00 %")), "{shown}");
+    assert!(shown.lines().any(|l| l.starts_with("mixtasy@m0.test ") && l.ends_with("unranked")), "{shown}");
+    for m in &mixes[3..] {
         ks.publish(&String::from_utf8(m.armored().to_vec().unwrap()).unwrap()).unwrap();
     }
     eprintln!("620 mix keys: generated in {generated:?}, published to SKS in {:?}", t.elapsed());
-    // The client already knows m0 (its real key): the keyring's impostor must not replace it.
-    let m0 = mixes[0].armored().to_vec().unwrap();
-    ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "import"]);
-        c
-    }, &m0);
     let dir = net.client_home().join("directory");
     let before = snapshot(&dir);
 
-    // No trusted pinger: the refusal is named, the directory unchanged.
-    let fetch = || client(&net, &["directory", "fetch", "--keyserver", &sks.url], b"");
+    // No trusted pinger with a URL: the refusal is named, the directory unchanged.
     let out = fetch();
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("refuses the search as too large") && text(&out).contains("trust-pinger"), "{}", text(&out));
     assert_eq!(snapshot(&dir), before);
 
-    // The pinger's keyring: every mix key, an impostor for m0, and a key that is no mix key.
-    let p = pinger(&net);
+    // The pinger's keyring: every mix key, an impostor for m0 (known to the client: it must
+    // not replace it), and a key that is no mix key.
     let server = WkdServer::start_http(net.dir.path());
     let base = format!("http://127.0.0.1:{}/ping", server.port);
     ok({
@@ -217,12 +233,9 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
     assert!(said.contains("refuses the search as too large") && said.contains("signature good"), "{said}");
     assert!(said.contains("found 622, kept 620, refused 1"), "{said}");
     assert!(said.contains(&format!("ignored mixtasy@m0.test key {}", impostor.fingerprint().to_hex())), "{said}");
-    let list = text(&ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "list"]);
-        c
-    }, b""));
-    assert_eq!(list.lines().filter(|l| l.starts_with("mixtasy@m")).count(), 620);
+    let shown = list();
+    assert_eq!(shown.lines().filter(|l| l.starts_with("mixtasy@m")).count(), 620);
+    assert!(shown.lines().any(|l| l.starts_with("mixtasy@m1.test ") && l.contains("reliability 97.00 %")), "the ranking is kept");
     // m0's key is still the real one: a message for m0 is one the real key opens.
     let m0_now = Cert::from_bytes(&std::fs::read(dir.join("mixtasy@m0.test.pgp")).unwrap()).unwrap();
     assert_eq!(m0_now.fingerprint(), mixes[0].fingerprint());
