@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::mixes::directory::{self, Directory};
-use crate::mixes::keyserver::TooManyResults;
 use crate::mixes::pingers::{self, Pinger, Pingers};
 use crate::mixes::wkd;
 
@@ -61,24 +60,14 @@ pub fn directory_import(dir: &Directory, files: &[PathBuf], now: SystemTime, wkd
 /// them or, on any failure, none, leaving the directory as it was.
 pub fn directory_fetch(dir: &Directory, keyserver: &str, pingers: &[Pinger], now: SystemTime, wkd: Option<&wkd::Options>) -> Result<()> {
     let ks = crate::mixes::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
-    let answer = match ks.fetch_all() {
-        Err(e) if e.is::<TooManyResults>() => {
-            println!("{e}: taking the trusted pingers' keyrings instead");
-            if !pingers.iter().any(|p| p.url.is_some()) {
-                return Err(e.context("no trusted pinger has a URL to take the mix keys from (directory trust-pinger KEYFILE --url BASE)"));
-            }
-            let mut all = Vec::new();
-            for p in pingers.iter().filter(|p| p.url.is_some()) {
-                let ring = pingers::keyring(p, std::time::Duration::from_secs(60), now).context("the directory is unchanged")?;
-                println!("  keyring of pinger {:X}: {} bytes, signature good", p.cert.fingerprint(), ring.len());
-                all.extend(ring);
-                all.push(b'\n');
-            }
-            Some(all)
+    let answer = pingers::discover(&ks, pingers, std::time::Duration::from_secs(60), now)?;
+    if let pingers::Answer::Keyrings { refusal, from, .. } = &answer {
+        println!("{refusal}: took the trusted pingers' keyrings instead");
+        for (fpr, size) in from {
+            println!("  keyring of pinger {fpr:X}: {size} bytes, signature good");
         }
-        other => other?,
-    };
-    let (report, pruned) = dir.refresh(answer.as_deref(), now)?;
+    }
+    let (report, pruned) = dir.refresh(answer.data(), now)?;
     let in_conflict: usize = report.conflicts.iter().map(|(_, f)| f.len()).sum();
     let found = report.stored.len() + report.kept_established.len() + in_conflict + report.refused.len();
     println!("found {found}, kept {}, refused {}", report.stored.len(), report.refused.len());

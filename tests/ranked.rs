@@ -144,7 +144,7 @@ fn a_client_trusting_a_pinger_never_routes_through_a_dead_mix() {
 /// Issue 14, discovery past the keyserver's result limit: 620 mix keys on the real SKS.
 #[test]
 fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked() {
-    let net = Net::new(unix_now());
+    let mut net = Net::new(unix_now());
     let sks = Sks::start();
     let ks = sks.keyserver();
     let modes = mixtasy::mixes::modes::Modes::parse("middleman,exitpublic").unwrap();
@@ -239,6 +239,19 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
     // m0's key is still the real one: a message for m0 is one the real key opens.
     let m0_now = Cert::from_bytes(&std::fs::read(dir.join("mixtasy@m0.test.pgp")).unwrap()).unwrap();
     assert_eq!(m0_now.fingerprint(), mixes[0].fingerprint());
+
+    // A node's round discovers past the limit the same way, from its own trusted pinger.
+    net.add_lab_node("node.test", "middleman,exitpublic");
+    net.configure("node.test", "keyserver", &format!("{:?}", sks.url));
+    let mut trust = net.node_cmd("node.test");
+    trust.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p)).args(["--url", &base]);
+    ok(trust, b"");
+    net.round("node.test");
+    let st = net.status("node.test");
+    assert_eq!((st.get("directory.fetched"), st.get("directory.fetch-failed")), (1, 0), "{}", st.0);
+    let mut l = net.node_cmd("node.test");
+    l.args(["directory", "list"]);
+    assert_eq!(text(&ok(l, b"")).lines().filter(|l| l.starts_with("mixtasy@m")).count(), 620);
 }
 
 /// Issue 14: a node trusting a pinger sends its dummies only through mixes the pinger

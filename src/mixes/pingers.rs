@@ -20,6 +20,7 @@ use openpgp::serialize::SerializeInto;
 use openpgp::types::SignatureType;
 use openpgp::{Cert, Fingerprint};
 
+use crate::mixes::keyserver::{Keyserver, TooManyResults};
 use crate::mixes::ranking;
 use crate::util::fsutil;
 
@@ -169,6 +170,49 @@ pub fn keyring(pinger: &Pinger, timeout: Duration, now: SystemTime) -> Result<Ve
     let sig = get("pubring.asc.sig")?;
     verify_detached(&pinger.cert, &ring, &sig, now).with_context(|| format!("{base}/pubring.asc.sig is no valid signature of pubring.asc by pinger {fpr:X}"))?;
     Ok(ring)
+}
+
+/// Discovery's answer (D8, issue 14): the keyserver's, or, when it refuses the search as
+/// too large, the keyrings of every trusted pinger with a URL.
+pub enum Answer {
+    /// The keyserver's answer (`None`: it has no mix key).
+    Keyserver(Option<Vec<u8>>),
+    /// The keyserver refused (`refusal`); `data` is the pingers' keyrings one after the
+    /// other, `from` each pinger's fingerprint with its keyring's size.
+    Keyrings { refusal: TooManyResults, data: Vec<u8>, from: Vec<(Fingerprint, usize)> },
+}
+
+impl Answer {
+    /// The bytes to hand to `Directory::refresh`.
+    pub fn data(&self) -> Option<&[u8]> {
+        match self {
+            Answer::Keyserver(a) => a.as_deref(),
+            Answer::Keyrings { data, .. } => Some(data),
+        }
+    }
+}
+
+/// Asks `keyserver` for every mix key; when it refuses the search as too large, takes the
+/// keyrings of every pinger in `pingers` with a URL instead, all of them or (on any failure,
+/// or with no such pinger) an error, so that the caller's directory stays as it is.
+pub fn discover(keyserver: &Keyserver, pingers: &[Pinger], timeout: Duration, now: SystemTime) -> Result<Answer> {
+    let e = match keyserver.fetch_all() {
+        Ok(a) => return Ok(Answer::Keyserver(a)),
+        Err(e) => e,
+    };
+    let Some(refusal) = e.downcast_ref::<TooManyResults>().cloned() else { return Err(e) };
+    let with_url: Vec<&Pinger> = pingers.iter().filter(|p| p.url.is_some()).collect();
+    if with_url.is_empty() {
+        return Err(e.context("no trusted pinger has a URL to take the mix keys from (directory trust-pinger KEYFILE --url BASE)"));
+    }
+    let (mut data, mut from) = (Vec::new(), Vec::new());
+    for p in with_url {
+        let ring = keyring(p, timeout, now).with_context(|| format!("{refusal}; the directory is unchanged"))?;
+        from.push((p.cert.fingerprint(), ring.len()));
+        data.extend(ring);
+        data.push(b'\n');
+    }
+    Ok(Answer::Keyrings { refusal, data, from })
 }
 
 /// Whether `sig` (armored or binary) holds a valid binary signature of `data` by the

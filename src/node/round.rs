@@ -243,7 +243,9 @@ fn keyserver_duties(home: &NodeHome, cert: &sequoia_openpgp::Cert, state: &mut S
     }
     let due = state.meta("last_discovery")?.is_none_or(|t| state::unix(now) - t >= config.discovery_interval.as_secs() as i64);
     if due {
-        match ks.fetch_all().and_then(|answer| home.directory().refresh(answer.as_deref(), now)) {
+        // Past the keyserver's result limit, the trusted pingers' keyrings (issue 14).
+        let pingers = home.pingers().list().unwrap_or_default();
+        match crate::mixes::pingers::discover(&ks, &pingers, std::time::Duration::from_secs(60), now).and_then(|answer| home.directory().refresh(answer.data(), now)) {
             Ok(_) => {
                 state.set_meta("last_discovery", state::unix(now))?;
                 state.bump("directory.fetched", 1)?;
