@@ -56,7 +56,7 @@ pub fn directory_import(dir: &Directory, files: &[PathBuf], now: SystemTime, wkd
 /// `directory fetch`: discovery from a keyserver, reported as found / kept / refused by
 /// reason. A keyserver that is down or answers garbage is an error and the directory stays
 /// as it was. One that refuses the search as too large (`TooManyResults`) is said so, and
-/// the keyrings of the trusted `pingers` are taken instead (`pingers::keyring`): all of
+/// the keyrings of the trusted `pingers` are taken instead (`pingers::discover`): all of
 /// them or, on any failure, none, leaving the directory as it was.
 pub fn directory_fetch(dir: &Directory, keyserver: &str, pingers: &[Pinger], now: SystemTime, wkd: Option<&wkd::Options>) -> Result<()> {
     let ks = crate::mixes::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
