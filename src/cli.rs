@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::mixes::directory::{self, Directory};
+use crate::mixes::pingers::{self, Pinger, Pingers};
 use crate::mixes::wkd;
 
 /// The time to act at: now, or `--now UNIX_SECONDS` (hidden; for tests that use keys with
@@ -54,11 +55,19 @@ pub fn directory_import(dir: &Directory, files: &[PathBuf], now: SystemTime, wkd
 
 /// `directory fetch`: discovery from a keyserver, reported as found / kept / refused by
 /// reason. A keyserver that is down or answers garbage is an error and the directory stays
-/// as it was.
-pub fn directory_fetch(dir: &Directory, keyserver: &str, now: SystemTime, wkd: Option<&wkd::Options>) -> Result<()> {
+/// as it was. One that refuses the search as too large (`TooManyResults`) is said so, and
+/// the keyrings of the trusted `pingers` are taken instead (`pingers::discover`): all of
+/// them or, on any failure, none, leaving the directory as it was.
+pub fn directory_fetch(dir: &Directory, keyserver: &str, pingers: &[Pinger], now: SystemTime, wkd: Option<&wkd::Options>) -> Result<()> {
     let ks = crate::mixes::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
-    let answer = ks.fetch_all()?;
-    let (report, pruned) = dir.refresh(answer.as_deref(), now)?;
+    let answer = pingers::discover(&ks, pingers, std::time::Duration::from_secs(60), now)?;
+    if let pingers::Answer::Keyrings { refusal, from, .. } = &answer {
+        println!("{refusal}: took the trusted pingers' keyrings instead");
+        for (fpr, size) in from {
+            println!("  keyring of pinger {fpr:X}: {size} bytes, signature good");
+        }
+    }
+    let (report, pruned) = dir.refresh(answer.data(), now)?;
     let in_conflict: usize = report.conflicts.iter().map(|(_, f)| f.len()).sum();
     let found = report.stored.len() + report.kept_established.len() + in_conflict + report.refused.len();
     println!("found {found}, kept {}, refused {}", report.stored.len(), report.refused.len());
@@ -170,14 +179,28 @@ pub fn directory_choose(dir: &Directory, fingerprint: &str, now: SystemTime) -> 
 }
 
 /// `directory list`: address, modes, expiry of the newest valid subkey, whether its domain
-/// vouches for it (WKD); then every unresolved conflict.
+/// vouches for it (WKD), and with trusted pingers the median reliability and latency;
+/// then every unresolved conflict.
 pub fn directory_list(dir: &Directory, now: SystemTime) -> Result<()> {
-    let vouched: Vec<_> = dir.usable(now)?.into_iter().filter(|m| m.wkd).map(|m| m.address).collect();
+    let usable = dir.usable(now)?;
+    let vouched: Vec<_> = usable.iter().filter(|m| m.wkd).map(|m| m.address.clone()).collect();
     for (addr, cert) in dir.certs()? {
         match directory::check(&cert, now) {
             Ok(m) => {
                 let wkd = if vouched.contains(&addr) { "  domain-vouched (WKD)" } else { "" };
-                println!("{addr}  {}  subkey expires {}{wkd}", m.modes, m.newest_expiry(now).map_or("never".into(), utc))
+                let rank = match usable.iter().find(|u| u.address == addr).and_then(|u| u.standing.as_ref()) {
+                    Some(s) => format!(
+                        "  reliability {:.2} %  latency {}:{:02}  ({} pinger{})",
+                        s.reliability * 100.0,
+                        s.latency.as_secs() / 3600,
+                        s.latency.as_secs() / 60 % 60,
+                        s.pingers,
+                        if s.pingers == 1 { "" } else { "s" }
+                    ),
+                    None if dir.ranked() => "  unranked".into(),
+                    None => String::new(),
+                };
+                println!("{addr}  {}  subkey expires {}{wkd}{rank}", m.modes, m.newest_expiry(now).map_or("never".into(), utc))
             }
             Err(why) => println!("{addr}  unusable: {why}"),
         }
@@ -186,4 +209,21 @@ pub fn directory_list(dir: &Directory, now: SystemTime) -> Result<()> {
         println!("{addr}  conflict: {} unrelated keys ({}), neither is used", fprs.len(), fprs.join(", "));
     }
     Ok(())
+}
+
+/// `directory trust-pinger KEYFILE [--url BASE]`: trusts a pinger's key for rankings (and
+/// its published keyring for discovery).
+pub fn trust_pinger(pingers: &Pingers, keyfile: &std::path::Path, url: Option<&str>, now: SystemTime) -> Result<()> {
+    let key = std::fs::read(keyfile).with_context(|| format!("reading {}", keyfile.display()))?;
+    let fpr = pingers.trust(&key, url, now).with_context(|| keyfile.display().to_string())?;
+    println!("trusted pinger {fpr:X}{}", url.map(|u| format!(" at {u}")).unwrap_or_default());
+    Ok(())
+}
+
+/// The trusted pingers, for `directory list`.
+pub fn pingers_list(pingers: &[Pinger]) {
+    for p in pingers {
+        let uid = p.cert.userids().next().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).unwrap_or_default();
+        println!("pinger {:X}  {uid}  {}", p.cert.fingerprint(), p.url.as_deref().unwrap_or("(no URL)"));
+    }
 }

@@ -22,7 +22,7 @@ const MODES: &str = "middleman,exitpublic";
 /// A round this much later rotates: the newest subkey (2 days) is past half its validity.
 const LATER: u64 = 95_040; // 1.1 days
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
@@ -137,7 +137,7 @@ fn nodes_publish_sender_discovers_rotation_shows_gpg_imports() {
 }
 
 /// Every file of a directory, by name, with its bytes.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect();
     v.sort();
     v

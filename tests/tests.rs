@@ -27,3 +27,4 @@ mod layout;
 mod install;
 mod deb;
 mod simulate;
+mod ranked;

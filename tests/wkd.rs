@@ -19,9 +19,10 @@ use openpgp::serialize::SerializeInto;
 use crate::util::*;
 
 /// An HTTPS server on 127.0.0.1 answering GETs from a map of `host + path?query` to bytes
-/// (404 otherwise), with a certificate for `hosts` from a fresh test CA (`ca_file`, PEM).
-struct WkdServer {
-    port: u16,
+/// (404 otherwise), with a certificate for `hosts` from a fresh test CA (`ca_file`, PEM);
+/// or plain HTTP (`start_http`, as a pinger's output is served).
+pub(crate) struct WkdServer {
+    pub(crate) port: u16,
     ca_file: PathBuf,
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     requests: Arc<AtomicUsize>,
@@ -31,6 +32,15 @@ struct WkdServer {
 
 impl WkdServer {
     fn start(dir: &std::path::Path, hosts: &[&str]) -> Self {
+        Self::start_with(dir, hosts, false)
+    }
+
+    /// Plain HTTP on 127.0.0.1 (`http://127.0.0.1:PORT/…`, keyed `127.0.0.1:PORT/…`).
+    pub(crate) fn start_http(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &["localhost"], true)
+    }
+
+    fn start_with(dir: &std::path::Path, hosts: &[&str], plain: bool) -> Self {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -60,8 +70,11 @@ impl WkdServer {
                 }
                 let Ok(stream) = stream else { continue };
                 stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
-                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let mut tls: Box<dyn ReadWrite> = if plain {
+                    Box::new(stream)
+                } else {
+                    Box::new(rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), stream))
+                };
                 // One request per connection; a broken handshake is the client's business.
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
@@ -84,7 +97,7 @@ impl WkdServer {
                     None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                 };
                 let _ = tls.write_all(&response);
-                tls.conn.send_close_notify();
+                tls.close();
                 let _ = tls.flush();
             }
         });
@@ -98,13 +111,27 @@ impl WkdServer {
         self.files.lock().unwrap().insert(key, cert.to_vec().unwrap());
     }
 
-    /// Serves `body` as it is (a policy file).
-    fn serve_raw(&self, url: &str, body: &[u8]) {
-        self.files.lock().unwrap().insert(url.strip_prefix("https://").unwrap().to_string(), body.to_vec());
+    /// Serves `body` as it is (a policy file; over plain HTTP, anything).
+    pub(crate) fn serve_raw(&self, url: &str, body: &[u8]) {
+        let key = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap();
+        self.files.lock().unwrap().insert(key.to_string(), body.to_vec());
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.files.lock().unwrap().clear();
+    }
+}
+
+/// A connection of the server: TLS (closed with close_notify) or plain TCP.
+trait ReadWrite: Read + Write {
+    fn close(&mut self) {}
+}
+
+impl ReadWrite for std::net::TcpStream {}
+
+impl ReadWrite for rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream> {
+    fn close(&mut self) {
+        self.conn.send_close_notify();
     }
 }
 

@@ -12,6 +12,7 @@ use mixtasy::cli;
 use mixtasy::node::config;
 use mixtasy::sender::create::{self, Options};
 use mixtasy::mixes::directory::Directory;
+use mixtasy::mixes::pingers::Pingers;
 use mixtasy::util::fsutil;
 use mixtasy::batch::transport::Transport;
 use std::time::Duration;
@@ -125,6 +126,41 @@ struct PathArgs {
     /// keys may be hiding honest mixes).
     #[arg(long)]
     despite_conflicts: bool,
+    /// With trusted pingers: least median reliability of any hop, in percent (as Mixmaster's MINREL).
+    #[arg(long, value_name = "PERCENT", default_value_t = 98.0)]
+    min_reliability: f64,
+    /// With trusted pingers: least median reliability of the exit, in percent (RELFINAL).
+    #[arg(long, value_name = "PERCENT", default_value_t = 99.0)]
+    min_exit_reliability: f64,
+    /// With trusted pingers: greatest median latency of any hop, in hours (MAXLAT).
+    #[arg(long, value_name = "HOURS", default_value_t = 36.0)]
+    max_latency: f64,
+    /// When no path passes the trusted pingers' rankings, build one without them instead
+    /// of failing.
+    #[arg(long)]
+    relax: bool,
+}
+
+impl PathArgs {
+    /// The ranking rules, when the directory has trusted pingers.
+    fn rules(&self, directory: &Directory) -> Result<Option<mixtasy::sender::path::Rules>, ConfigError> {
+        if !directory.ranked() {
+            return Ok(None);
+        }
+        for (name, p) in [("--min-reliability", self.min_reliability), ("--min-exit-reliability", self.min_exit_reliability)] {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(ConfigError(format!("{name} {p} is not a percentage between 0 and 100")));
+            }
+        }
+        if !(self.max_latency.is_finite() && self.max_latency >= 0.0 && self.max_latency < 1e6) {
+            return Err(ConfigError(format!("--max-latency {} is not a number of hours", self.max_latency)));
+        }
+        Ok(Some(mixtasy::sender::path::Rules {
+            min_reliability: self.min_reliability / 100.0,
+            min_exit_reliability: self.min_exit_reliability / 100.0,
+            max_latency: Duration::from_secs_f64(self.max_latency * 3600.0),
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -147,8 +183,17 @@ enum DirectoryCommand {
         #[command(flatten)]
         wkd: WkdArgs,
     },
-    /// List stored mixes with modes, subkey expiry and WKD word; then conflicts.
+    /// List the trusted pingers, then stored mixes with modes, subkey expiry, WKD word and
+    /// (with trusted pingers) median reliability and latency; then conflicts.
     List,
+    /// Trust a pinger's key: paths then follow its rankings (the median across trusted
+    /// pingers), and its keyring stands in for a keyserver that refuses discovery as too large.
+    TrustPinger {
+        keyfile: PathBuf,
+        /// Where the pinger publishes mlist2.txt, pubring.asc and pubring.asc.sig.
+        #[arg(long, value_name = "BASE")]
+        url: Option<String>,
+    },
     /// End a conflict: make the key with this fingerprint (checked with the mix's operator)
     /// the one for its address.
     Choose { fingerprint: String },
@@ -240,17 +285,25 @@ struct ConfigError(String);
 fn run(args: Args) -> Result<()> {
     let now = cli::now(args.now);
     let home = config::client_home(args.home)?;
-    let directory = Directory::new(home.join("directory"));
+    let pingers = Pingers::new(home.join("pingers"));
+    let directory = Directory::new(home.join("directory")).with_pingers(pingers.certs()?);
     match args.command {
         Command::Directory { command: DirectoryCommand::Import { files, wkd } } => {
             fsutil::create_private_dir(&home)?;
             cli::directory_import(&directory, &files, now, wkd.options(false).as_ref())
         }
-        Command::Directory { command: DirectoryCommand::List } => cli::directory_list(&directory, now),
+        Command::Directory { command: DirectoryCommand::List } => {
+            cli::pingers_list(&pingers.list()?);
+            cli::directory_list(&directory, now)
+        }
+        Command::Directory { command: DirectoryCommand::TrustPinger { keyfile, url } } => {
+            fsutil::create_private_dir(&home)?;
+            cli::trust_pinger(&pingers, &keyfile, url.as_deref(), now)
+        }
         Command::Directory { command: DirectoryCommand::Choose { fingerprint } } => cli::directory_choose(&directory, &fingerprint, now),
         Command::Directory { command: DirectoryCommand::Fetch { keyserver, wkd } } => {
             fsutil::create_private_dir(&home)?;
-            cli::directory_fetch(&directory, &keyserver, now, wkd.options(false).as_ref())
+            cli::directory_fetch(&directory, &keyserver, &pingers.list()?, now, wkd.options(false).as_ref())
         }
         Command::Directory { command: DirectoryCommand::VerifyWkd { wkd } } => {
             cli::verify_wkd(&directory, &[], &wkd.options(true).expect("always"), now)
@@ -296,6 +349,7 @@ fn mua_recipients(mua: SendmailArgs) -> Vec<Option<String>> {
 /// builds their wire messages, all in memory: an error sends nothing.
 fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
     cli::refuse_conflicts(directory, path.despite_conflicts).map_err(|e| ConfigError(format!("{e:#}")))?;
+    let rules = path.rules(directory)?;
     let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().map_err(|e| ConfigError(format!("--first-mix: {e}")))?;
     let mut raw = Vec::new();
     std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
@@ -325,7 +379,7 @@ fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, ext
         .transpose()?;
     // A directory that cannot be read is as good as none: the same advice fits.
     let mixes = directory.usable(now).ok().filter(|m| !m.is_empty()).ok_or(EmptyDirectory)?;
-    let opts = Options { first_mix, hops: path.hops, max_size: path.max_size, copies: path.copies };
+    let opts = Options { first_mix, hops: path.hops, max_size: path.max_size, copies: path.copies, rules, relax: path.relax };
     let mut rng = rand::rng();
     let mut out = Vec::new();
     for original in originals {

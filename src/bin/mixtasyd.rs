@@ -180,8 +180,17 @@ pub enum DirectoryCommand {
         #[arg(long, value_name = "URL")]
         keyserver: Option<String>,
     },
-    /// List stored mixes with modes and subkey expiry; then conflicts.
+    /// List the trusted pingers, then stored mixes with modes, subkey expiry and (with
+    /// trusted pingers) median reliability and latency; then conflicts.
     List,
+    /// Trust a pinger's key: dummies then avoid mixes its rankings put below the minimum,
+    /// and its keyring stands in for a keyserver that refuses discovery as too large.
+    TrustPinger {
+        keyfile: PathBuf,
+        /// Where the pinger publishes mlist2.txt, pubring.asc and pubring.asc.sig.
+        #[arg(long, value_name = "BASE")]
+        url: Option<String>,
+    },
     /// End a conflict: make the key with this fingerprint (checked with the mix's operator)
     /// the one for its address.
     Choose { fingerprint: String },
@@ -430,11 +439,15 @@ fn run(args: Args) -> Result<ExitCode> {
             home.config()?;
             match command {
                 DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now, None)?,
-                DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
+                DirectoryCommand::List => {
+                    cli::pingers_list(&home.pingers().list()?);
+                    cli::directory_list(&home.directory(), now)?
+                }
+                DirectoryCommand::TrustPinger { keyfile, url } => cli::trust_pinger(&home.pingers(), &keyfile, url.as_deref(), now)?,
                 DirectoryCommand::Choose { fingerprint } => cli::directory_choose(&home.directory(), &fingerprint, now)?,
                 DirectoryCommand::Fetch { keyserver } => {
                     let url = keyserver.or(home.config()?.keyserver).context("no keyserver: give --keyserver or set `keyserver`")?;
-                    cli::directory_fetch(&home.directory(), &url, now, None)?
+                    cli::directory_fetch(&home.directory(), &url, &home.pingers().list()?, now, None)?
                 }
             }
         }

@@ -63,6 +63,9 @@ pub struct Mix {
     /// The mix's domain vouches for this very key in its Web Key Directory (as last looked
     /// up): only then is it the exit for its domain's recipients (D7).
     pub wkd: bool,
+    /// What the directory's trusted pingers say of it together (`None`: no trusted
+    /// pinger ranks it, or none is trusted).
+    pub standing: Option<crate::mixes::pingers::Standing>,
 }
 
 impl Mix {
@@ -95,7 +98,7 @@ pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
     if !subkeys.iter().any(|(_, v)| v.valid_at(now, Duration::ZERO)) {
         return Err(Refusal::NoValidSubkey);
     }
-    Ok(Mix { address, name, modes, cert: cert.clone(), subkeys, wkd: false })
+    Ok(Mix { address, name, modes, cert: cert.clone(), subkeys, wkd: false, standing: None })
 }
 
 /// Every check of `check` but the subkeys': whether this is a mix key at all (user id,
@@ -155,6 +158,13 @@ fn bound_userids<'a>(cert: &'a Cert, policy: &StandardPolicy, now: SystemTime) -
 /// components and user attributes are dropped: none of them counts, and they would let
 /// anyone grow a stored key without bound.
 pub fn minimise(cert: &Cert, now: SystemTime) -> Result<Cert> {
+    minimise_keeping(cert, &[], now)
+}
+
+/// `minimise`, keeping besides the newest valid ranking certification (`ranking::newest`)
+/// of each of `pingers` on the bound user id: at most one signature per trusted pinger,
+/// so the bound holds.
+pub fn minimise_keeping(cert: &Cert, pingers: &[Cert], now: SystemTime) -> Result<Cert> {
     use openpgp::Packet;
     let policy = StandardPolicy::new();
     let primary = cert.primary_key();
@@ -164,6 +174,11 @@ pub fn minimise(cert: &Cert, now: SystemTime) -> Result<Cert> {
         let ua = cert.userids().find(|ua| ua.userid() == uid).expect("a user id of this cert");
         packets.push(uid.clone().into());
         packets.extend(ua.self_signatures().chain(ua.self_revocations()).cloned().map(Packet::from));
+        for p in pingers {
+            if let Some((sig, _)) = crate::mixes::ranking::newest(p, cert, now).filter(|(s, _)| ua.certifications().any(|c| c == *s)) {
+                packets.push(sig.clone().into());
+            }
+        }
     }
     for sk in cert.keys().subkeys() {
         if sk.self_signatures().next().is_some() {
@@ -312,11 +327,24 @@ fn first_sight(mut certs: Vec<Cert>, now: SystemTime) -> Outcome {
 /// `<address>.silent` (since when this directory has seen the key without a valid subkey).
 pub struct Directory {
     dir: PathBuf,
+    /// Trusted pingers: their rankings are kept with the keys and read by `usable`.
+    pingers: Vec<Cert>,
 }
 
 impl Directory {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Directory { dir: dir.into() }
+        Directory { dir: dir.into(), pingers: Vec::new() }
+    }
+
+    /// This directory keeping and reading the rankings of `pingers` (trusted pingers).
+    pub fn with_pingers(mut self, pingers: Vec<Cert>) -> Self {
+        self.pingers = pingers;
+        self
+    }
+
+    /// Whether any pinger is trusted: then paths follow the rankings.
+    pub fn ranked(&self) -> bool {
+        !self.pingers.is_empty()
     }
 
     fn file(&self, address: &MixAddress) -> PathBuf {
@@ -425,7 +453,7 @@ impl Directory {
             Outcome::Conflict(certs) => {
                 let mut bytes = Vec::new();
                 for c in &certs {
-                    bytes.extend(minimise(c, now)?.to_vec()?);
+                    bytes.extend(minimise_keeping(c, &self.pingers, now)?.to_vec()?);
                 }
                 fsutil::write_atomic(&self.conflict_file(address), &bytes, 0o600)?;
                 self.remove(&self.file(address))?;
@@ -453,7 +481,7 @@ impl Directory {
 
     /// Stores the established key of `address`, minimised (an unresolved conflict for it ends).
     fn store(&self, address: &MixAddress, cert: &Cert, now: SystemTime) -> Result<()> {
-        fsutil::write_atomic(&self.file(address), &minimise(cert, now)?.to_vec()?, 0o600)?;
+        fsutil::write_atomic(&self.file(address), &minimise_keeping(cert, &self.pingers, now)?.to_vec()?, 0o600)?;
         self.remove(&self.conflict_file(address))
     }
 
@@ -626,6 +654,7 @@ impl Directory {
         for (addr, cert) in self.certs()? {
             if let Ok(mut mix) = check(&cert, now) {
                 mix.wkd = self.wkd(&addr, now)?.is_some_and(|f| f.eq_ignore_ascii_case(&cert.fingerprint().to_hex()));
+                mix.standing = crate::mixes::pingers::standing(&self.pingers, &cert, now);
                 out.push(mix);
             }
         }
@@ -976,6 +1005,40 @@ mod tests {
         assert!(r.replaced.is_empty());
         assert_eq!(r.conflicts.len(), 1);
         assert_eq!(used(&d2, "a.test", later), None);
+    }
+
+    /// Issue 14: the trusted pingers' newest valid certification is kept (one each); a
+    /// stranger's, an older one and a flood are not; `usable` reads the median.
+    #[test]
+    fn a_trusted_pingers_newest_ranking_is_kept_and_nothing_else() {
+        use crate::mixes::ranking::{self, Ranking};
+        let t = tempfile::tempdir().unwrap();
+        let pinger = CertBuilder::new().add_userid("p <p@ping.test>").set_creation_time(t0()).generate().unwrap().0;
+        let stranger = CertBuilder::new().add_userid("s <s@ping.test>").set_creation_time(t0()).generate().unwrap().0;
+        let d = Directory::new(t.path().join("d")).with_pingers(vec![pinger.clone()]);
+        let m = mix("a.test", "middleman");
+        let r = |rel: f64| Ranking { reliability: rel, latency: Duration::from_secs(600), pings: 50, broken_next: vec![] };
+        let mut c = m.clone();
+        for (by, rel, at) in [(&pinger, 0.5, t0()), (&pinger, 0.99, t0() + Duration::from_secs(60)), (&stranger, 0.1, t0() + Duration::from_secs(90))] {
+            c = c.insert_packets(ranking::certify(by, &m, &r(rel), at, ranking::VALIDITY).unwrap()).unwrap().0;
+        }
+        let at = t0() + Duration::from_secs(120);
+        d.import(&armored(&c), at).unwrap();
+        let stored = d.get(&addr("a.test")).unwrap().unwrap();
+        assert_eq!(stored.userids().next().unwrap().certifications().count(), 1);
+        let got = d.usable(at).unwrap()[0].standing.clone().unwrap();
+        assert_eq!((got.reliability, got.pingers), (0.99, 1));
+        // Without trusted pingers nothing is kept nor read, as before.
+        let plain = Directory::new(t.path().join("plain"));
+        plain.import(&armored(&c), at).unwrap();
+        assert_eq!(plain.get(&addr("a.test")).unwrap().unwrap().userids().next().unwrap().certifications().count(), 0);
+        assert!(plain.usable(at).unwrap()[0].standing.is_none());
+        // Expired, the certification drops out at the next store.
+        let late = t0() + Duration::from_secs(86400) + ranking::VALIDITY;
+        let (rotated, _) = keys::rotate(m.clone(), late, keys::SUBKEY_VALIDITY).unwrap();
+        d.import(&armored(&rotated.strip_secret_key_material()), late).unwrap();
+        assert_eq!(d.get(&addr("a.test")).unwrap().unwrap().userids().next().unwrap().certifications().count(), 0);
+        assert!(d.usable(late).unwrap()[0].standing.is_none());
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub const SEARCH_WORD: &str = "mixtasy";
 /// Largest answer read from a keyserver: every mix key many times over.
 const MAX_ANSWER: u64 = 32 << 20;
 
+/// The keyserver refuses the search as too large (SKS caps an answer at 500 keys and
+/// answers HTTP 500 "Too many responses"): discovery must take the keys elsewhere.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("keyserver {0} refuses the search as too large (more mix keys than it answers at once)")]
+pub struct TooManyResults(pub String);
+
 #[derive(Debug, Clone)]
 pub struct Keyserver {
     /// What requests go to (`http://host:port`).
@@ -56,17 +62,18 @@ impl Keyserver {
     /// Fetches every key whose user ids contain the word `mixtasy`, as the keyserver's
     /// armored answer. `Ok(None)` when it has none (HTTP 404, as SKS answers).
     pub fn fetch_all(&self) -> Result<Option<Vec<u8>>> {
-        let mut resp = self
-            .agent
-            .get(&format!("{}/pks/lookup", self.base))
-            .query("op", "get")
-            .query("options", "mr")
-            .query("search", SEARCH_WORD)
-            .call()
-            .with_context(|| format!("keyserver {} did not answer", self.name))?;
+        let mut resp = self.lookup("get")?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
+            500 => {
+                // SKS says why only to an index search ("Too many responses"); a get gets
+                // "Exception raised". The same word asked again reveals nothing more.
+                if says_too_many(&mut resp) || self.lookup("index").is_ok_and(|mut r| r.status().as_u16() == 500 && says_too_many(&mut r)) {
+                    return Err(TooManyResults(self.name.clone()).into());
+                }
+                bail!("keyserver {} answered HTTP 500", self.name)
+            }
             s => bail!("keyserver {} answered HTTP {s}", self.name),
         }
         let body = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of keyserver {}", self.name))?;
@@ -75,6 +82,25 @@ impl Keyserver {
         }
         Ok(Some(body))
     }
+}
+
+impl Keyserver {
+    /// `GET /pks/lookup?op=OP&options=mr&search=mixtasy`.
+    fn lookup(&self, op: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        self.agent
+            .get(&format!("{}/pks/lookup", self.base))
+            .query("op", op)
+            .query("options", "mr")
+            .query("search", SEARCH_WORD)
+            .call()
+            .with_context(|| format!("keyserver {} did not answer", self.name))
+    }
+}
+
+/// Whether an error answer says the search matched too many keys.
+fn says_too_many(resp: &mut ureq::http::Response<ureq::Body>) -> bool {
+    let body = resp.body_mut().with_config().limit(64 << 10).read_to_vec().unwrap_or_default();
+    String::from_utf8_lossy(&body).to_ascii_lowercase().contains("too many")
 }
 
 #[cfg(test)]
@@ -117,6 +143,13 @@ mod tests {
         assert!(req.starts_with("GET /pks/lookup?op=get&options=mr&search=mixtasy "), "{req}");
         let (url, h) = serve(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         assert!(Keyserver::new(&url, Duration::from_secs(5)).unwrap().fetch_all().unwrap().is_none());
+        h.join().unwrap();
+        let (url, h) = serve(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 18\r\n\r\nToo many responses");
+        assert!(Keyserver::new(&url, Duration::from_secs(5)).unwrap().fetch_all().unwrap_err().is::<TooManyResults>());
+        h.join().unwrap();
+        let (url, h) = serve(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops");
+        let e = Keyserver::new(&url, Duration::from_secs(5)).unwrap().fetch_all().unwrap_err();
+        assert!(!e.is::<TooManyResults>() && e.to_string().contains("HTTP 500"));
         h.join().unwrap();
         // Nothing listens on this port (bound, then dropped).
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -8,3 +8,4 @@ pub mod directory;
 pub mod keyserver;
 pub mod wkd;
 pub mod ranking;
+pub mod pingers;

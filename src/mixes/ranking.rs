@@ -99,10 +99,15 @@ pub fn certify(pinger: &Cert, mix: &Cert, ranking: &Ranking, now: SystemTime, va
 /// carries well-formed notations, read back into a ranking. `None` when there is none:
 /// a forged, expired, future or malformed certification counts as no word at all.
 pub fn read(pinger: &Cert, mix: &Cert, now: SystemTime) -> Option<Certified> {
+    newest(pinger, mix, now).map(|(_, c)| c)
+}
+
+/// `read`, with the certification itself: what a directory keeps of a pinger's word.
+pub fn newest<'a>(pinger: &Cert, mix: &'a Cert, now: SystemTime) -> Option<(&'a Signature, Certified)> {
     let policy = StandardPolicy::new();
     let signer = pinger.primary_key().key();
     let handle = signer.key_handle();
-    let mut best: Option<Certified> = None;
+    let mut best: Option<(&'a Signature, Certified)> = None;
     for ua in mix.userids() {
         for sig in ua.certifications() {
             let created = match sig.signature_creation_time() {
@@ -117,8 +122,8 @@ pub fn read(pinger: &Cert, mix: &Cert, now: SystemTime) -> Option<Certified> {
                 continue;
             }
             let Some(ranking) = parse(sig) else { continue };
-            if best.as_ref().is_none_or(|b| b.created < created) {
-                best = Some(Certified { ranking, level: sig.typ(), pinger: pinger.fingerprint(), created });
+            if best.as_ref().is_none_or(|(_, b)| b.created < created) {
+                best = Some((sig, Certified { ranking, level: sig.typ(), pinger: pinger.fingerprint(), created }));
             }
         }
     }

@@ -23,11 +23,13 @@ pub fn geometric(p: f64, rng: &mut impl Rng) -> u64 {
 }
 
 /// Builds one dummy from this mix (`me`), routed over `mixes` (the node's directory; the
-/// mix itself when that is empty).
+/// mix itself when that is empty). With trusted pingers in the node's home, only mixes
+/// their rankings pass (`path::Rules::default()`, any hop) are used while there are any,
+/// so that dummies do not die in dead mixes.
 pub fn build(me: &Mix, mixes: &[Mix], now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<WireMessage> {
     let own = std::slice::from_ref(me);
     let candidates = if mixes.is_empty() { own } else { mixes };
-    let mut hops = path::choose_dummy(candidates, rng);
+    let mut hops = path::choose_dummy_ranked(candidates, Some(&path::Rules::default()), rng);
     if hops.is_empty() {
         hops.push(me);
     }

@@ -44,8 +44,15 @@ impl NodeHome {
         self.dir.join("state.sqlite")
     }
 
+    /// The node's directory, keeping and reading the rankings of the pingers trusted in
+    /// `HOME/pingers/` (`directory trust-pinger`). Unreadable pinger files count as no
+    /// trusted pinger: a round never stops for them (`directory list` shows the error).
     pub fn directory(&self) -> Directory {
-        Directory::new(self.dir.join("directory"))
+        Directory::new(self.dir.join("directory")).with_pingers(self.pingers().certs().unwrap_or_default())
+    }
+
+    pub fn pingers(&self) -> crate::mixes::pingers::Pingers {
+        crate::mixes::pingers::Pingers::new(self.dir.join("pingers"))
     }
 
     /// Creates a new home with a new key: the key first, the config last. Refuses, changing

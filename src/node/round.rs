@@ -95,8 +95,12 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
 
     // Dummies route over the node's directory and the node itself (only itself when the
     // directory is empty: `dummy::build` falls back to `me`).
-    let me = directory::check(&cert.clone().strip_secret_key_material(), now).ok();
-    let mut dummy_mixes: Vec<Mix> = home.directory().usable(now).unwrap_or_default().into_iter().filter(|m| m.address != config.address).collect();
+    let mut me = directory::check(&cert.clone().strip_secret_key_material(), now).ok();
+    let (own, mut dummy_mixes): (Vec<Mix>, Vec<Mix>) = home.directory().usable(now).unwrap_or_default().into_iter().partition(|m| m.address == config.address);
+    // The trusted pingers' word on this node too, as its directory copy carries it.
+    if let (Some(me), Some(own)) = (me.as_mut(), own.first()) {
+        me.standing = own.standing.clone();
+    }
     if let (Some(me), false) = (&me, dummy_mixes.is_empty()) {
         dummy_mixes.push(me.clone());
     }
@@ -247,7 +251,9 @@ fn keyserver_duties(home: &NodeHome, cert: &sequoia_openpgp::Cert, state: &mut S
     }
     let due = state.meta("last_discovery")?.is_none_or(|t| state::unix(now) - t >= config.discovery_interval.as_secs() as i64);
     if due {
-        match ks.fetch_all().and_then(|answer| home.directory().refresh(answer.as_deref(), now)) {
+        // Past the keyserver's result limit, the trusted pingers' keyrings (issue 14).
+        let pingers = home.pingers().list().unwrap_or_default();
+        match crate::mixes::pingers::discover(&ks, &pingers, std::time::Duration::from_secs(60), now).and_then(|answer| home.directory().refresh(answer.data(), now)) {
             Ok(_) => {
                 state.set_meta("last_discovery", state::unix(now))?;
                 state.bump("directory.fetched", 1)?;

@@ -29,11 +29,16 @@ pub struct Options {
     /// Copies of every part, each over its own random path to the one exit (at least 1):
     /// the exit delivers whichever arrives first (`copies`), so one dead mix loses nothing.
     pub copies: usize,
+    /// The trusted pingers' rules paths must follow (`None`: no pinger trusted, every mix
+    /// goes, as before issue 14).
+    pub rules: Option<path::Rules>,
+    /// When no path follows `rules`, make one without them rather than fail.
+    pub relax: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { first_mix: None, hops: path::MIN_HOPS, max_size: DEFAULT_MAX_SIZE, copies: 1 }
+        Options { first_mix: None, hops: path::MIN_HOPS, max_size: DEFAULT_MAX_SIZE, copies: 1, rules: None, relax: false }
     }
 }
 
@@ -118,7 +123,9 @@ pub const PREFERRED_SUBKEY_LIFE: std::time::Duration = std::time::Duration::from
 /// Creates the wire messages for one original (several if it is multipart). Parts share
 /// the Mixtasy-ID and the exit; their other hops are chosen independently. Mixes whose
 /// newest subkey expires within `PREFERRED_SUBKEY_LIFE` are used only if no path can be
-/// made without them.
+/// made without them. With `rules`, no path that breaks them is made: the error says
+/// `PathError::Unranked` when only the rules stand in the way, unless `relax` is set, and
+/// then a path is made as without them.
 pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
     if opts.copies == 0 || opts.copies > MAX_COPIES {
         return Err(CreateError::Copies.into());
@@ -126,24 +133,40 @@ pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, r
     if original.len() > opts.max_size {
         return Err(CreateError::TooLarge { size: original.len(), max: opts.max_size }.into());
     }
+    let Some(rules) = &opts.rules else { return create_lasting(original, mixes, opts, None, now, rng) };
+    match create_lasting(original, mixes, opts, Some(rules), now, rng) {
+        Err(e) if e.is::<path::PathError>() => {
+            // Whether the rules alone stand in the way: then say so, or relax if asked.
+            let without = create_lasting(original, mixes, opts, None, now, rng)?;
+            if opts.relax {
+                Ok(without)
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
+    }
+}
+
+fn create_lasting(original: &[u8], mixes: &[Mix], opts: &Options, rules: Option<&path::Rules>, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
     let lasting: Vec<Mix> = mixes.iter().filter(|m| m.newest_expiry(now).is_none_or(|e| e >= now + PREFERRED_SUBKEY_LIFE)).cloned().collect();
     if lasting.len() < mixes.len() {
-        if let Ok(out) = create_with(original, &lasting, opts, now, rng) {
+        if let Ok(out) = create_with(original, &lasting, opts, rules, now, rng) {
             return Ok(out);
         }
     }
-    create_with(original, mixes, opts, now, rng)
+    create_with(original, mixes, opts, rules, now, rng)
 }
 
-fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
+fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, rules: Option<&path::Rules>, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
     let domain = recipient_domain(original)?;
-    let exit = path::choose_exit(mixes, &domain, rng)?;
+    let exit = path::choose_exit_ranked(mixes, &domain, rules, rng)?;
     let id = message::new_id(rng);
     let mut out = Vec::new();
     for (kind, payload) in split(original, &id) {
         let mut firsts: Vec<&MixAddress> = Vec::new();
         for _ in 0..opts.copies {
-            let hops = copy_path(mixes, exit, opts, &firsts, rng)?;
+            let hops = copy_path(mixes, exit, opts, rules, &firsts, rng)?;
             firsts.push(&hops[0].address);
             let fin = message::build_final(&id, kind, payload, rng);
             out.push(wrap(fin, &hops, None, now, rng)?);
@@ -155,13 +178,13 @@ fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, 
 /// A path for one copy of a part: independent of the other copies' paths, but starting at
 /// a mix none of them starts at when the directory allows (a few fresh draws), so that one
 /// dead first mix cannot hold every copy.
-fn copy_path<'m>(mixes: &'m [Mix], exit: &'m Mix, opts: &Options, firsts: &[&MixAddress], rng: &mut impl Rng) -> Result<Vec<&'m Mix>> {
-    let mut hops = path::choose(mixes, exit, opts.first_mix.as_ref(), opts.hops, rng)?;
+fn copy_path<'m>(mixes: &'m [Mix], exit: &'m Mix, opts: &Options, rules: Option<&path::Rules>, firsts: &[&MixAddress], rng: &mut impl Rng) -> Result<Vec<&'m Mix>> {
+    let mut hops = path::choose_ranked(mixes, exit, opts.first_mix.as_ref(), opts.hops, rules, rng)?;
     for _ in 0..16 {
         if !firsts.contains(&&hops[0].address) {
             break;
         }
-        hops = path::choose(mixes, exit, opts.first_mix.as_ref(), opts.hops, rng)?;
+        hops = path::choose_ranked(mixes, exit, opts.first_mix.as_ref(), opts.hops, rules, rng)?;
     }
     Ok(hops)
 }

@@ -5,12 +5,59 @@
 //! looked up when the directory learned the key, never at send time); a sender-chosen first mix is the first; never the same mix twice in a row;
 //! middle hops offer `middleman`, the last an exit mode (`exitprivate` only for its own
 //! domain). Dummies use one to four random mixes.
+//!
+//! With trusted pingers (issue 14), `Rules` as Mixmaster's MINREL, RELFINAL, MAXLAT and
+//! DISTANCE apply on top: every hop ranked reliable enough and fast enough, the exit more
+//! reliable still, no two mixes of one operator in a row, no chain a majority of the
+//! pingers found broken. A mix no trusted pinger ranks passes no rule.
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
+use std::time::Duration;
+
 use crate::mixes::address::MixAddress;
 use crate::mixes::directory::Mix;
+
+/// What a ranked path must satisfy (Mixmaster's settings and defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// Least median reliability of any hop (MINREL), 0.0 to 1.0.
+    pub min_reliability: f64,
+    /// Least median reliability of the exit (RELFINAL).
+    pub min_exit_reliability: f64,
+    /// Greatest median latency of any hop (MAXLAT).
+    pub max_latency: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { min_reliability: 0.98, min_exit_reliability: 0.99, max_latency: Duration::from_secs(36 * 3600) }
+    }
+}
+
+impl Rules {
+    /// Whether `m` may be a hop (`exit`: the last of a user path).
+    pub fn hop(&self, m: &Mix, exit: bool) -> bool {
+        let least = if exit { self.min_exit_reliability } else { self.min_reliability };
+        m.standing.as_ref().is_some_and(|s| s.reliability >= least && s.latency <= self.max_latency)
+    }
+
+    /// Whether `b` may follow `a`: other operators, and no chain found broken.
+    pub fn pair(&self, a: &Mix, b: &Mix) -> bool {
+        operator(&a.address) != operator(&b.address) && !a.standing.as_ref().is_some_and(|s| s.broken_next.contains(&b.cert.fingerprint()))
+    }
+}
+
+/// Who runs a mix, as far as a client can tell: the registrable domain of its host, taken
+/// as the last two labels of the FQDN (`mix.a.example.org` and `b.example.org` are one
+/// operator). Without the public suffix list, `a.co.uk` and `b.co.uk` count as one: the
+/// error is on the side of caution (a pair refused, never a pair allowed wrongly).
+pub fn operator(address: &MixAddress) -> String {
+    let fqdn = address.fqdn().to_ascii_lowercase();
+    let labels: Vec<&str> = fqdn.trim_end_matches('.').rsplit('.').take(2).collect();
+    labels.into_iter().rev().collect::<Vec<_>>().join(".")
+}
 
 /// Fewest hops a user message may take (thesis 6.1.3).
 pub const MIN_HOPS: usize = 4;
@@ -28,6 +75,8 @@ pub enum PathError {
     NoExit,
     #[error("the directory has too few middleman mixes to make a path without repeating a mix")]
     NoMiddleman,
+    #[error("no path passes the trusted pingers' rankings (reliability, latency, operators, broken chains): {0}; pass --relax to use mixes below them")]
+    Unranked(&'static str),
 }
 
 /// Chooses the exit for a recipient domain: its own mix if it runs an exit and the domain
@@ -35,11 +84,17 @@ pub enum PathError {
 /// word, whoever can receive mail at `mixtasy@<freemail domain>` would become the exit for
 /// every recipient there.
 pub fn choose_exit<'m>(mixes: &'m [Mix], recipient_domain: &str, rng: &mut impl Rng) -> Result<&'m Mix, PathError> {
-    if let Some(own) = mixes.iter().find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit() && m.wkd) {
+    choose_exit_ranked(mixes, recipient_domain, None, rng)
+}
+
+/// `choose_exit` among the exits `rules` allow (all with `None`).
+pub fn choose_exit_ranked<'m>(mixes: &'m [Mix], recipient_domain: &str, rules: Option<&Rules>, rng: &mut impl Rng) -> Result<&'m Mix, PathError> {
+    let ok = |m: &Mix| rules.is_none_or(|r| r.hop(m, true));
+    if let Some(own) = mixes.iter().find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit() && m.wkd && ok(m)) {
         return Ok(own);
     }
-    let public: Vec<&Mix> = mixes.iter().filter(|m| m.modes.exitpublic).collect();
-    public.choose(rng).copied().ok_or(PathError::NoExit)
+    let public: Vec<&Mix> = mixes.iter().filter(|m| m.modes.exitpublic && ok(m)).collect();
+    public.choose(rng).copied().ok_or(if rules.is_some() { PathError::Unranked("no exit") } else { PathError::NoExit })
 }
 
 /// Chooses a user path of `hops` mixes ending at `exit`.
@@ -50,10 +105,24 @@ pub fn choose<'m>(
     hops: usize,
     rng: &mut impl Rng,
 ) -> Result<Vec<&'m Mix>, PathError> {
+    choose_ranked(mixes, exit, first, hops, None, rng)
+}
+
+/// `choose` with `rules` (none: `None`). A first mix the user names is taken as named;
+/// the hop after it must still be allowed to follow it.
+pub fn choose_ranked<'m>(
+    mixes: &'m [Mix],
+    exit: &'m Mix,
+    first: Option<&MixAddress>,
+    hops: usize,
+    rules: Option<&Rules>,
+    rng: &mut impl Rng,
+) -> Result<Vec<&'m Mix>, PathError> {
     if hops < MIN_HOPS {
         return Err(PathError::TooFewHops);
     }
-    let middlemen: Vec<&Mix> = mixes.iter().filter(|m| m.modes.middleman).collect();
+    let middlemen: Vec<&Mix> = mixes.iter().filter(|m| m.modes.middleman && rules.is_none_or(|r| r.hop(m, false))).collect();
+    let pair = |a: &Mix, b: &Mix| a.address != b.address && rules.is_none_or(|r| r.pair(a, b));
     let first = match first {
         Some(f) => {
             let m = mixes.iter().find(|m| &m.address == f).ok_or_else(|| PathError::UnknownFirstMix(f.clone()))?;
@@ -75,7 +144,7 @@ pub fn choose<'m>(
             let is_second = first.is_some() && i == free - 1;
             let candidates: Vec<&&Mix> = middlemen
                 .iter()
-                .filter(|m| m.address != next.address && !(is_second && Some(&m.address) == first.map(|f| &f.address)))
+                .filter(|m| pair(m, next) && !(is_second && first.is_some_and(|f| !pair(f, m))))
                 .collect();
             match candidates.choose(rng) {
                 Some(m) => rev.push(m),
@@ -83,7 +152,7 @@ pub fn choose<'m>(
             }
         }
         if let Some(f) = first {
-            if rev.last().is_some_and(|m| m.address == f.address) {
+            if rev.last().is_some_and(|m| !pair(f, m)) {
                 continue;
             }
             rev.push(f);
@@ -91,19 +160,36 @@ pub fn choose<'m>(
         rev.reverse();
         return Ok(rev);
     }
-    Err(PathError::NoMiddleman)
+    Err(if rules.is_some() { PathError::Unranked("too few middleman mixes") } else { PathError::NoMiddleman })
 }
 
 /// A dummy's path: one to four random mixes, never the same twice in a row (thesis 6.6).
 /// Every hop but the last must offer middleman (the last destroys the dummy whatever its
 /// modes); with too few mixes the path is shorter.
 pub fn choose_dummy<'m>(mixes: &'m [Mix], rng: &mut impl Rng) -> Vec<&'m Mix> {
+    choose_dummy_ranked(mixes, None, rng)
+}
+
+/// A dummy's path over the mixes `rules` allow as hops (pairs are not checked: a dummy
+/// is destroyed at its end, only its dying early matters). With none allowed, the path is
+/// as `choose_dummy`'s: dummies must flow whatever the rankings.
+pub fn choose_dummy_ranked<'m>(mixes: &'m [Mix], rules: Option<&Rules>, rng: &mut impl Rng) -> Vec<&'m Mix> {
+    if let Some(r) = rules {
+        let allowed: Vec<usize> = (0..mixes.len()).filter(|&i| r.hop(&mixes[i], false)).collect();
+        if !allowed.is_empty() {
+            return dummy_over(&allowed.iter().map(|&i| &mixes[i]).collect::<Vec<_>>(), rng);
+        }
+    }
+    dummy_over(&mixes.iter().collect::<Vec<_>>(), rng)
+}
+
+fn dummy_over<'m>(mixes: &[&'m Mix], rng: &mut impl Rng) -> Vec<&'m Mix> {
     let hops = rng.random_range(1..=4);
     let mut path: Vec<&Mix> = Vec::with_capacity(hops);
     for i in 0..hops {
         let prev = path.last().map(|m| &m.address);
         let last = i == hops - 1;
-        let candidates: Vec<&Mix> = mixes.iter().filter(|m| Some(&m.address) != prev && (last || m.modes.middleman)).collect();
+        let candidates: Vec<&Mix> = mixes.iter().copied().filter(|m| Some(&m.address) != prev && (last || m.modes.middleman)).collect();
         match candidates.choose(rng) {
             Some(m) => path.push(m),
             None => break,
@@ -116,7 +202,7 @@ pub fn choose_dummy<'m>(mixes: &'m [Mix], rng: &mut impl Rng) -> Vec<&'m Mix> {
 mod tests {
     use super::*;
     use crate::{mixes::keys, mixes::modes::Modes};
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     fn dir(spec: &[(&str, &str)]) -> Vec<Mix> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -159,6 +245,60 @@ mod tests {
                 assert!(exit.modes.exitpublic);
             }
         }
+    }
+
+    fn rank(m: &mut Mix, rel: f64, hours: u64) {
+        m.standing = Some(crate::mixes::pingers::Standing { reliability: rel, latency: Duration::from_secs(hours * 3600), broken_next: vec![], pingers: 1 });
+    }
+
+    #[test]
+    fn ranked_paths_keep_to_the_rules() {
+        let mut rng = rand::rng();
+        let r = Rules::default();
+        // a, b, c good; d dead; e slow; f unranked; g good but one operator with c;
+        // h (exit) at 98.5 %: a hop, never an exit.
+        let mut mixes = dir(&[
+            ("a.test", "middleman,exitpublic"),
+            ("b.test", "middleman"),
+            ("mix.c.test", "middleman"),
+            ("d.test", "middleman,exitpublic"),
+            ("e.test", "middleman"),
+            ("f.test", "middleman,exitpublic"),
+            ("other.c.test", "middleman"),
+            ("h.test", "middleman,exitpublic"),
+        ]);
+        for (i, rel, h) in [(0, 0.999, 1), (1, 0.99, 2), (2, 0.98, 1), (3, 0.0, 0), (4, 1.0, 37), (6, 1.0, 1), (7, 0.985, 1)] {
+            rank(&mut mixes[i], rel, h);
+        }
+        let b_fpr = mixes[1].cert.fingerprint();
+        mixes[0].standing.as_mut().unwrap().broken_next.push(b_fpr);
+        assert_eq!(operator(&mixes[2].address), "c.test");
+        assert_eq!(operator(&mixes[2].address), operator(&mixes[6].address));
+        for _ in 0..300 {
+            let exit = choose_exit_ranked(&mixes, "x.test", Some(&r), &mut rng).unwrap();
+            assert_eq!(exit.address.fqdn(), "a.test", "the only exit at 99 % or more");
+            let p = choose_ranked(&mixes, exit, None, 5, Some(&r), &mut rng).unwrap();
+            let names: Vec<&str> = p.iter().map(|m| m.address.fqdn()).collect();
+            assert!(names.iter().all(|n| ["a.test", "b.test", "mix.c.test", "other.c.test", "h.test"].contains(n)), "{names:?}");
+            assert!(p.windows(2).all(|w| operator(&w[0].address) != operator(&w[1].address)), "{names:?}");
+            assert!(p.windows(2).all(|w| !(w[0].address.fqdn() == "a.test" && w[1].address.fqdn() == "b.test")), "broken chain: {names:?}");
+        }
+        // Without rules, as before: every mix goes.
+        let seen: std::collections::BTreeSet<&str> = (0..300).map(|_| choose_exit(&mixes, "x.test", &mut rng).unwrap().address.fqdn()).collect();
+        assert_eq!(seen.len(), 4);
+        // Nothing passes: a typed error, not a silent fallback.
+        let strict = Rules { min_exit_reliability: 1.0, ..Rules::default() };
+        assert_eq!(choose_exit_ranked(&mixes, "x.test", Some(&strict), &mut rng).unwrap_err(), PathError::Unranked("no exit"));
+        let few = &mixes[..2];
+        let exit = &few[0];
+        assert_eq!(choose_ranked(few, exit, None, 4, Some(&r), &mut rng).unwrap_err(), PathError::Unranked("too few middleman mixes"));
+        // Dummies avoid mixes below the minimum while there are others, and flow anyway.
+        for _ in 0..300 {
+            let d = choose_dummy_ranked(&mixes, Some(&r), &mut rng);
+            assert!(d.iter().all(|m| r.hop(m, false)), "{:?}", d.iter().map(|m| m.address.fqdn()).collect::<Vec<_>>());
+        }
+        let dead = &mixes[3..4];
+        assert_eq!(choose_dummy_ranked(dead, Some(&r), &mut rng)[0].address.fqdn(), "d.test");
     }
 
     #[test]
