@@ -107,7 +107,7 @@ fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Status) => {
             home.config()?;
             let state = store::open(&home.state_path())?;
-            let mixes = home.directory().usable(now)?;
+            let mixes = round::known(&home.directory(), now)?;
             let (rows, broken) = round::figures(&state, &mixes, now)?;
             print!("{}", mixtasy::pinger::publish::table(&rows));
             for (a, b) in broken {

@@ -90,8 +90,9 @@ pub enum Intake {
 }
 
 /// Reads one delivered mail.
-pub fn read(mail: &[u8], pinger: &Cert, secret: &[u8]) -> Intake {
-    let Some(plain) = decrypt(mail, pinger) else { return Intake::NotPing };
+/// `now` is the time the pinger key is taken at (the `--now` of simulated runs).
+pub fn read(mail: &[u8], pinger: &Cert, secret: &[u8], now: SystemTime) -> Intake {
+    let Some(plain) = decrypt(mail, pinger, now) else { return Intake::NotPing };
     let text = String::from_utf8_lossy(&plain);
     let field = |name: &str| text.lines().find_map(|l| l.trim_end().strip_prefix(name).map(str::trim).map(str::to_string));
     if field("Mixtasy-Ping:").as_deref() != Some("1") {
@@ -109,19 +110,19 @@ pub fn read(mail: &[u8], pinger: &Cert, secret: &[u8]) -> Intake {
 }
 
 /// The plaintext of the first OpenPGP message in `mail` that the pinger key opens.
-fn decrypt(mail: &[u8], pinger: &Cert) -> Option<Vec<u8>> {
+fn decrypt(mail: &[u8], pinger: &Cert, now: SystemTime) -> Option<Vec<u8>> {
     const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
     const END: &[u8] = b"-----END PGP MESSAGE-----";
     let start = mail.windows(BEGIN.len()).position(|w| w == BEGIN)?;
     let end = start + mail[start..].windows(END.len()).position(|w| w == END)? + END.len();
     let policy = StandardPolicy::new();
-    let mut d = DecryptorBuilder::from_bytes(&mail[start..end]).ok()?.with_policy(&policy, None, Helper(pinger)).ok()?;
+    let mut d = DecryptorBuilder::from_bytes(&mail[start..end]).ok()?.with_policy(&policy, Some(now), Helper(pinger, now)).ok()?;
     let mut plain = Vec::new();
     d.by_ref().take(64 * 1024).read_to_end(&mut plain).ok()?;
     Some(plain)
 }
 
-struct Helper<'a>(&'a Cert);
+struct Helper<'a>(&'a Cert, SystemTime);
 
 impl VerificationHelper for Helper<'_> {
     fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
@@ -135,7 +136,7 @@ impl VerificationHelper for Helper<'_> {
 impl DecryptionHelper for Helper<'_> {
     fn decrypt(&mut self, pkesks: &[PKESK], _: &[SKESK], sym: Option<SymmetricAlgorithm>, decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool) -> openpgp::Result<Option<Cert>> {
         let policy = StandardPolicy::new();
-        for ka in self.0.keys().with_policy(&policy, None).secret().for_transport_encryption() {
+        for ka in self.0.keys().with_policy(&policy, self.1).secret().for_transport_encryption() {
             let mut pair = ka.key().clone().into_keypair()?;
             for p in pkesks {
                 if p.decrypt(&mut pair, sym).is_some_and(|(a, k)| decrypt(a, &k)) {
@@ -177,14 +178,14 @@ mod tests {
         let cert = pinger();
         let now = SystemTime::now();
         let good = sealed(&cert, &payload(b"secret", "00ff", now));
-        assert_eq!(read(&good, &cert, b"secret"), Intake::Valid { id: "00ff".into(), sent: unix(now) });
+        assert_eq!(read(&good, &cert, b"secret", now), Intake::Valid { id: "00ff".into(), sent: unix(now) });
         // The same ping under another secret, or with its send time moved, is forged.
-        assert_eq!(read(&good, &cert, b"other"), Intake::Forged);
+        assert_eq!(read(&good, &cert, b"other", now), Intake::Forged);
         let moved = payload(b"secret", "00ff", now).replace(&format!("Sent: {}", unix(now)), &format!("Sent: {}", unix(now) - 3600));
-        assert_eq!(read(&sealed(&cert, &moved), &cert, b"secret"), Intake::Forged);
-        assert_eq!(read(&sealed(&cert, "Mixtasy-Ping: 1\r\nId: 00ff\r\n"), &cert, b"secret"), Intake::Forged);
+        assert_eq!(read(&sealed(&cert, &moved), &cert, b"secret", now), Intake::Forged);
+        assert_eq!(read(&sealed(&cert, "Mixtasy-Ping: 1\r\nId: 00ff\r\n"), &cert, b"secret", now), Intake::Forged);
         // Mail the pinger key does not open is not a ping at all.
-        assert_eq!(read(b"To: pinger@ping.test\r\n\r\nhello\r\n", &cert, b"secret"), Intake::NotPing);
-        assert_eq!(read(&sealed(&pinger(), &payload(b"secret", "00ff", now)), &cert, b"secret"), Intake::NotPing);
+        assert_eq!(read(b"To: pinger@ping.test\r\n\r\nhello\r\n", &cert, b"secret", now), Intake::NotPing);
+        assert_eq!(read(&sealed(&pinger(), &payload(b"secret", "00ff", now)), &cert, b"secret", now), Intake::NotPing);
     }
 }

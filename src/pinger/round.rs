@@ -17,7 +17,7 @@ use crate::batch::lock;
 use crate::batch::spool::Spool;
 use crate::batch::state::{self, unix, State};
 use crate::batch::transport::Transport;
-use crate::mixes::directory::Mix;
+use crate::mixes::directory::{self, Directory, Mix};
 use crate::mixes::keyserver::Keyserver;
 use crate::mixes::ranking::{self, Ranking};
 use crate::pinger::config::Config;
@@ -69,7 +69,7 @@ pub fn run(home: &PingerHome, now: SystemTime) -> Result<Option<Summary>> {
     let mixes = home.directory().usable(now)?;
     send_due(&config, &cert, &secret, &mut state, &mixes, now, &mut sum)?;
     store::prune(&state, now)?;
-    publish(&config, &cert, &mut state, &mixes, now)?;
+    publish(&config, &cert, &mut state, &known(&home.directory(), now)?, now)?;
     Ok(Some(sum))
 }
 
@@ -78,7 +78,7 @@ fn intake(config: &Config, cert: &Cert, secret: &[u8], state: &mut State, now: S
     for entry in spool.list()? {
         // A file that vanished meanwhile is simply gone.
         let Ok(mail) = std::fs::read(&entry.path) else { continue };
-        let counter = match ping::read(&mail, cert, secret) {
+        let counter = match ping::read(&mail, cert, secret, now) {
             Intake::NotPing => {
                 spool.to_operator(&entry.path)?;
                 sum.operator += 1;
@@ -171,6 +171,18 @@ fn send_due(config: &Config, cert: &Cert, secret: &[u8], state: &mut State, mixe
 
 fn send(transport: &Transport, wire: &crate::sender::create::WireMessage) -> Result<(), crate::batch::transport::TransportError> {
     transport.send(None, &[wire.to.as_str().to_string()], &wire.mail)
+}
+
+/// Every mix key in the directory, usable now or not: a mix whose subkeys expired
+/// (a dead one that stopped rotating) still gets its figures, until the directory prunes it.
+pub fn known(dir: &Directory, now: SystemTime) -> Result<Vec<Mix>> {
+    let mut out = Vec::new();
+    for (_, cert) in dir.certs()? {
+        if let Ok((address, name, modes)) = directory::identity(&cert, now) {
+            out.push(Mix { address, name, modes, subkeys: crate::mixes::keys::encryption_subkeys(&cert), cert, wkd: false });
+        }
+    }
+    Ok(out)
 }
 
 /// The figures of every mix in the directory, best first, and the broken chains.

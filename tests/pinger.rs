@@ -1,0 +1,276 @@
+//! The pinger against a lab network (maildir transport, simulated days): good mixes near
+//! 100 %, a mix whose rounds never run at 0, a middleman-only mix measured through the
+//! trusted exit; `mlist2.txt` read by an independent reader written from Echolot's format;
+//! the published files' signatures checked by GnuPG; and an adversary's forged, replayed
+//! and foreign mail in the pinger's Maildir.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use sequoia_openpgp as openpgp;
+use openpgp::parse::Parse;
+
+use crate::util::{mixtasy_pinger, ok, run, Gpg, Net};
+
+const PINGER: &str = "pinger@ping.test";
+const HOUR: u64 = 3600;
+
+struct Pinger {
+    home: PathBuf,
+}
+
+impl Pinger {
+    fn new(net: &Net) -> Self {
+        let p = Pinger { home: net.dir.path().join("pinger") };
+        let mut c = p.cmd(net.now);
+        c.args(["init", "--address", PINGER]);
+        ok(c, b"");
+        let inbox = net.mailbox(PINGER);
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(inbox.join(sub)).unwrap();
+        }
+        p.configure("maildir", &format!("{:?}", inbox.display().to_string()));
+        p.configure("transport", &format!("{:?}", format!("maildir:{}", net.mail_root().display())));
+        p
+    }
+
+    fn cmd(&self, now: u64) -> Command {
+        let mut c = mixtasy_pinger();
+        c.arg("--home").arg(&self.home).arg("--now").arg(now.to_string());
+        c
+    }
+
+    fn configure(&self, key: &str, value: &str) {
+        let path = self.home.join("mixtasy-pinger.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().any(|l| l.starts_with(&format!("{key} = "))), "no setting {key}");
+        let out: Vec<String> = text.lines().map(|l| if l.starts_with(&format!("{key} = ")) { format!("{key} = {value}") } else { l.to_string() }).collect();
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    }
+
+    fn round(&self, now: u64) -> String {
+        let mut c = self.cmd(now);
+        c.arg("--round");
+        String::from_utf8(ok(c, b"").stdout).unwrap()
+    }
+
+    /// Gives the pinger every node's current public key (the lab has no keyserver).
+    fn import_keys(&self, net: &Net, now: u64) {
+        let mut keys = Vec::new();
+        for n in &net.nodes {
+            keys.extend(net.export(n, false));
+        }
+        let mut c = self.cmd(now);
+        c.args(["directory", "import"]);
+        ok(c, &keys);
+    }
+
+    /// `status`: the table's text and the counters.
+    fn status(&self, now: u64) -> (String, BTreeMap<String, i64>) {
+        let mut c = self.cmd(now);
+        c.arg("status");
+        let text = String::from_utf8(ok(c, b"").stdout).unwrap();
+        let counters = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?))).collect();
+        (text, counters)
+    }
+
+    fn output(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.home.join("public").join(name)).unwrap()
+    }
+
+    fn key(&self) -> Vec<u8> {
+        let mut c = self.cmd(0);
+        c.arg("key");
+        ok(c, b"").stdout
+    }
+}
+
+/// One row of an `mlist2.txt`, as Echolot's format defines it.
+#[derive(Debug)]
+struct Mlist2Row {
+    latent_hist: String,
+    latent_secs: u64,
+    uptime_hist: String,
+    uptime: f64,
+    options: String,
+}
+
+/// A reader written from Echolot's documented `mlist2.txt` (Stats.pm build_list2): the
+/// version and date lines, a header, a rule, one whitespace-separated row per remailer
+/// (nick, 12-character latency history, `h:mm` latency, 12-character uptime history,
+/// `NN.N%`, options), then optional broken chains `(a b)` and `$remailer{"nick"} = "<addr> caps";` lines.
+fn read_mlist2(text: &str) -> (BTreeMap<String, Mlist2Row>, Vec<(String, String)>, BTreeMap<String, String>) {
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("Stats-Version: 2.0"));
+    let generated = lines.next().unwrap();
+    assert!(generated.starts_with("Generated: ") && generated.ends_with(" GMT"), "{generated}");
+    assert!(lines.next().unwrap().split_whitespace().eq(["Mixmaster", "Latent-Hist", "Latent", "Uptime-Hist", "Uptime", "Options"]));
+    assert!(lines.next().unwrap().chars().all(|c| c == '-'));
+    let mut rows = BTreeMap::new();
+    let mut broken = Vec::new();
+    let mut caps = BTreeMap::new();
+    let mut section = "rows";
+    for l in lines {
+        if l.is_empty() {
+            if section == "rows" {
+                section = "after";
+            }
+            continue;
+        }
+        if l.starts_with("Broken type-II remailer chains") {
+            section = "broken";
+            continue;
+        }
+        if l == "Remailer-Capabilities:" {
+            section = "caps";
+            continue;
+        }
+        match section {
+            "rows" => {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                assert!(f.len() == 5 || f.len() == 6, "row {l:?}");
+                let hist_ok = |h: &str, set: &str| h.len() == 12 && h.chars().all(|c| set.contains(c));
+                assert!(hist_ok(f[1], "0123456789ABCDEFGH?"), "latency history {l:?}");
+                assert!(hist_ok(f[3], "0123456789+?"), "uptime history {l:?}");
+                let (h, m) = f[2].split_once(':').unwrap();
+                let latent_secs = h.trim().parse::<u64>().unwrap_or(0) * 3600 + m.parse::<u64>().unwrap() * 60;
+                let uptime: f64 = f[4].strip_suffix('%').unwrap().parse().unwrap();
+                rows.insert(f[0].to_string(), Mlist2Row { latent_hist: f[1].into(), latent_secs, uptime_hist: f[3].into(), uptime, options: f.get(5).unwrap_or(&"").to_string() });
+            }
+            "broken" => {
+                let inner = l.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or_else(|| panic!("chain {l:?}"));
+                let (a, b) = inner.split_once(' ').unwrap();
+                broken.push((a.to_string(), b.to_string()));
+            }
+            "caps" => {
+                let rest = l.strip_prefix("$remailer{\"").unwrap_or_else(|| panic!("capabilities {l:?}"));
+                let (nick, rest) = rest.split_once("\"} = \"").unwrap();
+                caps.insert(nick.to_string(), rest.strip_suffix("\";").unwrap().to_string());
+            }
+            _ => panic!("unexpected line {l:?}"),
+        }
+    }
+    (rows, broken, caps)
+}
+
+#[test]
+fn four_days_of_pings_find_the_dead_mix() {
+    let mut net = Net::new(1_800_000_000);
+    net.add_lab_node("a.test", "middleman,exitpublic");
+    net.add_lab_node("b.test", "middleman,exitpublic");
+    // A middleman only: pinged through the trusted exit a.test.
+    net.add_lab_node("c.test", "middleman");
+    net.add_lab_node("dead.test", "middleman,exitpublic");
+    let pinger = Pinger::new(&net);
+    pinger.configure("trusted_exit", "\"mixtasy@a.test\"");
+    pinger.configure("chain_interval", "\"1d\"");
+    let days = 4;
+    for step in 0..days * 24 {
+        let t = step * HOUR;
+        if step % 24 == 0 {
+            pinger.import_keys(&net, net.now + t);
+        }
+        pinger.round(net.now + t);
+        for n in ["a.test", "b.test", "c.test"] {
+            net.round_later(n, t);
+        }
+    }
+    let end = net.now + days * 24 * HOUR;
+    let (table, counters) = pinger.status(end);
+    eprintln!("{table}");
+    let list = String::from_utf8(pinger.output("mlist2.txt")).unwrap();
+    eprintln!("{list}");
+    let (rows, broken, caps) = read_mlist2(&list);
+    assert_eq!(rows.keys().collect::<Vec<_>>(), ["a.test", "b.test", "c.test", "dead.test"]);
+    for good in ["a.test", "b.test", "c.test"] {
+        let r = &rows[good];
+        assert!(r.uptime >= 95.0, "{good}: {r:?}");
+        assert!(r.latent_secs <= 3 * HOUR, "{good}: {r:?}");
+        assert!(r.latent_hist.ends_with("2222") || r.latent_hist.chars().rev().take(4).all(|c| ('0'..='3').contains(&c)), "{good}: {r:?}");
+        assert!(r.uptime_hist.starts_with("????????"), "{good}: 4 days of history only: {r:?}");
+    }
+    let dead = &rows["dead.test"];
+    assert_eq!(dead.uptime, 0.0, "{dead:?}");
+    // Pinged at 0 % until its subkey expired (2 days: a mix whose rounds never run does not
+    // rotate), then no longer pinged: no key to encrypt to.
+    assert!(dead.uptime_hist.chars().all(|c| c == '0' || c == '?') && dead.uptime_hist.matches('0').count() >= 2, "{dead:?}");
+    assert_eq!(dead.latent_hist, "????????????", "{dead:?}");
+    assert_eq!(rows["c.test"].options, "D", "a middleman only is Echolot's `middle`");
+    assert_eq!(rows["a.test"].options, "");
+    assert_eq!(caps["c.test"], "<mixtasy@c.test> mixtasy middle");
+    assert!(broken.contains(&("a.test".to_string(), "dead.test".to_string())), "{broken:?}");
+    assert!(broken.iter().all(|(a, b)| a == "dead.test" || b == "dead.test"), "only chains with the dead mix are broken: {broken:?}");
+    assert!(counters["ping.returned"] > 100, "{counters:?}");
+    assert!(!counters.contains_key("ping.forged") && !counters.contains_key("ping.replayed"), "{counters:?}");
+
+    // GnuPG, the independent peer, checks both detached signatures, and refuses a changed list.
+    let gpg = Gpg::new();
+    // At the simulated time: the key and signatures are from it.
+    let faked = format!("{end}");
+    gpg.ok(&["--faked-system-time", &faked, "--import"], &pinger.key());
+    let dir = pinger.home.join("public");
+    for (file, sig) in [("mlist2.txt", "mlist2.txt.asc"), ("pubring.asc", "pubring.asc.sig")] {
+        gpg.ok(&["--faked-system-time", &faked, "--verify", dir.join(sig).to_str().unwrap(), dir.join(file).to_str().unwrap()], b"");
+    }
+    let forged = net.dir.path().join("mlist2.txt");
+    std::fs::write(&forged, list.replace("  0.0%", "100.0%")).unwrap();
+    let mut c = gpg.cmd();
+    c.args(["--faked-system-time", &faked, "--verify", dir.join("mlist2.txt.asc").to_str().unwrap(), forged.to_str().unwrap()]);
+    assert!(!run(c, b"").status.success(), "a changed list must not verify");
+
+    // The keyring holds every mix pinged, each certified by the pinger with what was measured.
+    let pinger_cert = openpgp::Cert::from_bytes(&pinger.key()).unwrap();
+    let ring: Vec<openpgp::Cert> = openpgp::cert::CertParser::from_bytes(&pinger.output("pubring.asc")).unwrap().map(|c| c.unwrap()).collect();
+    assert_eq!(ring.len(), 4);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(end);
+    for cert in &ring {
+        let (address, _, _) = mixtasy::mixes::directory::identity(cert, at).unwrap();
+        let got = mixtasy::mixes::ranking::read(&pinger_cert, cert, at).unwrap_or_else(|| panic!("{address} has no certification"));
+        if address.fqdn() == "dead.test" {
+            assert_eq!(got.ranking.reliability, 0.0);
+            assert_eq!(got.level, openpgp::types::SignatureType::GenericCertification);
+            assert!(got.ranking.broken_next.len() >= 2, "dead.test then any exit is broken: {:?}", got.ranking.broken_next);
+        } else {
+            assert!(got.ranking.reliability >= 0.95, "{address}: {:?}", got.ranking);
+            assert!(got.ranking.pings >= 40);
+        }
+    }
+}
+
+#[test]
+fn forged_replayed_and_foreign_mail_in_the_pinger_maildir() {
+    let mut net = Net::new(1_800_000_000);
+    net.add_lab_node("a.test", "middleman,exitpublic");
+    let pinger = Pinger::new(&net);
+    pinger.import_keys(&net, net.now);
+    assert!(pinger.round(net.now).contains("sent 1,"));
+    net.round("a.test");
+    let inbox = net.mailbox(PINGER).join("new");
+    let returned: Vec<PathBuf> = std::fs::read_dir(&inbox).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(returned.len(), 1, "the exit delivered the ping to the pinger");
+    let ping_mail = std::fs::read(&returned[0]).unwrap();
+    let text = String::from_utf8_lossy(&ping_mail);
+    assert!(!text.contains("Mixtasy-Ping") && text.contains("-----BEGIN PGP MESSAGE-----"), "the exit sees only an encrypted mail: {text}");
+
+    // An adversary (the exit, say) who wants a better figure: a ping of the right shape,
+    // encrypted to the pinger's public key, with a made-up MAC; and a claim of an earlier send.
+    let pinger_cert = openpgp::Cert::from_bytes(&pinger.key()).unwrap();
+    let forge = |body: &str| {
+        let orig = format!("To: {PINGER}\r\n\r\n{body}");
+        mixtasy::sender::pgpmime::encrypt(orig.as_bytes(), &[pinger_cert.clone()], net.time()).unwrap()
+    };
+    std::fs::write(inbox.join("forged.1"), forge(&format!("Mixtasy-Ping: 1\r\nId: {}\r\nSent: {}\r\nMac: {}\r\n", "ab".repeat(16), net.now, "00".repeat(32)))).unwrap();
+    std::fs::write(inbox.join("forged.2"), forge("Mixtasy-Ping: 1\r\nId: 00\r\n")).unwrap();
+    std::fs::write(inbox.join("foreign.1"), b"From: someone@else.test\r\nTo: pinger@ping.test\r\n\r\nhello\r\n").unwrap();
+    let line = pinger.round(net.now + HOUR);
+    assert!(line.contains("returned 1,") && line.contains("forged 2,") && line.contains("to operator 1"), "{line}");
+    // The same ping again (a replay by whoever saw it): counted, never returned twice.
+    std::fs::write(inbox.join("replay.1"), &ping_mail).unwrap();
+    let line = pinger.round(net.now + HOUR + 60);
+    assert!(line.contains("returned 0,") && line.contains("replayed 1,"), "{line}");
+    let (_, counters) = pinger.status(net.now + HOUR + 60);
+    assert_eq!((counters["ping.returned"], counters["ping.forged"], counters["ping.replayed"], counters["intake.operator"]), (1, 2, 1, 1), "{counters:?}");
+    assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0, "every file taken");
+    assert_eq!(std::fs::read_dir(net.mailbox(PINGER).join(".operator/new")).unwrap().count(), 1, "foreign mail kept for the operator");
+}
