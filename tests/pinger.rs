@@ -274,3 +274,54 @@ fn forged_replayed_and_foreign_mail_in_the_pinger_maildir() {
     assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0, "every file taken");
     assert_eq!(std::fs::read_dir(net.mailbox(PINGER).join(".operator/new")).unwrap().count(), 1, "foreign mail kept for the operator");
 }
+
+/// With the real SKS of the tests: the pinger finds the mixes on the keyserver, and its
+/// certifications reach it, so that stock GnuPG receiving a mix key sees the pinger's
+/// certification, with its notations, and checks it good.
+#[test]
+fn certifications_reach_the_keyserver_and_gnupg_sees_them() {
+    let sks = crate::util::Sks::start();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut net = Net::new(now);
+    for f in ["ka.test", "kb.test"] {
+        net.add_lab_node(f, "middleman,exitpublic");
+        net.configure(f, "keyserver", &format!("{:?}", sks.url));
+        let mut c = net.node_cmd(f);
+        c.args(["key", "publish"]);
+        ok(c, b"");
+    }
+    let pinger = Pinger::new(&net);
+    pinger.configure("keyserver", &format!("{:?}", sks.url));
+    let line = pinger.round(now);
+    // Two pings and the two chains (ka, kb) and (kb, ka).
+    assert!(line.contains("sent 4,"), "the pinger found both mixes on the keyserver: {line}");
+    let (_, counters) = pinger.status(now);
+    assert_eq!((counters["directory.fetched"], counters["certification.uploaded"]), (1, 2), "{counters:?}");
+    // Uploads are daily: the next round sends none.
+    for f in ["ka.test", "kb.test"] {
+        net.round(f);
+    }
+    let line = pinger.round(now + 60);
+    let returned: u32 = line.split("returned ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(returned >= 2, "{line}");
+    assert_eq!(pinger.status(now + 60).1["certification.uploaded"], 2);
+
+    let gpg = Gpg::new();
+    gpg.kill("dirmngr");
+    gpg.import(&pinger.key());
+    let pinger_cert = openpgp::Cert::from_bytes(&pinger.key()).unwrap();
+    let keyid = pinger_cert.keyid().to_hex();
+    let fpr = openpgp::Cert::from_bytes(&net.export("ka.test", false)).unwrap().fingerprint().to_hex();
+    // GnuPG (2.2.17 and later) keeps only self-signatures of keys from a keyserver unless
+    // told otherwise: the anti-flooding default. A user who wants the rankings says so.
+    gpg.ok(&["--keyserver", &sks.url, "--keyserver-options", "no-self-sigs-only", "--recv-keys", &fpr], b"");
+    let colons = String::from_utf8(gpg.ok(&["--with-colons", "--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
+    let sig: Vec<&str> = colons.lines().find(|l| l.starts_with("sig:") && l.split(':').nth(4) == Some(keyid.as_str())).unwrap_or_else(|| panic!("no certification by the pinger {keyid}:\n{colons}")).split(':').collect();
+    assert_eq!(sig[1], "!", "GnuPG checks the certification good: {sig:?}");
+    // Nothing had returned at the first round: Echolot's new mix starts at 0, a generic certification.
+    assert_eq!(sig[10], "10x", "{sig:?}");
+    let listed = String::from_utf8(gpg.ok(&["--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
+    for n in ["reliability@mixtasy.org=0.00", "latency@mixtasy.org=0", "pings@mixtasy.org=1"] {
+        assert!(listed.contains(n), "GnuPG shows {n}:\n{listed}");
+    }
+}
