@@ -100,7 +100,10 @@ struct Mlist2Row {
 /// version and date lines, a header, a rule, one whitespace-separated row per remailer
 /// (nick, 12-character latency history, `h:mm` latency, 12-character uptime history,
 /// `NN.N%`, options), then optional broken chains `(a b)` and `$remailer{"nick"} = "<addr> caps";` lines.
-fn read_mlist2(text: &str) -> (BTreeMap<String, Mlist2Row>, Vec<(String, String)>, BTreeMap<String, String>) {
+/// Rows by nick, broken chains, capabilities by nick.
+type Mlist2 = (BTreeMap<String, Mlist2Row>, Vec<(String, String)>, BTreeMap<String, String>);
+
+fn read_mlist2(text: &str) -> Mlist2 {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("Stats-Version: 2.0"));
     let generated = lines.next().unwrap();
@@ -258,7 +261,7 @@ fn forged_replayed_and_foreign_mail_in_the_pinger_maildir() {
     let pinger_cert = openpgp::Cert::from_bytes(&pinger.key()).unwrap();
     let forge = |body: &str| {
         let orig = format!("To: {PINGER}\r\n\r\n{body}");
-        mixtasy::sender::pgpmime::encrypt(orig.as_bytes(), &[pinger_cert.clone()], net.time()).unwrap()
+        mixtasy::sender::pgpmime::encrypt(orig.as_bytes(), std::slice::from_ref(&pinger_cert), net.time()).unwrap()
     };
     std::fs::write(inbox.join("forged.1"), forge(&format!("Mixtasy-Ping: 1\r\nId: {}\r\nSent: {}\r\nMac: {}\r\n", "ab".repeat(16), net.now, "00".repeat(32)))).unwrap();
     std::fs::write(inbox.join("forged.2"), forge("Mixtasy-Ping: 1\r\nId: 00\r\n")).unwrap();

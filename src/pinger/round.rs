@@ -185,8 +185,11 @@ pub fn known(dir: &Directory, now: SystemTime) -> Result<Vec<Mix>> {
     Ok(out)
 }
 
+/// The chains (A, B) found broken.
+pub type Broken<'m> = Vec<(&'m Mix, &'m Mix)>;
+
 /// The figures of every mix in the directory, best first, and the broken chains.
-pub fn figures<'m>(state: &State, mixes: &'m [Mix], now: SystemTime) -> Result<(Vec<Row<'m>>, Vec<(&'m Mix, &'m Mix)>)> {
+pub fn figures<'m>(state: &State, mixes: &'m [Mix], now: SystemTime) -> Result<(Vec<Row<'m>>, Broken<'m>)> {
     let pings = store::since(state, now - Duration::from_secs(DAYS as u64 * 86400))?;
     let mut rows: Vec<Row<'m>> = mixes
         .iter()

@@ -61,7 +61,7 @@ mod tests {
     fn one_ping_a_slot_at_its_offset() {
         let iv = Duration::from_secs(7200);
         let t = |s: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(s as u64);
-        let base = 1_800_000_000 - 1_800_000_000 % 7200;
+        let base: i64 = 1_800_000_000; // a multiple of 7200
         let off = 1000;
         assert!(due(t(base + 1000), None, iv, off));
         // Sent at the slot start: not due again in the slot, due in the next.

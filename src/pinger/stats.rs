@@ -45,7 +45,7 @@ fn median(sorted: &[i64]) -> Option<i64> {
     let n = sorted.len();
     match n {
         0 => None,
-        _ if n % 2 == 0 => Some((sorted[(n - 1) / 2] + sorted[n / 2]) / 2),
+        _ if n.is_multiple_of(2) => Some((sorted[(n - 1) / 2] + sorted[n / 2]) / 2),
         _ => Some(sorted[(n - 1) / 2]),
     }
 }
