@@ -328,3 +328,26 @@ fn certifications_reach_the_keyserver_and_gnupg_sees_them() {
         assert!(listed.contains(n), "GnuPG shows {n}:\n{listed}");
     }
 }
+
+/// A ping the transport refuses is forgotten, not counted as lost against the mix: the
+/// next round sends it again.
+#[test]
+fn a_refused_ping_is_sent_again_not_counted_lost() {
+    let mut net = Net::new(1_800_000_000);
+    net.add_lab_node("a.test", "middleman,exitpublic");
+    let pinger = Pinger::new(&net);
+    pinger.import_keys(&net, net.now);
+    pinger.configure("transport", "\"sendmail\"");
+    pinger.configure("sendmail", "\"/bin/false\"");
+    let line = pinger.round(net.now);
+    assert!(line.contains("sent 0, send failed 1,"), "{line}");
+    let (table, counters) = pinger.status(net.now);
+    assert_eq!(counters.get("transport.exit-status"), Some(&1), "{counters:?}");
+    assert!(!table.contains("a.test"), "no ping of a.test on record:\n{table}");
+    pinger.configure("transport", &format!("{:?}", format!("maildir:{}", net.mail_root().display())));
+    assert!(pinger.round(net.now + 60).contains("sent 1,"));
+    net.round_later("a.test", 60);
+    assert!(pinger.round(net.now + 120).contains("returned 1,"));
+    let list = String::from_utf8(pinger.output("mlist2.txt")).unwrap();
+    assert_eq!(read_mlist2(&list).0["a.test"].uptime, 100.0, "{list}");
+}
