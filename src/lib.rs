@@ -22,6 +22,9 @@ pub mod batch;
 pub mod abuse;
 /// The mix node `mixtasyd`: its home and settings, peel, the round, the exit, status.
 pub mod node;
+/// The pinger `mixtasy-pinger`: pings every mix, Echolot's statistics, `mlist2.txt`, the
+/// mix keyring and the ranking certifications.
+pub mod pinger;
 
 /// The command-line edge shared by the programs.
 pub mod cli;

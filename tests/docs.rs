@@ -151,29 +151,51 @@ fn systemd_units_verify() {
         "systemd-analyze is missing: run scripts/install-deps --test"
     );
     let t = tempfile::tempdir().unwrap();
-    for (section, page) in [("man1", "mixtasy.1"), ("man5", "mixtasyd.toml.5"), ("man8", "mixtasyd.8")] {
+    for (section, page) in [("man1", "mixtasy.1"), ("man5", "mixtasyd.toml.5"), ("man8", "mixtasyd.8"), ("man8", "mixtasy-pinger.8")] {
         std::fs::create_dir_all(t.path().join("man").join(section)).unwrap();
         std::fs::copy(root.join("man").join(page), t.path().join("man").join(section).join(page)).unwrap();
     }
     let runtime = t.path().join("run");
     std::fs::create_dir(&runtime).unwrap();
-    for (flavour, placeholder) in [("system", "/usr/local/bin/mixtasyd"), ("user", "%h/.local/bin/mixtasyd")] {
-        let dir = t.path().join(flavour);
-        std::fs::create_dir(&dir).unwrap();
-        for unit in ["mixtasyd.service", "mixtasyd.timer"] {
-            let text = std::fs::read_to_string(root.join("units").join(flavour).join(unit)).unwrap();
+    for (program, binary) in [("mixtasyd", env!("CARGO_BIN_EXE_mixtasyd")), ("mixtasy-pinger", env!("CARGO_BIN_EXE_mixtasy-pinger"))] {
+    for (flavour, bin_dir) in [("system", "/usr/local/bin/"), ("user", "%h/.local/bin/")] {
+        let placeholder = format!("{bin_dir}{program} ");
+        let dir = t.path().join(program).join(flavour);
+        std::fs::create_dir_all(&dir).unwrap();
+        for unit in [format!("{program}.service"), format!("{program}.timer")] {
+            let text = std::fs::read_to_string(root.join("units").join(flavour).join(&unit)).unwrap();
             if unit.ends_with(".service") {
-                assert!(text.contains(placeholder), "{flavour}/{unit} runs {placeholder}");
+                assert!(text.contains(&placeholder), "{flavour}/{unit} runs {placeholder}");
             }
-            std::fs::write(dir.join(unit), text.replace(placeholder, env!("CARGO_BIN_EXE_mixtasyd"))).unwrap();
+            std::fs::write(dir.join(&unit), text.replace(&placeholder, &format!("{binary} "))).unwrap();
         }
         let mut c = Command::new("systemd-analyze");
         if flavour == "user" {
             c.arg("--user");
         }
-        c.arg("verify").arg(dir.join("mixtasyd.service")).arg(dir.join("mixtasyd.timer"));
+        c.arg("verify").arg(dir.join(format!("{program}.service"))).arg(dir.join(format!("{program}.timer")));
         c.env("MANPATH", t.path().join("man")).env("XDG_RUNTIME_DIR", &runtime);
         let o = c.output().unwrap();
-        assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(), "{flavour} units: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(), "{flavour} {program} units: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     }
+    }
+}
+
+/// The pinger's settings with their defaults and the counters its round raises, in
+/// mixtasy-pinger(8).
+#[test]
+fn the_pinger_settings_and_counters_are_documented() {
+    let page = unescape(&read("man/mixtasy-pinger.8"));
+    for s in mixtasy::pinger::config::SETTINGS {
+        let body = entry(&page, s.name).unwrap_or_else(|| panic!("man/mixtasy-pinger.8 has no entry for the setting `{}`", s.name));
+        match s.default {
+            None => assert!(body.iter().any(|l| l.contains("Required")), "`{}` must say Required", s.name),
+            Some(d) => assert!(body.windows(2).any(|w| w[0].trim_end().ends_with("Default:") && w[1] == format!(".BR {d} .")), "`{}` must show `Default:` then `.BR {d} .`", s.name),
+        }
+    }
+    // `pubring.asc` is a file name the round writes, not a counter.
+    let names: Vec<String> = counter_literals(&read("src/pinger/round.rs")).into_iter().filter(|n| n != "pubring.asc").collect();
+    assert!(names.len() >= 8, "found only {names:?} in src/pinger/round.rs: is the scan broken?");
+    let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
+    assert!(missing.is_empty(), "man/mixtasy-pinger.8 does not document these counters: {missing:?}");
 }

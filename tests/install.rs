@@ -86,6 +86,8 @@ fn user_install_from_built_binaries_prints_middleman_fqdn_and_hookup_steps() {
     }
     let unit = std::fs::read_to_string(dir.path().join("home/.config/systemd/user/mixtasyd.service")).unwrap();
     assert!(unit.contains(&format!("{}/bin/mixtasyd", prefix.display())), "the unit does not run the installed binary:\n{unit}");
+    let unit = std::fs::read_to_string(dir.path().join("home/.config/systemd/user/mixtasy-pinger.service")).unwrap();
+    assert!(unit.contains(&format!("{}/bin/mixtasy-pinger --round", prefix.display())), "the pinger unit does not run the installed binary:\n{unit}");
 
     check_next_steps(&text, "scripts/postfix-hookup --user");
     let init = text.lines().nth(line_of(&text, " init --address")).unwrap();
@@ -99,7 +101,7 @@ fn system_dry_run_prints_middleman_fqdn_and_hookup_steps_and_installs_nothing() 
     let from = built();
     let text = install(dir.path(), &["--system", "--dry-run", "--from", from.to_str().unwrap(), "--prefix", prefix.to_str().unwrap()]);
     assert!(!prefix.exists(), "--dry-run created {}", prefix.display());
-    assert!(text.contains(&format!("+ install -m 0755 {0}/mixtasyd {0}/mixtasy {1}/bin/", from.display(), prefix.display())), "{text}");
+    assert!(text.contains(&format!("+ install -m 0755 {0}/mixtasyd {0}/mixtasy {0}/mixtasy-pinger {1}/bin/", from.display(), prefix.display())), "{text}");
     check_next_steps(&text, "scripts/postfix-hookup --root --domain FQDN");
 }
 

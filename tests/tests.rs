@@ -28,3 +28,4 @@ mod install;
 mod deb;
 mod simulate;
 mod ranked;
+mod pinger;

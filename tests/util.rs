@@ -22,6 +22,10 @@ pub fn mixtasy() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mixtasy"))
 }
 
+pub fn mixtasy_pinger() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mixtasy-pinger"))
+}
+
 /// Runs `cmd` with `stdin`, returns its output without judging it.
 pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());

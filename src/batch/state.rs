@@ -42,7 +42,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-const MIGRATIONS: &[&str] = &[
+/// mixtasyd's migrations. Another program keeps its own list (`State::open_with`).
+pub const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     "CREATE TABLE replay (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
      CREATE INDEX replay_expires ON replay(expires);
@@ -136,14 +137,23 @@ pub struct State {
     conn: Connection,
 }
 
+/// The ordered migrations of one program's store: each program over a Maildir has its own
+/// schema and numbering, and the same scheme to apply them.
+pub type Migrations = &'static [&'static str];
+
 impl State {
     /// Opens (creating if needed, mode 0600) and migrates. A new
     /// database is made whole under a temporary name and then linked into place, so an
     /// existing file always holds the schema: an empty one (a truncated file) is refused,
     /// never started afresh, which would forget the replay cache and let replays through.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, MIGRATIONS)
+    }
+
+    /// `open` for a program with its own schema (the pinger): same file rules, its migrations.
+    pub fn open_with(path: &Path, migrations: Migrations) -> Result<Self> {
         if !path.exists() {
-            Self::create(path).with_context(|| format!("creating the state database {}", path.display()))?;
+            Self::create(path, migrations).with_context(|| format!("creating the state database {}", path.display()))?;
         }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).with_context(|| format!("opening the state database {}", path.display()))?;
@@ -155,13 +165,13 @@ impl State {
                 path.display()
             );
         }
-        Self::setup(conn).with_context(|| format!("preparing the state database {}", path.display()))
+        Self::setup(conn, migrations).with_context(|| format!("preparing the state database {}", path.display()))
     }
 
     /// Makes a new, migrated database at `path` unless one appears meanwhile (`status` may
     /// race a round): built under a unique temporary name, then hard-linked, which never
     /// replaces a file (renamed where the filesystem has no hard links).
-    fn create(path: &Path) -> Result<()> {
+    fn create(path: &Path, migrations: Migrations) -> Result<()> {
         let dir = path.parent().context("the state path has no directory")?;
         let name = path.file_name().context("the state path has no file name")?.to_string_lossy();
         let tmp = dir.join(format!(".{name}.new.{}.{:08x}", std::process::id(), rand::random::<u32>()));
@@ -169,7 +179,7 @@ impl State {
             // 0600 whatever the umask: the file holds the pool and the replay cache (SQLite
             // gives its journal the same mode).
             crate::util::fsutil::write_new(&tmp, b"", 0o600)?;
-            drop(Self::setup(Connection::open(&tmp)?)?);
+            drop(Self::setup(Connection::open(&tmp)?, migrations)?);
             match std::fs::hard_link(&tmp, path) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                 Err(_) if !path.exists() => Ok(std::fs::rename(&tmp, path)?),
@@ -184,10 +194,15 @@ impl State {
 
     /// An in-memory state, for tests.
     pub fn in_memory() -> Result<Self> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::in_memory_with(MIGRATIONS)
     }
 
-    fn setup(mut conn: Connection) -> Result<Self> {
+    /// An in-memory state of another program's schema, for tests.
+    pub fn in_memory_with(migrations: Migrations) -> Result<Self> {
+        Self::setup(Connection::open_in_memory()?, migrations)
+    }
+
+    fn setup(mut conn: Connection, migrations: Migrations) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // Rollback journal, not WAL: a home may sit on a network mount, and one process at
         // a time (the round lock) writes. FULL sync: a commit is the durability point.
@@ -204,15 +219,15 @@ impl State {
             conn.pragma_update(None, "page_size", 32768)?;
         }
         conn.pragma_update(None, "cache_size", -8192)?;
-        if version > MIGRATIONS.len() {
-            anyhow::bail!("state database is from a newer mixtasyd (schema {version}); refusing to touch it");
+        if version > migrations.len() {
+            anyhow::bail!("state database is from a newer mixtasyd or mixtasy-pinger (schema {version}); refusing to touch it");
         }
-        if version < MIGRATIONS.len() {
+        if version < migrations.len() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
-            for m in &MIGRATIONS[version..] {
+            for m in &migrations[version..] {
                 tx.execute_batch(m)?;
             }
-            tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+            tx.pragma_update(None, "user_version", migrations.len())?;
             tx.commit()?;
         }
         Ok(State { conn })
@@ -380,7 +395,7 @@ mod tests {
             tx.execute("INSERT INTO pool (rcpt, mail) VALUES ('mixtasy@x.test', ?1)", [vec![i as u8]]).unwrap();
         }
         tx.commit().unwrap();
-        let s = State::setup(conn).unwrap();
+        let s = State::setup(conn, MIGRATIONS).unwrap();
         let ids: Vec<i64> = s.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(ids.len(), 50);
         assert!(ids.iter().any(|&i| !(1..=50).contains(&i)), "old sequential ids kept: {ids:?}");

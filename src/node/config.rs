@@ -376,13 +376,7 @@ pub fn parse(text: &str) -> Result<Config> {
             .collect::<Result<Vec<_>>>()?,
         _ => return Err(at("local_domains", anyhow!("must be a list of domain names"))),
     };
-    let transport = match string("transport")?.as_str() {
-        "sendmail" => TransportKind::Sendmail,
-        t => match t.strip_prefix("maildir:") {
-            Some(root) if !root.is_empty() => TransportKind::Maildir(PathBuf::from(root)),
-            _ => return Err(at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\""))),
-        },
-    };
+    let transport = TransportKind::parse(&string("transport")?).ok_or_else(|| at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\"")))?;
     let address = MixAddress::parse(&string("address")?).map_err(|e| at("address", e.into()))?;
     let operator = match string("operator")? {
         o if o.is_empty() => format!("postmaster@{}", address.fqdn()),
@@ -479,6 +473,12 @@ pub fn node_home(explicit: Option<PathBuf>) -> Result<PathBuf> {
 /// `$XDG_DATA_HOME/mixtasy`, else `~/.local/share/mixtasy`.
 pub fn client_home(explicit: Option<PathBuf>) -> Result<PathBuf> {
     resolve_home(explicit, "MIXTASY_HOME", "XDG_DATA_HOME", ".local/share", "mixtasy")
+}
+
+/// Where the pinger's home is: `--home`, else `$MIXTASY_PINGER_HOME`, else
+/// `$XDG_STATE_HOME/mixtasy-pinger`, else `~/.local/state/mixtasy-pinger`.
+pub fn pinger_home(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    resolve_home(explicit, "MIXTASY_PINGER_HOME", "XDG_STATE_HOME", ".local/state", "mixtasy-pinger")
 }
 
 fn resolve_home(explicit: Option<PathBuf>, var: &str, xdg: &str, fallback: &str, name: &str) -> Result<PathBuf> {
