@@ -10,6 +10,7 @@ pub mod cfb;
 pub mod armor;
 
 // One message through a mix, in processing order.
+pub mod session;
 pub mod layer;
 pub mod verification;
 pub mod message;
