@@ -81,7 +81,7 @@ pub fn seal<R: key::KeyRole>(
     revealed: &[u8],
     recipient: &Key<key::PublicParts, R>,
     pad_to: Option<usize>,
-    rng: &mut (impl RngCore + CryptoRng),
+    rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
     let mut sk = Protected::from(vec![0u8; 32]);
     rng.fill_bytes(&mut sk);

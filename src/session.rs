@@ -26,17 +26,17 @@ use sha2::{Digest, Sha256};
 /// Bytes of a Curve25519 scalar or point.
 const X25519_LEN: usize = 32;
 
-/// A PKESK v3 carrying `session_key` for `algo` to `recipient`. Cv25519 ECDH subkeys take
-/// the fast path; any other key goes through sequoia.
+/// A PKESK v3 carrying `session_key` for `algo` to `recipient`. Cv25519 ECDH subkeys with
+/// the usual SHA-256 KDF take the fast path; any other key goes through sequoia.
 pub fn pkesk_for<R: key::KeyRole>(
     recipient: &Key<PublicParts, R>,
     algo: SymmetricAlgorithm,
     session_key: &[u8],
-    rng: &mut (impl RngCore + CryptoRng),
+    rng: &mut impl CryptoRng,
 ) -> Result<PKESK3> {
     let (q, hash, sym) = match recipient.mpis() {
-        mpi::PublicKey::ECDH { curve: Curve::Cv25519, q, hash, sym } => (q, *hash, *sym),
-        _ => return Ok(PKESK3::for_recipient(algo, &SessionKey::from(session_key), recipient)?),
+        mpi::PublicKey::ECDH { curve: Curve::Cv25519, q, hash: hash @ HashAlgorithm::SHA256, sym } if sym.key_size().is_ok_and(|n| n <= 32) => (q, *hash, *sym),
+        _ => return PKESK3::for_recipient(algo, &SessionKey::from(session_key), recipient),
     };
     let point: &[u8; X25519_LEN] = q.decode_point(&Curve::Cv25519)?.0.try_into()?;
     // The ephemeral key pair {v, V = vG}; Nettle clamps v.
@@ -56,10 +56,10 @@ pub fn pkesk_for<R: key::KeyRole>(
     m[1 + session_key.len()..n].copy_from_slice(&checksum.to_be_bytes());
     let pad = (m.len() - n) as u8;
     m[n..].fill(pad);
-    let kek = kdf(&shared, hash, sym, &param(recipient, hash, sym))?;
+    let kek = kdf(&shared, sym, &param(recipient, hash, sym))?;
     let wrapped = openpgp::crypto::ecdh::aes_key_wrap(sym, &kek, &m)?;
     let ciphertext = Ciphertext::ECDH { e: MPI::new_compressed_point(&ephemeral), key: wrapped.into_boxed_slice() };
-    Ok(PKESK3::new(Some(recipient.keyid()), PublicKeyAlgorithm::ECDH, ciphertext)?)
+    PKESK3::new(Some(recipient.keyid()), PublicKeyAlgorithm::ECDH, ciphertext)
 }
 
 /// The secret half of one encryption subkey, read once, ready to unwrap session keys.
@@ -144,12 +144,11 @@ fn param<R: key::KeyRole>(recipient: &Key<PublicParts, R>, hash: HashAlgorithm, 
     p
 }
 
-/// RFC 6637 §7: Hash(00 00 00 01 || S || param), cut to the KEK's key size. Only SHA-256
-/// (what every cv25519 key names) is done here.
-fn kdf(shared: &Protected, hash: HashAlgorithm, sym: SymmetricAlgorithm, param: &[u8]) -> Result<Protected> {
-    anyhow::ensure!(hash == HashAlgorithm::SHA256, "cv25519 key with KDF hash {hash}, not SHA256");
+/// RFC 6637 §7: Hash(00 00 00 01 || S || param), cut to the KEK's key size. Only SHA-256,
+/// what cv25519 keys name (`pkesk_for` leaves others to sequoia).
+fn kdf(shared: &Protected, sym: SymmetricAlgorithm, param: &[u8]) -> Result<Protected> {
     let n = sym.key_size()?;
-    anyhow::ensure!(n <= 32, "KEK {sym} longer than SHA256");
+    anyhow::ensure!(n <= 32, "KEK {sym} longer than SHA-256");
     let mut h = Sha256::new();
     h.update([0, 0, 0, 1]);
     h.update(&shared[..]);
@@ -210,6 +209,22 @@ mod tests {
             let p = PKESK3::new(ours.recipient().cloned(), PublicKeyAlgorithm::ECDH, c).unwrap();
             assert!(secret.decrypt(&p).is_none(), "changed ephemeral point");
         }
+    }
+
+    /// A cv25519 key naming another KDF (SHA-512, AES-256 key wrap) is left to sequoia both
+    /// ways, and still opens.
+    #[test]
+    fn other_kdf_parameters_go_through_sequoia() {
+        use openpgp::packet::key::Key4;
+        let key: Key<SecretParts, UnspecifiedRole> =
+            Key4::import_secret_cv25519(&[0x33; 32], HashAlgorithm::SHA512, SymmetricAlgorithm::AES256, None).unwrap().into();
+        let secret = SubkeySecret::new(key.clone()).unwrap();
+        let mut rng = rand::rng();
+        let p = pkesk_for(&key.clone().parts_into_public(), SymmetricAlgorithm::AES256, &[9; 32], &mut rng).unwrap();
+        let (algo, got) = secret.decrypt(&p).expect("opens");
+        assert_eq!((algo, &got[..]), (SymmetricAlgorithm::AES256, &[9u8; 32][..]));
+        let (_, got) = p.decrypt(&mut key.into_keypair().unwrap(), None).expect("sequoia opens it");
+        assert_eq!(&got[..], &[9u8; 32][..]);
     }
 
     #[test]
