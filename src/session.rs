@@ -13,7 +13,7 @@
 //! other algorithm keep going through sequoia.
 
 use anyhow::Result;
-use rand::{CryptoRng, RngCore};
+use rand::CryptoRng;
 use sequoia_openpgp as openpgp;
 use openpgp::crypto::mem::Protected;
 use openpgp::crypto::mpi::{self, Ciphertext, MPI};
@@ -163,6 +163,7 @@ mod tests {
     use crate::address::MixAddress;
     use crate::keys;
     use crate::modes::Modes;
+    use rand::RngCore;
     use std::time::{Duration, SystemTime};
 
     fn subkey() -> Key<SecretParts, UnspecifiedRole> {
