@@ -10,7 +10,9 @@
 //! The bench asserts the round did the work (pool == N, spool empty) before reporting.
 //! Each size is measured 3 times (fresh home each time): the best and the median are reported.
 //! Set `MIXTASY_BENCH_QUICK=1` for a short smoke run (300 and 1000 messages);
-//! `MIXTASY_BENCH_KEEP=1` keeps the homes and files for a look afterwards.
+//! `MIXTASY_BENCH_KEEP=1` keeps the homes and files for a look afterwards;
+//! `MIXTASY_BENCH_MIXTASYD=PATH` times another build of mixtasyd (an older one, for a
+//! before/after comparison on the same machine in the same hour).
 
 use std::fs;
 use std::io::Write;
@@ -37,6 +39,11 @@ const RSS_FLAT_FACTOR: f64 = 1.15;
 /// profile inherits release, so this is `target/release/mixtasyd`).
 const MIXTASYD: &str = env!("CARGO_BIN_EXE_mixtasyd");
 
+/// The binary timed: `MIXTASYD`, or the one `MIXTASY_BENCH_MIXTASYD` names.
+fn mixtasyd_bin() -> std::path::PathBuf {
+    std::env::var_os("MIXTASY_BENCH_MIXTASYD").filter(|v| !v.is_empty()).map_or_else(|| MIXTASYD.into(), Into::into)
+}
+
 const NODE: &str = "mixtasy@bench1.test";
 
 fn quick() -> bool {
@@ -52,12 +59,12 @@ fn environment() {
         .unwrap_or_else(|| "?".into());
     let load = fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into());
     println!("environment: nproc={nproc}; {build}; cpu: {cpu}; loadavg: {load}");
-    println!("binary: {MIXTASYD}");
+    println!("binary: {}", mixtasyd_bin().display());
 }
 
 /// Runs `mixtasyd --home HOME ARGS...` to completion; panics (with its stderr) on failure.
 fn mixtasyd(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(MIXTASYD).arg("--home").arg(home).args(args).stdin(Stdio::null()).output().expect("running mixtasyd");
+    let out = Command::new(mixtasyd_bin()).arg("--home").arg(home).args(args).stdin(Stdio::null()).output().expect("running mixtasyd");
     assert!(out.status.success(), "mixtasyd {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -177,7 +184,7 @@ fn timed_round(home: &Path, log: &Path) -> (Duration, u64, String) {
     let stdout = fs::File::create(log).unwrap();
     sync_all();
     let t = Instant::now();
-    let child = Command::new(MIXTASYD)
+    let child = Command::new(mixtasyd_bin())
         .arg("--home")
         .arg(home)
         .arg("--round")

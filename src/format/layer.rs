@@ -9,10 +9,10 @@
 use std::time::SystemTime;
 
 use anyhow::Result;
-use rand::RngCore;
+use rand::{CryptoRng, RngCore};
 use sequoia_openpgp as openpgp;
 use openpgp::crypto::mpi::{Ciphertext, MPI};
-use openpgp::crypto::SessionKey;
+use openpgp::crypto::mem::Protected;
 use openpgp::packet::{key, pkesk::PKESK3, Key};
 use openpgp::serialize::MarshalInto;
 use openpgp::types::{PublicKeyAlgorithm, SymmetricAlgorithm};
@@ -21,6 +21,7 @@ use openpgp::KeyID;
 use crate::format::cfb::{self, Cipher, CfbError};
 use crate::mixes::keys::{KeyRing, Lookup, Validity};
 use crate::format::packet::{self, FramingError};
+use crate::mixes::session;
 
 const TAG_PKESK: u8 = 1;
 const TAG_COMPRESSED: u8 = 8;
@@ -80,13 +81,11 @@ pub fn seal<R: key::KeyRole>(
     revealed: &[u8],
     recipient: &Key<key::PublicParts, R>,
     pad_to: Option<usize>,
-    rng: &mut impl RngCore,
+    rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
-    let mut sk = [0u8; 32];
+    let mut sk = Protected::from(vec![0u8; 32]);
     rng.fill_bytes(&mut sk);
-    let session_key = SessionKey::from(&sk[..]);
-    let pkesk = PKESK3::for_recipient(SymmetricAlgorithm::AES256, &session_key, recipient)?;
-    let pkesk = pkesk.to_vec()?;
+    let pkesk = session::pkesk_for(recipient, SymmetricAlgorithm::AES256, &sk, rng)?.to_vec()?;
     let mut out = Vec::with_capacity(pad_to.unwrap_or(0).max(pkesk.len() + revealed.len() + 64));
     packet::write_old_header(&mut out, TAG_PKESK, Some(pkesk.len() as u32));
     out.extend_from_slice(&pkesk);
@@ -189,14 +188,7 @@ pub fn open(body: &[u8], ring: &KeyRing, now: SystemTime) -> Result<Opened, Laye
         CfbError::RepeatedInput => LayerError::Tagged,
         other => other.into(),
     })?;
-    let mut found = None;
-    for k in candidates {
-        let Some(mut decryptor) = k.decryptor() else { continue };
-        if let Some((algo, sk)) = pkesk.decrypt(&mut decryptor, None) {
-            found = Some((algo, sk, k.validity));
-            break;
-        }
-    }
+    let found = candidates.into_iter().find_map(|k| k.decrypt(&pkesk).map(|(algo, sk)| (algo, sk, k.validity)));
     let (algo, sk, subkey) = found.ok_or(if keyid.is_wildcard() { LayerError::UnknownKey } else { LayerError::SessionKey })?;
     let plain = Cipher::new(algo.into(), &sk)?.decrypt(&data.body)?;
     Ok(Opened { content: literal_content(plain)?, subkey })

@@ -12,7 +12,9 @@ use openpgp::cert::amalgamation::ValidateAmalgamation;
 use openpgp::cert::{CertBuilder, CipherSuite, KeyBuilder};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
-use openpgp::crypto::KeyPair;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::pkesk::PKESK3;
+use openpgp::types::SymmetricAlgorithm;
 use openpgp::packet::key;
 use openpgp::policy::StandardPolicy;
 use openpgp::types::KeyFlags;
@@ -20,6 +22,7 @@ use openpgp::{Cert, KeyID};
 
 use crate::mixes::address::MixAddress;
 use crate::mixes::modes::Modes;
+use crate::mixes::session::SubkeySecret;
 
 /// The thesis' subkey lifetime.
 pub const SUBKEY_VALIDITY: Duration = Duration::from_secs(2 * 24 * 3600);
@@ -220,13 +223,14 @@ pub fn revoke(old: &Cert, reason: &str, now: SystemTime) -> Result<Cert> {
 pub struct DecryptionKey {
     pub keyid: KeyID,
     pub validity: Validity,
-    pair: Option<KeyPair>,
+    /// Read once per key ring, not per message (`session`); only ever in memory.
+    secret: Option<SubkeySecret>,
 }
 
 impl DecryptionKey {
-    /// A decryptor for one use (the key pair is cheap to clone; decrypting needs `&mut`).
-    pub fn decryptor(&self) -> Option<KeyPair> {
-        self.pair.clone()
+    /// The session key `pkesk` carries, if this subkey has its secret and unwraps it.
+    pub fn decrypt(&self, pkesk: &PKESK3) -> Option<(SymmetricAlgorithm, SessionKey)> {
+        self.secret.as_ref()?.decrypt(pkesk)
     }
 }
 
@@ -250,17 +254,14 @@ impl KeyRing {
     pub fn from_cert(cert: &Cert, skew: Duration) -> Result<Self> {
         let mut keys = Vec::new();
         for (public, validity) in encryption_subkeys(cert) {
-            let pair = match cert.keys().subkeys().secret().find(|k| k.key().fingerprint() == public.fingerprint()) {
+            let secret = match cert.keys().subkeys().secret().find(|k| k.key().fingerprint() == public.fingerprint()) {
                 Some(ka) => Some(
-                    ka.key()
-                        .clone()
-                        .role_into_unspecified()
-                        .into_keypair()
+                    SubkeySecret::new(ka.key().clone().role_into_unspecified())
                         .context("a secret subkey is encrypted with a passphrase; mix keys must not be")?,
                 ),
                 None => None,
             };
-            keys.push(DecryptionKey { keyid: public.keyid(), validity, pair });
+            keys.push(DecryptionKey { keyid: public.keyid(), validity, secret });
         }
         Ok(KeyRing { keys, skew })
     }
@@ -268,8 +269,8 @@ impl KeyRing {
     pub fn lookup(&self, keyid: &KeyID, now: SystemTime) -> Lookup<'_> {
         match self.keys.iter().find(|k| &k.keyid == keyid) {
             None => Lookup::Unknown,
-            Some(k) if k.pair.is_none() && k.validity.expires.is_some_and(|e| e <= now) => Lookup::Expired,
-            Some(k) if k.pair.is_none() => Lookup::Unknown,
+            Some(k) if k.secret.is_none() && k.validity.expires.is_some_and(|e| e <= now) => Lookup::Expired,
+            Some(k) if k.secret.is_none() => Lookup::Unknown,
             Some(k) if k.validity.valid_at(now, self.skew) => Lookup::Valid(k),
             Some(k) if k.validity.created > now + self.skew => Lookup::NotYetValid,
             Some(_) => Lookup::Expired,
@@ -278,12 +279,12 @@ impl KeyRing {
 
     /// Every key with a secret valid at `now` (for wildcard recipients).
     pub fn valid(&self, now: SystemTime) -> impl Iterator<Item = &DecryptionKey> {
-        self.keys.iter().filter(move |k| k.pair.is_some() && k.validity.valid_at(now, self.skew))
+        self.keys.iter().filter(move |k| k.secret.is_some() && k.validity.valid_at(now, self.skew))
     }
 
     /// How many subkeys still have their secret.
     pub fn secret_count(&self) -> usize {
-        self.keys.iter().filter(|k| k.pair.is_some()).count()
+        self.keys.iter().filter(|k| k.secret.is_some()).count()
     }
 }
 

@@ -8,4 +8,5 @@ pub mod directory;
 pub mod keyserver;
 pub mod wkd;
 pub mod ranking;
+pub mod session;
 pub mod pingers;
