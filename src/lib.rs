@@ -22,6 +22,9 @@ pub mod batch;
 pub mod abuse;
 /// The mix node `mixtasyd`: its home and settings, peel, the round, the exit, status.
 pub mod node;
+/// The nym server `mixtasy-nymd`: pseudonymous addresses that receive into a shared group
+/// and send through the local MTA.
+pub mod nymserv;
 
 /// The command-line edge shared by the programs.
 pub mod cli;

@@ -34,7 +34,9 @@
 //!
 //! ## Migrations
 //! A list applied in order and tracked by `PRAGMA user_version` (cargo's scheme); never
-//! reorder or remove one.
+//! reorder or remove one. Each program passes its own list (`open_with`): `MIGRATIONS` is
+//! the mix node's; another program's list must create the tables the methods here use
+//! (`counters`, `meta`, `done`, and `salt` for `abuse::hashed`).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -42,7 +44,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-const MIGRATIONS: &[&str] = &[
+use crate::batch::spool::Spool;
+
+/// The mix node's schema.
+pub const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     "CREATE TABLE replay (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
      CREATE INDEX replay_expires ON replay(expires);
@@ -129,8 +134,13 @@ impl State {
     /// existing file always holds the schema: an empty one (a truncated file) is refused,
     /// never started afresh, which would forget the replay cache and let replays through.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, MIGRATIONS)
+    }
+
+    /// `open` with another program's schema (`migrations`, see Migrations above).
+    pub fn open_with(path: &Path, migrations: &[&str]) -> Result<Self> {
         if !path.exists() {
-            Self::create(path).with_context(|| format!("creating the state database {}", path.display()))?;
+            Self::create(path, migrations).with_context(|| format!("creating the state database {}", path.display()))?;
         }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).with_context(|| format!("opening the state database {}", path.display()))?;
@@ -142,13 +152,13 @@ impl State {
                 path.display()
             );
         }
-        Self::setup(conn).with_context(|| format!("preparing the state database {}", path.display()))
+        Self::setup(conn, migrations).with_context(|| format!("preparing the state database {}", path.display()))
     }
 
     /// Makes a new, migrated database at `path` unless one appears meanwhile (`status` may
     /// race a round): built under a unique temporary name, then hard-linked, which never
     /// replaces a file (renamed where the filesystem has no hard links).
-    fn create(path: &Path) -> Result<()> {
+    fn create(path: &Path, migrations: &[&str]) -> Result<()> {
         let dir = path.parent().context("the state path has no directory")?;
         let name = path.file_name().context("the state path has no file name")?.to_string_lossy();
         let tmp = dir.join(format!(".{name}.new.{}.{:08x}", std::process::id(), rand::random::<u32>()));
@@ -156,7 +166,7 @@ impl State {
             // 0600 whatever the umask: the file holds the pool and the replay cache (SQLite
             // gives its journal the same mode).
             crate::util::fsutil::write_new(&tmp, b"", 0o600)?;
-            drop(Self::setup(Connection::open(&tmp)?)?);
+            drop(Self::setup(Connection::open(&tmp)?, migrations)?);
             match std::fs::hard_link(&tmp, path) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                 Err(_) if !path.exists() => Ok(std::fs::rename(&tmp, path)?),
@@ -171,10 +181,15 @@ impl State {
 
     /// An in-memory state, for tests.
     pub fn in_memory() -> Result<Self> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::in_memory_with(MIGRATIONS)
     }
 
-    fn setup(mut conn: Connection) -> Result<Self> {
+    /// An in-memory state of another program's schema, for tests.
+    pub fn in_memory_with(migrations: &[&str]) -> Result<Self> {
+        Self::setup(Connection::open_in_memory()?, migrations)
+    }
+
+    fn setup(mut conn: Connection, migrations: &[&str]) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // Rollback journal, not WAL: a home may sit on a network mount, and one process at
         // a time (the round lock) writes. FULL sync: a commit is the durability point.
@@ -191,15 +206,15 @@ impl State {
             conn.pragma_update(None, "page_size", 32768)?;
         }
         conn.pragma_update(None, "cache_size", -8192)?;
-        if version > MIGRATIONS.len() {
-            anyhow::bail!("state database is from a newer mixtasyd (schema {version}); refusing to touch it");
+        if version > migrations.len() {
+            anyhow::bail!("state database is from a newer version of this program (schema {version}); refusing to touch it");
         }
-        if version < MIGRATIONS.len() {
+        if version < migrations.len() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
-            for m in &MIGRATIONS[version..] {
+            for m in &migrations[version..] {
                 tx.execute_batch(m)?;
             }
-            tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+            tx.pragma_update(None, "user_version", migrations.len())?;
             tx.commit()?;
         }
         Ok(State { conn })
@@ -270,7 +285,7 @@ impl State {
     /// `remove_counted`, plus `also` in the same transaction (an exit delivery charges the
     /// recipients' quota with it).
     pub fn remove_counted_with(&mut self, table: &str, id: i64, counters: &[(&str, i64)], also: impl FnOnce(&Transaction<'_>) -> Result<()>) -> Result<()> {
-        debug_assert!(["pool", "exitq"].contains(&table));
+        debug_assert!(["pool", "exitq", "outbox"].contains(&table));
         let tx = self.transaction()?;
         tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
         for (name, by) in counters {
@@ -297,7 +312,7 @@ impl State {
 /// transaction: SQLite's own ids are max+1, which would number rows in arrival order and
 /// store them in that order. A collision (2^-64 a pair) just draws again.
 pub fn random_id(conn: &Connection, table: &str, rng: &mut impl rand::Rng) -> Result<i64> {
-    debug_assert!(["pool", "exitq"].contains(&table));
+    debug_assert!(["pool", "exitq", "outbox"].contains(&table));
     loop {
         let id: i64 = rng.random();
         let used: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [id], |r| r.get(0))?;
@@ -313,6 +328,32 @@ pub fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> Result<()> {
         tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
     }
     Ok(())
+}
+
+/// Finishes what a crash interrupted: every spool file whose fate committed (a `done` row)
+/// but which is still in the spool gets its action now, then the ledger is emptied.
+pub fn finish_pending(state: &mut State, spool: &Spool) -> Result<()> {
+    let pending = state.pending_actions()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let present: std::collections::HashMap<String, std::path::PathBuf> = spool.list()?.into_iter().map(|e| (e.source, e.path)).collect();
+    for (source, action) in pending {
+        if let Some(path) = present.get(&source) {
+            act(spool, path, action)?;
+        }
+    }
+    spool.sync()?;
+    state.clear_done()
+}
+
+/// Does what the ledger says to one spool file.
+pub fn act(spool: &Spool, path: &Path, action: Action) -> Result<()> {
+    match action {
+        Action::Remove => spool.remove(path),
+        Action::ToOperator => spool.to_operator(path),
+        Action::Quarantine => spool.quarantine(path),
+    }
 }
 
 /// Records that a spool file's fate committed.
@@ -367,7 +408,7 @@ mod tests {
             tx.execute("INSERT INTO pool (rcpt, mail) VALUES ('mixtasy@x.test', ?1)", [vec![i as u8]]).unwrap();
         }
         tx.commit().unwrap();
-        let s = State::setup(conn).unwrap();
+        let s = State::setup(conn, MIGRATIONS).unwrap();
         let ids: Vec<i64> = s.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(ids.len(), 50);
         assert!(ids.iter().any(|&i| !(1..=50).contains(&i)), "old sequential ids kept: {ids:?}");

@@ -150,6 +150,16 @@ pub enum TransportKind {
     Maildir(PathBuf),
 }
 
+impl TransportKind {
+    /// Reads a `transport` setting: `sendmail` or `maildir:ROOT`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sendmail" => Some(TransportKind::Sendmail),
+            t => t.strip_prefix("maildir:").filter(|r| !r.is_empty()).map(|r| TransportKind::Maildir(PathBuf::from(r))),
+        }
+    }
+}
+
 pub enum Transport {
     Sendmail { program: PathBuf, timeout: Duration },
     Maildir { root: PathBuf },

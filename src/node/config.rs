@@ -367,13 +367,7 @@ pub fn parse(text: &str) -> Result<Config> {
             .collect::<Result<Vec<_>>>()?,
         _ => return Err(at("local_domains", anyhow!("must be a list of domain names"))),
     };
-    let transport = match string("transport")?.as_str() {
-        "sendmail" => TransportKind::Sendmail,
-        t => match t.strip_prefix("maildir:") {
-            Some(root) if !root.is_empty() => TransportKind::Maildir(PathBuf::from(root)),
-            _ => return Err(at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\""))),
-        },
-    };
+    let transport = TransportKind::parse(&string("transport")?).ok_or_else(|| at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\"")))?;
     let address = MixAddress::parse(&string("address")?).map_err(|e| at("address", e.into()))?;
     let operator = match string("operator")? {
         o if o.is_empty() => format!("postmaster@{}", address.fqdn()),

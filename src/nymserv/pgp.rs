@@ -1,0 +1,232 @@
+//! Plain OpenPGP in and out: what the server reads (a message encrypted to its key and
+//! signed by a nym, as `gpg --sign --encrypt` makes it) and what it writes (mail encrypted
+//! to a nym and signed by the server). Not the mix layers (`format`): these are ordinary
+//! RFC 9580 messages with integrity protection, so that stock GnuPG is a client.
+
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use sequoia_openpgp as openpgp;
+use openpgp::cert::prelude::*;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::stream::{DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+use openpgp::serialize::MarshalInto;
+use openpgp::types::SymmetricAlgorithm;
+use openpgp::{Cert, KeyHandle};
+use sha2::{Digest, Sha256};
+
+use crate::mixes::keys::KeyRing;
+
+/// How old a request's signature may be (nym.alias.net).
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 86400);
+/// How far in the future a request's signature may be dated (nym.alias.net).
+pub const MAX_AHEAD: Duration = Duration::from_secs(86400);
+
+/// Why a request is not taken; the counters of mixtasy-nymd(8) are named after these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    #[error("not an OpenPGP message the server can decrypt")]
+    Undecryptable,
+    #[error("no valid signature by a known nym key")]
+    Unsigned,
+    #[error("the signature is older than 7 days")]
+    Stale,
+    #[error("the signature is dated more than a day ahead")]
+    Ahead,
+    #[error("the request was seen before")]
+    Replay,
+}
+
+impl Refused {
+    pub fn counter(&self) -> &'static str {
+        match self {
+            Refused::Undecryptable => "refused.undecryptable",
+            Refused::Unsigned => "refused.unsigned",
+            Refused::Stale => "refused.stale",
+            Refused::Ahead => "refused.ahead",
+            Refused::Replay => "refused.replay",
+        }
+    }
+}
+
+/// A decrypted message and the signature on it, if one verified.
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    pub signed: Option<Signed>,
+    /// The keys the signatures name as their issuers, verified or not: where to look for
+    /// the signer's key before a second, verifying pass.
+    pub issuers: Vec<KeyHandle>,
+}
+
+/// A good signature by a nym key.
+pub struct Signed {
+    /// The signer's primary fingerprint (hex).
+    pub fingerprint: String,
+    pub created: SystemTime,
+    /// SHA-256 of the signature packet: the replay cache's key.
+    pub hash: [u8; 32],
+}
+
+impl Signed {
+    /// Freshness: at most `MAX_AGE` old, at most `MAX_AHEAD` ahead of `now`.
+    pub fn fresh(&self, now: SystemTime) -> Result<(), Refused> {
+        if self.created + MAX_AGE < now {
+            return Err(Refused::Stale);
+        }
+        if self.created > now + MAX_AHEAD {
+            return Err(Refused::Ahead);
+        }
+        Ok(())
+    }
+}
+
+struct Helper<'a> {
+    ring: &'a KeyRing,
+    now: SystemTime,
+    signers: Vec<Cert>,
+    issuers: Vec<KeyHandle>,
+    good: Option<Signed>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        self.issuers.extend(ids.iter().cloned());
+        Ok(self.signers.clone())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                for r in results.into_iter().flatten() {
+                    if self.good.is_none() {
+                        let created = r.sig.signature_creation_time().ok_or_else(|| anyhow!("signature without creation time"))?;
+                        let hash: [u8; 32] = Sha256::digest(r.sig.to_vec()?).into();
+                        self.good = Some(Signed { fingerprint: r.ka.cert().fingerprint().to_hex(), created, hash });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        for pkesk in pkesks {
+            let keys: Vec<_> = match pkesk.recipient() {
+                Some(h) => self.ring.valid(self.now).filter(|k| h.aliases(KeyHandle::from(k.keyid.clone()))).collect(),
+                None => self.ring.valid(self.now).collect(),
+            };
+            for k in keys {
+                if let Some(mut pair) = k.decryptor() {
+                    if pkesk.decrypt(&mut pair, sym_algo).map(|(a, sk)| decrypt(a, &sk)).unwrap_or(false) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Err(anyhow!("no key to decrypt the message"))
+    }
+}
+
+/// Decrypts `msg` (armored or binary) with the server's keys and verifies its signature
+/// against `signers`. Signatures are checked as of `now` + `MAX_AHEAD`, so that one dated
+/// ahead is seen (and then refused by `fresh` with its own reason).
+pub fn open(ring: &KeyRing, msg: &[u8], signers: &[Cert], now: SystemTime, max: usize) -> Result<Opened, Refused> {
+    let policy = StandardPolicy::new();
+    let helper = Helper { ring, now, signers: signers.to_vec(), issuers: Vec::new(), good: None };
+    let mut d = DecryptorBuilder::from_bytes(msg)
+        .and_then(|b| b.with_policy(&policy, Some(now + MAX_AHEAD), helper))
+        .map_err(|_| Refused::Undecryptable)?;
+    let mut plaintext = Vec::new();
+    (&mut d).take(max as u64 + 1).read_to_end(&mut plaintext).map_err(|_| Refused::Undecryptable)?;
+    if plaintext.len() > max {
+        return Err(Refused::Undecryptable);
+    }
+    let h = d.helper_mut();
+    Ok(Opened { plaintext, signed: h.good.take(), issuers: std::mem::take(&mut h.issuers) })
+}
+
+/// Whether `cert` holds a key `handle` names.
+pub fn holds(cert: &Cert, handle: &KeyHandle) -> bool {
+    cert.keys().any(|k| k.key().key_handle().aliases(handle))
+}
+
+/// `plaintext` encrypted to `to`'s encryption keys and signed by `signer` (the server's
+/// signing key), armored; wrapped once more in a symmetric layer under `passphrase` when
+/// given (the `symmetric:` setting). The recipient's key id is left out (a wildcard
+/// recipient, as nymserv does), so that articles in the shared group do not name their nym.
+pub fn seal(to: &Cert, signer: &Cert, plaintext: &[u8], passphrase: Option<&str>, now: SystemTime) -> Result<Vec<u8>> {
+    let policy = StandardPolicy::new();
+    let recipients: Vec<Recipient> = to
+        .keys()
+        .with_policy(&policy, now)
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .map(|ka| Recipient::new(ka.valid_cert().features(), None::<KeyHandle>, ka.key()))
+        .collect();
+    if recipients.is_empty() {
+        return Err(anyhow!("the nym key has no usable encryption key"));
+    }
+    let pair = signer
+        .keys()
+        .with_policy(&policy, now)
+        .secret()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .context("the server key has no signing key")?
+        .key()
+        .clone()
+        .into_keypair()?;
+    let mut inner = Vec::new();
+    {
+        let m = Message::new(&mut inner);
+        let m = Encryptor::for_recipients(m, recipients).build()?;
+        let m = Signer::new(m, pair)?.creation_time(now).build()?;
+        let mut w = LiteralWriter::new(m).build()?;
+        w.write_all(plaintext)?;
+        w.finalize()?;
+    }
+    let mut out = Vec::new();
+    {
+        let m = Message::new(&mut out);
+        let m = Armorer::new(m).kind(openpgp::armor::Kind::Message).build()?;
+        let mut w = match passphrase {
+            Some(p) => {
+                let m = Encryptor::with_passwords(m, Some(p)).symmetric_algo(SymmetricAlgorithm::AES256).build()?;
+                LiteralWriter::new(m).build()?
+            }
+            None => {
+                // The inner message is already whole OpenPGP: copy it under the armor.
+                let mut m = m;
+                m.write_all(&inner)?;
+                m.finalize()?;
+                return Ok(out);
+            }
+        };
+        w.write_all(&inner)?;
+        w.finalize()?;
+    }
+    Ok(out)
+}
+
+/// A public key from an armored or binary block, checked to be a certificate.
+pub fn cert(bytes: &[u8]) -> Result<Cert> {
+    Cert::from_bytes(bytes).context("not an OpenPGP key")
+}
