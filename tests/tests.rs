@@ -25,3 +25,4 @@ mod sender;
 mod check;
 mod layout;
 mod install;
+mod nym;

@@ -149,7 +149,7 @@ pub fn open(ring: &KeyRing, msg: &[u8], signers: &[Cert], now: SystemTime, max: 
     let helper = Helper { ring, now, signers: signers.to_vec(), issuers: Vec::new(), good: None };
     let mut d = DecryptorBuilder::from_bytes(msg)
         .and_then(|b| b.with_policy(&policy, Some(now + MAX_AHEAD), helper))
-        .map_err(|_| Refused::Undecryptable)?;
+        .map_err(|e| { if std::env::var_os("NYMD_DEBUG").is_some() { eprintln!("open: {e:#}"); } Refused::Undecryptable })?;
     let mut plaintext = Vec::new();
     (&mut d).take(max as u64 + 1).read_to_end(&mut plaintext).map_err(|_| Refused::Undecryptable)?;
     if plaintext.len() > max {
