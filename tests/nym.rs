@@ -57,8 +57,12 @@ impl Lab {
         std::fs::write(&p, out.join("\n") + "\n").unwrap();
     }
 
+    /// One run; what it printed goes to the test's output (shown when a test fails).
     fn run_at(&self, later: u64) -> String {
-        String::from_utf8(ok(self.nymd(later, &["--run"]), b"").stdout).unwrap()
+        let out = ok(self.nymd(later, &["--run"]), b"");
+        eprintln!("run +{later}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("{}", String::from_utf8_lossy(&ok(self.nymd(later, &["status"]), b"").stdout));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn counter(&self, name: &str) -> i64 {
@@ -233,8 +237,12 @@ fn send_goes_out_as_the_nym_until_the_daily_limit() {
     lab.set("sends_per_day", "2");
     confirmed_nym(&lab, "alice", "pw");
     let original = b"From: Alice Realname <alice.real@home.test>\nX-Mailer: LeakyMail 1.0\nTo: dave@outside.test\nBcc: hidden@outside.test\nSubject: hello\n\nbody from the nym\n";
-    for _ in 0..3 {
-        let req = lab.request("alice", original, &[]);
+    for i in 0..3 {
+        // Each mail differs: the same text signed in the same second is the same signature
+        // (Ed25519 is deterministic), which the replay cache refuses, rightly.
+        let mut original = original.to_vec();
+        original.extend_from_slice(format!("mail {i}\n").as_bytes());
+        let req = lab.request("alice", &original, &[]);
         let mut to_send = Vec::new();
         to_send.extend_from_slice(&req);
         let mut mail = format!("X-Original-To: send@{DOMAIN}\nTo: send@{DOMAIN}\nSubject: x\n\n").into_bytes();

@@ -58,6 +58,9 @@ impl Refused {
 /// A decrypted message and the signature on it, if one verified.
 pub struct Opened {
     pub plaintext: Vec<u8>,
+    /// The creation time the signature claims, before it is verified: a signature dated
+    /// ahead of the verification time does not verify, and is refused for that reason.
+    pub claimed: Option<SystemTime>,
     pub signed: Option<Signed>,
     /// The keys the signatures name as their issuers, verified or not: where to look for
     /// the signer's key before a second, verifying pass.
@@ -73,17 +76,16 @@ pub struct Signed {
     pub hash: [u8; 32],
 }
 
-impl Signed {
-    /// Freshness: at most `MAX_AGE` old, at most `MAX_AHEAD` ahead of `now`.
-    pub fn fresh(&self, now: SystemTime) -> Result<(), Refused> {
-        if self.created + MAX_AGE < now {
-            return Err(Refused::Stale);
-        }
-        if self.created > now + MAX_AHEAD {
-            return Err(Refused::Ahead);
-        }
-        Ok(())
+/// Freshness of a signature made at `created`: at most `MAX_AGE` old, at most
+/// `MAX_AHEAD` ahead of `now`.
+pub fn fresh(created: SystemTime, now: SystemTime) -> Result<(), Refused> {
+    if created + MAX_AGE < now {
+        return Err(Refused::Stale);
     }
+    if created > now + MAX_AHEAD {
+        return Err(Refused::Ahead);
+    }
+    Ok(())
 }
 
 struct Helper<'a> {
@@ -91,6 +93,8 @@ struct Helper<'a> {
     now: SystemTime,
     signers: Vec<Cert>,
     issuers: Vec<KeyHandle>,
+    /// The creation time the first signature claims, verified or not.
+    claimed: Option<SystemTime>,
     good: Option<Signed>,
 }
 
@@ -103,7 +107,17 @@ impl VerificationHelper for Helper<'_> {
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
         for layer in structure {
             if let MessageLayer::SignatureGroup { results } = layer {
-                for r in results.into_iter().flatten() {
+                for r in results {
+                    use openpgp::parse::stream::VerificationError as E;
+                    let sig = match &r {
+                        Ok(g) => Some(g.sig),
+                        Err(E::MissingKey { sig } | E::UnboundKey { sig, .. } | E::BadKey { sig, .. } | E::BadSignature { sig, .. } | E::MalformedSignature { sig, .. }) => Some(*sig),
+                        Err(_) => None,
+                    };
+                    if self.claimed.is_none() {
+                        self.claimed = sig.and_then(|s| s.signature_creation_time());
+                    }
+                    let Ok(r) = r else { continue };
                     if self.good.is_none() {
                         let created = r.sig.signature_creation_time().ok_or_else(|| anyhow!("signature without creation time"))?;
                         let hash: [u8; 32] = Sha256::digest(r.sig.to_vec()?).into();
@@ -142,21 +156,21 @@ impl DecryptionHelper for Helper<'_> {
 }
 
 /// Decrypts `msg` (armored or binary) with the server's keys and verifies its signature
-/// against `signers`. Signatures are checked as of `now` + `MAX_AHEAD`, so that one dated
-/// ahead is seen (and then refused by `fresh` with its own reason).
+/// against `signers`, as of `now` + `MAX_AHEAD`: a signature dated further ahead does not
+/// verify, and `Opened::claimed` lets the caller refuse it for that reason.
 pub fn open(ring: &KeyRing, msg: &[u8], signers: &[Cert], now: SystemTime, max: usize) -> Result<Opened, Refused> {
     let policy = StandardPolicy::new();
-    let helper = Helper { ring, now, signers: signers.to_vec(), issuers: Vec::new(), good: None };
+    let helper = Helper { ring, now, signers: signers.to_vec(), issuers: Vec::new(), claimed: None, good: None };
     let mut d = DecryptorBuilder::from_bytes(msg)
         .and_then(|b| b.with_policy(&policy, Some(now + MAX_AHEAD), helper))
-        .map_err(|e| { if std::env::var_os("NYMD_DEBUG").is_some() { eprintln!("open: {e:#}"); } Refused::Undecryptable })?;
+        .map_err(|_| Refused::Undecryptable)?;
     let mut plaintext = Vec::new();
     (&mut d).take(max as u64 + 1).read_to_end(&mut plaintext).map_err(|_| Refused::Undecryptable)?;
     if plaintext.len() > max {
         return Err(Refused::Undecryptable);
     }
     let h = d.helper_mut();
-    Ok(Opened { plaintext, signed: h.good.take(), issuers: std::mem::take(&mut h.issuers) })
+    Ok(Opened { plaintext, claimed: h.claimed, signed: h.good.take(), issuers: std::mem::take(&mut h.issuers) })
 }
 
 /// Whether `cert` holds a key `handle` names.
@@ -172,7 +186,7 @@ pub fn seal(to: &Cert, signer: &Cert, plaintext: &[u8], passphrase: Option<&str>
     let policy = StandardPolicy::new();
     let recipients: Vec<Recipient> = to
         .keys()
-        .with_policy(&policy, now)
+        .with_policy(&policy, key_time(to, now))
         .supported()
         .alive()
         .revoked(false)
@@ -224,6 +238,17 @@ pub fn seal(to: &Cert, signer: &Cert, plaintext: &[u8], passphrase: Option<&str>
         w.finalize()?;
     }
     Ok(out)
+}
+
+/// The time to judge a nym key at: now, or its creation if that is later (a key made
+/// moments ago on a client whose clock runs ahead of the server's).
+fn key_time(cert: &Cert, now: SystemTime) -> SystemTime {
+    now.max(cert.primary_key().key().creation_time())
+}
+
+/// Whether `cert` has an encryption key `seal` can use at `now`.
+pub fn can_receive(cert: &Cert, now: SystemTime) -> bool {
+    cert.keys().with_policy(&StandardPolicy::new(), key_time(cert, now)).supported().alive().revoked(false).for_transport_encryption().next().is_some()
 }
 
 /// A public key from an armored or binary block, checked to be a certificate.

@@ -64,7 +64,18 @@ pub fn run(home: &NymHome, now: SystemTime) -> Result<Option<Summary>> {
     for entry in spool.list()? {
         let Ok(mail) = std::fs::read(&entry.path) else { continue };
         let tx = st.transaction()?;
-        let counter = handle(&tx, &ctx, &mail).unwrap_or_else(|_| "drop.failed");
+        let counter = match handle(&tx, &ctx, &mail) {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing of it is committed and the file stays for the next run: a
+                // failure of ours (no mixes for a `mixtasy:` delivery, a full disk) must
+                // not lose a request or a nym's mail. The error names no file or nym.
+                drop(tx);
+                eprintln!("mixtasy-nymd: a mail is kept for the next run: {e:#}");
+                st.bump("intake.deferred", 1)?;
+                continue;
+            }
+        };
         bump(&tx, counter, 1)?;
         bump(&tx, "intake.taken", 1)?;
         state::record_done(&tx, &entry.source, Action::Remove)?;
@@ -123,6 +134,9 @@ fn open_signed(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8], max: usize, key
         Ok(o) => o,
         Err(e) => return Ok(Err(e)),
     };
+    if let Some(Err(e)) = first.claimed.map(|t| pgp::fresh(t, ctx.now)) {
+        return Ok(Err(e));
+    }
     let (signers, nym) = match key_of(&first.plaintext) {
         Some(c) => (vec![c], None),
         None => {
@@ -138,7 +152,7 @@ fn open_signed(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8], max: usize, key
         Err(e) => return Ok(Err(e)),
     };
     let Some(signed) = opened.signed else { return Ok(Err(Refused::Unsigned)) };
-    if let Err(e) = signed.fresh(ctx.now) {
+    if let Err(e) = pgp::fresh(signed.created, ctx.now) {
         return Ok(Err(e));
     }
     if !store::first_use(tx, &signed.hash, ctx.now)? {
@@ -282,6 +296,10 @@ fn apply_settings(n: &mut Nym, req: &request::Request) {
 
 /// A create, or a refresh of a nym's own key (same fingerprint).
 fn create(tx: &Transaction<'_>, ctx: &Ctx<'_>, key: &Cert, req: &request::Request, signed: &pgp::Signed) -> Result<&'static str> {
+    if !pgp::can_receive(key, ctx.now) {
+        // Nothing can be sealed to it, not even the refusal.
+        return Ok("refused.key");
+    }
     let hsub = req.hsub.clone().unwrap_or_default();
     let name = match nym_name(key, &ctx.cfg.domain) {
         Ok(n) => n,
