@@ -185,7 +185,8 @@ fn every_nymd_counter_and_setting_is_documented() {
     let page = unescape(&read("man/mixtasy-nymd.8"));
     let mut names = Vec::new();
     for file in ["src/nymserv/run.rs", "src/nymserv/deliver.rs", "src/nymserv/pgp.rs"] {
-        names.extend(counter_literals(&read(file)));
+        // The code only: unit tests hold domain names that look like counters.
+        names.extend(counter_literals(read(file).split("#[cfg(test)]").next().unwrap()));
     }
     assert!(names.len() >= 30, "found only {} counter names in src/nymserv: is the scan broken?", names.len());
     let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();

@@ -101,11 +101,25 @@ impl Lab {
 
     /// The articles whose hSub matches `passphrase`, decrypted by GnuPG.
     fn read(&self, passphrase: &str) -> Vec<String> {
+        self.read_as(self, passphrase)
+    }
+
+    /// `read` by another client (its own GnuPG home) of this server.
+    fn read_as(&self, client: &Lab, passphrase: &str) -> Vec<String> {
         self.articles()
             .iter()
             .filter(|a| mixtasy::nymserv::hsub::matches(&header(a, "Subject"), passphrase))
-            .map(|a| String::from_utf8(self.gpg.ok(&["--decrypt"], a).stdout).unwrap())
+            .map(|a| String::from_utf8(client.gpg.ok(&["--decrypt"], a).stdout).unwrap())
             .collect()
+    }
+
+    /// Another user of this server: a GnuPG home of its own holding the server key. (One
+    /// home per nym: GnuPG tries every secret key on a wildcard recipient and exits 2 when
+    /// one of them fails, even though another decrypted.)
+    fn client(&self) -> Lab {
+        let c = Lab { dir: tempfile::tempdir().unwrap(), gpg: Gpg::new(), now: self.now };
+        c.gpg.import(&ok(self.nymd(0, &["key"]), b"").stdout);
+        c
     }
 }
 
@@ -206,25 +220,20 @@ fn taken_and_reserved_names_are_refused_with_a_reason() {
     let lab = Lab::new();
     confirmed_nym(&lab, "alice", "pw");
     // Another key for alice@ (a second GnuPG home: the first holds the real alice).
-    let other = Lab { dir: tempfile::tempdir().unwrap(), gpg: Gpg::new(), now: lab.now };
-    other.gpg.import(&ok(lab.nymd(0, &["key"]), b"").stdout);
+    let other = lab.client();
     let mut text = other.new_nym_key("alice");
     text.extend_from_slice(b"hsub: thief\n");
     lab.deliver(&format!("config@{DOMAIN}"), &other.request("alice", &text, &[]));
-    let mut text = lab.new_nym_key("postmaster");
+    let pm = lab.client();
+    let mut text = pm.new_nym_key("postmaster");
     text.extend_from_slice(b"hsub: pm\n");
-    lab.deliver(&format!("config@{DOMAIN}"), &lab.request("postmaster", &text, &[]));
+    lab.deliver(&format!("config@{DOMAIN}"), &pm.request("postmaster", &text, &[]));
     lab.run_at(0);
     assert_eq!(lab.counter("refused.taken"), 1);
     assert_eq!(lab.counter("refused.reserved"), 1);
-    let refusals: Vec<String> = lab
-        .articles()
-        .iter()
-        .filter(|a| mixtasy::nymserv::hsub::matches(&header(a, "Subject"), "thief"))
-        .map(|a| String::from_utf8(other.gpg.ok(&["--decrypt"], a).stdout).unwrap())
-        .collect();
+    let refusals = lab.read_as(&other, "thief");
     assert!(refusals.iter().any(|r| r.contains("is taken")), "{refusals:?}");
-    assert!(lab.read("pm").iter().any(|r| r.contains("is reserved")));
+    assert!(lab.read_as(&pm, "pm").iter().any(|r| r.contains("is reserved")));
     // The real alice still receives.
     lab.deliver(&format!("alice@{DOMAIN}"), b"still mine\n");
     lab.run_at(0);
@@ -300,10 +309,11 @@ fn unconfirmed_delivery_gets_only_one_confirmation() {
     ok(lab.nymd(0, &["directory-import"]), &keys);
 
     let victim = "victim@outside.test";
-    for name in ["evil1", "evil2"] {
-        let mut text = lab.new_nym_key(name);
+    let second = lab.client();
+    for (client, name) in [(&lab, "evil1"), (&second, "evil2")] {
+        let mut text = client.new_nym_key(name);
         text.extend_from_slice(format!("delivery: mixtasy:{victim}\n").as_bytes());
-        lab.deliver(&format!("config@{DOMAIN}"), &lab.request(name, &text, &[]));
+        lab.deliver(&format!("config@{DOMAIN}"), &client.request(name, &text, &[]));
     }
     lab.run_at(0);
     lab.deliver(&format!("evil1@{DOMAIN}"), b"mail bomb\n");
@@ -328,4 +338,35 @@ fn run_gpg_decrypt(gpg: &Gpg, mail: &[u8]) -> Vec<u8> {
     let out = run(c, mail);
     assert!(out.status.success(), "gpg --decrypt: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
+}
+
+/// A request the server cannot act on yet (a `mixtasy:` delivery before it knows any mix)
+/// is neither lost nor half done: it stays in the Maildir, and the run after the mixes are
+/// known takes it.
+#[test]
+fn a_request_that_fails_stays_in_the_maildir() {
+    let mut net = Net::new(real_now());
+    for n in ["m1.test", "m2.test", "m3.test", "m4.test"] {
+        net.add_lab_node(n, "middleman,exitpublic");
+    }
+    let lab = Lab { dir: tempfile::tempdir().unwrap(), gpg: Gpg::new(), now: net.now };
+    ok(lab.nymd(0, &["init", "--domain", DOMAIN]), b"");
+    lab.set("transport", &format!("{:?}", format!("maildir:{}", net.mail_root().display())));
+    lab.set("news", "\"maildir:news\"");
+    lab.gpg.import(&ok(lab.nymd(0, &["key"]), b"").stdout);
+    let mut text = lab.new_nym_key("carol");
+    text.extend_from_slice(b"delivery: mixtasy:carol@outside.test\n");
+    lab.deliver(&format!("config@{DOMAIN}"), &lab.request("carol", &text, &[]));
+    lab.run_at(0);
+    assert_eq!(lab.counter("intake.deferred"), 1);
+    assert_eq!(lab.counter("config.created"), 0, "nothing of it committed");
+    assert_eq!(std::fs::read_dir(lab.home().join("Maildir/new")).unwrap().count(), 1, "the request is still there");
+    let mut keys = Vec::new();
+    for n in &net.nodes {
+        keys.extend(net.export(n, false));
+    }
+    ok(lab.nymd(0, &["directory-import"]), &keys);
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.created"), 1);
+    assert_eq!(std::fs::read_dir(lab.home().join("Maildir/new")).unwrap().count(), 0);
 }
