@@ -150,8 +150,46 @@ pub fn flush(state: &mut crate::batch::state::State, cfg: &Config) -> Result<(u6
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
     #[test]
     fn crlf_line_ends_once() {
         assert_eq!(super::crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    }
+
+    /// The client side of RFC 3977 POST against a scripted server on loopback (not INN:
+    /// that test is still to be written): greeting, POST, the article dot-stuffed and
+    /// ended by a lone dot, and a refusal reported as an error.
+    #[test]
+    fn nntp_post_dot_stuffs_and_reports_refusals() {
+        for (answer, ok) in [("240 article received", true), ("441 posting failed", false)] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap().to_string();
+            let server = std::thread::spawn(move || {
+                let (s, _) = l.accept().unwrap();
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                w.write_all(b"200 ready\r\n").unwrap();
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                assert_eq!(line, "POST\r\n");
+                w.write_all(b"340 send it\r\n").unwrap();
+                let mut article = Vec::new();
+                loop {
+                    let mut l = String::new();
+                    r.read_line(&mut l).unwrap();
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    article.push(l);
+                }
+                w.write_all(format!("{answer}\r\n").as_bytes()).unwrap();
+                article
+            });
+            let got = super::nntp_post(&addr, b"Subject: x\n\n.hidden\nplain\n");
+            let article = server.join().unwrap();
+            assert_eq!(article, vec!["Subject: x\r\n", "\r\n", "..hidden\r\n", "plain\r\n"]);
+            assert_eq!(got.is_ok(), ok, "{answer}: {got:?}");
+        }
     }
 }
