@@ -25,6 +25,9 @@ pub mod node;
 /// The pinger `mixtasy-pinger`: pings every mix, Echolot's statistics, `mlist2.txt`, the
 /// mix keyring and the ranking certifications.
 pub mod pinger;
+/// The nym server `mixtasy-nymd`: pseudonymous addresses that receive into a shared group
+/// and send through the local MTA.
+pub mod nymserv;
 
 /// The command-line edge shared by the programs.
 pub mod cli;

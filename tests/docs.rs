@@ -199,3 +199,22 @@ fn the_pinger_settings_and_counters_are_documented() {
     let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
     assert!(missing.is_empty(), "man/mixtasy-pinger.8 does not document these counters: {missing:?}");
 }
+
+/// mixtasy-nymd(8) documents every counter the nym server raises and every setting of its
+/// default file.
+#[test]
+fn every_nymd_counter_and_setting_is_documented() {
+    let page = unescape(&read("man/mixtasy-nymd.8"));
+    let mut names = Vec::new();
+    for file in ["src/nymserv/run.rs", "src/nymserv/deliver.rs", "src/nymserv/pgp.rs"] {
+        // The code only: unit tests hold domain names that look like counters.
+        names.extend(counter_literals(read(file).split("#[cfg(test)]").next().unwrap()));
+    }
+    assert!(names.len() >= 30, "found only {} counter names in src/nymserv: is the scan broken?", names.len());
+    let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
+    assert!(missing.is_empty(), "man/mixtasy-nymd.8 does not document these counters: {missing:?}");
+    for line in mixtasy::nymserv::config::default_file("nym.test").lines().filter(|l| !l.starts_with('#')) {
+        let key = line.split(" = ").next().unwrap();
+        assert!(entry(&page, key).is_some(), "man/mixtasy-nymd.8 has no entry for the setting `{key}`");
+    }
+}

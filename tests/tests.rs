@@ -29,3 +29,4 @@ mod deb;
 mod simulate;
 mod ranked;
 mod pinger;
+mod nym;

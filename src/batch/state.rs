@@ -34,13 +34,17 @@
 //!
 //! ## Migrations
 //! A list applied in order and tracked by `PRAGMA user_version` (cargo's scheme); never
-//! reorder or remove one.
+//! reorder or remove one. Each program passes its own list (`open_with`): `MIGRATIONS` is
+//! the mix node's; another program's list must create the tables the methods here use
+//! (`counters`, `meta`, `done`, and `salt` for `abuse::hashed`).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::batch::spool::Spool;
 
 /// mixtasyd's migrations. Another program keeps its own list (`State::open_with`).
 pub const MIGRATIONS: &[&str] = &[
@@ -220,7 +224,7 @@ impl State {
         }
         conn.pragma_update(None, "cache_size", -8192)?;
         if version > migrations.len() {
-            anyhow::bail!("state database is from a newer mixtasyd or mixtasy-pinger (schema {version}); refusing to touch it");
+            anyhow::bail!("state database is from a newer mixtasyd, mixtasy-pinger or mixtasy-nymd (schema {version}); refusing to touch it");
         }
         if version < migrations.len() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
@@ -298,7 +302,7 @@ impl State {
     /// `remove_counted`, plus `also` in the same transaction (an exit delivery charges the
     /// recipients' quota with it).
     pub fn remove_counted_with(&mut self, table: &str, id: i64, counters: &[(&str, i64)], also: impl FnOnce(&Transaction<'_>) -> Result<()>) -> Result<()> {
-        debug_assert!(["pool", "exitq"].contains(&table));
+        debug_assert!(["pool", "exitq", "outbox"].contains(&table));
         let tx = self.transaction()?;
         tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
         for (name, by) in counters {
@@ -325,7 +329,7 @@ impl State {
 /// transaction: SQLite's own ids are max+1, which would number rows in arrival order and
 /// store them in that order. A collision (2^-64 a pair) just draws again.
 pub fn random_id(conn: &Connection, table: &str, rng: &mut impl rand::Rng) -> Result<i64> {
-    debug_assert!(["pool", "exitq"].contains(&table));
+    debug_assert!(["pool", "exitq", "outbox"].contains(&table));
     loop {
         let id: i64 = rng.random();
         let used: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [id], |r| r.get(0))?;
@@ -341,6 +345,32 @@ pub fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> Result<()> {
         tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
     }
     Ok(())
+}
+
+/// Finishes what a crash interrupted: every spool file whose fate committed (a `done` row)
+/// but which is still in the spool gets its action now, then the ledger is emptied.
+pub fn finish_pending(state: &mut State, spool: &Spool) -> Result<()> {
+    let pending = state.pending_actions()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let present: std::collections::HashMap<String, std::path::PathBuf> = spool.list()?.into_iter().map(|e| (e.source, e.path)).collect();
+    for (source, action) in pending {
+        if let Some(path) = present.get(&source) {
+            act(spool, path, action)?;
+        }
+    }
+    spool.sync()?;
+    state.clear_done()
+}
+
+/// Does what the ledger says to one spool file.
+pub fn act(spool: &Spool, path: &Path, action: Action) -> Result<()> {
+    match action {
+        Action::Remove => spool.remove(path),
+        Action::ToOperator => spool.to_operator(path),
+        Action::Quarantine => spool.quarantine(path),
+    }
 }
 
 /// Records that a spool file's fate committed.

@@ -32,7 +32,7 @@ use crate::node::pool;
 use crate::abuse::quota::{self, OverQuota};
 use crate::node::replay;
 use crate::batch::spool::{Entry, Spool};
-use crate::batch::state::{self, Action, State};
+use crate::batch::state::{self, act, finish_pending, Action, State};
 use crate::batch::transport::Transport;
 
 /// Spool files per transaction: one commit per batch (fsync costs about 1 ms here); a
@@ -270,29 +270,6 @@ fn openpgp_armored(cert: &sequoia_openpgp::Cert) -> Result<Vec<u8>> {
 }
 
 /// Performs the actions a crashed round committed but did not carry out.
-fn finish_pending(state: &mut State, spool: &Spool) -> Result<()> {
-    let pending = state.pending_actions()?;
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let present: std::collections::HashMap<String, std::path::PathBuf> = spool.list()?.into_iter().map(|e| (e.source, e.path)).collect();
-    for (source, action) in pending {
-        if let Some(path) = present.get(&source) {
-            act(spool, path, action)?;
-        }
-    }
-    spool.sync()?;
-    state.clear_done()
-}
-
-fn act(spool: &Spool, path: &std::path::Path, action: Action) -> Result<()> {
-    match action {
-        Action::Remove => spool.remove(path),
-        Action::ToOperator => spool.to_operator(path),
-        Action::Quarantine => spool.quarantine(path),
-    }
-}
-
 /// What a spool file turned out to be.
 enum Taken {
     Peeled(Result<Outcome, Dropped>),

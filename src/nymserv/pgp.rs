@@ -1,0 +1,261 @@
+//! Plain OpenPGP in and out: what the server reads (a message encrypted to its key and
+//! signed by a nym, as `gpg --sign --encrypt` makes it) and what it writes (mail encrypted
+//! to a nym and signed by the server). Not the mix layers (`format`): these are ordinary
+//! RFC 9580 messages with integrity protection, so that stock GnuPG is a client.
+
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use sequoia_openpgp as openpgp;
+use openpgp::cert::prelude::*;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::stream::{DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+use openpgp::serialize::MarshalInto;
+use openpgp::types::SymmetricAlgorithm;
+use openpgp::{Cert, KeyHandle};
+use sha2::{Digest, Sha256};
+
+use crate::mixes::keys::KeyRing;
+
+/// How old a request's signature may be (nym.alias.net).
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 86400);
+/// How far in the future a request's signature may be dated (nym.alias.net).
+pub const MAX_AHEAD: Duration = Duration::from_secs(86400);
+
+/// Why a request is not taken; the counters of mixtasy-nymd(8) are named after these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    #[error("not an OpenPGP message the server can decrypt")]
+    Undecryptable,
+    #[error("no valid signature by a known nym key")]
+    Unsigned,
+    #[error("the signature is older than 7 days")]
+    Stale,
+    #[error("the signature is dated more than a day ahead")]
+    Ahead,
+    #[error("the request was seen before")]
+    Replay,
+}
+
+impl Refused {
+    pub fn counter(&self) -> &'static str {
+        match self {
+            Refused::Undecryptable => "refused.undecryptable",
+            Refused::Unsigned => "refused.unsigned",
+            Refused::Stale => "refused.stale",
+            Refused::Ahead => "refused.ahead",
+            Refused::Replay => "refused.replay",
+        }
+    }
+}
+
+/// A decrypted message and the signature on it, if one verified.
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    /// The creation time the signature claims, before it is verified: a signature dated
+    /// ahead of the verification time does not verify, and is refused for that reason.
+    pub claimed: Option<SystemTime>,
+    pub signed: Option<Signed>,
+    /// The keys the signatures name as their issuers, verified or not: where to look for
+    /// the signer's key before a second, verifying pass.
+    pub issuers: Vec<KeyHandle>,
+}
+
+/// A good signature by a nym key.
+pub struct Signed {
+    /// The signer's primary fingerprint (hex).
+    pub fingerprint: String,
+    pub created: SystemTime,
+    /// SHA-256 of the signature packet: the replay cache's key.
+    pub hash: [u8; 32],
+}
+
+/// Freshness of a signature made at `created`: at most `MAX_AGE` old, at most
+/// `MAX_AHEAD` ahead of `now`.
+pub fn fresh(created: SystemTime, now: SystemTime) -> Result<(), Refused> {
+    if created + MAX_AGE < now {
+        return Err(Refused::Stale);
+    }
+    if created > now + MAX_AHEAD {
+        return Err(Refused::Ahead);
+    }
+    Ok(())
+}
+
+struct Helper<'a> {
+    ring: &'a KeyRing,
+    now: SystemTime,
+    signers: Vec<Cert>,
+    issuers: Vec<KeyHandle>,
+    /// The creation time the first signature claims, verified or not.
+    claimed: Option<SystemTime>,
+    good: Option<Signed>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        self.issuers.extend(ids.iter().cloned());
+        Ok(self.signers.clone())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                for r in results {
+                    use openpgp::parse::stream::VerificationError as E;
+                    let sig = match &r {
+                        Ok(g) => Some(g.sig),
+                        Err(E::MissingKey { sig } | E::UnboundKey { sig, .. } | E::BadKey { sig, .. } | E::BadSignature { sig, .. } | E::MalformedSignature { sig, .. }) => Some(*sig),
+                        Err(_) => None,
+                    };
+                    if self.claimed.is_none() {
+                        self.claimed = sig.and_then(|s| s.signature_creation_time());
+                    }
+                    let Ok(r) = r else { continue };
+                    if self.good.is_none() {
+                        let created = r.sig.signature_creation_time().ok_or_else(|| anyhow!("signature without creation time"))?;
+                        let hash: [u8; 32] = Sha256::digest(r.sig.to_vec()?).into();
+                        self.good = Some(Signed { fingerprint: r.ka.cert().fingerprint().to_hex(), created, hash });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        _sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        for pkesk in pkesks {
+            let keys: Vec<_> = match pkesk.recipient() {
+                Some(h) => self.ring.valid(self.now).filter(|k| h.aliases(KeyHandle::from(k.keyid.clone()))).collect(),
+                None => self.ring.valid(self.now).collect(),
+            };
+            for k in keys {
+                let opened = match pkesk {
+                    PKESK::V3(p) => k.decrypt(p),
+                    _ => None,
+                };
+                if let Some((algo, sk)) = opened {
+                    if decrypt(Some(algo), &sk) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Err(anyhow!("no key to decrypt the message"))
+    }
+}
+
+/// Decrypts `msg` (armored or binary) with the server's keys and verifies its signature
+/// against `signers`, as of `now` + `MAX_AHEAD`: a signature dated further ahead does not
+/// verify, and `Opened::claimed` lets the caller refuse it for that reason.
+pub fn open(ring: &KeyRing, msg: &[u8], signers: &[Cert], now: SystemTime, max: usize) -> Result<Opened, Refused> {
+    let policy = StandardPolicy::new();
+    let helper = Helper { ring, now, signers: signers.to_vec(), issuers: Vec::new(), claimed: None, good: None };
+    let mut d = DecryptorBuilder::from_bytes(msg)
+        .and_then(|b| b.with_policy(&policy, Some(now + MAX_AHEAD), helper))
+        .map_err(|_| Refused::Undecryptable)?;
+    let mut plaintext = Vec::new();
+    (&mut d).take(max as u64 + 1).read_to_end(&mut plaintext).map_err(|_| Refused::Undecryptable)?;
+    if plaintext.len() > max {
+        return Err(Refused::Undecryptable);
+    }
+    let h = d.helper_mut();
+    Ok(Opened { plaintext, claimed: h.claimed, signed: h.good.take(), issuers: std::mem::take(&mut h.issuers) })
+}
+
+/// Whether `cert` holds a key `handle` names.
+pub fn holds(cert: &Cert, handle: &KeyHandle) -> bool {
+    cert.keys().any(|k| k.key().key_handle().aliases(handle))
+}
+
+/// `plaintext` encrypted to `to`'s encryption keys and signed by `signer` (the server's
+/// signing key), armored; wrapped once more in a symmetric layer under `passphrase` when
+/// given (the `symmetric:` setting). The recipient's key id is left out (a wildcard
+/// recipient, as nymserv does), so that articles in the shared group do not name their nym.
+pub fn seal(to: &Cert, signer: &Cert, plaintext: &[u8], passphrase: Option<&str>, now: SystemTime) -> Result<Vec<u8>> {
+    let policy = StandardPolicy::new();
+    let recipients: Vec<Recipient> = to
+        .keys()
+        .with_policy(&policy, key_time(to, now))
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .map(|ka| Recipient::new(ka.valid_cert().features(), None::<KeyHandle>, ka.key()))
+        .collect();
+    if recipients.is_empty() {
+        return Err(anyhow!("the nym key has no usable encryption key"));
+    }
+    let pair = signer
+        .keys()
+        .with_policy(&policy, now)
+        .secret()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .context("the server key has no signing key")?
+        .key()
+        .clone()
+        .into_keypair()?;
+    let mut inner = Vec::new();
+    {
+        let m = Message::new(&mut inner);
+        let m = Encryptor::for_recipients(m, recipients).build()?;
+        let m = Signer::new(m, pair)?.creation_time(now).build()?;
+        let mut w = LiteralWriter::new(m).build()?;
+        w.write_all(plaintext)?;
+        w.finalize()?;
+    }
+    let mut out = Vec::new();
+    {
+        let m = Message::new(&mut out);
+        let m = Armorer::new(m).kind(openpgp::armor::Kind::Message).build()?;
+        let mut w = match passphrase {
+            Some(p) => {
+                let m = Encryptor::with_passwords(m, Some(p)).symmetric_algo(SymmetricAlgorithm::AES256).build()?;
+                LiteralWriter::new(m).build()?
+            }
+            None => {
+                // The inner message is already whole OpenPGP: copy it under the armor.
+                let mut m = m;
+                m.write_all(&inner)?;
+                m.finalize()?;
+                return Ok(out);
+            }
+        };
+        w.write_all(&inner)?;
+        w.finalize()?;
+    }
+    Ok(out)
+}
+
+/// The time to judge a nym key at: now, or its creation if that is later (a key made
+/// moments ago on a client whose clock runs ahead of the server's).
+fn key_time(cert: &Cert, now: SystemTime) -> SystemTime {
+    now.max(cert.primary_key().key().creation_time())
+}
+
+/// Whether `cert` has an encryption key `seal` can use at `now`.
+pub fn can_receive(cert: &Cert, now: SystemTime) -> bool {
+    cert.keys().with_policy(&StandardPolicy::new(), key_time(cert, now)).supported().alive().revoked(false).for_transport_encryption().next().is_some()
+}
+
+/// A public key from an armored or binary block, checked to be a certificate.
+pub fn cert(bytes: &[u8]) -> Result<Cert> {
+    Cert::from_bytes(bytes).context("not an OpenPGP key")
+}
