@@ -329,7 +329,7 @@ fn notice(policy: &Policy<'_>) -> Vec<String> {
 /// out of the pool: an original reaches the exit queue only when the pool draws it, so
 /// `now` (its retry deadline's start) and the stamp's Date are draw times, not arrival times.
 pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime, stamp: &Stamp) -> anyhow::Result<()> {
-    let id = crate::batch::state::random_id(tx, "exitq", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Exit, &mut rand::rng())?;
     tx.execute(
         "INSERT INTO exitq (id, queued, original, date, message_id) VALUES (?1, ?2, ?3, ?4, ?5)",
         rusqlite::params![id, crate::batch::state::unix(now), original, crate::batch::state::unix(stamp.date), stamp.message_id],
@@ -340,7 +340,7 @@ pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime,
 /// Queues the mix's own mail (a block confirmation), complete as it is to be sent. Notices
 /// skip the pool: they are the mix's own mail, answering a request sent in the clear.
 pub fn enqueue_notice(tx: &rusqlite::Transaction<'_>, mail: &[u8], now: SystemTime) -> anyhow::Result<()> {
-    let id = crate::batch::state::random_id(tx, "exitq", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Exit, &mut rand::rng())?;
     tx.execute(
         "INSERT INTO exitq (id, queued, original, date, kind) VALUES (?1, ?2, ?3, ?2, 1)",
         rusqlite::params![id, crate::batch::state::unix(now), mail],
@@ -357,13 +357,21 @@ pub enum Queued {
     Notice,
 }
 
-/// Every queued entry: id, kind and when it was queued, in no particular order (the round
-/// shuffles what it sends).
-pub fn queued(state: &crate::batch::state::State) -> anyhow::Result<Vec<(i64, Queued, SystemTime)>> {
+/// One exit-queue entry, as the round hands it to `deliver`.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub id: i64,
+    pub kind: Queued,
+    /// When the pool drew it (or the notice was queued): its retry deadline's start.
+    pub queued: SystemTime,
+}
+
+/// Every queued entry, in no particular order (the round shuffles what it sends).
+pub fn queued(state: &crate::batch::state::State) -> anyhow::Result<Vec<Entry>> {
     let mut st = state.conn().prepare("SELECT id, kind, queued FROM exitq")?;
     let rows = st.query_map([], |r| {
         let kind = if r.get::<_, i64>(1)? == 1 { Queued::Notice } else { Queued::Original };
-        Ok((r.get::<_, i64>(0)?, kind, crate::batch::state::from_unix(r.get(2)?)))
+        Ok(Entry { id: r.get::<_, i64>(0)?, kind, queued: crate::batch::state::from_unix(r.get(2)?) })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
