@@ -325,10 +325,10 @@ pub fn random_id(conn: &Connection, queue: Queue, rng: &mut impl rand::Rng) -> R
     }
 }
 
-/// Adds `by` to a counter inside a transaction.
-pub fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> Result<()> {
+/// Adds `by` to a counter, inside the caller's transaction when one is open on `conn`.
+pub fn bump(conn: &Connection, name: &str, by: i64) -> Result<()> {
     if by != 0 {
-        tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
+        conn.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
     }
     Ok(())
 }

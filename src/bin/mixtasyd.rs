@@ -280,8 +280,7 @@ fn run(args: Args) -> Result<ExitCode> {
             let armored = String::from_utf8(cert.armored().to_vec()?)?;
             mixtasy::mixes::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?.publish(&armored)?;
             let state = mixtasy::batch::state::State::open(&home.state_path())?;
-            state.set_meta("publish_pending", 0)?;
-            state.set_meta("last_publish", mixtasy::batch::state::unix(now))?;
+            mixtasy::node::home::record_published(&state, now)?;
             println!("published {} to {url}", cert.fingerprint());
         }
         Command::Key { command: KeyCommand::Transition { modes, name } } => {
@@ -399,8 +398,7 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
     match upload() {
         Ok(()) => {
             let state = mixtasy::batch::state::State::open(&home.state_path())?;
-            state.set_meta("publish_pending", 0)?;
-            state.set_meta("last_publish", mixtasy::batch::state::unix(now))?;
+            mixtasy::node::home::record_published(&state, now)?;
             eprintln!("mixtasyd: published to {url}");
         }
         Err(e) => eprintln!("mixtasyd: warning: not published ({e:#}); the next round publishes the new key, a revoked key must be uploaded by hand"),

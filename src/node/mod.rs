@@ -16,5 +16,6 @@ pub mod exit;
 pub mod round;
 
 // What the operator sees.
+pub mod counters;
 pub mod status;
 pub mod check;

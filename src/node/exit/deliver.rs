@@ -12,6 +12,7 @@ use crate::abuse::quota::{self, OverQuota};
 use crate::batch::state::{Queue, State};
 use crate::batch::transport::{Transport, TransportError};
 use crate::node::config::Config;
+use crate::node::counters::{self, Counter};
 
 /// What delivering needs of the round: the settings, the transport, the time.
 pub struct Exit<'a> {
@@ -54,10 +55,10 @@ pub fn deliver(state: &mut State, exit: &Exit<'_>, entry: Entry) -> Result<Deliv
     let config = exit.config;
     let now = exit.now;
     let (original, stamp) = exit::load(state, id)?;
-    let left = |counter: &'static str| match kind {
+    let left = |counter: Counter| match kind {
         Queued::Original => counter,
-        Queued::Notice if counter == "exit.delivered" => "block.notice-sent",
-        Queued::Notice => "block.notice-dropped",
+        Queued::Notice if counter == counters::EXIT_DELIVERED => counters::BLOCK_NOTICE_SENT,
+        Queued::Notice => counters::BLOCK_NOTICE_DROPPED,
     };
     let prepared = match kind {
         Queued::Original => exit::prepare(&original, &exit.policy, &stamp),
@@ -67,7 +68,7 @@ pub fn deliver(state: &mut State, exit: &Exit<'_>, entry: Entry) -> Result<Deliv
         Ok(d) => d,
         // drop.exit-no-recipient, drop.exit-header-too-large.
         Err(e) => {
-            state.remove_counted_with(Queue::Exit, id, &[(left(e.counter()), 1)], |tx| exit::forget(tx, id))?;
+            state.remove_counted_with(Queue::Exit, id, &[(left(e.counter()).name, 1)], |tx| exit::forget(tx, id))?;
             return Ok(Delivered::default());
         }
     };
@@ -86,7 +87,7 @@ pub fn deliver(state: &mut State, exit: &Exit<'_>, entry: Entry) -> Result<Deliv
                 (OverQuota::Drop, _) => Some(Outcome::OverQuota),
                 (OverQuota::Wait, true) => Some(Outcome::GaveUp),
                 (OverQuota::Wait, false) => {
-                    state.bump("exit.quota-wait", 1)?;
+                    counters::bump(state.conn(), counters::EXIT_QUOTA_WAIT, 1)?;
                     None
                 }
             }
@@ -96,7 +97,7 @@ pub fn deliver(state: &mut State, exit: &Exit<'_>, entry: Entry) -> Result<Deliv
                 Err(TransportError::BadRecipient) => Some(Outcome::Refused),
                 Err(_) if late => Some(Outcome::GaveUp),
                 Err(_) => {
-                    state.bump("exit.deferred", 1)?;
+                    counters::bump(state.conn(), counters::EXIT_DEFERRED, 1)?;
                     None
                 }
             }
@@ -123,9 +124,9 @@ pub fn deliver(state: &mut State, exit: &Exit<'_>, entry: Entry) -> Result<Deliv
     }
     let outcomes: Vec<Outcome> = done.into_values().collect();
     let counters = [
-        (left(exit::leaving_counter(&outcomes)), 1),
-        ("drop.recipients", delivery.dropped_recipients as i64),
-        ("drop.recipients-refused", delivery.refused_recipients as i64),
+        (left(exit::leaving_counter(&outcomes)).name, 1),
+        (counters::DROP_RECIPIENTS.name, delivery.dropped_recipients as i64),
+        (counters::DROP_RECIPIENTS_REFUSED.name, delivery.refused_recipients as i64),
     ];
     state.remove_counted_with(Queue::Exit, id, &counters, |tx| exit::forget(tx, id))?;
     Ok(counts)

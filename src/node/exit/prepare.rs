@@ -29,6 +29,7 @@ use crate::util::clock;
 use crate::format::headers::{self, name_of};
 use crate::mixes::modes::Modes;
 use crate::batch::stamp::Stamp;
+use crate::node::counters::{self, Counter};
 
 /// What the exit needs to know of its configuration.
 pub struct Policy<'a> {
@@ -65,10 +66,10 @@ pub enum ExitError {
 
 impl ExitError {
     /// The counter an original dropped for this reason is counted under.
-    pub fn counter(&self) -> &'static str {
+    pub fn counter(&self) -> Counter {
         match self {
-            ExitError::HeaderTooLarge => "drop.exit-header-too-large",
-            ExitError::NoHeader | ExitError::NoRecipient => "drop.exit-no-recipient",
+            ExitError::HeaderTooLarge => counters::DROP_EXIT_HEADER_TOO_LARGE,
+            ExitError::NoHeader | ExitError::NoRecipient => counters::DROP_EXIT_NO_RECIPIENT,
         }
     }
 }
@@ -407,13 +408,13 @@ impl Outcome {
     }
 
     /// The per-recipient counter, if any (a delivery is counted per original).
-    pub fn counter(self) -> Option<&'static str> {
+    pub fn counter(self) -> Option<Counter> {
         match self {
             Outcome::Delivered => None,
-            Outcome::Blocked => Some("drop.recipients-blocked"),
-            Outcome::OverQuota => Some("drop.recipients-quota"),
-            Outcome::Refused => Some("drop.recipients-refused"),
-            Outcome::GaveUp => Some("drop.recipients-gave-up"),
+            Outcome::Blocked => Some(counters::DROP_RECIPIENTS_BLOCKED),
+            Outcome::OverQuota => Some(counters::DROP_RECIPIENTS_QUOTA),
+            Outcome::Refused => Some(counters::DROP_RECIPIENTS_REFUSED),
+            Outcome::GaveUp => Some(counters::DROP_RECIPIENTS_GAVE_UP),
         }
     }
 }
@@ -421,18 +422,18 @@ impl Outcome {
 /// The counter a whole original leaves the queue under once every recipient is done: it
 /// was delivered if anyone got it; otherwise the first of gave-up, quota, blocked, refused
 /// that applies.
-pub fn leaving_counter(outcomes: &[Outcome]) -> &'static str {
+pub fn leaving_counter(outcomes: &[Outcome]) -> Counter {
     let any = |o: Outcome| outcomes.contains(&o);
     if any(Outcome::Delivered) {
-        "exit.delivered"
+        counters::EXIT_DELIVERED
     } else if any(Outcome::GaveUp) {
-        "drop.exit-gave-up"
+        counters::DROP_EXIT_GAVE_UP
     } else if any(Outcome::OverQuota) {
-        "drop.exit-quota"
+        counters::DROP_EXIT_QUOTA
     } else if any(Outcome::Blocked) {
-        "drop.exit-blocked"
+        counters::DROP_EXIT_BLOCKED
     } else {
-        "drop.exit-no-recipient"
+        counters::DROP_EXIT_NO_RECIPIENT
     }
 }
 
@@ -459,7 +460,7 @@ pub fn outcomes(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<std::col
 pub fn record(tx: &rusqlite::Transaction<'_>, id: i64, hash: &[u8; 32], outcome: Outcome) -> anyhow::Result<()> {
     tx.execute("INSERT OR REPLACE INTO exit_rcpt (entry, hash, outcome) VALUES (?1, ?2, ?3)", rusqlite::params![id, &hash[..], outcome as i64])?;
     if let Some(c) = outcome.counter() {
-        crate::batch::state::bump(tx, c, 1)?;
+        counters::bump(tx, c, 1)?;
     }
     Ok(())
 }
@@ -495,8 +496,8 @@ pub fn cap(tx: &rusqlite::Transaction<'_>, max: u64) -> anyhow::Result<(i64, i64
             originals += 1;
         }
     }
-    crate::batch::state::bump(tx, "drop.exit-queue-full", originals)?;
-    crate::batch::state::bump(tx, "block.notice-dropped", notices)?;
+    counters::bump(tx, counters::DROP_EXIT_QUEUE_FULL, originals)?;
+    counters::bump(tx, counters::BLOCK_NOTICE_DROPPED, notices)?;
     Ok((originals, notices))
 }
 
@@ -694,7 +695,7 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         let many: String = (0..20_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
         let orig = format!("To: {many}\n\nhi\n");
         assert_eq!(prepare(orig.as_bytes(), &p, &stamp).unwrap_err(), ExitError::HeaderTooLarge);
-        assert_eq!(ExitError::HeaderTooLarge.counter(), "drop.exit-header-too-large");
+        assert_eq!(ExitError::HeaderTooLarge.counter().name, "drop.exit-header-too-large");
         let some: String = (0..4_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
         let d = prepare(format!("To: {some}, r0@x.test\n\nhi\n").as_bytes(), &p, &stamp).unwrap();
         assert_eq!((d.recipients.len(), d.dropped_recipients), (3, 3997));

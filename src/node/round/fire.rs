@@ -9,9 +9,10 @@ use anyhow::{Context, Result};
 use rand::seq::SliceRandom;
 
 use super::Round;
-use crate::batch::state::{self, Queue};
+use crate::batch::state::Queue;
 use crate::batch::transport;
 use crate::mixes::directory::{self, Mix};
+use crate::node::counters::{self, meta};
 use crate::node::dummy;
 use crate::node::exit;
 use crate::node::home::NodeHome;
@@ -60,8 +61,7 @@ pub(super) fn add_time_dummies(round: &mut Round, dummies: &Dummies) -> Result<(
         for _ in 0..k {
             if let Some(d) = dummies.make(&mut round.rng) {
                 pool::insert(&tx, &d.to, &d.mail)?;
-                state::bump(&tx, "dummy.pooled", 1)?;
-                round.sum.dummies += 1;
+                round.sum.tally(&tx, counters::DUMMY_POOLED, 1)?;
             }
         }
         tx.commit()?;
@@ -120,11 +120,12 @@ pub(super) fn send(round: &mut Round, out: Vec<Outgoing>) -> Result<()> {
     round.sum.transport = transport::end_round();
     sent?;
     let Round { state, sum, .. } = round;
-    for (counter, n) in &sum.transport.counts {
-        state.bump(counter, *n as i64)?;
+    for (name, n) in &sum.transport.counts {
+        let counter = counters::named(name).with_context(|| format!("the transport counter {name} is not in counters::ALL"))?;
+        counters::bump(state.conn(), counter, *n as i64)?;
     }
     // The kind of this round's first transport failure (0: none), for `status`.
-    state.set_meta("transport_failed_kind", sum.transport.first.as_ref().map_or(0, |(e, _)| e.code()))?;
+    state.set_meta(meta::TRANSPORT_FAILED_KIND, sum.transport.first.as_ref().map_or(0, |(e, _)| e.code()))?;
     Ok(())
 }
 
@@ -138,21 +139,14 @@ fn send_each(round: &mut Round, out: Vec<Outgoing>) -> Result<()> {
                     unreachable!("`take_drawn` keeps only wire mails in the pool")
                 };
                 match transport.send(Some(&config.address), &[rcpt], &mail) {
-                    Ok(()) => {
-                        state.remove_counted(Queue::Pool, id, &[("pool.sent", 1)])?;
-                        sum.sent += 1;
-                    }
-                    Err(_) => {
-                        state.bump("pool.deferred", 1)?;
-                        sum.deferred += 1;
-                    }
+                    Ok(()) => state.remove_counted_with(Queue::Pool, id, &[], |tx| sum.tally(tx, counters::POOL_SENT, 1))?,
+                    Err(_) => sum.tally(state.conn(), counters::POOL_DEFERRED, 1)?,
                 }
             }
             Outgoing::Exit(entry) => sum.delivered += exit::deliver(state, &exit, entry)?.originals,
             Outgoing::Dummy(d) => {
                 let ok = transport.send(Some(&config.address), &[d.to.to_string()], &d.mail).is_ok();
-                state.bump(if ok { "dummy.sent" } else { "dummy.failed" }, 1)?;
-                sum.dummies += 1;
+                sum.tally(state.conn(), if ok { counters::DUMMY_SENT } else { counters::DUMMY_FAILED }, 1)?;
             }
         }
     }

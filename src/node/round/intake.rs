@@ -15,6 +15,7 @@ use crate::batch::state::{self, Action, State};
 use crate::format::message::Kind;
 use crate::node::config::Config;
 use crate::node::copies;
+use crate::node::counters::{self, Counter};
 use crate::node::exit;
 use crate::node::parts::{self, Held};
 use crate::node::peel::{self, DropReason, Dropped, Node, Outcome, Peeled};
@@ -146,13 +147,9 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
             let mut seen_here = HashSet::new();
             for (entry, result) in batch.into_iter().zip(results) {
                 let Some(result) = result else { continue };
-                // Every file taken raises `intake.taken` and exactly one of: intake.forwarded,
-                // intake.final, intake.part, intake.operator, drop.<reason>, drop.replay,
-                // drop.part-duplicate, drop.part-refused, drop.exit-oversized,
-                // intake.block-request, intake.block-confirm, intake.quarantined,
-                // intake.own-bounce.
-                state::bump(&tx, "intake.taken", 1)?;
-                sum.taken += 1;
+                // Every file taken raises `intake.taken` and exactly one of the intake
+                // or drop counters (`counters`, Intake).
+                sum.tally(&tx, counters::INTAKE_TAKEN, 1)?;
                 let result = match result {
                     Taken::Block(request) => {
                         take_block_request(&tx, request, config, now)?;
@@ -161,8 +158,7 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
                         continue;
                     }
                     Taken::Panicked => {
-                        state::bump(&tx, "intake.quarantined", 1)?;
-                        sum.dropped += 1;
+                        sum.tally(&tx, counters::INTAKE_QUARANTINED, 1)?;
                         state::record_done(&tx, &entry.source, Action::Quarantine)?;
                         actions.push((entry, Action::Quarantine));
                         continue;
@@ -170,8 +166,7 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
                     // A bounce of the exit's own delivery quotes a plaintext original:
                     // destroyed, never kept for the operator.
                     Taken::NotMix(ids) if exit::is_own_bounce(&tx, &ids)? => {
-                        state::bump(&tx, "intake.own-bounce", 1)?;
-                        sum.dropped += 1;
+                        sum.tally(&tx, counters::INTAKE_OWN_BOUNCE, 1)?;
                         state::record_done(&tx, &entry.source, Action::Remove)?;
                         actions.push((entry, Action::Remove));
                         continue;
@@ -181,19 +176,16 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
                 };
                 let action = match result {
                     Err(d) if d.reason == DropReason::NotMixMail => {
-                        state::bump(&tx, "intake.operator", 1)?;
-                        sum.operator += 1;
+                        sum.tally(&tx, counters::INTAKE_OPERATOR, 1)?;
                         Action::ToOperator
                     }
                     Err(d) => {
-                        state::bump(&tx, &format!("drop.{}", d.reason.name()), 1)?;
-                        sum.dropped += 1;
+                        sum.tally(&tx, counters::dropped(d.reason), 1)?;
                         Action::Remove
                     }
                     Ok(o) => {
                         if !seen_here.insert(o.hash) || replay::seen(&tx, &o.hash)? {
-                            state::bump(&tx, "drop.replay", 1)?;
-                            sum.dropped += 1;
+                            sum.tally(&tx, counters::DROP_REPLAY, 1)?;
                         } else {
                             replay::insert(&tx, &o.hash, o.expires)?;
                             take(&tx, o.peeled, config, now, sum)?;
@@ -225,36 +217,28 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
     match peeled {
         Peeled::Forward { to, mail } => {
             pool::insert(tx, &to, &mail)?;
-            state::bump(tx, "intake.forwarded", 1)?;
-            sum.pooled += 1;
+            sum.tally(tx, counters::INTAKE_FORWARDED, 1)?;
         }
         // A later copy of an original already taken (`mixtasy send --copies`).
         Peeled::Final { kind: Kind::Singlepart | Kind::Multipart { .. }, ref id, .. } if copies::taken(tx, id)? => {
-            state::bump(tx, "drop.copy-taken", 1)?;
+            sum.tally(tx, counters::DROP_COPY_TAKEN, 1)?;
         }
         Peeled::Final { kind: Kind::Singlepart, payload, id } => {
             copies::remember(tx, &id, now, config.part_expiry)?;
-            if pool_original(tx, &payload, config, sum)? {
-                state::bump(tx, "intake.final", 1)?;
-            } else {
-                state::bump(tx, "drop.exit-oversized", 1)?;
-            }
+            let counter = if pool_original(tx, &payload, config)? { counters::INTAKE_FINAL } else { counters::DROP_EXIT_OVERSIZED };
+            sum.tally(tx, counter, 1)?;
         }
         Peeled::Final { kind: Kind::Multipart { part, total }, id, payload } => {
             match parts::hold(tx, &id, part, total, &payload, now, config.max_parts)? {
-                Held::Waiting => {
-                    state::bump(tx, "intake.part", 1)?;
-                    sum.parts_held += 1;
-                }
+                Held::Waiting => sum.tally(tx, counters::INTAKE_PART, 1)?,
                 Held::Complete(original) => {
                     copies::remember(tx, &id, now, config.part_expiry)?;
-                    state::bump(tx, "intake.part", 1)?;
-                    sum.parts_held += 1;
-                    let pooled = pool_original(tx, &original, config, sum)?;
-                    state::bump(tx, if pooled { "exit.assembled" } else { "exit.oversized" }, 1)?;
+                    sum.tally(tx, counters::INTAKE_PART, 1)?;
+                    let pooled = pool_original(tx, &original, config)?;
+                    sum.tally(tx, if pooled { counters::EXIT_ASSEMBLED } else { counters::EXIT_OVERSIZED }, 1)?;
                 }
-                Held::Duplicate => state::bump(tx, "drop.part-duplicate", 1)?,
-                Held::Refused => state::bump(tx, "drop.part-refused", 1)?,
+                Held::Duplicate => sum.tally(tx, counters::DROP_PART_DUPLICATE, 1)?,
+                Held::Refused => sum.tally(tx, counters::DROP_PART_REFUSED, 1)?,
             }
         }
         Peeled::Final { kind: Kind::Dummy, .. } => unreachable!("peel destroys dummies"),
@@ -262,21 +246,22 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
     Ok(())
 }
 
-/// Pools an original for the exit unless it is over `max_size`; says whether it did.
-fn pool_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Config, sum: &mut Summary) -> Result<bool> {
+/// Pools an original for the exit unless it is over `max_size`; says whether it did (the
+/// caller's counter adds it to the summary's pooled figure).
+fn pool_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Config) -> Result<bool> {
     if original.len() as u64 > config.max_size {
         return Ok(false);
     }
     pool::insert_final(tx, original)?;
-    sum.pooled += 1;
     Ok(true)
 }
 
 /// A block request queues a confirmation to the address; a reply with a nonce blocks.
 fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, config: &Config, now: SystemTime) -> Result<()> {
+    let bump = |c: Counter| counters::bump(tx, c, 1);
     match request {
         block::Request::Block { address, headers } => {
-            state::bump(tx, "intake.block-request", 1)?;
+            bump(counters::INTAKE_BLOCK_REQUEST)?;
             // For an address this exit never delivers to (an exitprivate-only mix, another
             // domain) there is nothing to block, and answering would make it a reflector.
             if !exit::delivers_to(config.modes, &config.local_domains, &address) {
@@ -286,15 +271,15 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
             match block::request(tx, &address, &headers, &config.address, now, limits, &mut rand::rng())? {
                 block::Requested::Confirmation(mail) => exit::enqueue_notice(tx, &mail, now)?,
                 block::Requested::Blocked => {}
-                block::Requested::Pending => state::bump(tx, "block.request-pending", 1)?,
-                block::Requested::OverCap => state::bump(tx, "block.request-over-cap", 1)?,
+                block::Requested::Pending => bump(counters::BLOCK_REQUEST_PENDING)?,
+                block::Requested::OverCap => bump(counters::BLOCK_REQUEST_OVER_CAP)?,
             }
         }
         block::Request::Confirm { nonce } => {
-            state::bump(tx, "intake.block-confirm", 1)?;
+            bump(counters::INTAKE_BLOCK_CONFIRM)?;
             match block::confirm(tx, &nonce, now)? {
-                block::Confirmed::Blocked => state::bump(tx, "block.confirmed", 1)?,
-                block::Confirmed::Unknown => state::bump(tx, "block.unknown-nonce", 1)?,
+                block::Confirmed::Blocked => bump(counters::BLOCK_CONFIRMED)?,
+                block::Confirmed::Unknown => bump(counters::BLOCK_UNKNOWN_NONCE)?,
             }
         }
     }

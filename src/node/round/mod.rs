@@ -25,6 +25,7 @@ use crate::batch::state::{self, State};
 use crate::batch::transport::Transport;
 use crate::node::config::Config;
 use crate::node::home::NodeHome;
+use crate::node::counters::{self, meta, Counter, Line};
 use crate::node::peel::Node;
 use crate::node::{copies, exit, parts, replay};
 
@@ -45,6 +46,28 @@ pub struct Summary {
     pub delivered: u64,
     /// Why sends failed this round (kinds and the first reason, no addresses).
     pub transport: crate::batch::transport::RoundFailures,
+}
+
+impl Summary {
+    /// Raises `counter` by `by` (in the transaction open on `conn`, if any) and adds it to
+    /// the figure of this line it belongs to: the one way a round counts, so that its line
+    /// and the stored counters agree.
+    pub fn tally(&mut self, conn: &rusqlite::Connection, counter: Counter, by: u64) -> Result<()> {
+        counters::bump(conn, counter, by as i64)?;
+        let figure = match counter.line {
+            None => return Ok(()),
+            Some(Line::Taken) => &mut self.taken,
+            Some(Line::Pooled) => &mut self.pooled,
+            Some(Line::PartsHeld) => &mut self.parts_held,
+            Some(Line::Operator) => &mut self.operator,
+            Some(Line::Dropped) => &mut self.dropped,
+            Some(Line::Dummies) => &mut self.dummies,
+            Some(Line::Sent) => &mut self.sent,
+            Some(Line::Deferred) => &mut self.deferred,
+        };
+        *figure += by;
+        Ok(())
+    }
 }
 
 pub enum RoundResult {
@@ -91,7 +114,7 @@ impl Round {
     /// After intake: caps the operator's folder, expires stale parts and taken ids.
     fn trim(&mut self) -> Result<()> {
         let trimmed = self.spool.cap_operator(self.config.max_operator)?;
-        self.state.bump("operator.over-cap", trimmed as i64)?;
+        counters::bump(self.state.conn(), counters::OPERATOR_OVER_CAP, trimmed as i64)?;
         parts::expire(&mut self.state, self.now, self.config.part_expiry)?;
         copies::purge(&mut self.state, self.now)
     }
@@ -103,8 +126,8 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
         return Ok(RoundResult::Busy);
     };
     let (mut round, cert, node) = Round::open(home, now)?;
-    if let Some(last) = round.state.meta("last_round")? {
-        round.state.set_meta("last_gap", state::unix(now) - last)?;
+    if let Some(last) = round.state.meta(meta::LAST_ROUND)? {
+        round.state.set_meta(meta::LAST_GAP, state::unix(now) - last)?;
     }
 
     intake::finish_pending(&mut round.state, &round.spool)?;
@@ -123,6 +146,6 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     if let Some(url) = &round.config.keyserver {
         keyserver::duties(home, &cert, &mut round.state, url, &round.config, now)?;
     }
-    round.state.set_meta("last_round", state::unix(now))?;
+    round.state.set_meta(meta::LAST_ROUND, state::unix(now))?;
     Ok(RoundResult::Done(round.sum))
 }
