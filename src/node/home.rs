@@ -28,9 +28,29 @@ pub struct NodeHome {
     pub dir: PathBuf,
 }
 
+/// The directory holds no complete home: `init` writes `mixtasyd.toml` last.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is not a mixtasyd home (no mixtasyd.toml): run `mixtasyd init` first", dir.display())]
+pub struct NotAHome {
+    pub dir: PathBuf,
+}
+
 impl NodeHome {
+    /// A directory to make a home in (`init`), or to report on as it is (`check`): nothing
+    /// is checked. Every other command uses `open`.
     pub fn new(dir: PathBuf) -> Self {
         NodeHome { dir }
+    }
+
+    /// An existing home, checked once for every command: it holds a config (so it is
+    /// complete) and belongs to whoever runs this (`check_owner`).
+    pub fn open(dir: PathBuf) -> Result<Self> {
+        let home = NodeHome { dir };
+        home.check_owner()?;
+        if !home.config_path().exists() {
+            return Err(NotAHome { dir: home.dir }.into());
+        }
+        Ok(home)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -96,9 +116,6 @@ impl NodeHome {
     }
 
     pub fn config(&self) -> Result<Config> {
-        if !self.config_path().exists() {
-            bail!("{} is not a mixtasyd home (no mixtasyd.toml): run `mixtasyd init` first", self.dir.display());
-        }
         config::load(&self.config_path())
     }
 
