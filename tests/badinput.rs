@@ -152,9 +152,8 @@ fn every_bad_input_is_a_named_drop() {
     let d = peel::peel(good, &w.nodes[w.path[0]], later, &mut rand::rng()).unwrap_err();
     assert_eq!(d.reason, DropReason::ExpiredKey);
     // Drop details never carry addresses or hashes.
-    for r in [reason(&wire::build(None, &other, &body))] {
-        assert!(!format!("{r:?}").contains('@'));
-    }
+    let r = reason(&wire::build(None, &other, &body));
+    assert!(!format!("{r:?}").contains('@'));
 }
 
 #[test]
