@@ -16,6 +16,7 @@
 //!  - warm: one every 6 hours from 24 h on (24, 30, 36, 42 h), in a network that has run on
 //!    dummies alone: spread over a day, so over every age of the subkeys they are sealed to
 //!    (a new one each day, valid two).
+//!
 //! A message's delivery time is from its injection to the first round after which its
 //! recipient's Maildir holds it (so a resolution of one round, 15 min). A message still
 //! undelivered 3 days after it was sent is reported as undelivered: by then every subkey it
@@ -128,7 +129,7 @@ fn simulate(n: usize) -> Run {
             net.now = tick;
             send(&net, batch, &mut sent);
         }
-        if tick > start && (tick - start) % DISCOVERY == 0 {
+        if tick > start && (tick - start).is_multiple_of(DISCOVERY) {
             net.now = tick;
             net.introduce_nodes();
         }
@@ -170,7 +171,7 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-fn summary(label: &str, delays: &mut Vec<f64>, sent: usize) {
+fn summary(label: &str, delays: &mut [f64], sent: usize) {
     delays.sort_by(|a, b| a.partial_cmp(b).unwrap());
     if delays.is_empty() {
         println!("{label:<18} delivered 0/{sent}");

@@ -1,6 +1,8 @@
-//! What both command-line tools share: the clock option and the directory commands.
+//! What both command-line tools share: the clock option, the one error path (`report`:
+//! only here does a failure become a line and an exit status), and the directory commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -16,6 +18,98 @@ pub fn now(fixed: Option<u64>) -> SystemTime {
 }
 
 pub use crate::util::clock::utc;
+
+/// The sysexits(3) statuses the programs use: the timer reads them from `--round`, mail
+/// programs from `send` (which they call as their sendmail).
+pub mod sysexits {
+    pub const USAGE: u8 = 64;
+    pub const DATAERR: u8 = 65;
+    pub const SOFTWARE: u8 = 70;
+    pub const IOERR: u8 = 74;
+    pub const TEMPFAIL: u8 = 75;
+    pub const CONFIG: u8 = 78;
+}
+
+/// The exit status of any other failed command (clap's for a bad command line, too).
+pub const EXIT_ERROR: u8 = 2;
+
+/// A failure whose command chose its exit status (`exit_with`).
+#[derive(Debug)]
+struct Coded {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// `error`, to end the program with `code` (a sysexits status) instead of `EXIT_ERROR`.
+pub fn exit_with(code: u8, error: anyhow::Error) -> anyhow::Error {
+    Coded { code, error }.into()
+}
+
+/// What a failed command tells its user: one line (the whole context chain; `None` when the
+/// reader of our output went away, as in `status | head`, which is no error of ours) and
+/// the exit status. When the state database caused it, the line says what to do about it;
+/// `state_db` names the file when the error does not.
+pub fn report(err: &anyhow::Error, state_db: Option<&Path>) -> (Option<String>, u8) {
+    let (err, code) = match err.downcast_ref::<Coded>() {
+        Some(c) => (&c.error, c.code),
+        None => (err, EXIT_ERROR),
+    };
+    if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+        return (None, 0);
+    }
+    (Some(explain(err, state_db)), code)
+}
+
+/// Ends a program: its exit status, or `report`'s line on stderr as `program: line` and its
+/// status.
+pub fn finish(program: &str, result: Result<ExitCode>, state_db: Option<&Path>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let (line, code) = report(&e, state_db);
+            if let Some(line) = line {
+                eprintln!("{program}: {line}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error's line, and when the state database caused it, what the operator does about
+/// it (nothing a round committed is undone in any case).
+fn explain(e: &anyhow::Error, state_db: Option<&Path>) -> String {
+    use rusqlite::ErrorCode;
+    let code = e.chain().find_map(|c| c.downcast_ref::<rusqlite::Error>()).and_then(|e| e.sqlite_error_code());
+    let advice = match code {
+        Some(ErrorCode::DiskFull) => "free space on its filesystem; the next round carries on",
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "another process holds it locked (a backup? an sqlite3 shell?); the next round tries again",
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            "it is damaged; restore it from a backup, or move it aside to start an empty one (see mixtasyd(8), FILES)"
+        }
+        _ => return format!("{e:#}"),
+    };
+    // The contexts down to SQLite's own words, without its numeric restatement of them.
+    let mut text = Vec::new();
+    for c in e.chain() {
+        text.push(c.to_string());
+        if c.is::<rusqlite::Error>() {
+            break;
+        }
+    }
+    let text = text.join(": ");
+    match state_db.map(|p| p.display().to_string()) {
+        Some(db) if !text.contains(&db) => format!("{text} (the state database {db}): {advice}"),
+        _ => format!("{text}: {advice}"),
+    }
+}
 
 /// What an import or fetch reports beyond stored and refused: replacements, keys kept out
 /// by the established one, conflicts. Addresses are printed: this is the user's own

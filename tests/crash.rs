@@ -17,6 +17,7 @@
 //! 2. After the commit, before or among the unlinks and `.operator` moves: the `done` rows
 //!    name each file's fate. The next round finishes those actions first, without peeling
 //!    or counting again.
+//!
 //! 2b. When the pool draws a final, one transaction moves it into the exit queue: a kill
 //!    leaves it in exactly one of the two (the test counts both as "queued").
 //! 3. While the pool fires or the exit queue is delivered, before the transport accepted a

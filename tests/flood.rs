@@ -246,7 +246,7 @@ fn bounce(quoted: &[u8], me: &MixAddress, i: usize) -> Vec<u8> {
     let id = format!("4F{i:08X}");
     let boundary = format!("{id}.1795262400/{FQDN}");
     let next = format!("mixtasy@next{}.test", i % 7);
-    let (kind, part) = if i % 2 == 0 {
+    let (kind, part) = if i.is_multiple_of(2) {
         ("message/rfc822", quoted.to_vec())
     } else {
         ("text/rfc822-headers", quoted[..body_start(quoted)].to_vec())
@@ -300,7 +300,7 @@ fn content(what: What, i: usize, set: &Valid, valid: &[&Vec<u8>], me: &MixAddres
             m[..rng.random_range(body_start(m) + 40..m.len() - 40)].to_vec()
         }
         What::Garbage => {
-            let mut g = vec![0u8; if i % 100 == 0 { 0 } else { rng.random_range(1..4000) }];
+            let mut g = vec![0u8; if i.is_multiple_of(100) { 0 } else { rng.random_range(1..4000) }];
             rng.fill_bytes(&mut g);
             g
         }

@@ -342,7 +342,7 @@ impl Lab {
             std::os::unix::fs::chown(net.dir.path().join(d), Some(uid), Some(gid)).unwrap();
         }
         let mut lab = Lab { net, mixtasyd: env!("CARGO_BIN_EXE_mixtasyd").into(), mixtasy: env!("CARGO_BIN_EXE_mixtasy").into() };
-        if !lab.user_cmd(&lab.mixtasyd.clone()).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if !lab.user_cmd(lab.mixtasyd.clone()).arg("--version").output().is_ok_and(|o| o.status.success()) {
             for b in [&mut lab.mixtasyd, &mut lab.mixtasy] {
                 let to = lab.net.dir.path().join("bin").join(b.file_name().unwrap());
                 std::fs::copy(&*b, &to).unwrap();

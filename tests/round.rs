@@ -465,7 +465,7 @@ fn a_file_whose_peeling_panics_is_quarantined_and_the_round_goes_on() {
     assert!(!err.contains("MIXTASYD_TEST_PANIC_ON matched"), "the panic's message (it might quote the input) is not printed: {err}");
     let quarantine = net.mailbox("mixtasy@mix1.test").join(".quarantine/new");
     let kept: Vec<Vec<u8>> = std::fs::read_dir(&quarantine).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
-    assert_eq!(kept, [poison.clone()], "the file is kept byte for byte");
+    assert_eq!(kept, std::slice::from_ref(&poison), "the file is kept byte for byte");
     assert_eq!(net.delivered("bob@rcpt.test").len(), 1);
     // Later rounds run, and do not take it again.
     let line = String::from_utf8_lossy(&round().stdout).into_owned();

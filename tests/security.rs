@@ -603,7 +603,7 @@ fn logs_name_no_address_id_hash_or_size() {
     }
     assert!(!scan(&fake("status", "mix1.test", "mix mixtasy@mix1.test (middleman)\nnext mixtasy@mix2.test")).is_empty());
     assert!(scan(&fake("status", "mix1.test", "mix mixtasy@mix1.test (middleman)")).is_empty());
-    let mut leaks: Vec<String> = logs.iter().flat_map(|l| scan(l)).collect();
+    let mut leaks: Vec<String> = logs.iter().flat_map(scan).collect();
     leaks.sort();
     leaks.dedup();
     eprintln!(

@@ -293,18 +293,17 @@ impl State {
         Ok(())
     }
 
-    /// Deletes one row of `table` and adds to counters in one transaction: what left the
+    /// Deletes one row of `queue` and adds to counters in one transaction: what left the
     /// state is counted exactly once, even if the process dies right after.
-    pub fn remove_counted(&mut self, table: &str, id: i64, counters: &[(&str, i64)]) -> Result<()> {
-        self.remove_counted_with(table, id, counters, |_| Ok(()))
+    pub fn remove_counted(&mut self, queue: Queue, id: i64, counters: &[(&str, i64)]) -> Result<()> {
+        self.remove_counted_with(queue, id, counters, |_| Ok(()))
     }
 
     /// `remove_counted`, plus `also` in the same transaction (an exit delivery charges the
     /// recipients' quota with it).
-    pub fn remove_counted_with(&mut self, table: &str, id: i64, counters: &[(&str, i64)], also: impl FnOnce(&Transaction<'_>) -> Result<()>) -> Result<()> {
-        debug_assert!(["pool", "exitq", "outbox"].contains(&table));
+    pub fn remove_counted_with(&mut self, queue: Queue, id: i64, counters: &[(&str, i64)], also: impl FnOnce(&Transaction<'_>) -> Result<()>) -> Result<()> {
         let tx = self.transaction()?;
-        tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
+        tx.execute(&format!("DELETE FROM {} WHERE id = ?1", queue.table()), [id])?;
         for (name, by) in counters {
             bump(&tx, name, *by)?;
         }
@@ -325,11 +324,33 @@ impl State {
     }
 }
 
-/// A random row id not yet used in `table` (`pool` or `exitq`), for an insert in the same
-/// transaction: SQLite's own ids are max+1, which would number rows in arrival order and
-/// store them in that order. A collision (2^-64 a pair) just draws again.
-pub fn random_id(conn: &Connection, table: &str, rng: &mut impl rand::Rng) -> Result<i64> {
-    debug_assert!(["pool", "exitq", "outbox"].contains(&table));
+/// The tables whose rows are messages waiting to leave: they get random ids (`random_id`)
+/// and leave one row at a time, counted (`State::remove_counted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// `pool`: wire mails and finals waiting for the pool to draw them.
+    Pool,
+    /// `exitq`: drawn originals and the mix's own notices waiting for delivery.
+    Exit,
+    /// `outbox`: the nym server's mail waiting for its channel.
+    Outbox,
+}
+
+impl Queue {
+    fn table(self) -> &'static str {
+        match self {
+            Queue::Pool => "pool",
+            Queue::Exit => "exitq",
+            Queue::Outbox => "outbox",
+        }
+    }
+}
+
+/// A random row id not yet used in `queue`, for an insert in the same transaction:
+/// SQLite's own ids are max+1, which would number rows in arrival order and store them in
+/// that order. A collision (2^-64 a pair) just draws again.
+pub fn random_id(conn: &Connection, queue: Queue, rng: &mut impl rand::Rng) -> Result<i64> {
+    let table = queue.table();
     loop {
         let id: i64 = rng.random();
         let used: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [id], |r| r.get(0))?;
@@ -339,10 +360,10 @@ pub fn random_id(conn: &Connection, table: &str, rng: &mut impl rand::Rng) -> Re
     }
 }
 
-/// Adds `by` to a counter inside a transaction.
-pub fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> Result<()> {
+/// Adds `by` to a counter, inside the caller's transaction when one is open on `conn`.
+pub fn bump(conn: &Connection, name: &str, by: i64) -> Result<()> {
     if by != 0 {
-        tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
+        conn.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
     }
     Ok(())
 }
@@ -408,7 +429,7 @@ mod tests {
         let first: i64 = rand::rngs::StdRng::seed_from_u64(7).random();
         let tx = s.transaction().unwrap();
         tx.execute("INSERT INTO pool (id, rcpt, mail) VALUES (?1, '', x'00')", [first]).unwrap();
-        let id = random_id(&tx, "pool", &mut rand::rngs::StdRng::seed_from_u64(7)).unwrap();
+        let id = random_id(&tx, Queue::Pool, &mut rand::rngs::StdRng::seed_from_u64(7)).unwrap();
         assert_ne!(id, first, "a used id is drawn again");
     }
 

@@ -229,18 +229,13 @@ fn main() -> ExitCode {
         // cannot use is EX_USAGE (64), said in the usual one block on stderr.
         Err(e) if e.use_stderr() && std::env::args().skip(1).any(|a| a == "send") => {
             let _ = e.print();
-            return ExitCode::from(64);
+            return ExitCode::from(cli::sysexits::USAGE);
         }
         Err(e) => e.exit(),
     };
     let sending = matches!(args.command, Command::Send { .. });
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mixtasy: {e:#}");
-            ExitCode::from(if sending { sysexit(&e) } else { 2 })
-        }
-    }
+    let result = run(args).map(|()| ExitCode::SUCCESS).map_err(|e| if sending { cli::exit_with(sysexit(&e), e) } else { e });
+    cli::finish("mixtasy", result, None)
 }
 
 /// The directory holds no usable mix: nothing can be sent until keys are fetched.
@@ -256,16 +251,16 @@ fn sysexit(e: &anyhow::Error) -> u8 {
     use mixtasy::{sender::create::CreateError, format::headers::HeaderError, sender::path::PathError, sender::pgpmime::KeyError, batch::transport::TransportError};
     for cause in e.chain() {
         if cause.is::<Handover>() || cause.is::<TransportError>() {
-            return 75;
+            return cli::sysexits::TEMPFAIL;
         }
         if cause.is::<EmptyDirectory>() || cause.is::<PathError>() || cause.is::<KeyError>() || cause.is::<ConfigError>() {
-            return 78;
+            return cli::sysexits::CONFIG;
         }
         if cause.is::<CreateError>() || cause.is::<HeaderError>() {
-            return 65;
+            return cli::sysexits::DATAERR;
         }
     }
-    70
+    cli::sysexits::SOFTWARE
 }
 
 /// The MTA did not take a wire message; those before it are on their way.

@@ -198,12 +198,6 @@ pub enum DirectoryCommand {
 
 /// Exit status when `peel` dropped the message.
 const EXIT_DROPPED: u8 = 1;
-/// Exit status for a usage or setup error (clap uses 2 as well).
-const EXIT_ERROR: u8 = 2;
-/// `--round`: the home, its config or its key is unusable (sysexits EX_CONFIG).
-const EXIT_CONFIG: u8 = 78;
-/// `--round`: the Maildir or the state could not be read or written (sysexits EX_IOERR).
-const EXIT_IO: u8 = 74;
 
 fn main() -> ExitCode {
     mixtasy::util::tuning::tune_allocator();
@@ -211,66 +205,25 @@ fn main() -> ExitCode {
     // command creates it.
     mixtasy::util::tuning::private_umask();
     let args = Args::parse();
-    match run(args) {
-        Ok(code) => code,
-        // A reader that went away (`status | head`) is not an error of ours.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mixtasyd: {e:#}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+    // Named when a failure comes from the state database (`cli::report`).
+    let state_db = config::node_home(args.home.clone()).ok().map(|dir| NodeHome::new(dir).state_path());
+    cli::finish("mixtasyd", run(args), state_db.as_deref())
 }
 
-/// `--round`: one line of counts on success; a broken setup is one line and a sysexits code.
+/// `--round`: one line of counts on success; a broken setup (EX_CONFIG) or a Maildir or
+/// state that cannot be read or written (EX_IOERR) is one line and a sysexits code.
 fn round(home: &NodeHome, now: std::time::SystemTime) -> Result<ExitCode> {
-    if let Err(e) = home.resolved_config().and_then(|_| home.cert().map(|_| ())) {
-        eprintln!("mixtasyd: {e:#}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    }
-    match mixtasy::node::round::run(home, now) {
-        Ok(mixtasy::node::round::RoundResult::Busy) => {
+    home.resolved_config().and_then(|_| home.cert()).map_err(|e| cli::exit_with(cli::sysexits::CONFIG, e))?;
+    match mixtasy::node::round::run(home, now).map_err(|e| cli::exit_with(cli::sysexits::IOERR, e))? {
+        mixtasy::node::round::RoundResult::Busy => {
             println!("mixtasyd: another round is running on this home; nothing to do");
         }
-        Ok(mixtasy::node::round::RoundResult::Done(s)) => println!(
+        mixtasy::node::round::RoundResult::Done(s) => println!(
             "mixtasyd: round: took {}, pooled {}, exit queued {}, parts held {}, operator {}, dropped {}, dummies {}, sent {}, deferred {}, delivered {}, transport failures {}",
             s.taken, s.pooled, s.exit_queued, s.parts_held, s.operator, s.dropped, s.dummies, s.sent, s.deferred, s.delivered, s.transport.line()
         ),
-        Err(e) => {
-            eprintln!("mixtasyd: {}", explain(home, &e));
-            return Ok(ExitCode::from(EXIT_IO));
-        }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A failed round's line: the error, and when the state database caused it, what the
-/// operator does about it (nothing the round committed is undone in any case).
-fn explain(home: &NodeHome, e: &anyhow::Error) -> String {
-    use rusqlite::ErrorCode;
-    let code = e.chain().find_map(|c| c.downcast_ref::<rusqlite::Error>()).and_then(|e| e.sqlite_error_code());
-    let advice = match code {
-        Some(ErrorCode::DiskFull) => "free space on its filesystem; the next round carries on",
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "another process holds it locked (a backup? an sqlite3 shell?); the next round tries again",
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            "it is damaged; restore it from a backup, or move it aside to start an empty one (see mixtasyd(8), FILES)"
-        }
-        _ => return format!("{e:#}"),
-    };
-    // The contexts down to SQLite's own words, without its numeric restatement of them.
-    let mut text = Vec::new();
-    for c in e.chain() {
-        text.push(c.to_string());
-        if c.is::<rusqlite::Error>() {
-            break;
-        }
-    }
-    let (text, db) = (text.join(": "), home.state_path().display().to_string());
-    if text.contains(&db) {
-        format!("{text}: {advice}")
-    } else {
-        format!("{text} (the state database {db}): {advice}")
-    }
 }
 
 struct SimulateOpts {
@@ -353,24 +306,29 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
 
 fn run(args: Args) -> Result<ExitCode> {
     let now = cli::now(args.now);
-    let home = NodeHome::new(config::node_home(args.home)?);
+    let dir = config::node_home(args.home)?;
     if args.round {
         if args.command.is_some() {
             anyhow::bail!("--round takes no command");
         }
-        if let Err(e) = home.check_owner() {
-            eprintln!("mixtasyd: {e:#}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
-        }
+        let home = NodeHome::open(dir).map_err(|e| cli::exit_with(cli::sysexits::CONFIG, e))?;
         return round(&home, now);
-    }
-    // `check` reports on a home of any owner; every other command acts as its owner only.
-    // `simulate` reads only the settings, unless `--recorded` opens the state (which may migrate it).
-    if !matches!(args.command, Some(Command::Check { .. } | Command::Simulate { recorded: false, .. })) {
-        home.check_owner()?;
     }
     let Some(command) = args.command else {
         anyhow::bail!("nothing to do: give --round or a command (see --help)");
+    };
+    // `init` makes a home (as the owner of the directory, if it exists); `check` reports on
+    // a home of any owner and in any state; every other command needs a home of its own.
+    let home = match &command {
+        Command::Init { .. } => {
+            let home = NodeHome::new(dir);
+            home.check_owner()?;
+            home
+        }
+        // `simulate` reads only the settings (the defaults without a home), unless
+        // `--recorded` opens the state.
+        Command::Check { .. } | Command::Simulate { recorded: false, .. } => NodeHome::new(dir),
+        _ => NodeHome::open(dir)?,
     };
     match command {
         Command::Init { address, modes, name, key, allow_unqualified } => {
@@ -412,8 +370,7 @@ fn run(args: Args) -> Result<ExitCode> {
             let armored = String::from_utf8(cert.armored().to_vec()?)?;
             mixtasy::mixes::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(60))?.publish(&armored)?;
             let state = mixtasy::batch::state::State::open(&home.state_path())?;
-            state.set_meta("publish_pending", 0)?;
-            state.set_meta("last_publish", mixtasy::batch::state::unix(now))?;
+            mixtasy::node::home::record_published(&state, now)?;
             println!("published {} to {url}", cert.fingerprint());
         }
         Command::Key { command: KeyCommand::Transition { modes, name } } => {
@@ -535,8 +492,7 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
     match upload() {
         Ok(()) => {
             let state = mixtasy::batch::state::State::open(&home.state_path())?;
-            state.set_meta("publish_pending", 0)?;
-            state.set_meta("last_publish", mixtasy::batch::state::unix(now))?;
+            mixtasy::node::home::record_published(&state, now)?;
             eprintln!("mixtasyd: published to {url}");
         }
         Err(e) => eprintln!("mixtasyd: warning: not published ({e:#}); the next round publishes the new key, a revoked key must be uploaded by hand"),

@@ -53,7 +53,7 @@ fn take<'a>(input: &'a [u8], n: usize, what: &'static str) -> Result<(&'a [u8], 
 }
 
 /// Reads a new-format length (RFC 4880 §4.2.2); `first` is its first octet.
-fn new_len<'a>(first: u8, input: &'a [u8]) -> Result<(BodyLen, &'a [u8]), FramingError> {
+fn new_len(first: u8, input: &[u8]) -> Result<(BodyLen, &[u8]), FramingError> {
     Ok(match first {
         0..=191 => (BodyLen::Definite(first as u32), input),
         192..=223 => {

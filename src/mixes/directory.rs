@@ -94,7 +94,7 @@ fn split_user_id(uid: &str) -> Option<(&str, &str, &str)> {
 pub fn check(cert: &Cert, now: SystemTime) -> Result<Mix, Refusal> {
     let (address, name, modes) = identity(cert, now)?;
     let mut subkeys = keys::encryption_subkeys(cert);
-    subkeys.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+    subkeys.sort_by_key(|s| std::cmp::Reverse(s.1.created));
     if !subkeys.iter().any(|(_, v)| v.valid_at(now, Duration::ZERO)) {
         return Err(Refusal::NoValidSubkey);
     }

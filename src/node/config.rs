@@ -319,53 +319,77 @@ fn line_of(text: &str, key: &str) -> usize {
         .map_or(0, |i| i + 1)
 }
 
+/// A config that cannot be used, as one line: `FILE:LINE: what` (line 0: no one line is
+/// at fault, as for a missing setting). `parse` knows no file; `load` adds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}:{}: {}", file.display(), self.line, self.message),
+            None => write!(f, "{}: {}", self.line, self.message),
+        }
+    }
+}
+
+impl ConfigError {
+    fn at(line: usize, message: impl Into<String>) -> Self {
+        ConfigError { file: None, line, message: message.into() }
+    }
+}
+
 /// Loads and validates a config file.
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).map_err(|e| anyhow!("{}:{e:#}", path.display()))
+    Ok(parse(&text).map_err(|e| ConfigError { file: Some(path.to_path_buf()), ..e })?)
 }
 
-/// Validates config text; errors start with `LINE: `. Relative paths stay relative: the
-/// caller resolves them against the home (`Config::resolve`).
-pub fn parse(text: &str) -> Result<Config> {
+/// Validates config text. Relative paths stay relative: the caller resolves them against
+/// the home (`Config::resolve`).
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
-        anyhow!("{line}: {}", e.message())
+        ConfigError::at(line, e.message())
     })?;
     for key in table.keys() {
         if !SETTINGS.iter().any(|s| s.name == key) {
-            bail!("{}: unknown setting `{key}`", line_of(text, key));
+            return Err(ConfigError::at(line_of(text, key), format!("unknown setting `{key}`")));
         }
     }
-    let value = |name: &str| -> Result<toml::Value> {
+    let value = |name: &str| -> Result<toml::Value, ConfigError> {
         let setting = SETTINGS.iter().find(|s| s.name == name).expect("setting in table");
         match (table.get(name), setting.default) {
             (Some(v), _) => Ok(v.clone()),
             (None, Some(d)) => Ok(format!("v = {d}").parse::<toml::Table>().expect("defaults are TOML")["v"].clone()),
-            (None, None) => bail!("0: required setting `{name}` is missing"),
+            (None, None) => Err(ConfigError::at(0, format!("required setting `{name}` is missing"))),
         }
     };
-    let at = |name: &str, e: anyhow::Error| anyhow!("{}: `{name}`: {e:#}", line_of(text, name));
-    let string = |name: &str| -> Result<String> {
+    let at = |name: &str, e: anyhow::Error| ConfigError::at(line_of(text, name), format!("`{name}`: {e:#}"));
+    let string = |name: &str| -> Result<String, ConfigError> {
         match value(name)? {
             toml::Value::String(s) => Ok(s),
             _ => Err(at(name, anyhow!("must be a string"))),
         }
     };
-    let int = |name: &str| -> Result<u64> {
+    let int = |name: &str| -> Result<u64, ConfigError> {
         match value(name)? {
             toml::Value::Integer(i) if i >= 0 => Ok(i as u64),
             _ => Err(at(name, anyhow!("must be a whole number, 0 or more"))),
         }
     };
-    let fraction = |name: &str| -> Result<f64> {
+    let fraction = |name: &str| -> Result<f64, ConfigError> {
         match value(name)? {
             toml::Value::Float(f) if (0.0..=1.0).contains(&f) => Ok(f),
             toml::Value::Integer(i) if (0..=1).contains(&i) => Ok(i as f64),
             _ => Err(at(name, anyhow!("must be a number from 0 to 1"))),
         }
     };
-    let duration = |name: &str| -> Result<Duration> { parse_duration(&string(name)?).map_err(|e| at(name, e)) };
+    let duration = |name: &str| -> Result<Duration, ConfigError> { parse_duration(&string(name)?).map_err(|e| at(name, e)) };
     let local_domains = match value("local_domains")? {
         toml::Value::Array(a) => a
             .into_iter()
@@ -373,7 +397,7 @@ pub fn parse(text: &str) -> Result<Config> {
                 toml::Value::String(d) if crate::mixes::address::valid_fqdn(&d) => Ok(d.to_ascii_lowercase()),
                 _ => Err(at("local_domains", anyhow!("must be a list of domain names"))),
             })
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<Result<Vec<_>, ConfigError>>()?,
         _ => return Err(at("local_domains", anyhow!("must be a list of domain names"))),
     };
     let transport = TransportKind::parse(&string("transport")?).ok_or_else(|| at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\"")))?;
@@ -435,7 +459,7 @@ pub fn parse(text: &str) -> Result<Config> {
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 {
-        bail!("{}: dummy probabilities must be below 1 (1 would mean endless dummies)", line_of(text, "dummy_time_p").max(line_of(text, "dummy_flush_p")));
+        return Err(ConfigError::at(line_of(text, "dummy_time_p").max(line_of(text, "dummy_flush_p")), "dummy probabilities must be below 1 (1 would mean endless dummies)"));
     }
     Ok(config)
 }

@@ -17,6 +17,7 @@ use openpgp::Cert;
 
 use crate::mixes::address::MixAddress;
 use crate::node::config::{self, Config};
+use crate::node::counters;
 use crate::mixes::directory::Directory;
 use crate::util::fsutil;
 use crate::mixes::keys::{self, KeyRing};
@@ -27,9 +28,29 @@ pub struct NodeHome {
     pub dir: PathBuf,
 }
 
+/// The directory holds no complete home: `init` writes `mixtasyd.toml` last.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is not a mixtasyd home (no mixtasyd.toml): run `mixtasyd init` first", dir.display())]
+pub struct NotAHome {
+    pub dir: PathBuf,
+}
+
 impl NodeHome {
+    /// A directory to make a home in (`init`), or to report on as it is (`check`): nothing
+    /// is checked. Every other command uses `open`.
     pub fn new(dir: PathBuf) -> Self {
         NodeHome { dir }
+    }
+
+    /// An existing home, checked once for every command: it holds a config (so it is
+    /// complete) and belongs to whoever runs this (`check_owner`).
+    pub fn open(dir: PathBuf) -> Result<Self> {
+        let home = NodeHome { dir };
+        home.check_owner()?;
+        if !home.config_path().exists() {
+            return Err(NotAHome { dir: home.dir }.into());
+        }
+        Ok(home)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -102,9 +123,6 @@ impl NodeHome {
     }
 
     pub fn config(&self) -> Result<Config> {
-        if !self.config_path().exists() {
-            bail!("{} is not a mixtasyd home (no mixtasyd.toml): run `mixtasyd init` first", self.dir.display());
-        }
         config::load(&self.config_path())
     }
 
@@ -144,10 +162,10 @@ impl NodeHome {
     pub fn rotate(&self, now: SystemTime, config: &Config, state: &mut crate::batch::state::State) -> Result<(Cert, keys::Rotation)> {
         let (cert, rotation) = keys::rotate(self.cert()?, now, config.subkey_validity)?;
         if rotation.changed() {
-            state.set_meta("publish_pending", 1)?;
+            state.set_meta(counters::meta::PUBLISH_PENDING, 1)?;
             self.save_cert(&cert)?;
-            state.bump("key.added", rotation.added as i64)?;
-            state.bump("key.destroyed", rotation.destroyed as i64)?;
+            counters::bump(state.conn(), counters::KEY_ADDED, rotation.added as i64)?;
+            counters::bump(state.conn(), counters::KEY_DESTROYED, rotation.destroyed as i64)?;
         }
         Ok((cert, rotation))
     }
@@ -189,7 +207,7 @@ impl NodeHome {
     /// Saves a new mix key, the publish flag committed first (as `rotate` does).
     fn replace_key(&self, new: &Cert) -> Result<()> {
         let state = crate::batch::state::State::open(&self.state_path())?;
-        state.set_meta("publish_pending", 1)?;
+        state.set_meta(counters::meta::PUBLISH_PENDING, 1)?;
         self.save_cert(new)
     }
 
@@ -231,6 +249,13 @@ impl NodeHome {
         let node = node_of(&config, &self.cert()?)?;
         Ok((config, node))
     }
+}
+
+/// Records that the current mix key reached the keyserver at `now`: no publication is
+/// pending any more.
+pub fn record_published(state: &crate::batch::state::State, now: SystemTime) -> Result<()> {
+    state.set_meta(counters::meta::PUBLISH_PENDING, 0)?;
+    state.set_meta(counters::meta::LAST_PUBLISH, crate::batch::state::unix(now))
 }
 
 /// What peeling needs, from a loaded config and key.

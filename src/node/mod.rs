@@ -18,6 +18,7 @@ pub mod simulate;
 
 // What the operator sees.
 pub mod daily;
+pub mod counters;
 pub mod status;
 pub mod metrics;
 pub mod check;

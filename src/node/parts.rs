@@ -62,7 +62,7 @@ pub fn expire(state: &mut State, now: SystemTime, max_age: Duration) -> Result<u
         "DELETE FROM parts WHERE mixtasy_id IN (SELECT mixtasy_id FROM parts GROUP BY mixtasy_id HAVING min(first_seen) < ?1)",
         [cutoff],
     )?;
-    crate::batch::state::bump(&tx, "drop.parts-expired", n as i64)?;
+    crate::node::counters::bump(&tx, crate::node::counters::DROP_PARTS_EXPIRED, n as i64)?;
     tx.commit()?;
     Ok(n)
 }
@@ -80,7 +80,7 @@ pub fn cap(tx: &Transaction<'_>, max: u64) -> Result<usize> {
         held -= n as i64;
         dropped += n;
     }
-    crate::batch::state::bump(tx, "drop.parts-over-cap", dropped as i64)?;
+    crate::node::counters::bump(tx, crate::node::counters::DROP_PARTS_OVER_CAP, dropped as i64)?;
     Ok(dropped)
 }
 

@@ -53,14 +53,14 @@ const FINAL: i64 = 1;
 
 /// Adds a wire mail for `rcpt` to the pool.
 pub fn insert(tx: &Transaction<'_>, rcpt: &MixAddress, mail: &[u8]) -> Result<()> {
-    let id = crate::batch::state::random_id(tx, "pool", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Pool, &mut rand::rng())?;
     tx.execute("INSERT INTO pool (id, rcpt, mail, kind) VALUES (?1, ?2, ?3, ?4)", params![id, rcpt.as_str(), mail, FORWARD])?;
     Ok(())
 }
 
 /// Adds a final message's original (already checked against `max_size`) to the pool.
 pub fn insert_final(tx: &Transaction<'_>, original: &[u8]) -> Result<()> {
-    let id = crate::batch::state::random_id(tx, "pool", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Pool, &mut rand::rng())?;
     tx.execute("INSERT INTO pool (id, rcpt, mail, kind) VALUES (?1, '', ?2, ?3)", params![id, original, FINAL])?;
     Ok(())
 }
@@ -87,6 +87,13 @@ pub fn load(conn: &rusqlite::Connection, id: i64) -> Result<Pooled> {
             _ => Pooled::Forward { rcpt: r.get(0)?, mail: r.get(1)? },
         })
     })?)
+}
+
+/// Removes a drawn final inside the transaction that queues it for the exit, so that it is
+/// in exactly one of the two at every instant.
+pub fn remove_drawn(tx: &Transaction<'_>, id: i64) -> Result<()> {
+    tx.execute("DELETE FROM pool WHERE id = ?1", [id])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ pub fn flush(state: &mut crate::batch::state::State, cfg: &Config) -> Result<(u6
             _ => false,
         };
         if ok {
-            state.remove_counted("outbox", q.id, &[(if q.channel == "news" { "out.news" } else { "out.smtp" }, 1)])?;
+            state.remove_counted(crate::batch::state::Queue::Outbox, q.id, &[(if q.channel == "news" { "out.news" } else { "out.smtp" }, 1)])?;
             sent += 1;
         } else {
             state.bump(if q.channel == "news" { "out.news-failed" } else { "out.smtp-failed" }, 1)?;

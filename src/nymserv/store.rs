@@ -173,7 +173,7 @@ pub fn purge(conn: &Connection, now: SystemTime) -> Result<()> {
 
 /// Queues a mail for a channel (`news`, `smtp`) and recipient, in the caller's transaction.
 pub fn queue(conn: &Connection, channel: &str, rcpt: &str, mail: &[u8]) -> Result<()> {
-    let id = crate::batch::state::random_id(conn, "outbox", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(conn, crate::batch::state::Queue::Outbox, &mut rand::rng())?;
     conn.execute("INSERT INTO outbox (id, channel, rcpt, mail) VALUES (?1, ?2, ?3, ?4)", params![id, channel, rcpt, mail])?;
     Ok(())
 }

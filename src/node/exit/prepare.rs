@@ -29,6 +29,7 @@ use crate::util::clock;
 use crate::format::headers::{self, name_of};
 use crate::mixes::modes::Modes;
 use crate::batch::stamp::Stamp;
+use crate::node::counters::{self, Counter};
 
 /// What the exit needs to know of its configuration.
 pub struct Policy<'a> {
@@ -65,10 +66,10 @@ pub enum ExitError {
 
 impl ExitError {
     /// The counter an original dropped for this reason is counted under.
-    pub fn counter(&self) -> &'static str {
+    pub fn counter(&self) -> Counter {
         match self {
-            ExitError::HeaderTooLarge => "drop.exit-header-too-large",
-            ExitError::NoHeader | ExitError::NoRecipient => "drop.exit-no-recipient",
+            ExitError::HeaderTooLarge => counters::DROP_EXIT_HEADER_TOO_LARGE,
+            ExitError::NoHeader | ExitError::NoRecipient => counters::DROP_EXIT_NO_RECIPIENT,
         }
     }
 }
@@ -329,7 +330,7 @@ fn notice(policy: &Policy<'_>) -> Vec<String> {
 /// out of the pool: an original reaches the exit queue only when the pool draws it, so
 /// `now` (its retry deadline's start) and the stamp's Date are draw times, not arrival times.
 pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime, stamp: &Stamp) -> anyhow::Result<()> {
-    let id = crate::batch::state::random_id(tx, "exitq", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Exit, &mut rand::rng())?;
     tx.execute(
         "INSERT INTO exitq (id, queued, original, date, message_id) VALUES (?1, ?2, ?3, ?4, ?5)",
         rusqlite::params![id, crate::batch::state::unix(now), original, crate::batch::state::unix(stamp.date), stamp.message_id],
@@ -340,7 +341,7 @@ pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime,
 /// Queues the mix's own mail (a block confirmation), complete as it is to be sent. Notices
 /// skip the pool: they are the mix's own mail, answering a request sent in the clear.
 pub fn enqueue_notice(tx: &rusqlite::Transaction<'_>, mail: &[u8], now: SystemTime) -> anyhow::Result<()> {
-    let id = crate::batch::state::random_id(tx, "exitq", &mut rand::rng())?;
+    let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Exit, &mut rand::rng())?;
     tx.execute(
         "INSERT INTO exitq (id, queued, original, date, kind) VALUES (?1, ?2, ?3, ?2, 1)",
         rusqlite::params![id, crate::batch::state::unix(now), mail],
@@ -357,13 +358,21 @@ pub enum Queued {
     Notice,
 }
 
-/// Every queued entry: id, kind and when it was queued, in no particular order (the round
-/// shuffles what it sends).
-pub fn queued(state: &crate::batch::state::State) -> anyhow::Result<Vec<(i64, Queued, SystemTime)>> {
+/// One exit-queue entry, as the round hands it to `deliver`.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub id: i64,
+    pub kind: Queued,
+    /// When the pool drew it (or the notice was queued): its retry deadline's start.
+    pub queued: SystemTime,
+}
+
+/// Every queued entry, in no particular order (the round shuffles what it sends).
+pub fn queued(state: &crate::batch::state::State) -> anyhow::Result<Vec<Entry>> {
     let mut st = state.conn().prepare("SELECT id, kind, queued FROM exitq")?;
     let rows = st.query_map([], |r| {
         let kind = if r.get::<_, i64>(1)? == 1 { Queued::Notice } else { Queued::Original };
-        Ok((r.get::<_, i64>(0)?, kind, crate::batch::state::from_unix(r.get(2)?)))
+        Ok(Entry { id: r.get::<_, i64>(0)?, kind, queued: crate::batch::state::from_unix(r.get(2)?) })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -399,13 +408,13 @@ impl Outcome {
     }
 
     /// The per-recipient counter, if any (a delivery is counted per original).
-    pub fn counter(self) -> Option<&'static str> {
+    pub fn counter(self) -> Option<Counter> {
         match self {
             Outcome::Delivered => None,
-            Outcome::Blocked => Some("drop.recipients-blocked"),
-            Outcome::OverQuota => Some("drop.recipients-quota"),
-            Outcome::Refused => Some("drop.recipients-refused"),
-            Outcome::GaveUp => Some("drop.recipients-gave-up"),
+            Outcome::Blocked => Some(counters::DROP_RECIPIENTS_BLOCKED),
+            Outcome::OverQuota => Some(counters::DROP_RECIPIENTS_QUOTA),
+            Outcome::Refused => Some(counters::DROP_RECIPIENTS_REFUSED),
+            Outcome::GaveUp => Some(counters::DROP_RECIPIENTS_GAVE_UP),
         }
     }
 }
@@ -413,18 +422,18 @@ impl Outcome {
 /// The counter a whole original leaves the queue under once every recipient is done: it
 /// was delivered if anyone got it; otherwise the first of gave-up, quota, blocked, refused
 /// that applies.
-pub fn leaving_counter(outcomes: &[Outcome]) -> &'static str {
+pub fn leaving_counter(outcomes: &[Outcome]) -> Counter {
     let any = |o: Outcome| outcomes.contains(&o);
     if any(Outcome::Delivered) {
-        "exit.delivered"
+        counters::EXIT_DELIVERED
     } else if any(Outcome::GaveUp) {
-        "drop.exit-gave-up"
+        counters::DROP_EXIT_GAVE_UP
     } else if any(Outcome::OverQuota) {
-        "drop.exit-quota"
+        counters::DROP_EXIT_QUOTA
     } else if any(Outcome::Blocked) {
-        "drop.exit-blocked"
+        counters::DROP_EXIT_BLOCKED
     } else {
-        "drop.exit-no-recipient"
+        counters::DROP_EXIT_NO_RECIPIENT
     }
 }
 
@@ -451,7 +460,7 @@ pub fn outcomes(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<std::col
 pub fn record(tx: &rusqlite::Transaction<'_>, id: i64, hash: &[u8; 32], outcome: Outcome) -> anyhow::Result<()> {
     tx.execute("INSERT OR REPLACE INTO exit_rcpt (entry, hash, outcome) VALUES (?1, ?2, ?3)", rusqlite::params![id, &hash[..], outcome as i64])?;
     if let Some(c) = outcome.counter() {
-        crate::batch::state::bump(tx, c, 1)?;
+        counters::bump(tx, c, 1)?;
     }
     Ok(())
 }
@@ -487,8 +496,8 @@ pub fn cap(tx: &rusqlite::Transaction<'_>, max: u64) -> anyhow::Result<(i64, i64
             originals += 1;
         }
     }
-    crate::batch::state::bump(tx, "drop.exit-queue-full", originals)?;
-    crate::batch::state::bump(tx, "block.notice-dropped", notices)?;
+    counters::bump(tx, counters::DROP_EXIT_QUEUE_FULL, originals)?;
+    counters::bump(tx, counters::BLOCK_NOTICE_DROPPED, notices)?;
     Ok((originals, notices))
 }
 
@@ -686,7 +695,7 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         let many: String = (0..20_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
         let orig = format!("To: {many}\n\nhi\n");
         assert_eq!(prepare(orig.as_bytes(), &p, &stamp).unwrap_err(), ExitError::HeaderTooLarge);
-        assert_eq!(ExitError::HeaderTooLarge.counter(), "drop.exit-header-too-large");
+        assert_eq!(ExitError::HeaderTooLarge.counter().name, "drop.exit-header-too-large");
         let some: String = (0..4_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
         let d = prepare(format!("To: {some}, r0@x.test\n\nhi\n").as_bytes(), &p, &stamp).unwrap();
         assert_eq!((d.recipients.len(), d.dropped_recipients), (3, 3997));
