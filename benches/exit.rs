@@ -124,6 +124,7 @@ fn lab_node(home: &Path, mail: &Path, fqdn: &str) -> std::path::PathBuf {
             Some("rate") => "rate = 1.0".to_string(),
             Some("dummy_time_p") => "dummy_time_p = 0.0".to_string(),
             Some("dummy_flush_p") => "dummy_flush_p = 0.0".to_string(),
+            Some("dummy_starved_p") => "dummy_starved_p = 0.0".to_string(),
             _ => l.to_string(),
         })
         .collect();

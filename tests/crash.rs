@@ -396,6 +396,7 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
             ("rate", "1.0"),
             ("dummy_time_p", "0.0"),
             ("dummy_flush_p", "0.0"),
+            ("dummy_starved_p", "0.0"),
         ],
     );
     let maildir = home.join("Maildir");

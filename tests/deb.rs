@@ -256,7 +256,7 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     assert_eq!(mode_owner(&key_file), (0o600, uid));
     let config = Path::new(HOME).join("mixtasyd.toml");
     configure_file(&config, "transport", &format!("\"maildir:{DELIVERED}\""));
-    for (k, v) in [("min_pool", "0"), ("threshold", "1"), ("rate", "1.0"), ("dummy_time_p", "0.0"), ("dummy_flush_p", "0.0")] {
+    for (k, v) in [("min_pool", "0"), ("threshold", "1"), ("rate", "1.0"), ("dummy_time_p", "0.0"), ("dummy_flush_p", "0.0"), ("dummy_starved_p", "0.0")] {
         configure_file(&config, k, v);
     }
     deliver_to_node(&mail_for_the_node(), "pkgtest.1", uid, gid);

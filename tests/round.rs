@@ -474,3 +474,40 @@ fn a_file_whose_peeling_panics_is_quarantined_and_the_round_goes_on() {
     assert_eq!((st.get("intake.quarantined"), st.get("quarantined"), st.get("intake.taken"), st.get("spool")), (1, 1, 3, 0), "{}", st.0);
     assert_counters_add_up(&st);
 }
+
+/// `dummy_starved_p` (issue 16): a trickle into a pool that cannot fire. With the policy
+/// off, one message waits in a pool of 1 forever (no dummies, no departure). With it on,
+/// every round that finds the pool under min_pool + threshold is counted and draws its
+/// time-triggered dummies with the starved p, and the message leaves: an attacker who
+/// trickles mail cannot strand it past its subkeys. A pool that is not starved is left alone.
+#[test]
+fn a_starved_pool_gets_more_dummies() {
+    let mut net = lab(2);
+    net.nodes.retain(|n| n == "mix1.test");
+    for (k, v) in [("min_pool", "4"), ("threshold", "1"), ("rate", "1.0")] {
+        net.configure("mix1.test", k, v);
+    }
+    net.inject(&net.wrap_original(b"To: bob@rcpt.test\nSubject: trickle\n\nalone\n", &["mix1.test"])[0]);
+    for _ in 0..10 {
+        net.round("mix1.test");
+    }
+    let st = net.status("mix1.test");
+    assert_eq!((st.get("pool"), st.get("dummy.pooled"), st.get("dummy.starved")), (1, 0, 0), "off: {}", st.0);
+
+    net.configure("mix1.test", "dummy_starved_p", "0.9");
+    let rounds = rounds_until(&net, 80, || !net.delivered("bob@rcpt.test").is_empty());
+    let st = net.status("mix1.test");
+    assert!(st.get("dummy.starved") >= 1 && st.get("dummy.starved") <= rounds as i64, "{rounds} rounds: {}", st.0);
+    assert!(st.get("dummy.pooled") >= 4, "the starved pool got dummies: {}", st.0);
+    assert_eq!(net.delivered("bob@rcpt.test").len(), 1, "the trickled message left, once");
+    assert_counters_add_up(&st);
+
+    // Not starved: a pool of min_pool 0 and threshold 0 always fires; no starved round.
+    net.configure("mix1.test", "min_pool", "0");
+    net.configure("mix1.test", "threshold", "0");
+    let before = net.status("mix1.test").get("dummy.starved");
+    for _ in 0..5 {
+        net.round("mix1.test");
+    }
+    assert_eq!(net.status("mix1.test").get("dummy.starved"), before);
+}

@@ -115,3 +115,95 @@ fn rounds_record_counts_and_write_the_prometheus_file() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("metrics_file"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(net.status("mix1.test").get("pool.sent"), 11, "the round's mail left before the metrics file");
 }
+
+/// The largest gap between the empirical distribution functions of `a` and `b`: the
+/// two-sample Kolmogorov–Smirnov statistic D.
+fn ks_statistic(a: &[u64], b: &[u64]) -> f64 {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] == x {
+            i += 1;
+        }
+        while j < b.len() && b[j] == x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// The critical D of the two-sample KS test at significance 0.001 (c(α) = √(−ln(α/2)/2)
+/// = 1.949). With ties (delays are whole rounds) the test is conservative: a true
+/// agreement is refused at most 0.1 % of the time.
+fn ks_critical(n: usize, m: usize) -> f64 {
+    1.949 * ((n + m) as f64 / (n * m) as f64).sqrt()
+}
+
+/// Issue 16: the simulator's delay distribution against the delays of a real network. Five
+/// lab nodes (maildir transport, `--now`), each with the same pool (min_pool 4, threshold
+/// 0, rate 0.5, no dummies), each given exactly 3 fresh one-hop messages a round for 60
+/// rounds (each node is their exit: the pool wait is the delivery time in rounds). The
+/// delays of the messages sent in rounds 10 to 39 (the pools have settled by then; later
+/// ones keep the pools at their steady state) are compared with `mixtasyd simulate`'s
+/// model of the same node under `Traffic::Trace([3])`, seeded, by a two-sample KS test at
+/// 0.001. The same test must refuse the model shifted by one round (an off-by-one in the
+/// intake would look like that), so that it can fail.
+#[test]
+fn simulated_delays_fit_a_real_network() {
+    use mixtasy::node::simulate::{self as sim, Setting, Traffic};
+    use rand::SeedableRng;
+    const PER_ROUND: u64 = 3;
+    let mut net = lab(5);
+    for n in &net.nodes {
+        for (k, v) in [("min_pool", "4"), ("threshold", "0"), ("rate", "0.5")] {
+            net.configure(n, k, v);
+        }
+    }
+    let mixes: Vec<_> = net.nodes.iter().map(|n| net.mix(n)).collect();
+    let mut sent: Vec<(String, usize, Option<usize>)> = Vec::new();
+    let (measured, inject_until) = (10..40, 60);
+    let mut r = 0;
+    while r < inject_until || sent.iter().any(|(_, at, d)| measured.contains(at) && d.is_none()) {
+        assert!(r < 400, "measured messages still pooled after 400 rounds");
+        if r < inject_until {
+            for mix in &mixes {
+                for _ in 0..PER_ROUND {
+                    let rcpt = format!("r{}@rcpt.test", sent.len());
+                    let original = format!("To: {rcpt}\nSubject: ks\n\nhow long?\n");
+                    net.inject(&net.wrap_final_over(mixtasy::format::message::Kind::Singlepart, original.as_bytes(), std::slice::from_ref(mix)));
+                    sent.push((rcpt, r, None));
+                }
+            }
+        }
+        for n in &net.nodes {
+            net.round(n);
+        }
+        for (rcpt, at, d) in sent.iter_mut().filter(|s| s.2.is_none()) {
+            if net.mailbox(rcpt).join("new").read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                *d = Some(r - *at);
+            }
+        }
+        r += 1;
+        net.now += 60;
+    }
+    let real: Vec<u64> = sent.iter().filter(|s| measured.contains(&s.1)).map(|s| s.2.unwrap() as u64).collect();
+    assert_eq!(real.len(), 5 * 30 * PER_ROUND as usize);
+
+    let mut s = Setting::mixminion_minimum();
+    s.pool = mixtasy::node::pool::Params { min_pool: 4, threshold: 0, rate: 0.5 };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let report = sim::run(&s, &Traffic::Trace(vec![PER_ROUND]), 200, 2000, &mut rng);
+    let model: Vec<u64> = report.delays.iter().map(|d| (d / s.interval as f64).floor() as u64).collect();
+    let critical = ks_critical(real.len(), model.len());
+    let d = ks_statistic(&real, &model);
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+    eprintln!("KS: D = {d:.4}, critical {critical:.4} at 0.001; mean wait real {:.3} model {:.3} rounds ({} and {} messages)", mean(&real), mean(&model), real.len(), model.len());
+    assert!(d < critical, "the simulator's delays do not fit the network's: D = {d:.4} >= {critical:.4}");
+    let shifted: Vec<u64> = model.iter().map(|x| x + 1).collect();
+    let d_shifted = ks_statistic(&real, &shifted);
+    assert!(d_shifted > critical, "the test cannot tell a one-round shift: D = {d_shifted:.4}");
+}

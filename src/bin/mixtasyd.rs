@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, default_value = "15m")]
         interval: String,
         /// Change a setting for the simulation: min_pool, threshold, rate, dummy_time_p,
-        /// dummy_flush_p (repeatable).
+        /// dummy_flush_p, dummy_starved_p (repeatable).
         #[arg(long = "set", value_name = "PARAM=VALUE")]
         set: Vec<String>,
         /// Run PARAM from a to b (steps: 10 by default) and draw entropy and delays.
@@ -294,7 +294,7 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
         let trials = 200;
         println!("\nblending attack: {flood} attacker messages a round, {trials} trials, an attacker who knows when the pool holds only his mail");
         println!("{:<34} {:>8} {:>10} {:>11} {:>9}", "setting", "rounds", "messages", "candidates", "isolated");
-        let bare = Setting { name: "this node without dummies".into(), dummy_time_p: 0.0, dummy_flush_p: 0.0, ..node.clone() };
+        let bare = Setting { name: "this node without dummies".into(), dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, ..node.clone() };
         for s in [&node, &bare, &Setting::mixmaster()] {
             let b = sim::blending::simulate(s, &traffic, flood, trials, 10_000, &mut rng);
             let given_up = if b.gave_up > 0.0 { format!(" ({:.0}% not done in 10000 rounds)", b.gave_up * 100.0) } else { String::new() };

@@ -74,6 +74,7 @@ pub const EXIT_OVERSIZED: Counter = counter("exit.oversized", "a reassembled ori
 
 // The pool, dummies, the operator's folder.
 pub const DUMMY_POOLED: Counter = counter("dummy.pooled", "a time-triggered dummy joined the pool", Some(Line::Dummies));
+pub const DUMMY_STARVED: Counter = counter("dummy.starved", "a round found the pool starved and drew its time-triggered dummies with dummy_starved_p", None);
 pub const DUMMY_SENT: Counter = counter("dummy.sent", "a flush-triggered dummy was handed to the transport", Some(Line::Dummies));
 pub const DUMMY_FAILED: Counter = counter("dummy.failed", "the transport did not take a flush-triggered dummy", Some(Line::Dummies));
 pub const POOL_SENT: Counter = counter("pool.sent", "a drawn wire mail was handed to the transport", Some(Line::Sent));
@@ -151,6 +152,7 @@ pub const ALL: &[Counter] = &[
     EXIT_ASSEMBLED,
     EXIT_OVERSIZED,
     DUMMY_POOLED,
+    DUMMY_STARVED,
     DUMMY_SENT,
     DUMMY_FAILED,
     POOL_SENT,

@@ -22,6 +22,18 @@ pub fn geometric(p: f64, rng: &mut impl Rng) -> u64 {
     k
 }
 
+/// The probability of the time-triggered dummies before a round whose pool holds `pooled`
+/// (arrivals included): `starved_p` while the pool is too small to fire (under min_pool +
+/// threshold), so that a trickle of mail is not stranded in it for days past its subkeys;
+/// `time_p` otherwise (the larger of the two, should `starved_p` be the smaller).
+pub fn time_p(time_p: f64, starved_p: f64, pooled: u64, pool: crate::node::pool::Params) -> f64 {
+    if pooled < pool.min_pool + pool.threshold {
+        time_p.max(starved_p)
+    } else {
+        time_p
+    }
+}
+
 /// Builds one dummy from this mix (`me`), routed over `mixes` (the node's directory; the
 /// mix itself when that is empty). With trusted pingers in the node's home, only mixes
 /// their rankings pass (`path::Rules::default()`, any hop) are used while there are any,
@@ -50,5 +62,13 @@ mod tests {
         let mean = total as f64 / n as f64;
         assert!((0.9..1.1).contains(&mean), "mean {mean}, expected 1");
         assert_eq!((0..100).map(|_| geometric(0.0, &mut rng)).sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn starved_p_only_below_min_pool_plus_threshold() {
+        let p = crate::node::pool::Params { min_pool: 25, threshold: 5, rate: 0.65 };
+        assert_eq!(time_p(0.3, 0.75, 29, p), 0.75);
+        assert_eq!(time_p(0.3, 0.75, 30, p), 0.3);
+        assert_eq!(time_p(0.3, 0.0, 0, p), 0.3, "0 turns it off");
     }
 }

@@ -57,11 +57,19 @@ pub(super) enum Outgoing {
     Dummy(WireMessage),
 }
 
-/// Time-triggered dummies join the pool before it fires.
+/// Time-triggered dummies join the pool before it fires; more of them while the pool is
+/// starved (`dummy::time_p`).
 pub(super) fn add_time_dummies(round: &mut Round, dummies: &Dummies) -> Result<()> {
-    let k = dummy::geometric(round.config.dummy_time_p, &mut round.rng);
-    if k > 0 {
+    let config = &round.config;
+    let params = pool::Params { min_pool: config.min_pool, threshold: config.threshold, rate: config.rate };
+    let p = dummy::time_p(config.dummy_time_p, config.dummy_starved_p, round.state.count("pool")? as u64, params);
+    let starved = p > config.dummy_time_p;
+    let k = dummy::geometric(p, &mut round.rng);
+    if k > 0 || starved {
         let tx = round.state.transaction()?;
+        if starved {
+            round.sum.tally(&tx, counters::DUMMY_STARVED, 1)?;
+        }
         for _ in 0..k {
             if let Some(d) = dummies.make(&mut round.rng) {
                 pool::insert(&tx, &d.to, &d.mail)?;

@@ -46,8 +46,8 @@ pub fn simulate(setting: &Setting, traffic: &Traffic, flood: u64, trials: usize,
     for _ in 0..trials {
         let mut pool = vec![];
         for r in 0..200 {
-            let n = traffic.arrivals(r, rng) + dummy::geometric(setting.dummy_time_p, rng);
-            pool.extend((0..n).map(|_| Entry::Unknown));
+            pool.extend((0..traffic.arrivals(r, rng)).map(|_| Entry::Unknown));
+            pool.extend((0..dummy::geometric(setting.time_p(pool.len() as u64), rng)).map(|_| Entry::Unknown));
             fire(&mut pool, setting, rng);
         }
         let (mut rounds, mut candidates, mut target_in) = (0usize, 0u64, false);
@@ -60,7 +60,7 @@ pub fn simulate(setting: &Setting, traffic: &Traffic, flood: u64, trials: usize,
                 pool.push(Entry::Unknown);
                 target_in = true;
             }
-            pool.extend((0..dummy::geometric(setting.dummy_time_p, rng)).map(|_| Entry::Unknown));
+            pool.extend((0..dummy::geometric(setting.time_p(pool.len() as u64), rng)).map(|_| Entry::Unknown));
             let unknown_out = fire(&mut pool, setting, rng);
             if target_in {
                 candidates += unknown_out;
@@ -100,7 +100,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn node(time_p: f64, flush_p: f64) -> Setting {
-        Setting { name: "t".into(), pool: pool::Params { min_pool: 25, threshold: 5, rate: 0.65 }, dummy_time_p: time_p, dummy_flush_p: flush_p, interval: 900 }
+        Setting { name: "t".into(), pool: pool::Params { min_pool: 25, threshold: 5, rate: 0.65 }, dummy_time_p: time_p, dummy_flush_p: flush_p, dummy_starved_p: 0.0, interval: 900 }
     }
 
     /// Without dummies the strongest attacker always isolates the target.

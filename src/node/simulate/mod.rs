@@ -1,8 +1,9 @@
 //! `mixtasyd simulate`: what a node's settings buy, by discrete-event simulation of one
 //! node's timed dynamic pool and both dummy policies, round by round, exactly as `round`
-//! runs them: arrivals join the pool, then `dummy::geometric(dummy_time_p)` time-triggered
-//! dummies, then `pool::pick` (the node's own selection) chooses who leaves, and every
-//! non-empty send takes `dummy::geometric(dummy_flush_p)` flush-triggered dummies along.
+//! runs them: arrivals join the pool, then time-triggered dummies (`dummy::geometric` of
+//! `dummy::time_p`: dummy_time_p, or dummy_starved_p while the pool is starved), then
+//! `pool::pick` (the node's own selection) chooses who leaves, and every non-empty send
+//! takes `dummy::geometric(dummy_flush_p)` flush-triggered dummies along.
 //!
 //! Measures, per setting: the anonymity-set entropy of a leaving message (Serjantov and
 //! Danezis, `entropy`), the mean and 95th-percentile delay, and the dummy overhead; the
@@ -28,6 +29,8 @@ pub struct Setting {
     pub pool: pool::Params,
     pub dummy_time_p: f64,
     pub dummy_flush_p: f64,
+    /// The time-triggered dummies' probability while the pool is starved (`dummy::time_p`).
+    pub dummy_starved_p: f64,
     /// t, the timer's interval, in seconds.
     pub interval: u64,
 }
@@ -36,23 +39,23 @@ impl Setting {
     /// Mixmaster 3's shipped parameters: POOLSIZE 45, RATE 65 %, SENDPOOLTIME 15 min; its
     /// dummies are not modelled (none here), so only the pool is compared.
     pub fn mixmaster() -> Self {
-        Setting { name: "Mixmaster".into(), pool: pool::Params { min_pool: 45, threshold: 0, rate: 0.65 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 900 }
+        Setting { name: "Mixmaster".into(), pool: pool::Params { min_pool: 45, threshold: 0, rate: 0.65 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, interval: 900 }
     }
 
     /// The least Mixminion calls secure: a pool of 5, an interval of 30 minutes (its timed
     /// dynamic pool sends 60 % of the surplus).
     pub fn mixminion_minimum() -> Self {
-        Setting { name: "Mixminion minimum".into(), pool: pool::Params { min_pool: 5, threshold: 0, rate: 0.6 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 1800 }
+        Setting { name: "Mixminion minimum".into(), pool: pool::Params { min_pool: 5, threshold: 0, rate: 0.6 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, interval: 1800 }
     }
 }
 
 /// The names `Setting::set` and sweeps know.
-pub const PARAMS: &[&str] = &["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "interval"];
+pub const PARAMS: &[&str] = &["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "dummy_starved_p", "interval"];
 
 impl Setting {
     /// The node's own settings, fired every `interval` seconds.
     pub fn from_config(name: &str, c: &crate::node::config::Config, interval: u64) -> Self {
-        Setting { name: name.into(), pool: pool::Params { min_pool: c.min_pool, threshold: c.threshold, rate: c.rate }, dummy_time_p: c.dummy_time_p, dummy_flush_p: c.dummy_flush_p, interval }
+        Setting { name: name.into(), pool: pool::Params { min_pool: c.min_pool, threshold: c.threshold, rate: c.rate }, dummy_time_p: c.dummy_time_p, dummy_flush_p: c.dummy_flush_p, dummy_starved_p: c.dummy_starved_p, interval }
     }
 
     /// Changes one parameter (`PARAMS`), checked like `mixtasyd.toml` checks it; `interval`
@@ -70,6 +73,7 @@ impl Setting {
             "rate" => self.pool.rate = fraction(false)?,
             "dummy_time_p" => self.dummy_time_p = fraction(true)?,
             "dummy_flush_p" => self.dummy_flush_p = fraction(true)?,
+            "dummy_starved_p" => self.dummy_starved_p = fraction(true)?,
             "interval" => {
                 self.interval = match value.parse::<u64>() {
                     Ok(secs) => secs,
@@ -82,6 +86,13 @@ impl Setting {
             _ => bail!("unknown parameter `{param}` (one of {})", PARAMS.join(", ")),
         }
         Ok(())
+    }
+}
+
+impl Setting {
+    /// The time-triggered dummies' probability before a round whose pool holds `pooled`.
+    pub fn time_p(&self, pooled: u64) -> f64 {
+        dummy::time_p(self.dummy_time_p, self.dummy_starved_p, pooled, self.pool)
     }
 }
 
@@ -213,7 +224,7 @@ pub fn run(setting: &Setting, traffic: &Traffic, warmup: usize, rounds: usize, r
         let measured = r >= warmup;
         let arrivals = traffic.arrivals(r, rng);
         pool.extend((0..arrivals).map(|_| Entry::Real(r)));
-        let k = dummy::geometric(setting.dummy_time_p, rng);
+        let k = dummy::geometric(setting.time_p(pool.len() as u64), rng);
         pool.extend((0..k).map(|_| Entry::Dummy));
         let m = pool.len();
         let h = tracker.round(arrivals, k, m as u64);
@@ -331,7 +342,7 @@ mod tests {
     }
 
     fn plain(pool: pool::Params) -> Setting {
-        Setting { name: "test".into(), pool, dummy_time_p: 0.0, dummy_flush_p: 0.0, interval: 900 }
+        Setting { name: "test".into(), pool, dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, interval: 900 }
     }
 
     /// A threshold mix (everything leaves once N are in) that gets N a round: every output
@@ -387,6 +398,27 @@ mod tests {
         // Per round: 0.43 time dummies; flush dummies 0.43 per firing round.
         assert!(with.dummy_overhead > 0.43 && with.dummy_overhead < 0.43 * 2.0 + 0.1, "{with:?}");
         assert_eq!(none.dummy_overhead, 0.0);
+    }
+
+    /// Issue 16: with the default settings at 1 message a round, a 4-hop message reaches
+    /// its exit before any subkey on its path expires with at least 99.9 %, which the
+    /// starved-pool dummies (`dummy_starved_p`) buy: without them it is about 95 %. They
+    /// change nothing at a traffic that keeps the pool firing.
+    #[test]
+    fn starved_pool_dummies_keep_a_trickle_within_its_subkeys() {
+        let c = crate::node::config::parse("address = \"mixtasy@simulate.invalid\"\nmodes = \"middleman\"\n").unwrap();
+        let validity = c.subkey_validity.as_secs_f64();
+        let reach = |s: &Setting, traffic: f64| {
+            let r = run(s, &Traffic::Poisson(traffic), 2000, 40_000, &mut rng());
+            (subkey::reach_probability(&r.delays, 4, validity, 900.0, 400_000, &mut rng()).unwrap(), r)
+        };
+        let defaults = Setting::from_config("defaults", &c, 900);
+        let off = Setting { dummy_starved_p: 0.0, ..defaults.clone() };
+        let ((with, _), (without, _)) = (reach(&defaults, 1.0), reach(&off, 1.0));
+        assert!(with >= 0.999, "with the defaults: {with}");
+        assert!(without < 0.97, "without the starved-pool dummies: {without}");
+        let ((_, busy), (_, busy_off)) = (reach(&defaults, 10.0), reach(&off, 10.0));
+        assert!((busy.dummy_overhead - busy_off.dummy_overhead).abs() < 0.02, "{busy:?} {busy_off:?}");
     }
 
     #[test]
