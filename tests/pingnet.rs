@@ -140,7 +140,7 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     let mut sent = 0u64;
     for step in 0..DAYS * 86400 / STEP {
         let now = t0 + step * STEP + 60;
-        if step > 0 && (step * STEP) % 86400 == 0 {
+        if step > 0 && (step * STEP).is_multiple_of(86400) {
             node("dead.test", now, &["key", "rotate"]);
             node("dead.test", now, &["key", "publish"]);
         }
