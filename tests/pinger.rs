@@ -88,12 +88,12 @@ impl Pinger {
 
 /// One row of an `mlist2.txt`, as Echolot's format defines it.
 #[derive(Debug)]
-struct Mlist2Row {
-    latent_hist: String,
-    latent_secs: u64,
-    uptime_hist: String,
-    uptime: f64,
-    options: String,
+pub(crate) struct Mlist2Row {
+    pub(crate) latent_hist: String,
+    pub(crate) latent_secs: u64,
+    pub(crate) uptime_hist: String,
+    pub(crate) uptime: f64,
+    pub(crate) options: String,
 }
 
 /// A reader written from Echolot's documented `mlist2.txt` (Stats.pm build_list2): the
@@ -101,9 +101,9 @@ struct Mlist2Row {
 /// (nick, 12-character latency history, `h:mm` latency, 12-character uptime history,
 /// `NN.N%`, options), then optional broken chains `(a b)` and `$remailer{"nick"} = "<addr> caps";` lines.
 /// Rows by nick, broken chains, capabilities by nick.
-type Mlist2 = (BTreeMap<String, Mlist2Row>, Vec<(String, String)>, BTreeMap<String, String>);
+pub(crate) type Mlist2 = (BTreeMap<String, Mlist2Row>, Vec<(String, String)>, BTreeMap<String, String>);
 
-fn read_mlist2(text: &str) -> Mlist2 {
+pub(crate) fn read_mlist2(text: &str) -> Mlist2 {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("Stats-Version: 2.0"));
     let generated = lines.next().unwrap();

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 /// The unprivileged user the nodes (and the sender) run as.
-const USER: &str = "mixtasy-test";
+pub(crate) const USER: &str = "mixtasy-test";
 /// Three middlemen and two exits that deliver to anyone (rcpt.test has no mix of its own, so
 /// senders pick an exitpublic mix; an exitprivate one would only serve its own domain).
 const MIXES: [(&str, &str); 5] = [
@@ -38,7 +38,7 @@ const MIXES: [(&str, &str); 5] = [
     ("mix4.test", "middleman,exitpublic"),
     ("mix5.test", "middleman,exitpublic"),
 ];
-const RCPT_DOMAIN: &str = "rcpt.test";
+pub(crate) const RCPT_DOMAIN: &str = "rcpt.test";
 const BURST: usize = 200;
 const MAIN_CF: &str = "/etc/postfix/main.cf";
 /// First line of a /etc/postfix/main.cf this test wrote (one a killed run left is stale).
@@ -61,7 +61,7 @@ pub(crate) fn cmd_ok(prog: &str, args: &[&str]) -> Output {
 }
 
 /// The test user's uid and gid, creating the user if missing.
-fn test_user() -> (u32, u32) {
+pub(crate) fn test_user() -> (u32, u32) {
     let exists = || Command::new("getent").args(["passwd", USER]).output().is_ok_and(|o| o.status.success());
     if !exists() {
         let mut c = Command::new("useradd");
@@ -156,15 +156,15 @@ impl Drop for SystemMainCf {
 
 /// The test's Postfix instance. Dropping it stops it (`postfix stop`, then SIGKILL to the
 /// master by PID if it is still there), restores /etc/postfix/main.cf and removes its files.
-struct Postfix {
+pub(crate) struct Postfix {
     /// Whether `postfix start` was tried: stop it then, whatever it said.
     started: bool,
-    conf: PathBuf,
+    pub(crate) conf: PathBuf,
     queue: PathBuf,
     /// The catch-all Maildir of rcpt.test.
     rcpt: PathBuf,
     system_cf: Option<SystemMainCf>,
-    root: tempfile::TempDir,
+    pub(crate) root: tempfile::TempDir,
 }
 
 impl Postfix {
@@ -174,7 +174,7 @@ impl Postfix {
 
     /// Starts the lab's Postfix with `extra` lines at the end of its main.cf (a later line
     /// sets a parameter again), `ROOT` in them standing for the instance's directory.
-    fn start_with(uid: u32, gid: u32, extra: &[&str]) -> Postfix {
+    pub(crate) fn start_with(uid: u32, gid: u32, extra: &[&str]) -> Postfix {
         for bin in ["/usr/sbin/postfix", "/usr/sbin/postconf", "/usr/sbin/sendmail"] {
             assert!(Path::new(bin).is_file(), "{bin} is missing: Postfix is not installed; run scripts/install-deps --test");
         }
@@ -266,11 +266,11 @@ impl Postfix {
         c
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("maillog")).unwrap_or_default()
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
@@ -278,7 +278,7 @@ impl Postfix {
 
     /// Waits until nothing is in Postfix's maildrop, incoming or active queue: every mail
     /// handed to sendmail so far is delivered (or bounced). Bounded: 60 s.
-    fn wait_idle(&self) {
+    pub(crate) fn wait_idle(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let busy: usize = ["maildrop", "incoming", "active"].iter().map(|q| files_below(&self.queue.join(q)).len()).sum();
@@ -291,7 +291,7 @@ impl Postfix {
     }
 
     /// The files in rcpt.test's catch-all Maildir (new/), in name order.
-    fn delivered(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn delivered(&self) -> Vec<Vec<u8>> {
         let mut files = files_below(&self.rcpt.join("new"));
         files.sort();
         files.iter().map(|f| std::fs::read(f).unwrap()).collect()
@@ -325,25 +325,26 @@ impl Drop for Postfix {
 
 /// Five node homes, the sender's home and the Postfix lab; all commands of nodes and sender
 /// run as USER.
-struct Lab {
-    net: Net,
+pub(crate) struct Lab {
+    pub(crate) net: Net,
     /// The binaries as USER can run them (copied into the lab if the build directory is
     /// not open to USER).
     mixtasyd: PathBuf,
     mixtasy: PathBuf,
+    pub(crate) pinger: PathBuf,
 }
 
 impl Lab {
-    fn new(uid: u32, gid: u32) -> Lab {
+    pub(crate) fn new(uid: u32, gid: u32) -> Lab {
         let net = Net::new(0);
         std::fs::set_permissions(net.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         for d in ["nodes", "client", "bin"] {
             std::fs::create_dir(net.dir.path().join(d)).unwrap();
             std::os::unix::fs::chown(net.dir.path().join(d), Some(uid), Some(gid)).unwrap();
         }
-        let mut lab = Lab { net, mixtasyd: env!("CARGO_BIN_EXE_mixtasyd").into(), mixtasy: env!("CARGO_BIN_EXE_mixtasy").into() };
+        let mut lab = Lab { net, mixtasyd: env!("CARGO_BIN_EXE_mixtasyd").into(), mixtasy: env!("CARGO_BIN_EXE_mixtasy").into(), pinger: env!("CARGO_BIN_EXE_mixtasy-pinger").into() };
         if !lab.user_cmd(lab.mixtasyd.clone()).arg("--version").output().is_ok_and(|o| o.status.success()) {
-            for b in [&mut lab.mixtasyd, &mut lab.mixtasy] {
+            for b in [&mut lab.mixtasyd, &mut lab.mixtasy, &mut lab.pinger] {
                 let to = lab.net.dir.path().join("bin").join(b.file_name().unwrap());
                 std::fs::copy(&*b, &to).unwrap();
                 std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -354,21 +355,21 @@ impl Lab {
     }
 
     /// `prog` run as USER (setpriv), in the lab directory.
-    fn user_cmd(&self, prog: impl AsRef<OsStr>) -> Command {
+    pub(crate) fn user_cmd(&self, prog: impl AsRef<OsStr>) -> Command {
         let mut c = Command::new("setpriv");
         c.args(["--reuid", USER, "--regid", USER, "--init-groups", "--"]).arg(prog).current_dir(self.net.dir.path());
         c
     }
 
     /// `mixtasyd --home HOME` for a node, as USER, with sendmail finding the test's Postfix.
-    fn node(&self, pf: &Postfix, fqdn: &str) -> Command {
+    pub(crate) fn node(&self, pf: &Postfix, fqdn: &str) -> Command {
         let mut c = self.user_cmd(&self.mixtasyd);
         c.arg("--home").arg(self.net.home(fqdn)).env("MAIL_CONFIG", &pf.conf);
         c
     }
 
     /// `mixtasy --home CLIENT`, as USER, with sendmail finding the test's Postfix.
-    fn sender(&self, pf: &Postfix) -> Command {
+    pub(crate) fn sender(&self, pf: &Postfix) -> Command {
         let mut c = self.user_cmd(&self.mixtasy);
         c.arg("--home").arg(self.net.client_home()).env("MAIL_CONFIG", &pf.conf);
         c
@@ -382,7 +383,7 @@ impl Lab {
         line
     }
 
-    fn status(&self, pf: &Postfix, fqdn: &str) -> Status {
+    pub(crate) fn status(&self, pf: &Postfix, fqdn: &str) -> Status {
         let mut c = self.node(pf, fqdn);
         c.args(["status", "--json"]);
         Status(String::from_utf8(ok(c, b"").stdout).unwrap())
@@ -422,7 +423,7 @@ impl Lab {
 }
 
 /// scripts/postfix-hookup as root for one node, against the test's Postfix.
-fn hookup(lab: &Lab, pf: &Postfix, fqdn: &str, extra: &[&str]) -> Output {
+pub(crate) fn hookup(lab: &Lab, pf: &Postfix, fqdn: &str, extra: &[&str]) -> Output {
     let mut c = Command::new(hookup_script());
     c.args(["--root", "--domain", fqdn, "--node-user", USER, "--home"])
         .arg(lab.net.home(fqdn))
@@ -485,7 +486,7 @@ fn exit_of(mail: &[u8]) -> String {
 }
 
 /// Every `to=<…>` of Postfix's log: (address, relay, status).
-fn log_deliveries(log: &str) -> Vec<(String, String, String)> {
+pub(crate) fn log_deliveries(log: &str) -> Vec<(String, String, String)> {
     let field = |line: &str, name: &str| -> String {
         line.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or("").trim_end_matches(',').to_string()
     };
@@ -663,7 +664,7 @@ fn five_mixes_through_a_real_postfix() {
 
 impl Lab {
     /// `mixtasyd --home HOME` as USER, before Postfix exists (init needs no sendmail).
-    fn node_raw(&self, fqdn: &str) -> Command {
+    pub(crate) fn node_raw(&self, fqdn: &str) -> Command {
         let mut c = self.user_cmd(&self.mixtasyd);
         c.arg("--home").arg(self.net.home(fqdn));
         c

@@ -29,4 +29,5 @@ mod deb;
 mod simulate;
 mod ranked;
 mod pinger;
+mod pingnet;
 mod nym;
