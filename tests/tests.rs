@@ -30,3 +30,4 @@ mod simulate;
 mod ranked;
 mod pinger;
 mod nym;
+mod nymclient;

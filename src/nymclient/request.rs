@@ -9,7 +9,8 @@ use std::time::SystemTime;
 use anyhow::{anyhow, Context, Result};
 use sequoia_openpgp as openpgp;
 use openpgp::policy::StandardPolicy;
-use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer};
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+use openpgp::types::Features;
 use openpgp::serialize::MarshalInto;
 use openpgp::Cert;
 
@@ -83,7 +84,16 @@ pub fn confirm_text(code: &str) -> Result<String> {
 /// `text` signed by the nym key and encrypted to the server's key, armored.
 pub fn seal(nym: &Cert, server: &Cert, text: &[u8], now: SystemTime) -> Result<Vec<u8>> {
     let policy = StandardPolicy::new();
-    let recipients: Vec<_> = server.keys().with_policy(&policy, now).supported().alive().revoked(false).for_transport_encryption().collect();
+    // SEIPDv1 with v3 PKESKs, as GnuPG writes it: what the server reads.
+    let recipients: Vec<Recipient> = server
+        .keys()
+        .with_policy(&policy, now)
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .map(|ka| Recipient::new(Features::empty().set_seipdv1(), ka.key().key_handle(), ka.key()))
+        .collect();
     if recipients.is_empty() {
         return Err(anyhow!("the server key has no usable encryption key (expired? fetch its current key)"));
     }

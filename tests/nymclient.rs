@@ -1,0 +1,173 @@
+//! The nym's owner's client `mixtasy nym …` against the real `mixtasy-nymd`: create,
+//! confirm, receive from an outside sender, fetch by hSub into a Maildir, send as the nym;
+//! and the attacks on fetch: articles forged under the nym's hSub, damaged articles,
+//! other nyms' articles, the same article twice.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::nym::{code_in, confirmed_nym, files, header, Lab, DOMAIN};
+use crate::util::{mixtasy, ok, run};
+
+/// One user of the client: a client home and a Maildir their mail program reads.
+struct Owner {
+    dir: tempfile::TempDir,
+    address: String,
+}
+
+impl Owner {
+    fn new(lab: &Lab, name: &str) -> Self {
+        let o = Owner { dir: tempfile::tempdir().unwrap(), address: format!("{name}@{DOMAIN}") };
+        std::fs::write(o.dir.path().join("server.asc"), ok(lab.nymd(0, &["key"]), b"").stdout).unwrap();
+        o
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.dir.path().join("NymMail")
+    }
+
+    fn cmd(&self, lab: &Lab, args: &[&str]) -> Command {
+        let mut c = mixtasy();
+        c.arg("--home").arg(self.home()).arg("--now").arg(lab.now.to_string()).arg("nym").args(args);
+        c
+    }
+
+    /// A request with `--print`, handed to the server as Postfix would hand it the mail
+    /// that came out of the network's exit.
+    fn request(&self, lab: &Lab, args: &[&str], stdin: &[u8]) {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["--print"]);
+        let mail = ok(self.cmd(lab, &args), stdin).stdout;
+        let to = header(&mail, "To");
+        assert!(to == format!("config@{DOMAIN}") || to == format!("send@{DOMAIN}"), "{to}");
+        let (_, body) = mail.split_at(mail.windows(2).position(|w| w == b"\n\n").unwrap() + 2);
+        lab.deliver(&to, body);
+    }
+
+    fn fetch(&self, lab: &Lab) -> String {
+        let from = format!("maildir:{}", lab.home().join("news").display());
+        let out = ok(self.cmd(lab, &["fetch", &self.address, "--from", &from, "--into", self.inbox().to_str().unwrap()]), b"");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn mails(&self) -> Vec<String> {
+        files(&self.inbox().join("new")).into_iter().map(|m| String::from_utf8(m).unwrap()).collect()
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.home().join("nyms").join(&self.address)
+    }
+}
+
+/// Creates and confirms a nym with the client alone.
+fn created(lab: &Lab, name: &str, hsub: &str) -> Owner {
+    let o = Owner::new(lab, name);
+    let server = o.dir.path().join("server.asc");
+    o.request(lab, &["create", &o.address, "--server-key", server.to_str().unwrap(), "--hsub", hsub, "--delivery", "newsgroup"], b"");
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.created"), 1);
+    let said = o.fetch(lab);
+    let mails = o.mails();
+    assert_eq!(mails.len(), 1, "the confirmation, fetched from the group: {said}");
+    o.request(lab, &["confirm", &o.address, &code_in(&mails[0])], b"");
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.confirmed"), 1);
+    o.fetch(lab);
+    let mails = o.mails();
+    assert_eq!(mails.len(), 2, "the confirmation, then the server's word that it took it");
+    assert!(mails.iter().any(|m| m.contains("Delivery confirmed")), "{mails:?}");
+    o
+}
+
+#[test]
+fn client_creates_confirms_fetches_and_sends_as_the_nym() {
+    let lab = Lab::new();
+    let alice = created(&lab, "alice", "alice's hsub passphrase");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(alice.profile().join("key.pgp")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(alice.profile()).unwrap().permissions().mode() & 0o777, 0o700);
+
+    // Another nym, made with GnuPG alone, shares the group: its mail is read, not kept.
+    confirmed_nym(&lab, "bob", "bob-pw");
+    lab.deliver(&format!("bob@{DOMAIN}"), b"for bob only\n");
+    lab.deliver(&format!("alice@{DOMAIN}"), b"hello alice, from outside\n");
+    lab.run_at(0);
+    assert_eq!(lab.counter("inbound.delivered"), 2);
+    let before = alice.mails().len();
+    let said = alice.fetch(&lab);
+    let mails = alice.mails();
+    assert_eq!(mails.len(), before + 1, "{said}");
+    assert!(mails.iter().any(|m| m.contains("hello alice, from outside") && m.contains("From: someone@outside.test")), "{mails:?}");
+    assert!(!mails.iter().any(|m| m.contains("for bob only")));
+    assert!(said.contains(&format!("read {} article(s)", lab.articles_count())), "every article is downloaded: {said}");
+    // Fetching again brings nothing twice.
+    alice.fetch(&lab);
+    assert_eq!(alice.mails().len(), mails.len());
+
+    // Send as the nym: the owner's own address goes nowhere.
+    let original = b"From: Alice Owner <owner@home.test>\nTo: carol@outside.test\nSubject: from a nym\n\nsigned by the nym key\n";
+    alice.request(&lab, &["send", &alice.address], original);
+    lab.run_at(0);
+    assert_eq!(lab.counter("send.sent"), 1);
+    let out = files(&lab.dir.path().join("out/carol@outside.test/new"));
+    assert_eq!(out.len(), 1);
+    let text = String::from_utf8_lossy(&out[0]);
+    assert_eq!(header(&out[0], "From"), format!("alice@{DOMAIN}"));
+    assert!(text.contains("signed by the nym key") && !text.contains("owner@home.test") && !text.contains("Alice Owner"), "{text}");
+
+    // A send with no recipient is refused by the client, before anything is sealed.
+    let o = run(alice.cmd(&lab, &["send", &alice.address, "--print"]), b"Subject: nobody\n\nx\n");
+    assert!(!o.status.success() && o.stdout.is_empty());
+}
+
+#[test]
+fn fetch_keeps_only_what_the_server_sealed_to_the_nym() {
+    use mixtasy::nymserv::{hsub, pgp};
+    use sequoia_openpgp::parse::Parse;
+    let lab = Lab::new();
+    let alice = created(&lab, "alice", "pw");
+    let have = alice.mails().len();
+    let key = sequoia_openpgp::Cert::from_file(alice.profile().join("key.pgp")).unwrap();
+    let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(lab.now);
+    // An adversary who learnt the hSub passphrase posts mail sealed to alice's public key
+    // but signed by their own key (say, to plant a fake confirmation or instructions).
+    let (mallory, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("config@nym.test")).generate().unwrap();
+    let forged = pgp::seal(&key.clone().strip_secret_key_material(), &mallory, b"Subject: from the operator\n\nsend your key\n", None, now).unwrap();
+    let news = lab.home().join("news/new");
+    let post = |name: &str, body: &[u8]| {
+        let mut a = format!("Newsgroups: alt.anonymous.messages\nSubject: {}\nMessage-ID: <{name}@x>\n\n", hsub::make(Some("pw"), &mut rand::rng())).into_bytes();
+        a.extend_from_slice(body);
+        std::fs::write(news.join(name), a).unwrap();
+    };
+    post("forged", &forged);
+    // A real article of alice's, damaged in transit.
+    lab.deliver(&format!("alice@{DOMAIN}"), b"the real one\n");
+    lab.run_at(0);
+    let newest = newest_article(&news);
+    let mut damaged = std::fs::read(&newest).unwrap();
+    let i = damaged.len() - 200;
+    damaged[i] = if damaged[i] == b'A' { b'B' } else { b'A' };
+    post("damaged", &mailparse::parse_mail(&damaged).unwrap().get_body_raw().unwrap());
+    // The same real article a second time (a replay in the group).
+    std::fs::copy(&newest, news.join("again")).unwrap();
+
+    let said = alice.fetch(&lab);
+    let mails = alice.mails();
+    assert_eq!(mails.len(), have + 1, "only the real article, once: {said}");
+    assert!(mails.iter().any(|m| m.contains("the real one")));
+    assert!(!mails.iter().any(|m| m.contains("send your key")));
+    assert!(said.contains("2 of ours refused"), "{said}");
+    // The refused articles are left alone, and a later fetch still refuses them.
+    let again = alice.fetch(&lab);
+    assert!(again.contains("0 new mail") && again.contains("2 of ours refused"), "{again}");
+}
+
+fn newest_article(dir: &Path) -> PathBuf {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap());
+    names.pop().unwrap()
+}
