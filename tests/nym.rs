@@ -45,7 +45,7 @@ impl Lab {
     }
 
     /// Sets `key = value` (TOML text) in the server's settings.
-    fn set(&self, key: &str, value: &str) {
+    pub(crate) fn set(&self, key: &str, value: &str) {
         let p = self.home().join("mixtasy-nymd.toml");
         let text = std::fs::read_to_string(&p).unwrap();
         let mut found = false;

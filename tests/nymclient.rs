@@ -7,17 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::nym::{code_in, confirmed_nym, files, header, Lab, DOMAIN};
-use crate::util::{mixtasy, ok, run};
+use crate::util::{mixtasy, ok, run, Inn};
 
 /// One user of the client: a client home and a Maildir their mail program reads.
 struct Owner {
     dir: tempfile::TempDir,
     address: String,
+    /// Where `fetch` reads the group: the lab's Maildir, or INN.
+    source: String,
 }
 
 impl Owner {
     fn new(lab: &Lab, name: &str) -> Self {
-        let o = Owner { dir: tempfile::tempdir().unwrap(), address: format!("{name}@{DOMAIN}") };
+        let source = format!("maildir:{}", lab.home().join("news").display());
+        let o = Owner { dir: tempfile::tempdir().unwrap(), address: format!("{name}@{DOMAIN}"), source };
         std::fs::write(o.dir.path().join("server.asc"), ok(lab.nymd(0, &["key"]), b"").stdout).unwrap();
         o
     }
@@ -49,8 +52,7 @@ impl Owner {
     }
 
     fn fetch(&self, lab: &Lab) -> String {
-        let from = format!("maildir:{}", lab.home().join("news").display());
-        let out = ok(self.cmd(lab, &["fetch", &self.address, "--from", &from, "--into", self.inbox().to_str().unwrap()]), b"");
+        let out = ok(self.cmd(lab, &["fetch", &self.address, "--from", &self.source, "--into", self.inbox().to_str().unwrap()]), b"");
         String::from_utf8(out.stderr).unwrap()
     }
 
@@ -63,9 +65,17 @@ impl Owner {
     }
 }
 
-/// Creates and confirms a nym with the client alone.
+/// Creates and confirms a nym with the client alone, fetching from `source` (None: the
+/// lab's Maildir).
 fn created(lab: &Lab, name: &str, hsub: &str) -> Owner {
-    let o = Owner::new(lab, name);
+    created_with(lab, name, hsub, None)
+}
+
+fn created_with(lab: &Lab, name: &str, hsub: &str, source: Option<String>) -> Owner {
+    let mut o = Owner::new(lab, name);
+    if let Some(s) = source {
+        o.source = s;
+    }
     let server = o.dir.path().join("server.asc");
     o.request(lab, &["create", &o.address, "--server-key", server.to_str().unwrap(), "--hsub", hsub, "--delivery", "newsgroup"], b"");
     lab.run_at(0);
@@ -170,4 +180,42 @@ fn newest_article(dir: &Path) -> PathBuf {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap());
     names.pop().unwrap()
+}
+
+/// The whole workflow with the real news server: mixtasy-nymd posts to INN over NNTP, the
+/// client reads the whole group from INN and keeps its own by hSub.
+#[test]
+fn through_inn_create_confirm_receive_fetch_and_send() {
+    let inn = Inn::start();
+    let lab = Lab::new();
+    lab.set("news", &format!("{:?}", inn.url()));
+    let alice = created_with(&lab, "alice", "pw at inn", Some(inn.url()));
+    assert_eq!(lab.counter("out.news"), 2, "the confirmation and its answer went to INN");
+    // Somebody else's traffic in the group: an article posted by another nym.
+    confirmed_nym_elsewhere(&lab);
+    lab.deliver(&format!("alice@{DOMAIN}"), b"mail for alice through INN\n");
+    lab.run_at(0);
+    assert_eq!(lab.counter("out.news-failed"), 0, "{}", inn.log());
+    let said = alice.fetch(&lab);
+    assert!(said.contains("read 4 article(s)"), "the whole group is read: {said}");
+    let mails = alice.mails();
+    assert_eq!(mails.len(), 3, "{said}");
+    assert!(mails.iter().any(|m| m.contains("mail for alice through INN")));
+    alice.fetch(&lab);
+    assert_eq!(alice.mails().len(), 3, "nothing twice");
+
+    alice.request(&lab, &["send", &alice.address], b"To: dave@outside.test\nSubject: hi\n\nfrom the nym, read over INN\n");
+    lab.run_at(0);
+    let out = files(&lab.dir.path().join("out/dave@outside.test/new"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(header(&out[0], "From"), format!("alice@{DOMAIN}"));
+}
+
+/// One more article in the group, for a nym that is not alice: a create by another
+/// client whose confirmation is posted to the group.
+fn confirmed_nym_elsewhere(lab: &Lab) {
+    let bob = Owner::new(lab, "bob");
+    let server = bob.dir.path().join("server.asc");
+    bob.request(lab, &["create", &bob.address, "--server-key", server.to_str().unwrap(), "--hsub", "bob's"], b"");
+    lab.run_at(0);
 }
