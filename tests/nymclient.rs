@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::nym::{code_in, confirmed_nym, files, header, Lab, DOMAIN};
-use crate::util::{mixtasy, ok, run, Inn};
+use crate::util::{lab_sendmail, mixtasy, ok, run, Inn, Net};
 
 /// One user of the client: a client home and a Maildir their mail program reads.
 struct Owner {
@@ -15,18 +15,22 @@ struct Owner {
     address: String,
     /// Where `fetch` reads the group: the lab's Maildir, or INN.
     source: String,
+    /// The client home (its own, or a lab network's client with the mix keys).
+    home: PathBuf,
 }
 
 impl Owner {
     fn new(lab: &Lab, name: &str) -> Self {
         let source = format!("maildir:{}", lab.home().join("news").display());
-        let o = Owner { dir: tempfile::tempdir().unwrap(), address: format!("{name}@{DOMAIN}"), source };
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let o = Owner { dir, address: format!("{name}@{DOMAIN}"), source, home };
         std::fs::write(o.dir.path().join("server.asc"), ok(lab.nymd(0, &["key"]), b"").stdout).unwrap();
         o
     }
 
     fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
+        self.home.clone()
     }
 
     fn inbox(&self) -> PathBuf {
@@ -218,4 +222,52 @@ fn confirmed_nym_elsewhere(lab: &Lab) {
     let server = bob.dir.path().join("server.asc");
     bob.request(lab, &["create", &bob.address, "--server-key", server.to_str().unwrap(), "--hsub", "bob's"], b"");
     lab.run_at(0);
+}
+
+/// Without `--print`: requests and sends leave through the Mixtasy network (four lab
+/// mixes), like `mixtasy send`, and reach the server only from an exit.
+#[test]
+fn requests_and_sends_go_through_the_network() {
+    let lab = Lab::new();
+    let mut net = Net::new(lab.now);
+    let mixes = ["m1.test", "m2.test", "m3.test", "m4.test"];
+    for n in mixes {
+        net.add_lab_node(n, "middleman,exitpublic");
+    }
+    net.introduce_nodes();
+    net.publish_all_to_client();
+    let mut alice = Owner::new(&lab, "alice");
+    alice.home = net.client_home();
+    let sendmail = lab_sendmail(&net);
+    // One request through the network, then handed to the server as Postfix would.
+    let through = |args: &[&str], stdin: &[u8], to: &str| {
+        let mut c = alice.cmd(&lab, args);
+        c.arg("--sendmail").arg(&sendmail);
+        let said = String::from_utf8(ok(c, stdin).stderr).unwrap();
+        assert!(said.contains("handed 1 wire message(s) to sendmail"), "{said}");
+        for _ in 0..6 {
+            for n in mixes {
+                net.round(n);
+            }
+        }
+        let got = net.delivered(to);
+        let mail = got.last().unwrap_or_else(|| panic!("nothing reached {to}"));
+        let text = String::from_utf8_lossy(mail);
+        assert!(text.contains("-----BEGIN PGP MESSAGE-----") && !text.contains("owner@home.test"), "{text}");
+        let (_, body) = mail.split_at(mail.windows(2).position(|w| w == b"\n\n").unwrap() + 2);
+        lab.deliver(to, body);
+        lab.run_at(0);
+    };
+    let server = alice.dir.path().join("server.asc");
+    through(&["create", &alice.address, "--server-key", server.to_str().unwrap(), "--hsub", "pw"], b"", &format!("config@{DOMAIN}"));
+    assert_eq!(lab.counter("config.created"), 1);
+    alice.fetch(&lab);
+    let code = code_in(&alice.mails()[0]);
+    through(&["confirm", &alice.address, &code], b"", &format!("config@{DOMAIN}"));
+    assert_eq!(lab.counter("config.confirmed"), 1);
+    through(&["send", &alice.address], b"From: owner@home.test\nTo: erin@outside.test\nSubject: s\n\nvia the mixes\n", &format!("send@{DOMAIN}"));
+    let out = files(&lab.dir.path().join("out/erin@outside.test/new"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(header(&out[0], "From"), format!("alice@{DOMAIN}"));
+    assert!(String::from_utf8_lossy(&out[0]).contains("via the mixes"));
 }

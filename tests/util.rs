@@ -835,6 +835,22 @@ pub fn configure_file(path: &Path, key: &str, value: &str) {
     std::fs::write(path, out.join("\n") + "\n").unwrap();
 }
 
+/// A sendmail for the sender that delivers into the lab network as the `maildir:`
+/// transport does: the last argument is the mix address, the mail goes to its Maildir.
+pub fn lab_sendmail(net: &Net) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = net.dir.path().join("lab-sendmail");
+    let body = format!(
+        "#!/bin/sh\nfor a; do rcpt=$a; done\nd={root}/$rcpt\nmkdir -p $d/tmp $d/new $d/cur\n\
+         f=sent.$$.$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')\ncat > $d/tmp/$f && mv $d/tmp/$f $d/new/$f\necho \"$@\" >> {log}\n",
+        root = net.mail_root().display(),
+        log = net.dir.path().join("lab-sendmail.log").display()
+    );
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
 /// Debian's INN (`innd`, with `nnrpd` for readers) on a free loopback port, in a temporary
 /// root of its own (`INNCONF` points every path there), with one local group,
 /// `alt.anonymous.messages`, that every loopback client may read and post to. The system
