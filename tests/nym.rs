@@ -79,7 +79,7 @@ impl Lab {
     }
 
     /// A new nym key `name@nym.test` in the GnuPG home (Ed25519 signing, cv25519 encryption).
-    fn new_nym_key(&self, name: &str) -> Vec<u8> {
+    pub(crate) fn new_nym_key(&self, name: &str) -> Vec<u8> {
         let uid = format!("{name}@{DOMAIN}");
         self.gpg.ok(&["--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", &uid, "future-default", "default", "never"], b"");
         self.gpg.ok(&["--armor", "--export", &uid], b"").stdout

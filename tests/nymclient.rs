@@ -271,3 +271,32 @@ fn requests_and_sends_go_through_the_network() {
     assert_eq!(header(&out[0], "From"), format!("alice@{DOMAIN}"));
     assert!(String::from_utf8_lossy(&out[0]).contains("via the mixes"));
 }
+
+/// A nym key the user made with GnuPG and keeps in a file of their own (`--key`): used for
+/// create and fetch, never copied into the client home.
+#[test]
+fn a_gnupg_key_kept_in_a_file_is_used_and_not_copied() {
+    let lab = Lab::new();
+    lab.new_nym_key("carol");
+    let secret = lab.gpg.ok(&["--pinentry-mode", "loopback", "--passphrase", "", "--armor", "--export-secret-keys", &format!("carol@{DOMAIN}")], b"").stdout;
+    let carol = Owner::new(&lab, "carol");
+    let keyfile = carol.dir.path().join("carol-secret.asc");
+    std::fs::write(&keyfile, secret).unwrap();
+    let (key, server) = (keyfile.to_str().unwrap(), carol.dir.path().join("server.asc"));
+    carol.request(&lab, &["create", &carol.address, "--server-key", server.to_str().unwrap(), "--hsub", "c", "--key", key], b"");
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.created"), 1);
+    assert!(!carol.profile().join("key.pgp").exists(), "the key stays in the user's file");
+    // Without --key the client has no key for carol, and says so.
+    let from = format!("maildir:{}", lab.home().join("news").display());
+    let o = run(carol.cmd(&lab, &["fetch", &carol.address, "--from", &from, "--into", carol.inbox().to_str().unwrap()]), b"");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--key"), "{o:?}");
+    ok(carol.cmd(&lab, &["fetch", &carol.address, "--from", &from, "--into", carol.inbox().to_str().unwrap(), "--key", key]), b"");
+    assert!(carol.mails().iter().any(|m| m.contains("confirm: ")), "the confirmation, opened with the file's key");
+    // Someone else's key in that file is refused.
+    let (other, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("mallory@nym.test")).generate().unwrap();
+    use sequoia_openpgp::serialize::MarshalInto;
+    std::fs::write(&keyfile, other.as_tsk().armored().to_vec().unwrap()).unwrap();
+    let o = run(carol.cmd(&lab, &["confirm", &carol.address, "0f3a", "--key", key, "--print"]), b"");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not for carol@nym.test"), "{o:?}");
+}
