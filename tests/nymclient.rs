@@ -300,3 +300,40 @@ fn a_gnupg_key_kept_in_a_file_is_used_and_not_copied() {
     let o = run(carol.cmd(&lab, &["confirm", &carol.address, "0f3a", "--key", key, "--print"]), b"");
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not for carol@nym.test"), "{o:?}");
 }
+
+/// `modify --symmetric` and `--hsub`: mail sealed before the server took the change and
+/// mail sealed after are both read (the client keeps every passphrase it was given).
+#[test]
+fn mail_under_old_and_new_passphrases_is_read_after_modify() {
+    let lab = Lab::new();
+    let alice = created(&lab, "alice", "old hsub");
+    lab.deliver(&format!("alice@{DOMAIN}"), b"before the change\n");
+    lab.run_at(0);
+    alice.request(&lab, &["modify", &alice.address, "--hsub", "new hsub", "--symmetric", "outer layer"], b"");
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.modified"), 1);
+    lab.deliver(&format!("alice@{DOMAIN}"), b"after the change\n");
+    lab.run_at(0);
+    // The new article is under the new hSub, in a symmetric layer GnuPG's nym key alone cannot open.
+    let news = lab.home().join("news/new");
+    let newest = std::fs::read(newest_article(&news)).unwrap();
+    assert!(mixtasy::nymserv::hsub::matches(&header(&newest, "Subject"), "new hsub"));
+    {
+        use mixtasy::nymclient::{fetch, profile::Settings};
+        use sequoia_openpgp::{parse::Parse, Cert};
+        let key = Cert::from_file(alice.profile().join("key.pgp")).unwrap();
+        let server = Cert::from_file(alice.profile().join("server.asc")).unwrap();
+        let body = mailparse::parse_mail(&newest).unwrap().get_body_raw().unwrap();
+        let now = std::time::SystemTime::now();
+        let plain = Settings { hsub: vec!["new hsub".into()], symmetric: vec![] };
+        assert!(fetch::open(&body, &key, &server, &plain, now).is_err(), "the symmetric layer is there");
+        let sym = Settings { symmetric: vec!["outer layer".into()], ..plain };
+        assert!(fetch::open(&body, &key, &server, &sym, now).is_ok());
+    }
+    let said = alice.fetch(&lab);
+    let mails = alice.mails();
+    assert!(mails.iter().any(|m| m.contains("before the change")) && mails.iter().any(|m| m.contains("after the change")), "{said}");
+    // A modify with nothing in it is refused before anything is sealed.
+    let o = run(alice.cmd(&lab, &["modify", &alice.address, "--print"]), b"");
+    assert!(!o.status.success() && o.stdout.is_empty());
+}
