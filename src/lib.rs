@@ -28,6 +28,9 @@ pub mod pinger;
 /// The nym server `mixtasy-nymd`: pseudonymous addresses that receive into a shared group
 /// and send through the local MTA.
 pub mod nymserv;
+/// The nym's owner's side (`mixtasy nym …`): the nym key and settings, requests to the
+/// server, fetching its mail from the shared group by hSub.
+pub mod nymclient;
 
 /// The command-line edge shared by the programs.
 pub mod cli;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The folders in the order of `src/lib.rs`: each may use those before it.
-const LAYERS: &[&str] = &["util", "mixes", "format", "sender", "batch", "abuse", "node", "pinger", "nymserv"];
+const LAYERS: &[&str] = &["util", "mixes", "format", "sender", "batch", "abuse", "node", "pinger", "nymserv", "nymclient"];
 
 /// Every `.rs` file under `dir`.
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

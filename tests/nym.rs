@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::util::{ok, run, Gpg, Net};
 
-const DOMAIN: &str = "nym.test";
+pub(crate) const DOMAIN: &str = "nym.test";
 
 fn real_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -16,14 +16,14 @@ fn real_now() -> u64 {
 
 /// A nym server home with lab transports (`out/` Maildirs per recipient, `news/` for the
 /// group) and a GnuPG home holding its public key.
-struct Lab {
-    dir: tempfile::TempDir,
-    gpg: Gpg,
-    now: u64,
+pub(crate) struct Lab {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) gpg: Gpg,
+    pub(crate) now: u64,
 }
 
 impl Lab {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let lab = Lab { dir: tempfile::tempdir().unwrap(), gpg: Gpg::new(), now: real_now() };
         ok(lab.nymd(0, &["init", "--domain", DOMAIN]), b"");
         lab.set("transport", &format!("{:?}", format!("maildir:{}", lab.dir.path().join("out").display())));
@@ -33,19 +33,19 @@ impl Lab {
         lab
     }
 
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
 
     /// `mixtasy-nymd` at the lab's time plus `later` seconds.
-    fn nymd(&self, later: u64, args: &[&str]) -> Command {
+    pub(crate) fn nymd(&self, later: u64, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_mixtasy-nymd"));
         c.arg("--home").arg(self.home()).arg("--now").arg((self.now + later).to_string()).args(args);
         c
     }
 
     /// Sets `key = value` (TOML text) in the server's settings.
-    fn set(&self, key: &str, value: &str) {
+    pub(crate) fn set(&self, key: &str, value: &str) {
         let p = self.home().join("mixtasy-nymd.toml");
         let text = std::fs::read_to_string(&p).unwrap();
         let mut found = false;
@@ -58,20 +58,20 @@ impl Lab {
     }
 
     /// One run; what it printed goes to the test's output (shown when a test fails).
-    fn run_at(&self, later: u64) -> String {
+    pub(crate) fn run_at(&self, later: u64) -> String {
         let out = ok(self.nymd(later, &["--run"]), b"");
         eprintln!("run +{later}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         eprintln!("{}", String::from_utf8_lossy(&ok(self.nymd(later, &["status"]), b"").stdout));
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn counter(&self, name: &str) -> i64 {
+    pub(crate) fn counter(&self, name: &str) -> i64 {
         let out = String::from_utf8(ok(self.nymd(0, &["status"]), b"").stdout).unwrap();
         out.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).map(|v| v.parse().unwrap())).unwrap_or(0)
     }
 
     /// Puts a mail into the server's Maildir as Postfix would (with X-Original-To).
-    fn deliver(&self, to: &str, body: &[u8]) {
+    pub(crate) fn deliver(&self, to: &str, body: &[u8]) {
         let mut mail = format!("X-Original-To: {to}\nTo: {to}\nFrom: someone@outside.test\nSubject: x\n\n").into_bytes();
         mail.extend_from_slice(body);
         let name = format!("{}.{}.lab", real_now(), rand::random::<u64>());
@@ -79,7 +79,7 @@ impl Lab {
     }
 
     /// A new nym key `name@nym.test` in the GnuPG home (Ed25519 signing, cv25519 encryption).
-    fn new_nym_key(&self, name: &str) -> Vec<u8> {
+    pub(crate) fn new_nym_key(&self, name: &str) -> Vec<u8> {
         let uid = format!("{name}@{DOMAIN}");
         self.gpg.ok(&["--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", &uid, "future-default", "default", "never"], b"");
         self.gpg.ok(&["--armor", "--export", &uid], b"").stdout
@@ -97,6 +97,10 @@ impl Lab {
     /// Articles posted to the group, oldest first.
     fn articles(&self) -> Vec<Vec<u8>> {
         files(&self.home().join("news/new"))
+    }
+
+    pub(crate) fn articles_count(&self) -> usize {
+        self.articles().len()
     }
 
     /// The articles whose hSub matches `passphrase`, decrypted by GnuPG.
@@ -123,7 +127,7 @@ impl Lab {
     }
 }
 
-fn files(dir: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn files(dir: &Path) -> Vec<Vec<u8>> {
     let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(d) => d.map(|e| e.unwrap().path()).collect(),
         Err(_) => return Vec::new(),
@@ -132,18 +136,18 @@ fn files(dir: &Path) -> Vec<Vec<u8>> {
     names.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
-fn header(mail: &[u8], name: &str) -> String {
+pub(crate) fn header(mail: &[u8], name: &str) -> String {
     let (h, _) = mailparse::parse_headers(mail).unwrap();
     h.iter().find(|f| f.get_key().eq_ignore_ascii_case(name)).map(|f| f.get_value()).unwrap_or_default()
 }
 
 /// The confirmation code in a decrypted answer.
-fn code_in(text: &str) -> String {
+pub(crate) fn code_in(text: &str) -> String {
     text.lines().find_map(|l| l.trim().strip_prefix("confirm: ")).unwrap_or_else(|| panic!("no code in {text}")).trim().to_string()
 }
 
 /// Creates and confirms `name` with newsgroup delivery and hSub passphrase `hsub`.
-fn confirmed_nym(lab: &Lab, name: &str, hsub: &str) {
+pub(crate) fn confirmed_nym(lab: &Lab, name: &str, hsub: &str) {
     let mut text = lab.new_nym_key(name);
     text.extend_from_slice(format!("hsub: {hsub}\ndelivery: newsgroup\n").as_bytes());
     lab.deliver(&format!("config@{DOMAIN}"), &lab.request(name, &text, &[]));

@@ -3,27 +3,11 @@
 //! dead too), PGP/MIME read by stock GnuPG, what GnuPG writes (partial-length literals, its
 //! armored-file label, [SC] mix keys), and a Maildir that does not exist yet.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::round::{body_of, lab, rounds_until};
 use crate::util::*;
-
-/// A sendmail for the sender that delivers into the lab network as the `maildir:`
-/// transport does: the last argument is the mix address, the mail goes to its Maildir.
-fn lab_sendmail(net: &Net) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = net.dir.path().join("lab-sendmail");
-    let body = format!(
-        "#!/bin/sh\nfor a; do rcpt=$a; done\nd={root}/$rcpt\nmkdir -p $d/tmp $d/new $d/cur\n\
-         f=sent.$$.$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')\ncat > $d/tmp/$f && mv $d/tmp/$f $d/new/$f\necho \"$@\" >> {log}\n",
-        root = net.mail_root().display(),
-        log = net.dir.path().join("lab-sendmail.log").display()
-    );
-    std::fs::write(&p, body).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
 
 /// The command line a mail program is given as its sendmail.
 fn sendmail_line(net: &Net, extra: &str) -> String {

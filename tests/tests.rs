@@ -31,3 +31,4 @@ mod ranked;
 mod pinger;
 mod pingnet;
 mod nym;
+mod nymclient;

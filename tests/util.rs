@@ -835,3 +835,134 @@ pub fn configure_file(path: &Path, key: &str, value: &str) {
     assert!(found, "no setting {key} in {}", path.display());
     std::fs::write(path, out.join("\n") + "\n").unwrap();
 }
+
+/// A sendmail for the sender that delivers into the lab network as the `maildir:`
+/// transport does: the last argument is the mix address, the mail goes to its Maildir.
+pub fn lab_sendmail(net: &Net) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = net.dir.path().join("lab-sendmail");
+    let body = format!(
+        "#!/bin/sh\nfor a; do rcpt=$a; done\nd={root}/$rcpt\nmkdir -p $d/tmp $d/new $d/cur\n\
+         f=sent.$$.$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')\ncat > $d/tmp/$f && mv $d/tmp/$f $d/new/$f\necho \"$@\" >> {log}\n",
+        root = net.mail_root().display(),
+        log = net.dir.path().join("lab-sendmail.log").display()
+    );
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Debian's INN (`innd`, with `nnrpd` for readers) on a free loopback port, in a temporary
+/// root of its own (`INNCONF` points every path there), with one local group,
+/// `alt.anonymous.messages`, that every loopback client may read and post to. The system
+/// INN is neither used nor touched. innd runs as user `news` (started as root, it drops to
+/// it), so the tests that use it need root, as CI has. Dropping it kills innd by PID.
+pub struct Inn {
+    child: Option<std::process::Child>,
+    root: tempfile::TempDir,
+    pub port: u16,
+}
+
+/// The group `Inn` carries.
+pub const INN_GROUP: &str = "alt.anonymous.messages";
+
+impl Inn {
+    pub fn start() -> Inn {
+        use std::os::unix::fs::PermissionsExt;
+        use std::time::Duration;
+        let innd = Path::new("/usr/lib/news/bin/innd");
+        assert!(innd.is_file(), "INN (`inn2`) is not installed: these tests run Debian's innd on loopback; run scripts/install-deps --test");
+        let root = tempfile::tempdir().expect("temporary INN root");
+        let r = root.path();
+        std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["etc", "db", "run", "log", "tmp", "http", "spool/articles", "spool/overview", "spool/incoming", "spool/outgoing", "spool/archive"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let port = free_port();
+        let p = |d: &str| r.join(d).display().to_string();
+        let conf = format!(
+            "domain: lab.test\nfromhost: lab.test\nserver: 127.0.0.1\npathhost: news.lab.test\npathnews: /usr/lib/news\n\
+             patharchive: {}\npatharticles: {}\npathdb: {}\npathetc: {}\npathhttp: {}\npathincoming: {}\npathlog: {}\n\
+             pathoutgoing: {}\npathoverview: {}\npathrun: {}\npathspool: {}\npathtmp: {}\n\
+             ovmethod: tradindexed\nhismethod: hisv6\nport: {port}\nbindaddress: 127.0.0.1\n\
+             pgpverify: false\nmaxartsize: 4000000\n\
+             localmaxartsize: 4000000\nenableoverview: true\nwireformat: true\nnoreader: false\n\
+             mta: \"/bin/true %s\"\nmailcmd: /bin/true\ncheckincludedtext: false\nartcutoff: 0\n",
+            p("spool/archive"), p("spool/articles"), p("db"), p("etc"), p("http"), p("spool/incoming"), p("log"),
+            p("spool/outgoing"), p("spool/overview"), p("run"), p("spool"), p("tmp"),
+        );
+        let files: [(&str, &str); 7] = [
+            ("etc/inn.conf", &conf),
+            ("etc/storage.conf", "method tradspool {\n    newsgroups: *\n    class: 0\n}\n"),
+            // Every loopback client is a reader (nnrpd), which may post: it hands the article
+            // to innd over the local socket (no `nnrpdposthost`); no feeding peers.
+            ("etc/readers.conf", "auth \"local\" {\n    hosts: \"127.0.0.1\"\n    default: \"<local>\"\n}\naccess \"local\" {\n    users: \"<local>\"\n    newsgroups: \"*\"\n    access: RPA\n}\n"),
+            ("etc/incoming.conf", ""),
+            ("etc/newsfeeds", "ME:*::\n"),
+            ("etc/expire.ctl", "/remember/:1\n*:A:never:never:never\n"),
+            ("db/active", "alt.anonymous.messages 0000000000 0000000001 y\ncontrol 0000000000 0000000001 n\ncontrol.cancel 0000000000 0000000001 n\njunk 0000000000 0000000001 n\n"),
+        ];
+        for (f, text) in files {
+            std::fs::write(r.join(f), text).unwrap();
+        }
+        for f in ["db/active.times", "db/newsgroups", "db/history"] {
+            std::fs::write(r.join(f), "").unwrap();
+        }
+        let mut chown = Command::new("chown");
+        chown.arg("-R").arg("news:news").arg(r);
+        ok(chown, b"");
+        let mut dbz = Command::new("su");
+        dbz.args(["news", "-s", "/bin/sh", "-c", "/usr/lib/news/bin/makedbz -i -o"]).current_dir(r.join("db")).env("INNCONF", r.join("etc/inn.conf"));
+        ok(dbz, b"");
+        let log = std::fs::File::create(r.join("innd.out")).unwrap();
+        let child = Command::new(innd)
+            .arg("-f")
+            .env("INNCONF", r.join("etc/inn.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting innd: {e}"));
+        let mut inn = Inn { child: Some(child), root, port };
+        // Ready when a reader gets nnrpd's greeting. Bounded: 100 × 100 ms.
+        for _ in 0..100 {
+            if let Some(status) = inn.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("innd exited at start ({status}): {}", inn.log());
+            }
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut line = String::new();
+                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut line);
+                if line.starts_with("200") {
+                    return inn;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("innd did not answer on 127.0.0.1:{port} within 10 s: {}", inn.log());
+    }
+
+    /// `nntp://127.0.0.1:PORT/GROUP`, as `mixtasy-nymd`'s `news` and `mixtasy nym fetch --from` read it.
+    pub fn url(&self) -> String {
+        format!("nntp://127.0.0.1:{}/{INN_GROUP}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("innd.out")).unwrap_or_default()
+    }
+}
+
+impl Drop for Inn {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            for _ in 0..50 {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprintln!("innd (pid {}) did not exit after SIGKILL", child.id());
+        }
+    }
+}

@@ -60,6 +60,102 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         sendmail_timeout: u64,
     },
+    /// Own a nym on a nym server (mixtasy-nymd): create, confirm, modify, delete, send as
+    /// it, fetch its mail. See doc/nym.md.
+    Nym {
+        #[command(subcommand)]
+        command: NymCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NymCommand {
+    /// Make a nym key (or use --key) and ask the server for NAME@DOMAIN.
+    Create {
+        address: String,
+        /// The nym server's public key (`mixtasy-nymd key`).
+        #[arg(long, value_name = "FILE")]
+        server_key: PathBuf,
+        /// The passphrase of your hashed subjects: how you pick your mail out of the group.
+        #[arg(long, value_name = "PASS")]
+        hsub: Option<String>,
+        /// An extra symmetric layer under this passphrase around your mail.
+        #[arg(long, value_name = "PASS")]
+        symmetric: Option<String>,
+        /// `newsgroup` (default: nobody learns who reads) or `mixtasy:ADDRESS` (the server
+        /// learns that address).
+        #[arg(long, value_name = "CHANNEL")]
+        delivery: Option<String>,
+        #[command(flatten)]
+        out: NymOut,
+    },
+    /// Return the code of the server's confirmation, signed.
+    Confirm {
+        address: String,
+        code: String,
+        #[command(flatten)]
+        out: NymOut,
+    },
+    /// Change settings; a new delivery is confirmed on the new channel.
+    Modify {
+        address: String,
+        #[arg(long, value_name = "PASS")]
+        hsub: Option<String>,
+        #[arg(long, value_name = "PASS")]
+        symmetric: Option<String>,
+        #[arg(long, value_name = "CHANNEL")]
+        delivery: Option<String>,
+        /// Be told of each send: yes or no.
+        #[arg(long, value_name = "YES|NO", value_parser = clap::builder::BoolishValueParser::new())]
+        acksend: Option<bool>,
+        #[command(flatten)]
+        out: NymOut,
+    },
+    /// Ask the server to delete the nym now.
+    Delete {
+        address: String,
+        #[command(flatten)]
+        out: NymOut,
+    },
+    /// Read an original on stdin (To/Cc: the recipients) and send it as the nym.
+    Send {
+        address: String,
+        #[command(flatten)]
+        out: NymOut,
+    },
+    /// Read every article of the group (or a Maildir) and write the nym's mail into a Maildir.
+    Fetch {
+        address: String,
+        /// `nntp://HOST:PORT/GROUP`, or `maildir:DIR` (a copy of the group, or the mailbox
+        /// of a `mixtasy:` delivery).
+        #[arg(long, value_name = "SOURCE")]
+        from: String,
+        /// The Maildir your mail program reads (created if missing).
+        #[arg(long, value_name = "DIR")]
+        into: PathBuf,
+        /// The nym's secret key file, instead of the one in the client home.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+}
+
+/// How a nym request leaves: through the network like `send`, or printed.
+#[derive(clap::Args)]
+struct NymOut {
+    /// The nym's secret key file, instead of the one in the client home (`create`: use
+    /// this key rather than make one; it stays in that file).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Write the request mail to stdout instead of sending it (to send it yourself with
+    /// `mixtasy send`).
+    #[arg(long)]
+    print: bool,
+    #[command(flatten)]
+    path: PathArgs,
+    #[arg(long, value_name = "PROGRAM", default_value = "/usr/sbin/sendmail")]
+    sendmail: PathBuf,
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    sendmail_timeout: u64,
 }
 
 /// The sendmail(8) command line mail programs use (`mixtasy send` as `$sendmail`).
@@ -315,17 +411,95 @@ fn run(args: Args) -> Result<()> {
         }
         Command::Send { path, mua, sendmail, sendmail_timeout } => {
             let messages = wrap_stdin(&home, &directory, path, &mua_recipients(mua), now)?;
-            let transport = Transport::Sendmail { program: sendmail, timeout: Duration::from_secs(sendmail_timeout) };
-            // Everything is built before the first hand-over, so a bad original sends nothing.
-            // A failure part-way cannot be undone: the parts already sent wait at their exit
-            // until `part_expiry` and are then dropped, so the user is told to send again.
-            for (i, m) in messages.iter().enumerate() {
-                transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| Handover { error: e, done: i, total: messages.len() })?;
-            }
-            eprintln!("mixtasy: handed {} wire message(s) to sendmail", messages.len());
-            Ok(())
+            hand_over(&messages, sendmail, sendmail_timeout)
         }
+        Command::Nym { command } => nym(&home, &directory, command, now),
     }
+}
+
+/// Hands every wire message to sendmail, addressed to its first mix.
+fn hand_over(messages: &[create::WireMessage], sendmail: PathBuf, timeout: u64) -> Result<()> {
+    let transport = Transport::Sendmail { program: sendmail, timeout: Duration::from_secs(timeout) };
+    // Everything is built before the first hand-over, so a bad original sends nothing.
+    // A failure part-way cannot be undone: the parts already sent wait at their exit
+    // until `part_expiry` and are then dropped, so the user is told to send again.
+    for (i, m) in messages.iter().enumerate() {
+        transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| Handover { error: e, done: i, total: messages.len() })?;
+    }
+    eprintln!("mixtasy: handed {} wire message(s) to sendmail", messages.len());
+    Ok(())
+}
+
+fn delivery(s: Option<String>) -> Result<Option<mixtasy::nymserv::request::Delivery>> {
+    s.map(|d| mixtasy::nymserv::request::Delivery::parse(&d).ok_or_else(|| ConfigError(format!("--delivery {d:?}: `newsgroup` or `mixtasy:ADDRESS`")).into())).transpose()
+}
+
+/// `mixtasy nym …`: the logic is in `nymclient`; here the command line and the hand-over.
+fn nym(home: &std::path::Path, directory: &Directory, command: NymCommand, now: std::time::SystemTime) -> Result<()> {
+    use mixtasy::nymclient::{fetch, profile::{Profile, Settings}, request};
+    let (address, local, text, out, settings) = match command {
+        NymCommand::Fetch { address, from, into, key } => {
+            let p = Profile::new(home, &address)?;
+            let key = p.key(key.as_deref())?;
+            let source = mixtasy::nymserv::config::News::parse(&from).ok_or_else(|| ConfigError(format!("--from {from:?}: `nntp://HOST:PORT/GROUP` or `maildir:DIR`")))?;
+            let s = fetch::fetch(&p, &key, &source, &into, now)?;
+            eprintln!("mixtasy: read {} article(s); {} new mail(s) for the nym written to {}; {} of ours refused (not sealed to the nym key by the server)", s.read, s.stored, into.display(), s.refused);
+            return Ok(());
+        }
+        NymCommand::Create { address, server_key, hsub, symmetric, delivery: d, out } => {
+            fsutil::create_private_dir(home)?;
+            let p = Profile::new(home, &address)?;
+            let server = mixtasy::nymserv::pgp::cert(&std::fs::read(&server_key).with_context(|| server_key.display().to_string())?)?;
+            let own = out.key.as_deref().map(|k| p.key(Some(k))).transpose()?;
+            let changes = request::Changes { hsub: hsub.clone(), symmetric: symmetric.clone(), delivery: delivery(d)?, acksend: None };
+            request::modify_text(&changes)?; // checked before anything is written
+            if hsub.is_none() {
+                eprintln!("mixtasy: warning: without --hsub your mail cannot be told apart in the group; `fetch` needs one");
+            }
+            let mut s = Settings::default();
+            s.add(hsub.as_deref(), symmetric.as_deref());
+            let key = p.init(&server, own.as_ref(), &s, now)?;
+            let text = request::create_text(&key, &changes)?;
+            (p.address.clone(), "config", text, out, None)
+        }
+        NymCommand::Confirm { address, code, out } => (address, "config", request::confirm_text(&code)?.into_bytes(), out, None),
+        NymCommand::Modify { address, hsub, symmetric, delivery: d, acksend, out } => {
+            let changes = request::Changes { hsub: hsub.clone(), symmetric: symmetric.clone(), delivery: delivery(d)?, acksend };
+            let text = request::modify_text(&changes)?;
+            if text.is_empty() {
+                return Err(ConfigError("nothing to modify: give --hsub, --symmetric, --delivery or --acksend".into()).into());
+            }
+            (address, "config", text.into_bytes(), out, Some((hsub, symmetric)))
+        }
+        NymCommand::Delete { address, out } => (address, "config", b"delete: yes\n".to_vec(), out, None),
+        NymCommand::Send { address, out } => {
+            let mut raw = Vec::new();
+            std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
+            mixtasy::sender::submit::originals(&raw, &[])?; // a To or Cc, or nothing is sent
+            (address, "send", raw, out, None)
+        }
+    };
+    let p = Profile::new(home, &address)?;
+    let sealed = request::seal(&p.key(out.key.as_deref())?, &p.server()?, &text, now)?;
+    let mail = request::mail(local, p.domain(), &sealed);
+    if out.print {
+        use std::io::Write;
+        std::io::stdout().write_all(&mail)?;
+    } else {
+        let mut path = out.path;
+        path.encrypt_to = None;
+        path.no_encrypt = true; // sealed to the server already
+        let messages = wrap(home, directory, path, &[], mail, now)?;
+        hand_over(&messages, out.sendmail, out.sendmail_timeout)?;
+    }
+    // The new passphrases are kept only once the request is out; old ones stay, for mail
+    // sealed before the server takes the change.
+    if let Some((hsub, symmetric)) = settings {
+        let mut s = p.settings()?;
+        s.add(hsub.as_deref(), symmetric.as_deref());
+        p.save_settings(&s)?;
+    }
+    Ok(())
 }
 
 /// What the sendmail command line adds to the To/Cc recipients: the arguments (and with
@@ -343,11 +517,16 @@ fn mua_recipients(mua: SendmailArgs) -> Vec<Option<String>> {
 /// per Bcc recipient (`submit`), encrypts each for its recipient if asked (`pgpmime`), and
 /// builds their wire messages, all in memory: an error sends nothing.
 fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+    let mut raw = Vec::new();
+    std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
+    wrap(home, directory, path, extra, raw, now)
+}
+
+/// `wrap_stdin` for an original already read.
+fn wrap(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], raw: Vec<u8>, now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
     cli::refuse_conflicts(directory, path.despite_conflicts).map_err(|e| ConfigError(format!("{e:#}")))?;
     let rules = path.rules(directory)?;
     let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().map_err(|e| ConfigError(format!("--first-mix: {e}")))?;
-    let mut raw = Vec::new();
-    std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
     let mut extra_rcpts = Vec::new();
     for r in extra {
         match r {

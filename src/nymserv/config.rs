@@ -73,12 +73,13 @@ fn d_hops() -> usize {
 pub enum News {
     /// NNTP POST to `host:port`, group `group`.
     Nntp { addr: String, group: String },
-    /// One file an article in a Maildir (a lab setting; `mixtasy nym fetch --maildir` reads it).
+    /// One file an article in a Maildir (a lab setting; `mixtasy nym fetch --from maildir:DIR` reads it).
     Maildir(PathBuf),
 }
 
 impl News {
-    fn parse(s: &str) -> Option<Self> {
+    /// `nntp://HOST:PORT/GROUP` or `maildir:DIR`; also `mixtasy nym fetch --from`.
+    pub fn parse(s: &str) -> Option<Self> {
         if let Some(root) = s.strip_prefix("maildir:").filter(|r| !r.is_empty()) {
             return Some(News::Maildir(root.into()));
         }

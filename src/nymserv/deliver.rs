@@ -157,8 +157,8 @@ mod tests {
         assert_eq!(super::crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
     }
 
-    /// The client side of RFC 3977 POST against a scripted server on loopback (not INN:
-    /// that test is still to be written): greeting, POST, the article dot-stuffed and
+    /// The client side of RFC 3977 POST against a scripted server on loopback (INN itself:
+    /// tests/nymclient.rs): greeting, POST, the article dot-stuffed and
     /// ended by a lone dot, and a refusal reported as an error.
     #[test]
     fn nntp_post_dot_stuffs_and_reports_refusals() {
