@@ -20,13 +20,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mixtasy::mixes::address::MixAddress;
-use mixtasy::sender::create::{self, Options};
-use mixtasy::mixes::directory::{self, Mix};
-use mixtasy::node::exit::{self, Policy};
 use mixtasy::batch::stamp::Stamp;
-use mixtasy::node::home::NodeHome;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::directory::{self, Mix};
 use mixtasy::mixes::modes::Modes;
+use mixtasy::node::exit::{self, Policy};
+use mixtasy::node::home::NodeHome;
+use mixtasy::sender::create::{self, Options};
 
 const MIXTASYD: &str = env!("CARGO_BIN_EXE_mixtasyd");
 /// The target: a crafted original costs at most twice a plain one of its size.
@@ -50,7 +50,10 @@ fn crafted(size: usize, recipients: usize, dashes: bool) -> Vec<u8> {
     let boundary = "-".repeat(70);
     let mut m = format!("To: {}\nSubject: crafted\n", to.join(",\n ")).into_bytes();
     if dashes {
-        m.extend_from_slice(format!("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\n\n--{boundary}\n\n").as_bytes());
+        m.extend_from_slice(
+            format!("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\n\n--{boundary}\n\n")
+                .as_bytes(),
+        );
         let near = format!("--{boundary}-\n");
         while m.len() + near.len() + boundary.len() + 5 < size {
             m.extend_from_slice(near.as_bytes());
@@ -90,7 +93,13 @@ fn time_prepare(original: &[u8], reps: usize) -> Duration {
 }
 
 fn mixtasyd(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(MIXTASYD).arg("--home").arg(home).args(args).stdin(Stdio::null()).output().expect("running mixtasyd");
+    let out = Command::new(MIXTASYD)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running mixtasyd");
     assert!(out.status.success(), "mixtasyd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -153,8 +162,13 @@ fn network(reps: usize) -> f64 {
     }
     let mut rng = rand::rng();
     let mut through = |original: &[u8], inbox: &Path, want: usize| -> f64 {
-        for (i, w) in create::create(original, &mixes, &Options::default(), now, &mut rng).expect("create").into_iter().enumerate() {
-            fs::write(mail.join(w.to.as_str()).join("new").join(format!("w.{}.{i}", rand::random::<u64>())), &w.mail).unwrap();
+        for (i, w) in create::create(original, &mixes, &Options::default(), now, &mut rng)
+            .expect("create")
+            .into_iter()
+            .enumerate()
+        {
+            fs::write(mail.join(w.to.as_str()).join("new").join(format!("w.{}.{i}", rand::random::<u64>())), &w.mail)
+                .unwrap();
         }
         let t = Instant::now();
         for _ in 0..20 {
@@ -217,7 +231,9 @@ fn main() {
         return;
     }
     let build = if cfg!(debug_assertions) { "DEBUG build (figures are meaningless)" } else { "release build" };
-    let load = fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     println!("environment: {build}; loadavg: {load}");
     println!("exit::prepare, best of 5 (ms): size, plain, 4000 recipients, dash boundary, both; worst/plain");
     for size in [256 << 10, 1 << 20, 2 << 20] {
@@ -228,6 +244,9 @@ fn main() {
         println!("{:>5} KiB  {p:8.2}  {:8.2}  {:8.2}  {:8.2}  {ratio:.2}", size >> 10, times[0], times[1], times[2]);
     }
     let ratio = network(3);
-    assert!(ratio <= RATIO_TARGET, "a crafted 1 MiB original costs {ratio:.2}x a plain one through the network (target {RATIO_TARGET}x)");
+    assert!(
+        ratio <= RATIO_TARGET,
+        "a crafted 1 MiB original costs {ratio:.2}x a plain one through the network (target {RATIO_TARGET}x)"
+    );
     block_flood();
 }

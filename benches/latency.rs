@@ -134,7 +134,8 @@ fn simulate(n: usize) -> Run {
             net.introduce_nodes();
         }
         // Each node's round at its own jitter, in time order.
-        let mut order: Vec<(u64, String)> = net.nodes.iter().map(|f| (rng.random_range(0..JITTER), f.clone())).collect();
+        let mut order: Vec<(u64, String)> =
+            net.nodes.iter().map(|f| (rng.random_range(0..JITTER), f.clone())).collect();
         order.shuffle(&mut rng);
         order.sort_by_key(|(off, _)| *off);
         for (off, fqdn) in order {
@@ -194,7 +195,9 @@ fn main() {
         std::env::set_var("TMPDIR", "/dev/shm");
     }
     let build = if cfg!(debug_assertions) { "DEBUG build" } else { "release build" };
-    let load = std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     println!("Mixtasy latency benchmark: default pool and dummies, rounds every 15 simulated minutes, 4-hop mail");
     println!(
         "settings: {}; {build}; loadavg {load}",
@@ -213,7 +216,9 @@ fn main() {
             let per: Vec<String> = run
                 .sent
                 .iter()
-                .map(|s| format!("{}:{}", &s.batch[..1], s.delivered.map_or("-".to_string(), |d| format!("{:.1}", hours(d)))))
+                .map(|s| {
+                    format!("{}:{}", &s.batch[..1], s.delivered.map_or("-".to_string(), |d| format!("{:.1}", hours(d))))
+                })
                 .collect();
             println!(
                 "{} nodes, run {r}: {} rounds in {:.1} s; hours per message: {}; layers dropped for an expired subkey: {}",
@@ -237,6 +242,8 @@ fn main() {
     for ((n, batch), (delays, sent)) in all.iter_mut() {
         summary(&format!("{n} nodes, {batch}"), delays, *sent);
     }
-    println!("(delivery time: injection to the first round after which the recipient's Maildir holds it; resolution 15 min)");
+    println!(
+        "(delivery time: injection to the first round after which the recipient's Maildir holds it; resolution 15 min)"
+    );
     println!("total bench time {:.1} s", t_start.elapsed().as_secs_f64());
 }

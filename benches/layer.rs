@@ -10,20 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mixtasy::mixes::address::MixAddress;
 use mixtasy::format::armor;
 use mixtasy::format::cfb;
-use mixtasy::sender::create::{self, Options};
-use mixtasy::mixes::directory::{self, Mix};
-use mixtasy::mixes::keys::{self, KeyRing};
 use mixtasy::format::layer;
 use mixtasy::format::message;
-use mixtasy::mixes::modes::Modes;
-use mixtasy::node::peel::{self, Node, Outcome, Peeled};
 use mixtasy::format::sizes::{INNER, OUTER};
 use mixtasy::format::verification;
 use mixtasy::format::wire;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::directory::{self, Mix};
+use mixtasy::mixes::keys::{self, KeyRing};
+use mixtasy::mixes::modes::Modes;
 use mixtasy::mixes::session;
+use mixtasy::node::peel::{self, Node, Outcome, Peeled};
+use mixtasy::sender::create::{self, Options};
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::types::SymmetricAlgorithm;
 use sequoia_openpgp::Cert;
@@ -116,23 +116,42 @@ impl Table {
 
 fn environment() {
     let nproc = std::thread::available_parallelism().map(|n| n.get().to_string()).unwrap_or_else(|_| "?".into());
-    let build = if cfg!(debug_assertions) { "DEBUG build (debug_assertions on: figures are meaningless)" } else { "release build (debug_assertions off)" };
+    let build = if cfg!(debug_assertions) {
+        "DEBUG build (debug_assertions on: figures are meaningless)"
+    } else {
+        "release build (debug_assertions off)"
+    };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "?".into());
-    let load = std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into());
     println!("environment: nproc={nproc}; {build}; cpu: {cpu}; loadavg: {load}");
     // What decides the speed of SHA-1, AES, base64 and CRC here.
     let flags = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("flags"))
+                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        })
         .unwrap_or_default();
     let shown: Vec<String> = ["sha_ni", "aes", "pclmulqdq", "avx2", "avx512f", "bmi2", "adx"]
         .iter()
         .map(|f| format!("{f}{}", if flags.iter().any(|x| x == f) { "" } else { ":NO" }))
         .collect();
-    println!("cpu flags: {} (sha_ni {})", shown.join(" "), if flags.iter().any(|x| x == "sha_ni") { "present: SHA-1 in hardware" } else { "absent: SHA-1 in software" });
+    println!(
+        "cpu flags: {} (sha_ni {})",
+        shown.join(" "),
+        if flags.iter().any(|x| x == "sha_ni") { "present: SHA-1 in hardware" } else { "absent: SHA-1 in software" }
+    );
 }
 
 /// A throwaway GnuPG home holding one mix's secret key; its agent is killed on drop.
@@ -143,7 +162,8 @@ struct GpgHome {
 impl GpgHome {
     fn with_secret_key(cert: &Cert) -> Result<GpgHome, String> {
         let dir = tempfile::Builder::new().prefix("mixtasy-bench-gpg").tempdir().map_err(|e| e.to_string())?;
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
         let home = GpgHome { dir };
         let tsk = cert.as_tsk().armored().to_vec().map_err(|e| e.to_string())?;
         let key_file = home.dir.path().join("mix-secret.asc");
@@ -168,7 +188,12 @@ impl GpgHome {
 
     /// One decryption of `file` by a freshly spawned gpg; returns its stdout.
     fn decrypt(&self, file: &Path) -> Result<Vec<u8>, String> {
-        let out = self.gpg().args(["--ignore-mdc-error", "-d"]).arg(file).output().map_err(|e| format!("running gpg: {e}"))?;
+        let out = self
+            .gpg()
+            .args(["--ignore-mdc-error", "-d"])
+            .arg(file)
+            .output()
+            .map_err(|e| format!("running gpg: {e}"))?;
         if !out.status.success() {
             return Err(format!("gpg -d exited {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
         }
@@ -213,7 +238,8 @@ fn bench_gpg(cert: &Cert, body: &[u8], expected: &[u8], plan: &Plan) -> Result<(
     if failures > 0 {
         return Err(format!("{failures} of {} gpg decryptions failed", plan.gpg));
     }
-    let spawn = time(2, plan.gpg.min(20), || home.gpg().arg("--version").stdout(Stdio::null()).status().map(|s| s.success()));
+    let spawn =
+        time(2, plan.gpg.min(20), || home.gpg().arg("--version").stdout(Stdio::null()).status().map(|s| s.success()));
     Ok((dec, spawn))
     // `home` drops here: the agent is killed and the directory removed.
 }
@@ -301,9 +327,18 @@ fn main() {
     layer::pad_random(&mut next, OUTER, &mut rng);
     let armored = armor::encode(&body);
     table.add("  wire::parse (mail headers)", time(plan.warmup, plan.parts, || wire::parse(&mail).unwrap().body.len()));
-    table.add("  armor::decode (30 KiB, with CRC-24)", time(plan.warmup, plan.parts, || armor::decode(armored.as_bytes()).unwrap()));
-    table.add("  verification::check (SHA-1 of 20 KiB)", time(plan.warmup, plan.parts, || verification::check(rest).unwrap().0));
-    table.add("  message::parse", time(plan.warmup, plan.parts, || matches!(message::parse(after_line), Ok(message::Revealed::Intermediate(_)))));
+    table.add(
+        "  armor::decode (30 KiB, with CRC-24)",
+        time(plan.warmup, plan.parts, || armor::decode(armored.as_bytes()).unwrap()),
+    );
+    table.add(
+        "  verification::check (SHA-1 of 20 KiB)",
+        time(plan.warmup, plan.parts, || verification::check(rest).unwrap().0),
+    );
+    table.add(
+        "  message::parse",
+        time(plan.warmup, plan.parts, || matches!(message::parse(after_line), Ok(message::Revealed::Intermediate(_)))),
+    );
     table.add(
         "  re-pad: to_vec + pad_random to OUTER",
         time(plan.warmup, plan.parts, || {
@@ -312,22 +347,35 @@ fn main() {
             v
         }),
     );
-    table.add("  wire::build (armor::encode, with CRC-24)", time(plan.warmup, plan.parts, || wire::build(Some(&node.address), &node.address, &next)));
+    table.add(
+        "  wire::build (armor::encode, with CRC-24)",
+        time(plan.warmup, plan.parts, || wire::build(Some(&node.address), &node.address, &next)),
+    );
     table.add("    armor::crc24 of 30 KiB alone", time(plan.warmup, plan.parts, || armor::crc24(black_box(&body))));
     let sk = [7u8; 32];
     let mut ct = Vec::new();
     cfb::Cipher::new(9, &sk).unwrap().encrypt(&[1; 16], &next, &mut ct);
-    table.add("    cfb decrypt of 30 KiB alone", time(plan.warmup, plan.parts, || cfb::Cipher::new(9, &sk).unwrap().decrypt(&ct).unwrap()));
+    table.add(
+        "    cfb decrypt of 30 KiB alone",
+        time(plan.warmup, plan.parts, || cfb::Cipher::new(9, &sk).unwrap().decrypt(&ct).unwrap()),
+    );
     let sed_body = &body[98..];
     assert_eq!(body[97], 0xa7, "the tag 9 body starts at 98");
-    let tag_s = table.add("    cfb::distinct_inputs (tag check, ~1920 blocks)", time(plan.warmup, plan.parts, || cfb::distinct_inputs(black_box(sed_body)).is_ok()));
+    let tag_s = table.add(
+        "    cfb::distinct_inputs (tag check, ~1920 blocks)",
+        time(plan.warmup, plan.parts, || cfb::distinct_inputs(black_box(sed_body)).is_ok()),
+    );
     let sub_pub = mixes[hop].newest_valid_subkey(now).unwrap().clone();
     let pkesk = session::pkesk_for(&sub_pub, SymmetricAlgorithm::AES256, &sk, &mut rng).unwrap();
     let secret = node.ring.valid(now).find(|k| k.keyid == sub_pub.keyid()).expect("the subkey's secret");
-    table.add("    session key unwrap (X25519 + KDF + AES key unwrap)", time(plan.warmup, plan.parts, || secret.decrypt(black_box(&pkesk)).unwrap()));
+    table.add(
+        "    session key unwrap (X25519 + KDF + AES key unwrap)",
+        time(plan.warmup, plan.parts, || secret.decrypt(black_box(&pkesk)).unwrap()),
+    );
 
     // ---- Create per layer.
-    let create_s = time(plan.warmup.min(30), plan.create, || create::create(&original, &mixes, &opts, now, &mut rng).unwrap());
+    let create_s =
+        time(plan.warmup.min(30), plan.create, || create::create(&original, &mixes, &opts, now, &mut rng).unwrap());
     let create_layer = table.add("create::create 4 hops, / 4 (per layer)", create_s.per(4.0));
     let revealed = {
         let mut v = vec![0u8; OUTER - 200];
@@ -339,7 +387,10 @@ fn main() {
         format!("  layer::seal of {} KB revealed", revealed.len() / 1000),
         time(plan.warmup, plan.seal, || layer::seal(&revealed, &sub, None, &mut rng).unwrap()),
     );
-    table.add("    session key wrap (2 X25519 + KDF + AES key wrap)", time(plan.warmup, plan.parts, || session::pkesk_for(&sub, SymmetricAlgorithm::AES256, &sk, &mut rng).unwrap()));
+    table.add(
+        "    session key wrap (2 X25519 + KDF + AES key wrap)",
+        time(plan.warmup, plan.parts, || session::pkesk_for(&sub, SymmetricAlgorithm::AES256, &sk, &mut rng).unwrap()),
+    );
     table.add(
         "    cfb encrypt of 30 KB alone (serial CFB)",
         time(plan.warmup, plan.parts, || {
@@ -348,10 +399,20 @@ fn main() {
             out
         }),
     );
-    table.add("  message::build_intermediate (SHA-1 20 KiB)", time(plan.warmup, plan.parts, || message::build_intermediate(&node.address, &node.address, &next)));
+    table.add(
+        "  message::build_intermediate (SHA-1 20 KiB)",
+        time(plan.warmup, plan.parts, || message::build_intermediate(&node.address, &node.address, &next)),
+    );
     table.add(
         "  message::build_final",
-        time(plan.warmup, plan.parts, || message::build_final("<0123456789abcdef0123456789abcdef@mixtasy>", message::Kind::Singlepart, &original, &mut rng)),
+        time(plan.warmup, plan.parts, || {
+            message::build_final(
+                "<0123456789abcdef0123456789abcdef@mixtasy>",
+                message::Kind::Singlepart,
+                &original,
+                &mut rng,
+            )
+        }),
     );
 
     // ---- GnuPG per layer.
@@ -385,9 +446,16 @@ fn main() {
                 peel_s.median, g.median, ratio
             );
         }
-        None => println!("peel: {:.1} µs/layer (target <= {PEEL_TARGET_US:.0} µs, {peel_verdict}); gpg: skipped", peel_s.median),
+        None => println!(
+            "peel: {:.1} µs/layer (target <= {PEEL_TARGET_US:.0} µs, {peel_verdict}); gpg: skipped",
+            peel_s.median
+        ),
     }
-    println!("tag check: {:.2} µs/layer, {:.1}% of a peel (medians, same run)", tag_s.median, 100.0 * tag_s.median / peel_s.median);
+    println!(
+        "tag check: {:.2} µs/layer, {:.1}% of a peel (medians, same run)",
+        tag_s.median,
+        100.0 * tag_s.median / peel_s.median
+    );
     let seal_verdict = if seal_s.median <= SEAL_TARGET_US { "met" } else { "NOT met" };
     println!(
         "open is {:.0}% of a peel; create: {:.1} µs/layer (seal alone {:.1} µs, target <= {SEAL_TARGET_US:.0} µs, {seal_verdict}); medians; total bench time {:.1} s",

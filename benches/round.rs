@@ -21,11 +21,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use mixtasy::mixes::address::MixAddress;
-use mixtasy::sender::create::{self, Options};
 use mixtasy::mixes::directory::{self, Mix};
-use mixtasy::node::home::NodeHome;
 use mixtasy::mixes::keys;
 use mixtasy::mixes::modes::Modes;
+use mixtasy::node::home::NodeHome;
+use mixtasy::sender::create::{self, Options};
 
 /// Targets from the issue.
 const RATE_TARGET: f64 = 3000.0;
@@ -52,20 +52,42 @@ fn quick() -> bool {
 
 fn environment() {
     let nproc = std::thread::available_parallelism().map(|n| n.get().to_string()).unwrap_or_else(|_| "?".into());
-    let build = if cfg!(debug_assertions) { "DEBUG build (debug_assertions on: figures are meaningless)" } else { "release build (debug_assertions off)" };
+    let build = if cfg!(debug_assertions) {
+        "DEBUG build (debug_assertions on: figures are meaningless)"
+    } else {
+        "release build (debug_assertions off)"
+    };
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "?".into());
-    let load = fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into());
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into());
     println!("environment: nproc={nproc}; {build}; cpu: {cpu}; loadavg: {load}");
     println!("binary: {}", mixtasyd_bin().display());
 }
 
 /// Runs `mixtasyd --home HOME ARGS...` to completion; panics (with its stderr) on failure.
 fn mixtasyd(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(mixtasyd_bin()).arg("--home").arg(home).args(args).stdin(Stdio::null()).output().expect("running mixtasyd");
-    assert!(out.status.success(), "mixtasyd {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    let out = Command::new(mixtasyd_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running mixtasyd");
+    assert!(
+        out.status.success(),
+        "mixtasyd {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -120,7 +142,8 @@ fn stage(home: &Path, staging: &Path, n: usize) -> Vec<String> {
     let mut mixes: Vec<Mix> = vec![node];
     for name in ["bench2", "bench3", "bench4"] {
         let address = MixAddress::for_fqdn(&format!("{name}.test")).unwrap();
-        let cert = keys::generate(name, &modes, &address, now - Duration::from_secs(60), keys::SUBKEY_VALIDITY).expect("generating a mix key");
+        let cert = keys::generate(name, &modes, &address, now - Duration::from_secs(60), keys::SUBKEY_VALIDITY)
+            .expect("generating a mix key");
         mixes.push(directory::check(&cert, now).expect("generated key passes D8"));
     }
     let opts = Options { first_mix: Some(node_address.clone()), hops: 4, ..Options::default() };
@@ -210,7 +233,10 @@ fn timed_round(home: &Path, log: &Path) -> (Duration, u64, String) {
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
     // `child` was reaped by wait4 above; dropping a std Child neither waits nor kills.
     drop(child);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "mixtasyd --round failed (wait status {status:#x})");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "mixtasyd --round failed (wait status {status:#x})"
+    );
     (elapsed, usage.ru_maxrss as u64, fs::read_to_string(log).unwrap_or_default())
 }
 
@@ -239,7 +265,11 @@ struct Row {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let k = v.len();
-    if k % 2 == 1 { v[k / 2] } else { (v[k / 2 - 1] + v[k / 2]) / 2.0 }
+    if k % 2 == 1 {
+        v[k / 2]
+    } else {
+        (v[k / 2 - 1] + v[k / 2]) / 2.0
+    }
 }
 
 impl Row {
@@ -404,7 +434,9 @@ fn main() {
     if quick() {
         println!("(quick run: 300 messages are less than one intake batch of 512, so the flatness check is weak)");
     }
-    let load = fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     println!("total bench time {:.1} s; loadavg at the end: {load}", t_start.elapsed().as_secs_f64());
     let _ = std::io::stdout().flush();
 }

@@ -90,7 +90,9 @@ fn explain(e: &anyhow::Error, state_db: Option<&Path>) -> String {
     let code = e.chain().find_map(|c| c.downcast_ref::<rusqlite::Error>()).and_then(|e| e.sqlite_error_code());
     let advice = match code {
         Some(ErrorCode::DiskFull) => "free space on its filesystem; the next round carries on",
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "another process holds it locked (a backup? an sqlite3 shell?); the next round tries again",
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "another process holds it locked (a backup? an sqlite3 shell?); the next round tries again"
+        }
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
             "it is damaged; restore it from a backup, or move it aside to start an empty one (see mixtasyd(8), FILES)"
         }
@@ -152,7 +154,13 @@ pub fn directory_import(dir: &Directory, files: &[PathBuf], now: SystemTime, wkd
 /// as it was. One that refuses the search as too large (`TooManyResults`) is said so, and
 /// the keyrings of the trusted `pingers` are taken instead (`pingers::discover`): all of
 /// them or, on any failure, none, leaving the directory as it was.
-pub fn directory_fetch(dir: &Directory, keyserver: &str, pingers: &[Pinger], now: SystemTime, wkd: Option<&wkd::Options>) -> Result<()> {
+pub fn directory_fetch(
+    dir: &Directory,
+    keyserver: &str,
+    pingers: &[Pinger],
+    now: SystemTime,
+    wkd: Option<&wkd::Options>,
+) -> Result<()> {
     let ks = crate::mixes::keyserver::Keyserver::new(keyserver, std::time::Duration::from_secs(60))?;
     let answer = pingers::discover(&ks, pingers, std::time::Duration::from_secs(60), now)?;
     if let pingers::Answer::Keyrings { refusal, from, .. } = &answer {
@@ -190,7 +198,12 @@ pub fn directory_fetch(dir: &Directory, keyserver: &str, pingers: &[Pinger], now
 /// changes nothing (the record ages out). First, every
 /// conflict is put to its mix's own domain (a mix's address is mixtasy@its host): when the
 /// domain's WKD holds exactly one of the keys in conflict, that key is chosen.
-pub fn verify_wkd(dir: &Directory, only: &[crate::mixes::address::MixAddress], options: &wkd::Options, now: SystemTime) -> Result<()> {
+pub fn verify_wkd(
+    dir: &Directory,
+    only: &[crate::mixes::address::MixAddress],
+    options: &wkd::Options,
+    now: SystemTime,
+) -> Result<()> {
     let client = wkd::Wkd::new(options, std::time::Duration::from_secs(30))?;
     let mut only = only.to_vec();
     for (address, fprs) in dir.conflicts()? {
@@ -201,7 +214,8 @@ pub fn verify_wkd(dir: &Directory, only: &[crate::mixes::address::MixAddress], o
                 continue;
             }
         };
-        let vouched: Vec<&String> = fprs.iter().filter(|f| found.iter().any(|c| c.fingerprint().to_hex() == **f)).collect();
+        let vouched: Vec<&String> =
+            fprs.iter().filter(|f| found.iter().any(|c| c.fingerprint().to_hex() == **f)).collect();
         match vouched[..] {
             [one] => match dir.choose(one, now) {
                 Ok(_) => {
@@ -221,21 +235,27 @@ pub fn verify_wkd(dir: &Directory, only: &[crate::mixes::address::MixAddress], o
         }
         let fpr = mix.cert.fingerprint().to_hex();
         match client.lookup(&mix.address) {
-            Ok(found) if found.iter().any(|c| c.fingerprint().to_hex() == fpr) => match client.exit_policy(&mix.address) {
-                Ok(opted) if opted.contains(&fpr) => {
-                    dir.set_wkd(&mix.address, Some(&fpr), now)?;
-                    println!("wkd {}: the domain vouches for key {fpr}", mix.address);
+            Ok(found) if found.iter().any(|c| c.fingerprint().to_hex() == fpr) => {
+                match client.exit_policy(&mix.address) {
+                    Ok(opted) if opted.contains(&fpr) => {
+                        dir.set_wkd(&mix.address, Some(&fpr), now)?;
+                        println!("wkd {}: the domain vouches for key {fpr}", mix.address);
+                    }
+                    Ok(_) => {
+                        dir.set_wkd(&mix.address, None, now)?;
+                        println!("wkd {}: the domain holds key {fpr} but its WKD policy file has no `mixtasy-exit: {fpr}`: not vouched", mix.address);
+                    }
+                    Err(e) => println!("wkd {}: policy lookup failed, record unchanged: {e:#}", mix.address),
                 }
-                Ok(_) => {
-                    dir.set_wkd(&mix.address, None, now)?;
-                    println!("wkd {}: the domain holds key {fpr} but its WKD policy file has no `mixtasy-exit: {fpr}`: not vouched", mix.address);
-                }
-                Err(e) => println!("wkd {}: policy lookup failed, record unchanged: {e:#}", mix.address),
-            },
+            }
             Ok(found) => {
                 dir.set_wkd(&mix.address, None, now)?;
                 match found.first() {
-                    Some(other) => println!("wkd {}: the domain holds another key ({}): not vouched", mix.address, other.fingerprint().to_hex()),
+                    Some(other) => println!(
+                        "wkd {}: the domain holds another key ({}): not vouched",
+                        mix.address,
+                        other.fingerprint().to_hex()
+                    ),
                     None => println!("wkd {}: the domain holds no key: not vouched", mix.address),
                 }
             }
@@ -294,7 +314,11 @@ pub fn directory_list(dir: &Directory, now: SystemTime) -> Result<()> {
                     None if dir.ranked() => "  unranked".into(),
                     None => String::new(),
                 };
-                println!("{addr}  {}  subkey expires {}{wkd}{rank}", m.modes, m.newest_expiry(now).map_or("never".into(), utc))
+                println!(
+                    "{addr}  {}  subkey expires {}{wkd}{rank}",
+                    m.modes,
+                    m.newest_expiry(now).map_or("never".into(), utc)
+                )
             }
             Err(why) => println!("{addr}  unusable: {why}"),
         }
@@ -317,7 +341,12 @@ pub fn trust_pinger(pingers: &Pingers, keyfile: &std::path::Path, url: Option<&s
 /// The trusted pingers, for `directory list`.
 pub fn pingers_list(pingers: &[Pinger]) {
     for p in pingers {
-        let uid = p.cert.userids().next().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).unwrap_or_default();
+        let uid = p
+            .cert
+            .userids()
+            .next()
+            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            .unwrap_or_default();
         println!("pinger {:X}  {uid}  {}", p.cert.fingerprint(), p.url.as_deref().unwrap_or("(no URL)"));
     }
 }

@@ -63,7 +63,10 @@ fn a_block_needs_the_nonce_then_blocked_recipients_get_nothing() {
     // A made-up nonce blocks nothing; an automatic mail carrying the right one neither.
     drop_mail(&net, "From: victim@rcpt.test\nSubject: Re: block-confirm:00000000000000000000000000000000\n\nyes\n");
     let token = subject.split_whitespace().last().unwrap();
-    drop_mail(&net, &format!("From: victim@rcpt.test\nAuto-Submitted: auto-replied\nSubject: Re: {token}\n\nout of office\n"));
+    drop_mail(
+        &net,
+        &format!("From: victim@rcpt.test\nAuto-Submitted: auto-replied\nSubject: Re: {token}\n\nout of office\n"),
+    );
     net.round(EXIT);
     assert_eq!(net.status(EXIT).get("block.unknown-nonce"), 1);
     assert_eq!(net.status(EXIT).get("intake.operator"), 1, "the auto-reply went to .operator");

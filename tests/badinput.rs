@@ -4,13 +4,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use mixtasy::format::sizes::{INNER, OUTER};
 use mixtasy::mixes::address::MixAddress;
 use mixtasy::mixes::directory::{self, Mix};
 use mixtasy::mixes::keys::{self, KeyRing};
 use mixtasy::mixes::modes::Modes;
 use mixtasy::node::peel::{self, DropReason, Node, Peeled};
-use mixtasy::format::sizes::{INNER, OUTER};
-use mixtasy::{format::armor, sender::create, format::verification, format::wire};
+use mixtasy::{format::armor, format::verification, format::wire, sender::create};
 use proptest::prelude::*;
 
 use crate::util::*;
@@ -126,7 +126,10 @@ fn every_bad_input_is_a_named_drop() {
     // Garbage and empty input are not mix mail.
     assert_eq!(reason(b""), DropReason::NotMixMail);
     assert_eq!(reason(&[0xffu8; 3000]), DropReason::NotMixMail);
-    assert_eq!(reason(b"From: MAILER-DAEMON@x.test\nTo: mixtasy@t1.test\nSubject: Undelivered\n\nsorry\n"), DropReason::NotMixMail);
+    assert_eq!(
+        reason(b"From: MAILER-DAEMON@x.test\nTo: mixtasy@t1.test\nSubject: Undelivered\n\nsorry\n"),
+        DropReason::NotMixMail
+    );
     // Truncated armor.
     assert_eq!(reason(&good[..good.len() / 2]), DropReason::Malformed);
     // Re-armored: valid armor around a shortened body. The layer still decrypts, but the
@@ -161,10 +164,18 @@ fn modes_are_applied() {
     let w = world();
     let mut rng = rand::rng();
     let n0 = &w.nodes[w.path[0]];
-    let exit_only = Node { address: n0.address.clone(), modes: Modes::parse("exitpublic").unwrap(), ring: KeyRing::from_cert(&w.certs[w.path[0]], Duration::from_secs(3600)).unwrap() };
+    let exit_only = Node {
+        address: n0.address.clone(),
+        modes: Modes::parse("exitpublic").unwrap(),
+        ring: KeyRing::from_cert(&w.certs[w.path[0]], Duration::from_secs(3600)).unwrap(),
+    };
     assert_eq!(peel::peel(&w.hops[0], &exit_only, w.now, &mut rng).unwrap_err().reason, DropReason::Mode);
     let n3 = &w.nodes[w.path[3]];
-    let middle_only = Node { address: n3.address.clone(), modes: Modes::parse("middleman").unwrap(), ring: KeyRing::from_cert(&w.certs[w.path[3]], Duration::from_secs(3600)).unwrap() };
+    let middle_only = Node {
+        address: n3.address.clone(),
+        modes: Modes::parse("middleman").unwrap(),
+        ring: KeyRing::from_cert(&w.certs[w.path[3]], Duration::from_secs(3600)).unwrap(),
+    };
     assert_eq!(peel::peel(&w.hops[3], &middle_only, w.now, &mut rng).unwrap_err().reason, DropReason::Mode);
 }
 
@@ -197,7 +208,12 @@ fn init_refuses_an_existing_home_and_changes_nothing() {
     net.add_node("a.test", "middleman");
     let home = net.home("a.test");
     let snapshot = |h: &std::path::Path| {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(h).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).map(|p| (p.display().to_string(), std::fs::read(&p).unwrap())).collect();
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(h)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
         v.sort();
         v
     };
@@ -229,7 +245,9 @@ fn every_command_on_a_non_home_says_so_and_leaves_nothing() {
     let half = half.home("a.test");
     std::fs::remove_file(half.join("mixtasyd.toml")).unwrap();
     let listing = |d: &std::path::Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(d).map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
         v.sort();
         v
     };
@@ -257,7 +275,8 @@ fn every_command_on_a_non_home_says_so_and_leaves_nothing() {
             assert_eq!(o.status.code(), Some(want), "{args:?} on {}: {}", dir.display(), describe(&mixtasyd(), &o));
             assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
             assert!(
-                err.starts_with(&format!("mixtasyd: {} is not a mixtasyd home", dir.display())) && err.contains("run `mixtasyd init` first"),
+                err.starts_with(&format!("mixtasyd: {} is not a mixtasyd home", dir.display()))
+                    && err.contains("run `mixtasyd init` first"),
                 "{args:?} on {}: {err}",
                 dir.display()
             );
@@ -283,7 +302,10 @@ fn directory_import_refuses_with_reasons_and_stores_nothing_bad() {
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
     let o = ok(c, b"");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "mixtasy@mix2.test  middleman,exitpublic  subkey expires 2026-11-23 00:00:00 UTC");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "mixtasy@mix2.test  middleman,exitpublic  subkey expires 2026-11-23 00:00:00 UTC"
+    );
 }
 
 /// A tag in the unverified tail of a layer (just past the window its Verification line
@@ -296,7 +318,8 @@ fn a_tag_in_the_unverified_tail_is_dropped_at_the_next_hop() {
         let mut body = armor::decode(&w.hops[hop]).unwrap();
         let at = revealed_offset(&body) + verification::LINE_LEN + INNER + 100;
         body[at] ^= 0x20;
-        let out = peel_at(w, hop, &rewrap(&w.hops[hop], &body)).unwrap_or_else(|d| panic!("hop {hop} saw the tag: {d}"));
+        let out =
+            peel_at(w, hop, &rewrap(&w.hops[hop], &body)).unwrap_or_else(|d| panic!("hop {hop} saw the tag: {d}"));
         let Peeled::Forward { mail, .. } = out.peeled else { panic!("hop {hop} forwards") };
         let dropped = peel_at(w, hop + 1, &mail).unwrap_err();
         assert_eq!(dropped.reason, DropReason::Verification, "hop {}", hop + 1);

@@ -69,7 +69,11 @@ fn check_finds_what_is_wrong_and_changes_nothing() {
     // The self-test sends through the same sendmail, and says that it refused.
     let (code, said) = check(&net, "mix1.test", &["--send-probe"]);
     assert_eq!(code, Some(2), "{said}");
-    assert!(line(&said, "probe").starts_with("FAIL") && line(&said, "probe").contains("refused the probe: sendmail exited with status 75"), "{said}");
+    assert!(
+        line(&said, "probe").starts_with("FAIL")
+            && line(&said, "probe").contains("refused the probe: sendmail exited with status 75"),
+        "{said}"
+    );
     net.configure("mix1.test", "sendmail", "\"/nonexistent/sendmail\"");
     let (_, said) = check(&net, "mix1.test", &[]);
     assert!(line(&said, "transport").contains("missing or not executable"), "{said}");
@@ -95,7 +99,12 @@ fn check_finds_what_is_wrong_and_changes_nothing() {
         std::os::unix::fs::chown(&stray, Some(65534), None).unwrap();
         let (code, said) = check(&net, "mix1.test", &["--offline"]);
         assert_eq!(code, Some(2), "{said}");
-        assert!(line(&said, "owner").starts_with("FAIL") && line(&said, "owner").contains("state.sqlite") && line(&said, "owner").contains("chown -R"), "{said}");
+        assert!(
+            line(&said, "owner").starts_with("FAIL")
+                && line(&said, "owner").contains("state.sqlite")
+                && line(&said, "owner").contains("chown -R"),
+            "{said}"
+        );
         std::fs::remove_file(&stray).unwrap();
     }
 
@@ -139,7 +148,10 @@ fn node_commands_refuse_a_home_of_another_user() {
         let err = String::from_utf8_lossy(&out.stderr);
         let want = if args == ["--round"] { 78 } else { 2 };
         assert_eq!(out.status.code(), Some(want), "{args:?}: {}", describe(&Command::new("mixtasyd"), &out));
-        assert!(err.contains("belongs to") && err.contains("uid 65534") && err.contains("run node commands as its owner"), "{args:?}: {err}");
+        assert!(
+            err.contains("belongs to") && err.contains("uid 65534") && err.contains("run node commands as its owner"),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!(tree(&home), before, "a refused command changed the home");
     let (_, said) = check(&net, "mix1.test", &["--offline"]);
@@ -165,7 +177,9 @@ fn init_refuses_a_short_host_and_defaults_to_middleman() {
     c.args(["init", "--address", "mixtasy@mix1.test"]);
     let said = String::from_utf8(ok(c, b"").stdout).unwrap();
     assert!(said.contains("(middleman)"), "{said}");
-    assert!(std::fs::read_to_string(net.home("mix1.test").join("mixtasyd.toml")).unwrap().contains("modes = \"middleman\""));
+    assert!(std::fs::read_to_string(net.home("mix1.test").join("mixtasyd.toml"))
+        .unwrap()
+        .contains("modes = \"middleman\""));
 }
 
 /// A sendmail script that logs nothing, reads its input and runs `body`.
@@ -196,10 +210,17 @@ fn transport_failures_are_capped_explained_and_judged() {
     net.configure("mix1.test", "sendmail_timeout", "\"1s\"");
     net.configure("mix1.test", "sendmail_round_limit", "\"2s\"");
     let round = net.round("mix1.test");
-    assert!(round.contains("transport failures 6 (over-time 4, timeout 2; first: sendmail did not finish in time"), "{round}");
+    assert!(
+        round.contains("transport failures 6 (over-time 4, timeout 2; first: sendmail did not finish in time"),
+        "{round}"
+    );
     let st = net.status("mix1.test");
     assert_eq!((st.get("pool"), st.get("transport.timeout"), st.get("transport.over-time")), (6, 2, 4), "{}", st.0);
-    assert!(st.0.starts_with("{\"format\":1,\"verdict\":\"unhealthy\"") && st.0.contains("sendmail timed out"), "{}", st.0);
+    assert!(
+        st.0.starts_with("{\"format\":1,\"verdict\":\"unhealthy\"") && st.0.contains("sendmail timed out"),
+        "{}",
+        st.0
+    );
 
     // A refusing MTA: its first stderr line, addresses taken out.
     net.configure("mix1.test", "sendmail", &sendmail_script(&net, "refuse", "cat >/dev/null; echo \"postdrop: warning: mail_queue_enter: create file maildrop/x: Permission denied ($3 to $5)\" >&2; exit 75"));
@@ -209,7 +230,12 @@ fn transport_failures_are_capped_explained_and_judged() {
     let mut c = net.node_cmd("mix1.test");
     c.arg("status");
     let text = String::from_utf8(ok(c, b"").stdout).unwrap();
-    assert!(text.starts_with("unhealthy\n  problem: the last round could not hand mail to the MTA: sendmail exited with an error"), "{text}");
+    assert!(
+        text.starts_with(
+            "unhealthy\n  problem: the last round could not hand mail to the MTA: sendmail exited with an error"
+        ),
+        "{text}"
+    );
 
     // A working MTA: everything leaves, the node is healthy; the pool's wait is a note.
     net.configure("mix1.test", "sendmail", &sendmail_script(&net, "good", "cat >/dev/null"));
@@ -222,7 +248,10 @@ fn transport_failures_are_capped_explained_and_judged() {
     net.configure("mix1.test", "transport", &format!("{:?}", format!("maildir:{}", net.mail_root().display())));
     let (_, said) = check(&net, "mix1.test", &["--send-probe"]);
     assert!(line(&said, "probe").starts_with("ok ") && line(&said, "probe").contains("(removed)"), "{said}");
-    assert!(std::fs::read_dir(net.mailbox("mixtasy@mix1.test").join("new")).unwrap().next().is_none(), "the probe was left behind");
+    assert!(
+        std::fs::read_dir(net.mailbox("mixtasy@mix1.test").join("new")).unwrap().next().is_none(),
+        "the probe was left behind"
+    );
     assert!(text.starts_with("healthy\n  waiting: the pool holds 0 message(s) and sends when it holds 1 (min_pool 0 + threshold 1): 1 more"), "{text}");
 }
 
@@ -233,7 +262,11 @@ const DAY: u64 = 86400;
 fn not_mix_mail(net: &Net, fqdn: &str, n: usize) {
     for i in 0..n {
         let name = format!("plain.{}.{}", net.now, rand::random::<u64>());
-        std::fs::write(net.mailbox(&format!("mixtasy@{fqdn}")).join("new").join(name), format!("From: a@b.test\nSubject: hi {i}\n\nhello\n")).unwrap();
+        std::fs::write(
+            net.mailbox(&format!("mixtasy@{fqdn}")).join("new").join(name),
+            format!("From: a@b.test\nSubject: hi {i}\n\nhello\n"),
+        )
+        .unwrap();
     }
 }
 
@@ -302,12 +335,19 @@ fn status_shows_today_then_the_totals() {
     assert_eq!(both("intake.forwarded"), (1, 3));
     assert_eq!(both("intake.operator"), (0, 1));
     assert_eq!(both("pool.sent"), (1, 3));
-    assert_eq!(today.members().iter().map(|(n, _)| n).collect::<Vec<_>>(), total.members().iter().map(|(n, _)| n).collect::<Vec<_>>());
+    assert_eq!(
+        today.members().iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        total.members().iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
     assert_eq!(st.at("today").at("date").str(), "2026-11-22");
 
     // Text: the verdict, then today (only what moved), then the totals.
     let text = status_text(&net, "mix1.test");
-    let (today_at, node_at, totals_at) = (text.find("\ntoday 2026-11-22 UTC (since 00:00):\n").unwrap(), text.find("\nmix mixtasy@mix1.test").unwrap(), text.find("\ncounters since init:\n").unwrap());
+    let (today_at, node_at, totals_at) = (
+        text.find("\ntoday 2026-11-22 UTC (since 00:00):\n").unwrap(),
+        text.find("\nmix mixtasy@mix1.test").unwrap(),
+        text.find("\ncounters since init:\n").unwrap(),
+    );
     assert!(text.starts_with("healthy\n") || text.starts_with("unhealthy\n"), "{text}");
     assert!(today_at < node_at && node_at < totals_at, "{text}");
     let lines = today_lines(&text);
@@ -345,8 +385,17 @@ fn status_today_survives_a_clock_going_back() {
         assert_eq!(st.at("today").at("counters").at("intake.taken").int(), 3, "counts since day 3's snapshot");
         sane(&st);
         let text = status_text(&net, "mix1.test");
-        assert!(text.starts_with("unhealthy\n  problem: the clock reads ") && text.contains("before the last round at 2026-11-23 12:00:00 UTC: it went back"), "{text}");
-        assert!(text.contains("(the clock is behind the newest daily snapshot, of 2026-11-23: counts since that snapshot):\n"), "{text}");
+        assert!(
+            text.starts_with("unhealthy\n  problem: the clock reads ")
+                && text.contains("before the last round at 2026-11-23 12:00:00 UTC: it went back"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "(the clock is behind the newest daily snapshot, of 2026-11-23: counts since that snapshot):\n"
+            ),
+            "{text}"
+        );
     }
 
     // A round on the clock's day 2: it goes through; day 3's snapshot is gone, day 2's is
@@ -355,7 +404,10 @@ fn status_today_survives_a_clock_going_back() {
     not_mix_mail(&net, "mix1.test", 1);
     net.round("mix1.test");
     let st = Json::parse(&net.status("mix1.test").0).unwrap();
-    assert_eq!((st.at("today").at("since").str(), st.at("today").at("counters").at("intake.taken").int()), ("midnight", 1));
+    assert_eq!(
+        (st.at("today").at("since").str(), st.at("today").at("counters").at("intake.taken").int()),
+        ("midnight", 1)
+    );
     sane(&st);
 
     // Forward to day 3 again: a fresh snapshot, the totals untouched.
@@ -363,7 +415,10 @@ fn status_today_survives_a_clock_going_back() {
     not_mix_mail(&net, "mix1.test", 1);
     net.round("mix1.test");
     let st = Json::parse(&net.status("mix1.test").0).unwrap();
-    assert_eq!((st.at("today").at("since").str(), st.at("today").at("counters").at("intake.taken").int()), ("midnight", 1));
+    assert_eq!(
+        (st.at("today").at("since").str(), st.at("today").at("counters").at("intake.taken").int()),
+        ("midnight", 1)
+    );
     assert_eq!(st.at("counters").at("intake.taken").int(), 7);
     sane(&st);
 }

@@ -49,15 +49,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mixtasy::batch::state::State;
+use mixtasy::format::sizes::OUTER;
+use mixtasy::format::verification::Hash;
 use mixtasy::mixes::address::MixAddress;
 use mixtasy::mixes::directory::{self, Mix};
 use mixtasy::mixes::keys::{self, KeyRing};
 use mixtasy::mixes::modes::Modes;
 use mixtasy::node::peel::{self, DropReason, Node, Peeled};
-use mixtasy::format::sizes::OUTER;
-use mixtasy::batch::state::State;
-use mixtasy::format::verification::Hash;
-use mixtasy::{format::armor, sender::create, node::replay, format::wire};
+use mixtasy::{format::armor, format::wire, node::replay, sender::create};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use sequoia_openpgp::parse::Parse;
@@ -153,7 +153,8 @@ impl Ledger {
         for sub in ["new", "cur"] {
             for f in files(&maildir.join(sub)) {
                 let name = f.file_name().unwrap().to_string_lossy().into_owned();
-                let input = self.inputs.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("stray spool file {name}"));
+                let input =
+                    self.inputs.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("stray spool file {name}"));
                 assert!(input.wave <= delivered && sub == if input.in_cur { "cur" } else { "new" }, "{name} in {sub}/");
                 in_spool.insert(input.source().to_string());
             }
@@ -241,8 +242,12 @@ impl Ledger {
         want.insert("intake.final".into(), finals as i64);
         want.insert("drop.replay".into(), replays as i64);
         want.retain(|_, v| *v != 0);
-        let mut got: BTreeMap<String, i64> =
-            state.counters().unwrap().into_iter().filter(|(k, v)| (k.starts_with("drop.") || k.starts_with("intake.")) && *v != 0).collect();
+        let mut got: BTreeMap<String, i64> = state
+            .counters()
+            .unwrap()
+            .into_iter()
+            .filter(|(k, v)| (k.starts_with("drop.") || k.starts_with("intake.")) && *v != 0)
+            .collect();
         if !got.contains_key("intake.taken") {
             want.remove("intake.taken"); // a mixtasyd that does not count it
         }
@@ -254,11 +259,16 @@ impl Ledger {
         let moved = files(&maildir.join(".operator/new"));
         for f in &moved {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            let input = self.inputs.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("stray .operator file {name}"));
+            let input =
+                self.inputs.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("stray .operator file {name}"));
             assert!(matches!(&input.what, What::Broken(c) if c == "intake.operator"), "{name} moved to .operator");
             assert_eq!(std::fs::read(f).unwrap(), input.mail);
         }
-        assert_eq!(moved.len() + operator_pending, want.get("intake.operator").copied().unwrap_or(0) as usize, ".operator");
+        assert_eq!(
+            moved.len() + operator_pending,
+            want.get("intake.operator").copied().unwrap_or(0) as usize,
+            ".operator"
+        );
         dup
     }
 }
@@ -417,7 +427,8 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
     }
     let mut rng = rand::rng();
     let wire_from = |first: &MixAddress, tag: &str, rng: &mut rand::rngs::ThreadRng| -> Vec<u8> {
-        let original = format!("To: bob@rcpt.test\r\nSubject: crash test {tag}\r\n\r\n{tag} {}\r\n", rng.random::<u64>());
+        let original =
+            format!("To: bob@rcpt.test\r\nSubject: crash test {tag}\r\n\r\n{tag} {}\r\n", rng.random::<u64>());
         let opts = create::Options { first_mix: Some(first.clone()), hops: 4, ..Default::default() };
         let mut w = create::create(original.as_bytes(), &mixes, &opts, now, rng).unwrap();
         assert_eq!(w.len(), 1);
@@ -481,8 +492,12 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
         let for_b = armor::decode(&wire_from(&b_address, &format!("for b {k}"), &mut rng)).unwrap();
         broken.push(wire::build(None, &a_mix.address, &for_b)); // encrypted to another key
         broken.push(vec![0xff; 3000 + k]); // binary garbage: not mix mail
-        broken.push(format!("From: MAILER-DAEMON@a.test\nTo: mixtasy@a.test\nSubject: Undelivered {k}\n\nsorry\n").into_bytes());
-        broken.push(format!("From: alice@a.test\nTo: mixtasy@a.test\nSubject: abuse report {k}\n\nplease stop\n").into_bytes());
+        broken.push(
+            format!("From: MAILER-DAEMON@a.test\nTo: mixtasy@a.test\nSubject: Undelivered {k}\n\nsorry\n").into_bytes(),
+        );
+        broken.push(
+            format!("From: alice@a.test\nTo: mixtasy@a.test\nSubject: abuse report {k}\n\nplease stop\n").into_bytes(),
+        );
     }
     let broken_count = broken.len();
 
@@ -518,7 +533,13 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
         };
         push(m, What::Broken(counter), &mut rng);
     }
-    for (r, n) in [("drop.malformed", 4), ("drop.oversized", 2), ("drop.not-for-this-mix", 2), ("drop.verification", 2), ("drop.unknown-key", 2)] {
+    for (r, n) in [
+        ("drop.malformed", 4),
+        ("drop.oversized", 2),
+        ("drop.not-for-this-mix", 2),
+        ("drop.verification", 2),
+        ("drop.unknown-key", 2),
+    ] {
         assert_eq!(want_drops.get(r), Some(&n), "{r}: {want_drops:?}");
     }
     assert_eq!(operator_mails.len(), 6);
@@ -572,7 +593,8 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
         delivered = wave;
         let before = (spool_len(), output_count(&out_root));
         // The first file intake will act on once its batch has committed.
-        let first = mixtasy::batch::spool::Spool::open(&maildir).unwrap().list().unwrap().first().map(|e| e.path.clone());
+        let first =
+            mixtasy::batch::spool::Spool::open(&maildir).unwrap().list().unwrap().first().map(|e| e.path.clone());
         let aim = if wave > KILLS { 2 } else { wave % 4 };
         let mut child = round_cmd().spawn().unwrap();
         let ended = match aim {
@@ -591,7 +613,11 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
                     if child.try_wait().unwrap().is_some() {
                         break true; // reaped: its pid must not be signalled any more
                     }
-                    let fired = if aim == 2 { first.as_ref().is_none_or(|f| !f.exists()) } else { output_count(&out_root) >= before.1 + k };
+                    let fired = if aim == 2 {
+                        first.as_ref().is_none_or(|f| !f.exists())
+                    } else {
+                        output_count(&out_root) >= before.1 + k
+                    };
                     if fired || Instant::now() > deadline {
                         if aim == 3 {
                             std::thread::sleep(Duration::from_micros(rng.random_range(0..1000)));
@@ -664,7 +690,8 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
     // Nothing left; .operator holds each non-mix mail once.
     assert!(files(&maildir.join("new")).is_empty(), "left in new/: {:?}", files(&maildir.join("new")));
     assert!(files(&maildir.join("cur")).is_empty(), "left in cur/: {:?}", files(&maildir.join("cur")));
-    let mut got_op: Vec<Vec<u8>> = files(&maildir.join(".operator/new")).iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let mut got_op: Vec<Vec<u8>> =
+        files(&maildir.join(".operator/new")).iter().map(|f| std::fs::read(f).unwrap()).collect();
     got_op.extend(files(&maildir.join(".operator/cur")).iter().map(|f| std::fs::read(f).unwrap()));
     got_op.sort();
     operator_mails.sort();
@@ -683,12 +710,14 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
         }
         let to = MixAddress::parse(&rcpt).unwrap_or_else(|_| panic!("A sent to {rcpt}"));
         let next = next_nodes.get(&to).unwrap_or_else(|| panic!("A sent to {rcpt}"));
-        let o = peel::peel(&mail, next, now, &mut rng).unwrap_or_else(|d| panic!("{rcpt} drops A's output {}: {d}", f.display()));
+        let o = peel::peel(&mail, next, now, &mut rng)
+            .unwrap_or_else(|d| panic!("{rcpt} drops A's output {}: {d}", f.display()));
         let i = *by_next_hash.get(&o.hash).expect("every output is a valid input's next layer");
         assert_eq!(expected[i].to, to, "valid message {i} went to the wrong mix");
         sent.entry(o.hash).or_default().push(mail);
     }
-    let missing: Vec<usize> = expected.iter().enumerate().filter(|(_, e)| !sent.contains_key(&e.next_hash)).map(|(i, _)| i).collect();
+    let missing: Vec<usize> =
+        expected.iter().enumerate().filter(|(_, e)| !sent.contains_key(&e.next_hash)).map(|(i, _)| i).collect();
     assert!(missing.is_empty(), "valid messages never sent: {missing:?}");
     let undelivered: Vec<usize> = (0..FINAL).filter(|j| !delivered_to.contains_key(j)).collect();
     assert!(undelivered.is_empty(), "originals never delivered: {undelivered:?}");
@@ -714,14 +743,22 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
         }
     }
     assert_eq!(passed, VALID);
-    let stray_tmp: usize = std::fs::read_dir(&out_root).unwrap().map(|e| files(&e.unwrap().path().join("tmp")).len()).sum();
+    let stray_tmp: usize =
+        std::fs::read_dir(&out_root).unwrap().map(|e| files(&e.unwrap().path().join("tmp")).len()).sum();
 
     // Counters, as `status` shows them: each input counted once.
     let mut c = net.node_cmd("a.test");
     c.args(["status", "--json"]);
     let json = String::from_utf8(ok(c, b"").stdout).unwrap();
     let replay_entries = (VALID + FINAL) as i64;
-    for (key, want) in [("spool", 0), ("pool", 0), ("exit_queue", 0), ("held_parts", 0), ("replay_entries", replay_entries), ("operator_mail", 6)] {
+    for (key, want) in [
+        ("spool", 0),
+        ("pool", 0),
+        ("exit_queue", 0),
+        ("held_parts", 0),
+        ("replay_entries", replay_entries),
+        ("operator_mail", 6),
+    ] {
         assert_eq!(json_int(&json, key), want, "status {key}: {json}");
     }
     let counters = json_counters(&json);
@@ -743,8 +780,14 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
     assert_eq!(got, want, "counters");
     let pool_sent = counters.get("pool.sent").copied().unwrap_or(0);
     let exit_delivered = counters.get("exit.delivered").copied().unwrap_or(0);
-    assert!(pool_sent <= VALID as i64 && exit_delivered <= FINAL as i64, "pool.sent {pool_sent}, exit.delivered {exit_delivered}");
-    assert!(pool_sent + exit_delivered + kills as i64 >= (VALID + FINAL) as i64, "pool.sent {pool_sent}, exit.delivered {exit_delivered}");
+    assert!(
+        pool_sent <= VALID as i64 && exit_delivered <= FINAL as i64,
+        "pool.sent {pool_sent}, exit.delivered {exit_delivered}"
+    );
+    assert!(
+        pool_sent + exit_delivered + kills as i64 >= (VALID + FINAL) as i64,
+        "pool.sent {pool_sent}, exit.delivered {exit_delivered}"
+    );
 
     eprintln!(
         "crash: {total_inputs} spool files ({VALID} to forward, {FINAL} to deliver, {REPLAYS} replays, {broken_count} broken); \

@@ -62,7 +62,8 @@ fn node(args: &[&str]) -> Command {
 
 /// The test's node, if /var/lib/mixtasyd holds one: its config names ADDRESS.
 fn home_is_the_tests() -> bool {
-    std::fs::read_to_string(Path::new(HOME).join("mixtasyd.toml")).is_ok_and(|t| t.contains(&format!("address = \"{ADDRESS}\"")))
+    std::fs::read_to_string(Path::new(HOME).join("mixtasyd.toml"))
+        .is_ok_and(|t| t.contains(&format!("address = \"{ADDRESS}\"")))
 }
 
 /// Refuses a host where purge would destroy something not the test's; clears what a killed
@@ -119,7 +120,12 @@ fn mail_for_the_node() -> Vec<u8> {
     let now = SystemTime::now();
     let mix = mixtasy::mixes::directory::check(&cert, now).unwrap_or_else(|e| panic!("the node's key: {e:?}"));
     let mut rng = rand::rng();
-    let fin = mixtasy::format::message::build_final(&mixtasy::format::message::new_id(&mut rng), mixtasy::format::message::Kind::Singlepart, ORIGINAL, &mut rng);
+    let fin = mixtasy::format::message::build_final(
+        &mixtasy::format::message::new_id(&mut rng),
+        mixtasy::format::message::Kind::Singlepart,
+        ORIGINAL,
+        &mut rng,
+    );
     mixtasy::sender::create::wrap(fin, &[&mix], None, now, &mut rng).unwrap().mail
 }
 
@@ -155,7 +161,16 @@ fn package_command(root: &Path) -> Command {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
         let set_by_cargo_test = k.starts_with("CARGO_PKG_")
-            || ["CARGO", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&k.as_ref());
+            || [
+                "CARGO",
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&k.as_ref());
         if set_by_cargo_test {
             c.env_remove(k.as_ref());
         }
@@ -170,7 +185,9 @@ fn lines(out: &Output) -> Vec<String> {
 #[test]
 fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     if !is_root() {
-        eprintln!("skipped: the package test installs a Debian package and runs the node as user {USER}: run it as root");
+        eprintln!(
+            "skipped: the package test installs a Debian package and runs the node as user {USER}: run it as root"
+        );
         return;
     }
     refuse_or_clear_leftovers();
@@ -188,7 +205,10 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     };
     let depends = field("Depends");
     for d in ["libc6", "libnettle8", "adduser"] {
-        assert!(depends.split(", ").any(|x| x.starts_with(d)), "Depends lacks {d} (from shlibs or the metadata): {depends}");
+        assert!(
+            depends.split(", ").any(|x| x.starts_with(d)),
+            "Depends lacks {d} (from shlibs or the metadata): {depends}"
+        );
     }
     assert_eq!(field("Recommends"), "postfix | mail-transport-agent");
 
@@ -231,11 +251,20 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     let service = std::fs::read_to_string("/lib/systemd/system/mixtasyd.service").unwrap();
     assert!(service.contains("\nExecStart=/usr/bin/mixtasyd --round\n"), "{service}");
     let mut c = Command::new("systemd-analyze");
-    c.args(["verify", "/lib/systemd/system/mixtasyd.service", "/lib/systemd/system/mixtasyd.timer"]).env_remove("MANPATH");
+    c.args(["verify", "/lib/systemd/system/mixtasyd.service", "/lib/systemd/system/mixtasyd.timer"])
+        .env_remove("MANPATH");
     let o = ok(c, b"");
-    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Nothing enabled (no wants/ link or copy anywhere in /etc/systemd).
-    let enabled: Vec<PathBuf> = files_below(Path::new("/etc/systemd")).into_iter().filter(|p| p.to_string_lossy().contains("mixtasyd")).collect();
+    let enabled: Vec<PathBuf> = files_below(Path::new("/etc/systemd"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("mixtasyd"))
+        .collect();
     assert!(enabled.is_empty(), "the package enabled {enabled:?}");
 
     // The system user and its home.
@@ -256,7 +285,14 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
     assert_eq!(mode_owner(&key_file), (0o600, uid));
     let config = Path::new(HOME).join("mixtasyd.toml");
     configure_file(&config, "transport", &format!("\"maildir:{DELIVERED}\""));
-    for (k, v) in [("min_pool", "0"), ("threshold", "1"), ("rate", "1.0"), ("dummy_time_p", "0.0"), ("dummy_flush_p", "0.0"), ("dummy_starved_p", "0.0")] {
+    for (k, v) in [
+        ("min_pool", "0"),
+        ("threshold", "1"),
+        ("rate", "1.0"),
+        ("dummy_time_p", "0.0"),
+        ("dummy_flush_p", "0.0"),
+        ("dummy_starved_p", "0.0"),
+    ] {
         configure_file(&config, k, v);
     }
     deliver_to_node(&mail_for_the_node(), "pkgtest.1", uid, gid);

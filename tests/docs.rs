@@ -29,7 +29,13 @@ fn entry<'a>(page: &'a str, name: &str) -> Option<Vec<&'a str>> {
     let lines: Vec<&str> = page.lines().collect();
     let tag = format!(".B {name}");
     let at = lines.windows(2).position(|w| w[0] == ".TP" && w[1] == tag)?;
-    Some(lines[at + 2..].iter().take_while(|l| !(l.starts_with(".TP") || l.starts_with(".SH") || l.starts_with(".SS"))).copied().collect())
+    Some(
+        lines[at + 2..]
+            .iter()
+            .take_while(|l| !(l.starts_with(".TP") || l.starts_with(".SH") || l.starts_with(".SS")))
+            .copied()
+            .collect(),
+    )
 }
 
 #[test]
@@ -38,7 +44,10 @@ fn every_setting_is_documented_with_its_default_in_order() {
     let mut last = 0;
     for s in SETTINGS {
         let body = entry(&page, s.name).unwrap_or_else(|| {
-            panic!("man/mixtasyd.toml.5 has no entry for the setting `{}`: add `.TP` then `.B {}` under SETTINGS", s.name, s.name)
+            panic!(
+                "man/mixtasyd.toml.5 has no entry for the setting `{}`: add `.TP` then `.B {}` under SETTINGS",
+                s.name, s.name
+            )
         });
         match s.default {
             None => assert!(
@@ -50,7 +59,11 @@ fn every_setting_is_documented_with_its_default_in_order() {
                 // `Default:` then the value bold: `.BR value .` (or `.B value`).
                 let shown = body.windows(2).any(|w| {
                     w[0].trim_end().ends_with("Default:")
-                        && (w[1] == format!(".B {d}") || w[1].strip_prefix(".BR ").and_then(|r| r.strip_prefix(d)).is_some_and(|r| r.starts_with(' ')))
+                        && (w[1] == format!(".B {d}")
+                            || w[1]
+                                .strip_prefix(".BR ")
+                                .and_then(|r| r.strip_prefix(d))
+                                .is_some_and(|r| r.starts_with(' ')))
                 });
                 assert!(shown, "man/mixtasyd.toml.5: the entry for `{}` must show `Default:` and then `.BR {d} .` (its default in mixtasyd.toml)", s.name);
             }
@@ -104,8 +117,12 @@ fn counter_literals(src: &str) -> Vec<String> {
 #[test]
 fn every_counter_is_documented() {
     let page = unescape(&read("man/mixtasyd.8"));
-    let missing: Vec<&str> = counters::ALL.iter().map(|c| c.name).filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
-    assert!(missing.is_empty(), "man/mixtasyd.8 does not document these counters (as `.TP` then `.B NAME` under COUNTERS): {missing:?}");
+    let missing: Vec<&str> =
+        counters::ALL.iter().map(|c| c.name).filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
+    assert!(
+        missing.is_empty(),
+        "man/mixtasyd.8 does not document these counters (as `.TP` then `.B NAME` under COUNTERS): {missing:?}"
+    );
 }
 
 #[test]
@@ -122,7 +139,12 @@ fn man_pages_have_no_groff_warnings() {
             Err(e) => panic!("running groff: {e}"),
         };
         let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && said.is_empty(), "groff -man -ww -z {} ({}):\n{said}", page.display(), out.status);
+        assert!(
+            out.status.success() && said.is_empty(),
+            "groff -man -ww -z {} ({}):\n{said}",
+            page.display(),
+            out.status
+        );
     }
 }
 
@@ -137,33 +159,42 @@ fn systemd_units_verify() {
         "systemd-analyze is missing: run scripts/install-deps --test"
     );
     let t = tempfile::tempdir().unwrap();
-    for (section, page) in [("man1", "mixtasy.1"), ("man5", "mixtasyd.toml.5"), ("man8", "mixtasyd.8"), ("man8", "mixtasy-pinger.8")] {
+    for (section, page) in
+        [("man1", "mixtasy.1"), ("man5", "mixtasyd.toml.5"), ("man8", "mixtasyd.8"), ("man8", "mixtasy-pinger.8")]
+    {
         std::fs::create_dir_all(t.path().join("man").join(section)).unwrap();
         std::fs::copy(root.join("man").join(page), t.path().join("man").join(section).join(page)).unwrap();
     }
     let runtime = t.path().join("run");
     std::fs::create_dir(&runtime).unwrap();
-    for (program, binary) in [("mixtasyd", env!("CARGO_BIN_EXE_mixtasyd")), ("mixtasy-pinger", env!("CARGO_BIN_EXE_mixtasy-pinger"))] {
-    for (flavour, bin_dir) in [("system", "/usr/local/bin/"), ("user", "%h/.local/bin/")] {
-        let placeholder = format!("{bin_dir}{program} ");
-        let dir = t.path().join(program).join(flavour);
-        std::fs::create_dir_all(&dir).unwrap();
-        for unit in [format!("{program}.service"), format!("{program}.timer")] {
-            let text = std::fs::read_to_string(root.join("units").join(flavour).join(&unit)).unwrap();
-            if unit.ends_with(".service") {
-                assert!(text.contains(&placeholder), "{flavour}/{unit} runs {placeholder}");
+    for (program, binary) in
+        [("mixtasyd", env!("CARGO_BIN_EXE_mixtasyd")), ("mixtasy-pinger", env!("CARGO_BIN_EXE_mixtasy-pinger"))]
+    {
+        for (flavour, bin_dir) in [("system", "/usr/local/bin/"), ("user", "%h/.local/bin/")] {
+            let placeholder = format!("{bin_dir}{program} ");
+            let dir = t.path().join(program).join(flavour);
+            std::fs::create_dir_all(&dir).unwrap();
+            for unit in [format!("{program}.service"), format!("{program}.timer")] {
+                let text = std::fs::read_to_string(root.join("units").join(flavour).join(&unit)).unwrap();
+                if unit.ends_with(".service") {
+                    assert!(text.contains(&placeholder), "{flavour}/{unit} runs {placeholder}");
+                }
+                std::fs::write(dir.join(&unit), text.replace(&placeholder, &format!("{binary} "))).unwrap();
             }
-            std::fs::write(dir.join(&unit), text.replace(&placeholder, &format!("{binary} "))).unwrap();
+            let mut c = Command::new("systemd-analyze");
+            if flavour == "user" {
+                c.arg("--user");
+            }
+            c.arg("verify").arg(dir.join(format!("{program}.service"))).arg(dir.join(format!("{program}.timer")));
+            c.env("MANPATH", t.path().join("man")).env("XDG_RUNTIME_DIR", &runtime);
+            let o = c.output().unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(),
+                "{flavour} {program} units: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
-        let mut c = Command::new("systemd-analyze");
-        if flavour == "user" {
-            c.arg("--user");
-        }
-        c.arg("verify").arg(dir.join(format!("{program}.service"))).arg(dir.join(format!("{program}.timer")));
-        c.env("MANPATH", t.path().join("man")).env("XDG_RUNTIME_DIR", &runtime);
-        let o = c.output().unwrap();
-        assert!(o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(), "{flavour} {program} units: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    }
     }
 }
 
@@ -173,14 +204,20 @@ fn systemd_units_verify() {
 fn the_pinger_settings_and_counters_are_documented() {
     let page = unescape(&read("man/mixtasy-pinger.8"));
     for s in mixtasy::pinger::config::SETTINGS {
-        let body = entry(&page, s.name).unwrap_or_else(|| panic!("man/mixtasy-pinger.8 has no entry for the setting `{}`", s.name));
+        let body = entry(&page, s.name)
+            .unwrap_or_else(|| panic!("man/mixtasy-pinger.8 has no entry for the setting `{}`", s.name));
         match s.default {
             None => assert!(body.iter().any(|l| l.contains("Required")), "`{}` must say Required", s.name),
-            Some(d) => assert!(body.windows(2).any(|w| w[0].trim_end().ends_with("Default:") && w[1] == format!(".BR {d} .")), "`{}` must show `Default:` then `.BR {d} .`", s.name),
+            Some(d) => assert!(
+                body.windows(2).any(|w| w[0].trim_end().ends_with("Default:") && w[1] == format!(".BR {d} .")),
+                "`{}` must show `Default:` then `.BR {d} .`",
+                s.name
+            ),
         }
     }
     // `pubring.asc` is a file name the round writes, not a counter.
-    let names: Vec<String> = counter_literals(&read("src/pinger/round.rs")).into_iter().filter(|n| n != "pubring.asc").collect();
+    let names: Vec<String> =
+        counter_literals(&read("src/pinger/round.rs")).into_iter().filter(|n| n != "pubring.asc").collect();
     assert!(names.len() >= 8, "found only {names:?} in src/pinger/round.rs: is the scan broken?");
     let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
     assert!(missing.is_empty(), "man/mixtasy-pinger.8 does not document these counters: {missing:?}");

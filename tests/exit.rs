@@ -24,17 +24,23 @@ fn delivered_field_ok(name: &str) -> bool {
 fn field_names(mail: &[u8]) -> (Vec<String>, String) {
     let text = String::from_utf8_lossy(mail);
     let header = text[..text.find("\n\n").expect("blank line")].to_string();
-    let names = header.lines().filter(|l| !l.starts_with([' ', '\t'])).map(|l| l.split(':').next().unwrap().to_string()).collect();
+    let names = header
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t']))
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect();
     (names, header)
 }
 
 /// Everything a sender's mail client writes that names the sender or forges an identity.
-const LEAKY: &str = "From: The President <president@whitehouse.example>\nSender: s@whitehouse.example\nTo: Bob <bob@rcpt.test>\n\
+const LEAKY: &str =
+    "From: The President <president@whitehouse.example>\nSender: s@whitehouse.example\nTo: Bob <bob@rcpt.test>\n\
 Reply-To: anon-reply@rcpt.test\nMessage-ID: <1234@alice-laptop.home.example>\nDate: Mon, 2 Mar 2026 10:00:00 +0200\n\
 User-Agent: NeoMutt/20250113\nX-Mailer: Leaky Mailer 1.0\nX-Originating-IP: 198.51.100.7\nOrganization: Alice Home\n\
 Disposition-Notification-To: president@whitehouse.example\nReturn-Receipt-To: president@whitehouse.example\n\
 Subject: leaky\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n";
-const LEAKS: [&str; 8] = ["whitehouse", "alice-laptop", "+0200", "NeoMutt", "Leaky Mailer", "198.51.100.7", "Alice Home", "1234@"];
+const LEAKS: [&str; 8] =
+    ["whitehouse", "alice-laptop", "+0200", "NeoMutt", "Leaky Mailer", "198.51.100.7", "Alice Home", "1234@"];
 
 #[test]
 fn only_allowlisted_headers_leave_the_sender_and_the_exit() {
@@ -42,7 +48,15 @@ fn only_allowlisted_headers_leave_the_sender_and_the_exit() {
     net.capture_logs();
     // The sender's tool strips first and says what it removed, by name only.
     let w = net.create(format!("{LEAKY}from the sender's tool\n").as_bytes(), &["--keep-header", "x-mailer"]);
-    let said: String = net.log.lock().unwrap().as_ref().unwrap().iter().map(|l| String::from_utf8_lossy(&l.stderr).into_owned()).collect();
+    let said: String = net
+        .log
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.stderr).into_owned())
+        .collect();
     assert!(said.contains("removed header fields: From, Sender, Message-ID, Date, User-Agent, X-Originating-IP, Organization, Disposition-Notification-To, Return-Receipt-To"), "{said}");
     for leak in LEAKS {
         assert!(!said.contains(leak), "stderr carries a value: {leak}");
@@ -59,7 +73,9 @@ fn only_allowlisted_headers_leave_the_sender_and_the_exit() {
     for mail in &got {
         let (names, header) = field_names(mail);
         assert!(names.iter().all(|n| delivered_field_ok(n)), "a field off the allowlist: {names:?}\n{header}");
-        for own in ["From", "Date", "Message-ID", "Comments", "To", "Reply-To", "Subject", "MIME-Version", "Content-Type"] {
+        for own in
+            ["From", "Date", "Message-ID", "Comments", "To", "Reply-To", "Subject", "MIME-Version", "Content-Type"]
+        {
             assert_eq!(names.iter().filter(|n| n.as_str() == own).count(), 1, "{own} once:\n{header}");
         }
         for leak in LEAKS {
@@ -67,9 +83,15 @@ fn only_allowlisted_headers_leave_the_sender_and_the_exit() {
         }
         let from = header.lines().find_map(|l| l.strip_prefix("From: ")).unwrap();
         if String::from_utf8_lossy(mail).contains("from a hostile sender") {
-            assert!(from.starts_with("\"The President (anonymous)\" <nobody@mix") && from.ends_with(".test>"), "the display name kept, marked: {from}");
+            assert!(
+                from.starts_with("\"The President (anonymous)\" <nobody@mix") && from.ends_with(".test>"),
+                "the display name kept, marked: {from}"
+            );
         } else {
-            assert!(from.starts_with("nobody@mix") && from.ends_with(".test"), "the sender's tool removed From: {from}");
+            assert!(
+                from.starts_with("nobody@mix") && from.ends_with(".test"),
+                "the sender's tool removed From: {from}"
+            );
         }
         let date = header.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
         assert!(date.ends_with(" +0000"), "the exit's date, in UTC: {date}");
@@ -101,7 +123,11 @@ fn the_sender_refuses_a_header_over_the_bounds() {
     c.arg("create").arg("--out").arg(out.path());
     let o = run(c, bomb.as_bytes());
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("header is larger than"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("header is larger than"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
     // The exit refuses it too, counted, and goes on with the rest.
     let path: Vec<&str> = net.nodes.iter().take(4).map(String::as_str).collect();
@@ -119,17 +145,33 @@ fn a_private_exit_relays_nowhere() {
     net.add_lab_node("mix5.test", "middleman,exitprivate");
     net.configure("mix5.test", "local_domains", "[\"mix5.test\"]");
     let to = "To: victim%remote.test@mix5.test, remote.test!victim2@mix5.test, <\"v3@remote.test\"@mix5.test>, <@remote.test:v4@mix5.test>\n";
-    net.inject(&net.wrap_final(Kind::Singlepart, format!("{to}Cc: bob@mix5.test\nSubject: relay?\n\nhi\n").as_bytes(), &["mix5.test"]));
-    net.inject(&net.wrap_final(Kind::Singlepart, b"To: victim%remote.test@mix5.test\nSubject: relay only\n\nhi\n", &["mix5.test"]));
+    net.inject(&net.wrap_final(
+        Kind::Singlepart,
+        format!("{to}Cc: bob@mix5.test\nSubject: relay?\n\nhi\n").as_bytes(),
+        &["mix5.test"],
+    ));
+    net.inject(&net.wrap_final(
+        Kind::Singlepart,
+        b"To: victim%remote.test@mix5.test\nSubject: relay only\n\nhi\n",
+        &["mix5.test"],
+    ));
     net.round("mix5.test");
-    let mut boxes: Vec<String> = std::fs::read_dir(net.mail_root()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut boxes: Vec<String> = std::fs::read_dir(net.mail_root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     boxes.sort();
     assert_eq!(boxes, ["bob@mix5.test", "mixtasy@mix5.test"], "delivered to the local mailbox only");
     assert_eq!(net.delivered("bob@mix5.test").len(), 1);
     let st = net.status("mix5.test");
     // Like every drop.recipients*, refused recipients are counted in mail that still went to
     // someone; a mail left with nobody is one drop.exit-no-recipient.
-    assert_eq!((st.get("drop.recipients-refused"), st.get("drop.exit-no-recipient"), st.get("exit.delivered")), (4, 1, 1), "{}", st.0);
+    assert_eq!(
+        (st.get("drop.recipients-refused"), st.get("drop.exit-no-recipient"), st.get("exit.delivered")),
+        (4, 1, 1),
+        "{}",
+        st.0
+    );
     assert_counters_add_up(&st);
 }
 
@@ -200,7 +242,12 @@ fn a_crafted_megabyte_goes_through_like_a_plain_one() {
     let (body, tail) = mail[at..].split_at(original_body.len());
     assert!(body == original_body, "the original body is kept");
     let footer = String::from_utf8_lossy(tail);
-    assert!(footer.starts_with(&format!("--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n-- \nThis mail came through")), "{footer}");
+    assert!(
+        footer.starts_with(&format!(
+            "--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n-- \nThis mail came through"
+        )),
+        "{footer}"
+    );
     assert!(footer.ends_with(&close) && footer.contains("destination-block"), "{footer}");
     let delivered: usize = (0..4000).filter(|i| !net.delivered(&format!("r{i}@rcpt.test")).is_empty()).count();
     assert_eq!(delivered, 5, "max_recipients distinct recipients");
@@ -285,12 +332,20 @@ fn blocks_cover_subaddresses_and_whole_domains() {
     assert_eq!(block(&["add", "@spam.example"]), "blocked");
     assert_eq!(block(&["check", "bob+other@rcpt.TEST"]), "blocked");
     assert_eq!(block(&["check", "anyone@SPAM.example"]), "blocked");
-    let send = |to: &str| net.inject(&net.wrap_final(Kind::Singlepart, format!("To: {to}\nSubject: s\n\nhi\n").as_bytes(), &[EXIT]));
+    let send = |to: &str| {
+        net.inject(&net.wrap_final(Kind::Singlepart, format!("To: {to}\nSubject: s\n\nhi\n").as_bytes(), &[EXIT]))
+    };
     for to in ["bob@rcpt.test", "bob+x@RCPT.TEST", "anyone@spam.example", "carol@rcpt.test", "bobby@rcpt.test"] {
         send(to);
     }
     net.round(EXIT);
-    for (who, n) in [("bob@rcpt.test", 0), ("bob+x@rcpt.test", 0), ("anyone@spam.example", 0), ("carol@rcpt.test", 1), ("bobby@rcpt.test", 1)] {
+    for (who, n) in [
+        ("bob@rcpt.test", 0),
+        ("bob+x@rcpt.test", 0),
+        ("anyone@spam.example", 0),
+        ("carol@rcpt.test", 1),
+        ("bobby@rcpt.test", 1),
+    ] {
         assert_eq!(net.delivered(who).len(), n, "{who}");
     }
     assert_eq!(net.status(EXIT).get("drop.exit-blocked"), 3);
@@ -318,7 +373,11 @@ fn the_exits_date_and_id_are_fixed_when_queued() {
     net.add_lab_node(EXIT, "middleman,exitpublic");
     let working = format!("{:?}", format!("maildir:{}", net.mail_root().display()));
     net.configure(EXIT, "transport", "\"maildir:/proc/no-such-mail-root\"");
-    net.inject(&net.wrap_final(Kind::Singlepart, b"To: bob@rcpt.test\nDate: Mon, 2 Mar 2026 10:00:00 +0200\nSubject: s\n\nhi\n", &[EXIT]));
+    net.inject(&net.wrap_final(
+        Kind::Singlepart,
+        b"To: bob@rcpt.test\nDate: Mon, 2 Mar 2026 10:00:00 +0200\nSubject: s\n\nhi\n",
+        &[EXIT],
+    ));
     net.round(EXIT);
     assert_eq!((net.status(EXIT).get("exit.deferred"), net.status(EXIT).get("exit_queue")), (1, 1));
     net.configure(EXIT, "transport", &working);

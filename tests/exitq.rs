@@ -51,7 +51,13 @@ fn one_bad_recipient_holds_back_nobody() {
     net.round_later(EXIT, 7200);
     let st = net.status(EXIT);
     assert_eq!(
-        (st.get("exit_queue"), st.get("exit.delivered"), st.get("drop.recipients-gave-up"), st.get("drop.recipients-refused"), st.get("drop.exit-gave-up")),
+        (
+            st.get("exit_queue"),
+            st.get("exit.delivered"),
+            st.get("drop.recipients-gave-up"),
+            st.get("drop.recipients-refused"),
+            st.get("drop.exit-gave-up")
+        ),
         (0, 1, 1, 1, 0),
         "{}",
         st.0
@@ -86,7 +92,12 @@ fn a_retried_recipient_gets_the_same_bytes() {
     net.round_later(EXIT, 20 * 3600);
     let (early, late) = (net.delivered("early@rcpt.test"), net.delivered("late@rcpt.test"));
     assert_eq!((early.len(), late.len()), (1, 1));
-    assert!(early[0] == late[0], "byte-identical:\n{}\n---\n{}", String::from_utf8_lossy(&early[0]), String::from_utf8_lossy(&late[0]));
+    assert!(
+        early[0] == late[0],
+        "byte-identical:\n{}\n---\n{}",
+        String::from_utf8_lossy(&early[0]),
+        String::from_utf8_lossy(&late[0])
+    );
     let st = net.status(EXIT);
     assert_eq!((st.get("exit_queue"), st.get("exit.delivered"), st.get("exit.deferred")), (0, 1, 2), "{}", st.0);
 
@@ -98,7 +109,12 @@ fn a_retried_recipient_gets_the_same_bytes() {
     net.round_later(EXIT, 20 * 3600 + 60);
     net.round_later(EXIT, 20 * 3600 + 7300);
     let st = net.status(EXIT);
-    assert_eq!((st.get("exit_queue"), st.get("drop.exit-gave-up"), st.get("drop.recipients-gave-up")), (0, 1, 2), "{}", st.0);
+    assert_eq!(
+        (st.get("exit_queue"), st.get("drop.exit-gave-up"), st.get("drop.recipients-gave-up")),
+        (0, 1, 2),
+        "{}",
+        st.0
+    );
     assert_counters_add_up(&st);
 }
 
@@ -129,7 +145,11 @@ fn the_exit_queue_held_parts_and_operator_mail_are_capped() {
     // Held parts: three sets of which one part each arrived, in three rounds.
     net.configure(EXIT, "max_held_parts", "2");
     for i in 0..3 {
-        net.inject(&net.wrap_final(Kind::Multipart { part: 1, total: 2 }, format!("part of set {i}").as_bytes(), &[EXIT]));
+        net.inject(&net.wrap_final(
+            Kind::Multipart { part: 1, total: 2 },
+            format!("part of set {i}").as_bytes(),
+            &[EXIT],
+        ));
         net.round_later(EXIT, 1800 + i * 60);
     }
     let st = net.status(EXIT);
@@ -146,16 +166,27 @@ fn the_exit_queue_held_parts_and_operator_mail_are_capped() {
     }
     net.round_later(EXIT, 3600);
     let st = net.status(EXIT);
-    assert_eq!((st.get("operator_mail"), st.get("intake.operator"), st.get("operator.over-cap")), (3, 5, 2), "{}", st.0);
-    let kept: HashSet<String> =
-        std::fs::read_dir(net.mailbox(&format!("mixtasy@{EXIT}")).join(".operator/new")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        (st.get("operator_mail"), st.get("intake.operator"), st.get("operator.over-cap")),
+        (3, 5, 2),
+        "{}",
+        st.0
+    );
+    let kept: HashSet<String> = std::fs::read_dir(net.mailbox(&format!("mixtasy@{EXIT}")).join(".operator/new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(kept, ["operator.2", "operator.3", "operator.4"].map(String::from).into());
     assert_counters_add_up(&st);
 }
 
 /// The delivered mail's Message-ID.
 fn message_id(mail: &[u8]) -> String {
-    String::from_utf8_lossy(mail).lines().find_map(|l| l.strip_prefix("Message-ID: ")).expect("a Message-ID").to_string()
+    String::from_utf8_lossy(mail)
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .expect("a Message-ID")
+        .to_string()
 }
 
 /// A DSN as Postfix writes it, quoting the bounced mail whole (message/rfc822).
@@ -183,7 +214,10 @@ fn bounces_of_own_deliveries_are_destroyed() {
     let delivered = net.delivered("gone@rcpt.test").remove(0);
     let inbox = net.mailbox(&format!("mixtasy@{EXIT}")).join("new");
     // The bounce, with the Message-ID's case changed by some MTA on the way.
-    let shouted = String::from_utf8_lossy(&delivered).replace(&message_id(&delivered), &message_id(&delivered).to_ascii_uppercase().replace("@EXIT.TEST", "@exit.test"));
+    let shouted = String::from_utf8_lossy(&delivered).replace(
+        &message_id(&delivered),
+        &message_id(&delivered).to_ascii_uppercase().replace("@EXIT.TEST", "@exit.test"),
+    );
     std::fs::write(inbox.join("bounce.own"), dsn(shouted.as_bytes())).unwrap();
     // A bounce of something else: an id of the exit's form it never used, and one of a
     // forwarded wire mail (no plaintext in it).
@@ -192,8 +226,14 @@ fn bounces_of_own_deliveries_are_destroyed() {
     std::fs::write(inbox.join("note.operator"), b"From: admin@else.test\nSubject: hello\n\nhi\n").unwrap();
     net.round_later(EXIT, 60);
     let st = net.status(EXIT);
-    assert_eq!((st.get("intake.own-bounce"), st.get("intake.operator"), st.get("operator_mail")), (1, 2, 2), "{}", st.0);
-    let home_files = files_with_a_run_of(&net.mailbox(&format!("mixtasy@{EXIT}")), b"the plaintext a bounce would quote", 32);
+    assert_eq!(
+        (st.get("intake.own-bounce"), st.get("intake.operator"), st.get("operator_mail")),
+        (1, 2, 2),
+        "{}",
+        st.0
+    );
+    let home_files =
+        files_with_a_run_of(&net.mailbox(&format!("mixtasy@{EXIT}")), b"the plaintext a bounce would quote", 32);
     assert!(home_files.is_empty(), "the bounced plaintext is kept in {home_files:?}");
     assert_counters_add_up(&st);
     // A week later the id is forgotten: a bounce then is the operator's like any mail.
@@ -204,7 +244,17 @@ fn bounces_of_own_deliveries_are_destroyed() {
 
 /// Random text nobody else writes: every 32-byte run of it is unique to this message.
 fn random_body(lines: usize) -> String {
-    (0..lines).map(|_| format!("{:016x}{:016x}{:016x}{:016x}\n", rand::random::<u64>(), rand::random::<u64>(), rand::random::<u64>(), rand::random::<u64>())).collect()
+    (0..lines)
+        .map(|_| {
+            format!(
+                "{:016x}{:016x}{:016x}{:016x}\n",
+                rand::random::<u64>(),
+                rand::random::<u64>(),
+                rand::random::<u64>(),
+                rand::random::<u64>()
+            )
+        })
+        .collect()
 }
 
 /// After an original is delivered and one more round has run, no 32-byte run of its body

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mixtasy::mixes::directory::{self, Mix};
 use mixtasy::format::message::{self, Kind};
+use mixtasy::mixes::directory::{self, Mix};
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
 
@@ -64,7 +64,10 @@ fn original(tag: &str) -> Vec<u8> {
 /// `at` would: each layer for the newest subkey valid then.
 fn wires(net: &Net, at: u64, tags: &[String]) -> Vec<Vec<u8>> {
     let t = UNIX_EPOCH + Duration::from_secs(at);
-    let mixes: Vec<Mix> = [A, B].iter().map(|f| directory::check(&Cert::from_bytes(&net.export(f, false)).unwrap(), t).unwrap()).collect();
+    let mixes: Vec<Mix> = [A, B]
+        .iter()
+        .map(|f| directory::check(&Cert::from_bytes(&net.export(f, false)).unwrap(), t).unwrap())
+        .collect();
     let path: Vec<&Mix> = mixes.iter().collect();
     let mut rng = rand::rng();
     tags.iter()
@@ -143,9 +146,19 @@ fn assert_delivered_once(net: &Net, at: u64, want: &[String]) {
     want.sort();
     let st = net.status(B);
     assert_eq!(st.get("exit_queue"), 0, "b.test delivered everything: {}", st.0);
-    assert!(got == want, "delivered {} mails, want {}: missing {:?}, extra or twice {:?}", got.len(), want.len(),
+    assert!(
+        got == want,
+        "delivered {} mails, want {}: missing {:?}, extra or twice {:?}",
+        got.len(),
+        want.len(),
         want.iter().filter(|t| !got.contains(t)).take(5).collect::<Vec<_>>(),
-        got.iter().enumerate().filter(|(i, t)| !want.contains(t) || got[..*i].contains(t)).map(|(_, t)| t).take(5).collect::<Vec<_>>());
+        got.iter()
+            .enumerate()
+            .filter(|(i, t)| !want.contains(t) || got[..*i].contains(t))
+            .map(|(_, t)| t)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
     assert_eq!((st.get("intake.final"), st.get("drop.replay")), (want.len() as i64, 0), "{}", st.0);
 }
 
@@ -195,7 +208,12 @@ impl Drop for Mount {
             if lazy {
                 c.arg("-l");
             }
-            c.arg(&self.at).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+            c.arg(&self.at)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
         };
         if !umount(false) && !umount(true) {
             eprintln!("could not unmount {}", self.at.display());
@@ -312,13 +330,23 @@ fn read_only_maildir_stops_rounds_until_writable() {
         assert!(err.contains("Read-only file system") && err.contains(&inbox.display().to_string()), "{err}");
         assert_eq!(spool_len(&net, A), all.len() + 1, "files stay where they are");
         let st = net.status(A);
-        assert_eq!((st.get("intake.taken"), st.get("intake.forwarded"), st.get("intake.operator")), (6, 5, 1), "taken once: {}", st.0);
+        assert_eq!(
+            (st.get("intake.taken"), st.get("intake.forwarded"), st.get("intake.operator")),
+            (6, 5, 1),
+            "taken once: {}",
+            st.0
+        );
         assert_eq!((st.get("pool"), st.get("drop.replay")), (5, 0));
     }
     drop(ro);
     net.round(A);
     let st = net.status(A);
-    assert_eq!((spool_len(&net, A), st.get("pool"), st.get("pool.sent"), st.get("intake.taken"), st.get("operator_mail")), (0, 0, 5, 6, 1), "{}", st.0);
+    assert_eq!(
+        (spool_len(&net, A), st.get("pool"), st.get("pool.sent"), st.get("intake.taken"), st.get("operator_mail")),
+        (0, 0, 5, 6, 1),
+        "{}",
+        st.0
+    );
     assert_delivered_once(&net, net.now, &all);
 }
 
@@ -457,7 +485,10 @@ fn damaged_state_database_is_refused_never_started_afresh() {
         damage(&mut bytes);
         std::fs::write(&db, &bytes).unwrap();
         let err = failed_round(&round_at(&net, A, net.now), 74);
-        assert!(err.contains(&db.display().to_string()) && err.contains("restore it from a backup, or move it aside"), "{what}: {err}");
+        assert!(
+            err.contains(&db.display().to_string()) && err.contains("restore it from a backup, or move it aside"),
+            "{what}: {err}"
+        );
         assert_eq!(std::fs::read(&db).unwrap(), bytes, "{what}: the damaged file is left as it was");
         assert_eq!(spool_len(&net, A), 4, "{what}: the Maildir is untouched");
     }
@@ -465,7 +496,12 @@ fn damaged_state_database_is_refused_never_started_afresh() {
     std::fs::write(&db, &backup).unwrap();
     net.round(A);
     let st = net.status(A);
-    assert_eq!((spool_len(&net, A), st.get("pool"), st.get("intake.forwarded"), st.get("drop.replay")), (0, 6, 6, 1), "{}", st.0);
+    assert_eq!(
+        (spool_len(&net, A), st.get("pool"), st.get("intake.forwarded"), st.get("drop.replay")),
+        (0, 6, 6, 1),
+        "{}",
+        st.0
+    );
     net.configure(A, "threshold", "1");
     net.round(A);
     assert_delivered_once(&net, net.now, &[first, second.clone()].concat());
@@ -557,7 +593,12 @@ fn clock_jumping_back_and_forward() {
         ok_round_at(&net, A, t0 + h * HOUR);
     }
     let st = net.status(A);
-    assert_eq!((st.get("key.added"), st.get("key.destroyed"), subkeys(&st)), (1, 0, (2, 2)), "no key made or destroyed: {}", st.0);
+    assert_eq!(
+        (st.get("key.added"), st.get("key.destroyed"), subkeys(&st)),
+        (1, 0, (2, 2)),
+        "no key made or destroyed: {}",
+        st.0
+    );
 
     // The clock is right again at 26 h; three messages for S2 wait in the pool.
     let held = tags("held", 3);
@@ -577,7 +618,12 @@ fn clock_jumping_back_and_forward() {
     let st = net.status(A);
     assert_eq!((st.get("key.added"), st.get("key.destroyed"), subkeys(&st)), (2, 2, (3, 1)), "{}", st.0);
     assert_eq!((st.get("drop.expired-key"), st.get("replay_entries")), (4, 0), "{}", st.0);
-    assert_eq!((st.get("pool"), st.get("pool.sent"), st.get("intake.forwarded"), st.get("drop.replay")), (0, 12, 12, 3), "{}", st.0);
+    assert_eq!(
+        (st.get("pool"), st.get("pool.sent"), st.get("intake.forwarded"), st.get("drop.replay")),
+        (0, 12, 12, 3),
+        "{}",
+        st.0
+    );
     assert_delivered_once(&net, t0 + 27 * HOUR, &[s1, s2, s1_back, held].concat());
 }
 
@@ -634,7 +680,12 @@ fn rounds_started_together_take_each_message_once() {
     net.configure(A, "threshold", "100000");
     let all = tags("together", 300);
     inject_all(&net, &wires(&net, net.now, &all));
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(net.home(A).join("round.lock")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(net.home(A).join("round.lock"))
+        .unwrap();
     lock.lock().unwrap();
     assert!(net.round(A).contains("another round is running"));
     assert_eq!(spool_len(&net, A), all.len(), "a busy round touches nothing");
@@ -649,7 +700,11 @@ fn rounds_started_together_take_each_message_once() {
     for child in children {
         let o = child.wait_with_output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success() && (out.contains("round: took") || out.contains("another round is running")), "{out} {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success() && (out.contains("round: took") || out.contains("another round is running")),
+            "{out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     net.round(A);
     let st = net.status(A);

@@ -25,14 +25,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
+use mixtasy::format::message::{self, Kind};
+use mixtasy::format::sizes::{INNER, OUTER};
 use mixtasy::mixes::address::MixAddress;
 use mixtasy::mixes::directory::{self, Mix};
 use mixtasy::mixes::keys::{self, KeyRing};
-use mixtasy::format::message::{self, Kind};
 use mixtasy::mixes::modes::Modes;
 use mixtasy::node::peel::{self, Node};
-use mixtasy::format::sizes::{INNER, OUTER};
-use mixtasy::{format::armor, sender::create, format::verification, format::wire};
+use mixtasy::{format::armor, format::verification, format::wire, sender::create};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 use sequoia_openpgp::parse::Parse;
@@ -166,8 +166,21 @@ fn make_valid(me: &Mix, next: &Mix, now: SystemTime) -> Valid {
                         let fin = message::build_final(&message::new_id(rng), kind, payload, rng);
                         create::wrap(fin, path, None, now, rng).unwrap().mail
                     };
-                    let forwards = (0..share(What::Forward.per_50k(), w)).map(|_| single(&mut rng, Kind::Singlepart, original(&mut rand::rng(), "forward").as_bytes(), &[me, next])).collect();
-                    let finals = (0..share(What::Final.per_50k(), w)).map(|_| single(&mut rng, Kind::Singlepart, original(&mut rand::rng(), "final").as_bytes(), &[me])).collect();
+                    let forwards = (0..share(What::Forward.per_50k(), w))
+                        .map(|_| {
+                            single(
+                                &mut rng,
+                                Kind::Singlepart,
+                                original(&mut rand::rng(), "forward").as_bytes(),
+                                &[me, next],
+                            )
+                        })
+                        .collect();
+                    let finals = (0..share(What::Final.per_50k(), w))
+                        .map(|_| {
+                            single(&mut rng, Kind::Singlepart, original(&mut rand::rng(), "final").as_bytes(), &[me])
+                        })
+                        .collect();
                     let parts = (0..share(What::Part.per_50k() / 2, w))
                         .map(|_| {
                             let id = message::new_id(&mut rng);
@@ -182,7 +195,12 @@ fn make_valid(me: &Mix, next: &Mix, now: SystemTime) -> Valid {
                         .collect();
                     let unknown = (0..share(50, w))
                         .map(|_| {
-                            let m = single(&mut rng, Kind::Singlepart, original(&mut rand::rng(), "unknown").as_bytes(), &[next]);
+                            let m = single(
+                                &mut rng,
+                                Kind::Singlepart,
+                                original(&mut rand::rng(), "unknown").as_bytes(),
+                                &[next],
+                            );
                             wire::build(None, &me.address, &armor::decode(&m).unwrap())
                         })
                         .collect();
@@ -227,7 +245,8 @@ fn rearmored(mail: &[u8], me: &MixAddress, i: usize) -> Vec<u8> {
     text += "\r\nComment: re-armored by a relay\r\n";
     // Base64 lines of 76 characters instead of 64.
     let rest: Vec<&str> = lines.collect();
-    let (b64, tail): (Vec<&str>, Vec<&str>) = rest.iter().partition(|l| !l.is_empty() && !l.starts_with('=') && !l.starts_with("-----"));
+    let (b64, tail): (Vec<&str>, Vec<&str>) =
+        rest.iter().partition(|l| !l.is_empty() && !l.starts_with('=') && !l.starts_with("-----"));
     let joined = b64.concat();
     for chunk in joined.as_bytes().chunks(76) {
         text += std::str::from_utf8(chunk).unwrap();
@@ -481,7 +500,11 @@ fn flood(total: usize, key: &Path, set: &Valid, check_node: &Node, now_secs: u64
             Ok(_) if w.valid() || matches!(w, What::Replay | What::Rearmored) => None,
             Ok(_) => Some("accepted".to_string()),
             Err(d) => {
-                let c = if d.reason == peel::DropReason::NotMixMail { "intake.operator".to_string() } else { format!("drop.{}", d.reason.name()) };
+                let c = if d.reason == peel::DropReason::NotMixMail {
+                    "intake.operator".to_string()
+                } else {
+                    format!("drop.{}", d.reason.name())
+                };
                 (c != w.counter()).then_some(c)
             }
         };
@@ -511,9 +534,14 @@ fn flood(total: usize, key: &Path, set: &Valid, check_node: &Node, now_secs: u64
                             &owned
                         };
                         let name = format!("{stamp}.M{pos:06}P{pid}.{FQDN}");
-                        let path = if pos % 10 == 9 { maildir.join("cur").join(format!("{name}:2,S")) } else { maildir.join("new").join(name) };
+                        let path = if pos % 10 == 9 {
+                            maildir.join("cur").join(format!("{name}:2,S"))
+                        } else {
+                            maildir.join("new").join(name)
+                        };
                         // 0600, as an MTA's local delivery writes.
-                        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+                        let mut f =
+                            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
                         f.write_all(data).unwrap();
                         bytes += data.len() as u64;
                     }
@@ -557,10 +585,16 @@ fn flood(total: usize, key: &Path, set: &Valid, check_node: &Node, now_secs: u64
         *want.entry(w.counter().to_string()).or_default() += *n as i64;
     }
     want.insert("intake.taken".into(), total as i64);
-    let intake: BTreeMap<String, i64> = got.iter().filter(|(k, v)| (k.starts_with("intake.") || k.starts_with("drop.")) && **v != 0).map(|(k, v)| (k.clone(), *v)).collect();
+    let intake: BTreeMap<String, i64> = got
+        .iter()
+        .filter(|(k, v)| (k.starts_with("intake.") || k.starts_with("drop.")) && **v != 0)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     // Later events, not intake: exits that found no recipient or gave up.
-    let late: Vec<&str> = ["drop.recipients", "drop.exit-no-recipient", "drop.exit-gave-up", "drop.parts-expired"].into();
-    let intake_only: BTreeMap<String, i64> = intake.iter().filter(|(k, _)| !late.contains(&k.as_str())).map(|(k, v)| (k.clone(), *v)).collect();
+    let late: Vec<&str> =
+        ["drop.recipients", "drop.exit-no-recipient", "drop.exit-gave-up", "drop.parts-expired"].into();
+    let intake_only: BTreeMap<String, i64> =
+        intake.iter().filter(|(k, _)| !late.contains(&k.as_str())).map(|(k, v)| (k.clone(), *v)).collect();
     assert_eq!(intake_only, want, "counters of the files taken: {}", st.0);
     for k in &late {
         assert_eq!(st.get(k), 0, "{k}: {}", st.0);
@@ -578,12 +612,21 @@ fn flood(total: usize, key: &Path, set: &Valid, check_node: &Node, now_secs: u64
     assert_eq!(st.get("pool") - pooled_finals + st.get("pool.sent"), forwards, "pool + pool.sent: {}", st.0);
     assert!(st.get("pool.sent") > 0, "the pool fired: {}", st.0);
     assert_eq!(st.get("exit.assembled"), (counts[&What::Part] / 2) as i64, "{}", st.0);
-    assert_eq!(pooled_finals + st.get("exit_queue") + st.get("exit.delivered"), exits, "finals pooled + exit queue + delivered: {}", st.0);
+    assert_eq!(
+        pooled_finals + st.get("exit_queue") + st.get("exit.delivered"),
+        exits,
+        "finals pooled + exit queue + delivered: {}",
+        st.0
+    );
     assert_eq!(st.get("replay_entries"), n_valid as i64, "one replay entry per valid message: {}", st.0);
     assert_eq!((st.get("held_parts"), st.get("spool")), (0, 0), "{}", st.0);
     let sent_files = count_files(&out_root.join("mixtasy@next.test").join("new"));
     let delivered_files = count_files(&out_root.join("bob@rcpt.test").join("new"));
-    assert_eq!((sent_files as i64, delivered_files as i64), (st.get("pool.sent"), st.get("exit.delivered")), "files the transport wrote");
+    assert_eq!(
+        (sent_files as i64, delivered_files as i64),
+        (st.get("pool.sent"), st.get("exit.delivered")),
+        "files the transport wrote"
+    );
 
     // Non-mix mail kept, each once.
     let operator = (counts[&What::Garbage] + counts[&What::Operator] + counts[&What::Bounce]) as i64;
@@ -619,7 +662,11 @@ fn a_flood_of_50000_files_is_accounted_for_in_flat_memory() {
     std::fs::write(&key, &secret).unwrap();
     let me = net.mix(FQDN);
     let modes = Modes::parse("middleman,exitpublic").unwrap();
-    let check_node = Node { address: me.address.clone(), modes, ring: KeyRing::from_cert(&Cert::from_bytes(&secret).unwrap(), Duration::from_secs(3600)).unwrap() };
+    let check_node = Node {
+        address: me.address.clone(),
+        modes,
+        ring: KeyRing::from_cert(&Cert::from_bytes(&secret).unwrap(), Duration::from_secs(3600)).unwrap(),
+    };
     let next_address = MixAddress::for_fqdn("next.test").unwrap();
     let next_cert = keys::generate("Next", &modes, &next_address, net.time(), keys::SUBKEY_VALIDITY).unwrap();
     let next = directory::check(&next_cert, net.time()).unwrap();
@@ -654,7 +701,12 @@ fn a_flood_of_50000_files_is_accounted_for_in_flat_memory() {
         big.files as f64 / big.round_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    assert!(mib(&small) < RSS_BOUND_MIB && mib(&big) < RSS_BOUND_MIB, "peak RSS {:.1} / {:.1} MiB over {RSS_BOUND_MIB} MiB", mib(&small), mib(&big));
+    assert!(
+        mib(&small) < RSS_BOUND_MIB && mib(&big) < RSS_BOUND_MIB,
+        "peak RSS {:.1} / {:.1} MiB over {RSS_BOUND_MIB} MiB",
+        mib(&small),
+        mib(&big)
+    );
     let per_file = (big.peak_rss_kib as f64 - small.peak_rss_kib as f64) * 1024.0 / (big.files - small.files) as f64;
     assert!(
         ratio <= RSS_GROWTH,

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mixtasy::mixes::address::MixAddress;
-use mixtasy::mixes::keys::KeyRing;
 use mixtasy::format::message::{self, Kind, Revealed};
 use mixtasy::format::packet::{self, BodyLen};
 use mixtasy::format::sizes::INNER;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::keys::KeyRing;
 use mixtasy::{format::armor, format::layer, format::verification, format::wire};
 use sequoia_openpgp::parse::Parse;
 
@@ -22,7 +22,6 @@ use crate::util::*;
 
 const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 const MODES: &str = "middleman,exitpublic";
-
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -46,7 +45,11 @@ fn armor_text(mail: &[u8]) -> &[u8] {
 
 /// Asserts the exact D4 Verification line shape (not just what `check` accepts).
 fn assert_verification_line(content: &[u8], what: &str) {
-    assert!(content.len() >= verification::LINE_LEN + INNER, "{what}: revealed message of {} bytes is too short", content.len());
+    assert!(
+        content.len() >= verification::LINE_LEN + INNER,
+        "{what}: revealed message of {} bytes is too short",
+        content.len()
+    );
     assert_eq!(&content[..14], b"Verification: ", "{what}: no Verification line first");
     assert!(
         content[14..54].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)),
@@ -78,7 +81,13 @@ struct Delivered {
 /// Walks one wire message hop by hop. At every hop gpg decrypts the armored body with the
 /// node's secret key, its output must be a revealed message with a good Verification line
 /// and equal what `layer::open` gives; then the real `mixtasyd peel` makes the next hop.
-fn walk_with_gpg(net: &Net, gpg: &Gpg, rings: &mut HashMap<String, KeyRing>, mut mail: Vec<u8>, label: &str) -> Delivered {
+fn walk_with_gpg(
+    net: &Net,
+    gpg: &Gpg,
+    rings: &mut HashMap<String, KeyRing>,
+    mut mail: Vec<u8>,
+    label: &str,
+) -> Delivered {
     let now = at(net);
     for hop in 1.. {
         assert!(hop <= 16, "{label}: more hops than any path has");
@@ -94,7 +103,8 @@ fn walk_with_gpg(net: &Net, gpg: &Gpg, rings: &mut HashMap<String, KeyRing>, mut
         let out = gpg.ok(&["--ignore-mdc-error", "-d"], armor_text(&mail));
         let plain = out.stdout;
         assert_verification_line(&plain, &what);
-        let (hash, rest) = verification::check(&plain).unwrap_or_else(|e| panic!("{what}: gpg's output fails the Verification check: {e}"));
+        let (hash, rest) = verification::check(&plain)
+            .unwrap_or_else(|e| panic!("{what}: gpg's output fails the Verification check: {e}"));
         assert_eq!(hash, verification::digest(&plain[verification::LINE_LEN..verification::LINE_LEN + INNER]));
 
         // Our code opens the same body to the same bytes.
@@ -110,11 +120,18 @@ fn walk_with_gpg(net: &Net, gpg: &Gpg, rings: &mut HashMap<String, KeyRing>, mut
             Revealed::Intermediate(i) => {
                 assert_eq!(i.from.to_string(), format!("mixtasy@{fqdn}"), "{what}: From is not this mix");
                 let next = peeled.0;
-                assert_eq!(format!("mixtasy@{}", wire_to(&next)), i.to.to_string(), "{what}: peel forwards to another mix than To:");
+                assert_eq!(
+                    format!("mixtasy@{}", wire_to(&next)),
+                    i.to.to_string(),
+                    "{what}: peel forwards to another mix than To:"
+                );
                 mail = next;
             }
             Revealed::Final(f) => {
-                assert_eq!(peeled.0, *f.payload, "{what}: mixtasyd peel delivers other bytes than the final message's literal");
+                assert_eq!(
+                    peeled.0, *f.payload,
+                    "{what}: mixtasyd peel delivers other bytes than the final message's literal"
+                );
                 return Delivered { kind: f.kind, payload: peeled.0, hops: hop };
             }
         }
@@ -138,7 +155,8 @@ fn every_layer_we_create_decrypts_with_gpg() {
     let mut rings = HashMap::new();
 
     // Singlepart.
-    let original = b"To: bob@rcpt.test\r\nSubject: layers for gpg\r\n\r\nEvery layer must open with stock GnuPG.\r\n".to_vec();
+    let original =
+        b"To: bob@rcpt.test\r\nSubject: layers for gpg\r\n\r\nEvery layer must open with stock GnuPG.\r\n".to_vec();
     let wires = net.create(&original, &[]);
     assert_eq!(wires.len(), 1, "a small original is one wire message");
     let d = walk_with_gpg(&net, &gpg, &mut rings, wires[0].clone(), "singlepart");
@@ -159,7 +177,9 @@ fn every_layer_we_create_decrypts_with_gpg() {
     for (n, w) in wires.into_iter().enumerate() {
         let d = walk_with_gpg(&net, &gpg, &mut rings, w, &format!("multipart wire message {}", n + 1));
         assert_eq!(d.hops, mixtasy::sender::path::MIN_HOPS);
-        let Kind::Multipart { part, total } = d.kind else { panic!("wire message {} is not multipart: {:?}", n + 1, d.kind) };
+        let Kind::Multipart { part, total } = d.kind else {
+            panic!("wire message {} is not multipart: {:?}", n + 1, d.kind)
+        };
         parts.push((part, total, d.payload));
     }
     let n = parts.len() as u32;
@@ -182,7 +202,8 @@ fn gpg_rfc2440_message_decrypts_with_our_code() {
     let ring = ring_from_export(&net.export("mix1.test", true));
     let now = at(&net);
 
-    let original = b"To: bob@rcpt.test\r\nSubject: from stock GnuPG\r\n\r\nEncrypted by gpg --rfc2440, opened by Mixtasy.\r\n";
+    let original =
+        b"To: bob@rcpt.test\r\nSubject: from stock GnuPG\r\n\r\nEncrypted by gpg --rfc2440, opened by Mixtasy.\r\n";
     let mut rng = rand::rng();
     let revealed = message::build_final(&message::new_id(&mut rng), Kind::Singlepart, original, &mut rng);
     assert_eq!(revealed.len(), verification::LINE_LEN + INNER);
@@ -208,11 +229,18 @@ fn gpg_rfc2440_message_decrypts_with_our_code() {
     let (hf, hs) = (data_header(&from_file), data_header(&from_stdin));
     assert_eq!(hf.tag, 9, "gpg --rfc2440 from a file did not write a SED packet: {hf:?}");
     assert_eq!(hs.tag, 9, "gpg --rfc2440 from stdin did not write a SED packet: {hs:?}");
-    assert!(!hf.new_format && matches!(hf.len, BodyLen::Definite(_)), "gpg from a file: expected an old-format definite SED, got {hf:?}");
-    assert!(hs.new_format && matches!(hs.len, BodyLen::Partial(_)), "gpg from stdin: expected a new-format partial SED, got {hs:?}");
+    assert!(
+        !hf.new_format && matches!(hf.len, BodyLen::Definite(_)),
+        "gpg from a file: expected an old-format definite SED, got {hf:?}"
+    );
+    assert!(
+        hs.new_format && matches!(hs.len, BodyLen::Partial(_)),
+        "gpg from stdin: expected a new-format partial SED, got {hs:?}"
+    );
 
     for (form, bin) in [("file", &from_file), ("stdin", &from_stdin)] {
-        let opened = layer::open(bin, &ring, now).unwrap_or_else(|e| panic!("gpg output from {form}: layer::open failed: {e}"));
+        let opened =
+            layer::open(bin, &ring, now).unwrap_or_else(|e| panic!("gpg output from {form}: layer::open failed: {e}"));
         assert_eq!(opened.content.len(), revealed.len(), "gpg output from {form}: wrong length");
         assert!(opened.content == revealed, "gpg output from {form}: content differs from the revealed message");
         let (_, rest) = verification::check(&opened.content).unwrap_or_else(|e| panic!("gpg output from {form}: {e}"));
@@ -227,7 +255,9 @@ fn gpg_rfc2440_message_decrypts_with_our_code() {
         // Armored as a D5 mail, through the real CLI: the exit delivers the original.
         assert_eq!(armor::decode(armor::encode(bin).as_bytes()).unwrap(), *bin);
         let mail = wire::build(None, &address, bin);
-        let (delivered, _) = net.peel("mix1.test", &mail).unwrap_or_else(|e| panic!("gpg output from {form}: mixtasyd peel dropped it: {e}"));
+        let (delivered, _) = net
+            .peel("mix1.test", &mail)
+            .unwrap_or_else(|e| panic!("gpg output from {form}: mixtasyd peel dropped it: {e}"));
         assert_eq!(delivered, original, "gpg output from {form}: mixtasyd peel delivered other bytes");
     }
 }

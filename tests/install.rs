@@ -58,7 +58,11 @@ fn check_next_steps(text: &str, hookup: &str) -> Vec<String> {
     c.arg("--home").arg(&home).args(&args);
     let out = run(c, b"");
     assert!(!out.status.success(), "init accepted the placeholder address mixtasy@FQDN");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("fully qualified"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fully qualified"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let filled: Vec<String> = args.iter().map(|a| a.replace("FQDN", "mix.example.org")).collect();
     let mut c = mixtasyd();
     c.arg("--home").arg(&home).args(&filled);
@@ -78,20 +82,33 @@ fn user_install_from_built_binaries_prints_middleman_fqdn_and_hookup_steps() {
 
     for b in ["mixtasyd", "mixtasy"] {
         let installed = prefix.join("bin").join(b);
-        assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(from.join(b)).unwrap(), "{b} is not the given binary");
+        assert_eq!(
+            std::fs::read(&installed).unwrap(),
+            std::fs::read(from.join(b)).unwrap(),
+            "{b} is not the given binary"
+        );
         assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o755);
     }
     for page in ["man1/mixtasy.1", "man5/mixtasyd.toml.5", "man8/mixtasyd.8"] {
         assert!(prefix.join("share/man").join(page).is_file(), "{page} not installed");
     }
     let unit = std::fs::read_to_string(dir.path().join("home/.config/systemd/user/mixtasyd.service")).unwrap();
-    assert!(unit.contains(&format!("{}/bin/mixtasyd", prefix.display())), "the unit does not run the installed binary:\n{unit}");
+    assert!(
+        unit.contains(&format!("{}/bin/mixtasyd", prefix.display())),
+        "the unit does not run the installed binary:\n{unit}"
+    );
     let unit = std::fs::read_to_string(dir.path().join("home/.config/systemd/user/mixtasy-pinger.service")).unwrap();
-    assert!(unit.contains(&format!("{}/bin/mixtasy-pinger --round", prefix.display())), "the pinger unit does not run the installed binary:\n{unit}");
+    assert!(
+        unit.contains(&format!("{}/bin/mixtasy-pinger --round", prefix.display())),
+        "the pinger unit does not run the installed binary:\n{unit}"
+    );
 
     check_next_steps(&text, "scripts/postfix-hookup --user");
     let init = text.lines().nth(line_of(&text, " init --address")).unwrap();
-    assert!(init.trim_start().starts_with(&format!("{}/bin/mixtasyd init", prefix.display())), "init line does not run the installed binary: {init}");
+    assert!(
+        init.trim_start().starts_with(&format!("{}/bin/mixtasyd init", prefix.display())),
+        "init line does not run the installed binary: {init}"
+    );
 }
 
 #[test]
@@ -99,9 +116,19 @@ fn system_dry_run_prints_middleman_fqdn_and_hookup_steps_and_installs_nothing() 
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("prefix");
     let from = built();
-    let text = install(dir.path(), &["--system", "--dry-run", "--from", from.to_str().unwrap(), "--prefix", prefix.to_str().unwrap()]);
+    let text = install(
+        dir.path(),
+        &["--system", "--dry-run", "--from", from.to_str().unwrap(), "--prefix", prefix.to_str().unwrap()],
+    );
     assert!(!prefix.exists(), "--dry-run created {}", prefix.display());
-    assert!(text.contains(&format!("+ install -m 0755 {0}/mixtasyd {0}/mixtasy {0}/mixtasy-pinger {1}/bin/", from.display(), prefix.display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "+ install -m 0755 {0}/mixtasyd {0}/mixtasy {0}/mixtasy-pinger {1}/bin/",
+            from.display(),
+            prefix.display()
+        )),
+        "{text}"
+    );
     check_next_steps(&text, "scripts/postfix-hookup --root --domain FQDN");
 }
 
@@ -113,6 +140,10 @@ fn from_a_directory_without_binaries_is_refused_before_installing_anything() {
     c.args(["--user", "--from"]).arg(dir.path()).arg("--prefix").arg(&prefix).env("HOME", dir.path());
     let out = run(c, b"");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("mixtasyd is missing"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mixtasyd is missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!prefix.exists());
 }

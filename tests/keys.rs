@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use sequoia_openpgp as openpgp;
 use openpgp::packet::key::SecretKeyMaterial;
 use openpgp::parse::Parse;
+use sequoia_openpgp as openpgp;
 
 use crate::util::*;
 
@@ -59,7 +59,7 @@ fn a_simulated_week_of_rounds() {
     let step = 6 * 3600u64;
     let validity = 2 * 86400u64;
     let mut seen: HashMap<String, (Vec<u8>, u64)> = HashMap::new(); // fpr → (scalar, expiry)
-    // (time of a step, messages a.test had accepted by then): replay entries come from these.
+                                                                    // (time of a step, messages a.test had accepted by then): replay entries come from these.
     let mut accepted: Vec<(u64, i64)> = Vec::new();
     let mut early_message = None;
     for i in 0..=28u64 {
@@ -99,7 +99,10 @@ fn a_simulated_week_of_rounds() {
         let cert = openpgp::Cert::from_bytes(&net.export("a.test", false)).unwrap();
         let valid = mixtasy::mixes::keys::encryption_subkeys(&cert)
             .into_iter()
-            .filter(|(k, v)| scalars.contains_key(&k.fingerprint().to_hex()) && v.valid_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t), std::time::Duration::ZERO))
+            .filter(|(k, v)| {
+                scalars.contains_key(&k.fingerprint().to_hex())
+                    && v.valid_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t), std::time::Duration::ZERO)
+            })
             .count();
         assert!((1..=2).contains(&valid), "{valid} valid subkeys at step {i}");
         for (k, v) in mixtasy::mixes::keys::encryption_subkeys(&cert) {
@@ -124,7 +127,10 @@ fn a_simulated_week_of_rounds() {
         let recent = total - before;
         assert!(st.get("replay_entries") <= recent, "replay cache {} > {recent} at step {i}", st.get("replay_entries"));
     }
-    assert!(seen.values().filter(|(_, e)| *e <= net.now + 28 * step).count() >= 4, "several subkeys expired during the week");
+    assert!(
+        seen.values().filter(|(_, e)| *e <= net.now + 28 * step).count() >= 4,
+        "several subkeys expired during the week"
+    );
     // The first message, replayed now: its subkey is long gone.
     net.inject(&early_message.unwrap());
     net.round_later("a.test", 28 * step + 60);
@@ -159,5 +165,9 @@ fn an_old_backup_restores_and_its_first_round_adds_a_subkey() {
     c.arg("--home").arg(net.dir.path().join("other")).args(["--now", &later.to_string(), "init", "--key"]).arg(&public);
     let out = run(c, b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no secret primary key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no secret primary key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertBuilder;
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::KeyFlags;
+use sequoia_openpgp as openpgp;
 
 use crate::util::*;
 
@@ -35,7 +35,11 @@ fn non_mix_keys() -> Vec<Vec<u8>> {
         .set_primary_key_flags(KeyFlags::empty().set_certification())
         .add_userid("A (mixtasy-mode:middleman) <mixtasy@evil1.test>")
         .add_userid("B (mixtasy-mode:middleman) <mixtasy@evil2.test>")
-        .add_subkey(KeyFlags::empty().set_transport_encryption().set_storage_encryption(), Duration::from_secs(2 * 86400), None)
+        .add_subkey(
+            KeyFlags::empty().set_transport_encryption().set_storage_encryption(),
+            Duration::from_secs(2 * 86400),
+            None,
+        )
         .generate()
         .unwrap()
         .0;
@@ -77,7 +81,12 @@ fn nodes_publish_sender_discovers_rotation_shows_gpg_imports() {
     }
     assert!(net.round("ks5.test").starts_with("mixtasyd: round:"));
     let st = net.status("ks5.test");
-    assert_eq!((st.get("key.published"), st.get("key.publish-failed"), st.get("last_publish")), (1, 0, net.now as i64), "{}", st.0);
+    assert_eq!(
+        (st.get("key.published"), st.get("key.publish-failed"), st.get("last_publish")),
+        (1, 0, net.now as i64),
+        "{}",
+        st.0
+    );
     assert_eq!((st.get("directory.fetched"), st.get("last_discovery")), (1, net.now as i64), "{}", st.0);
     let mut c = net.node_cmd("ks5.test");
     c.args(["directory", "list"]);
@@ -104,7 +113,8 @@ fn nodes_publish_sender_discovers_rotation_shows_gpg_imports() {
     let fpr = fingerprint(&net, "ks2.test");
     gpg.ok(&["--keyserver", url, "--recv-keys", &fpr], b"");
     let colons = String::from_utf8(gpg.ok(&["--with-colons", "--list-keys", &fpr], b"").stdout).unwrap();
-    let subs: Vec<Vec<&str>> = colons.lines().filter(|l| l.starts_with("sub:")).map(|l| l.split(':').collect()).collect();
+    let subs: Vec<Vec<&str>> =
+        colons.lines().filter(|l| l.starts_with("sub:")).map(|l| l.split(':').collect()).collect();
     let mix = net.mix("ks2.test");
     assert_eq!(subs.len(), mix.subkeys.len(), "{colons}");
     for (sub, (_, validity)) in subs.iter().zip(&mix.subkeys) {
@@ -138,7 +148,11 @@ fn nodes_publish_sender_discovers_rotation_shows_gpg_imports() {
 
 /// Every file of a directory, by name, with its bytes.
 pub(crate) fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
     v.sort();
     v
 }

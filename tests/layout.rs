@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The folders in the order of `src/lib.rs`: each may use those before it.
-const LAYERS: &[&str] = &["util", "mixes", "format", "sender", "batch", "abuse", "node", "pinger", "nymserv", "nymclient"];
+const LAYERS: &[&str] =
+    &["util", "mixes", "format", "sender", "batch", "abuse", "node", "pinger", "nymserv", "nymclient"];
 
 /// Every `.rs` file under `dir`.
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -121,7 +122,12 @@ fn modules_have_no_dependency_cycle() {
     let graph = graph(2);
     assert!(graph.len() > 30, "the walk found the library's modules: {:?}", graph.keys());
     // Depth-first search; a grey node met again closes a cycle.
-    fn visit(u: &str, g: &BTreeMap<String, BTreeSet<String>>, state: &mut BTreeMap<String, u8>, path: &mut Vec<String>) -> Option<Vec<String>> {
+    fn visit(
+        u: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
         state.insert(u.to_string(), 1);
         path.push(u.to_string());
         for v in &g[u] {

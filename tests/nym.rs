@@ -51,7 +51,14 @@ impl Lab {
         let mut found = false;
         let out: Vec<String> = text
             .lines()
-            .map(|l| if l.starts_with(&format!("{key} = ")) { found = true; format!("{key} = {value}") } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with(&format!("{key} = ")) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
             .collect();
         assert!(found, "no setting {key}");
         std::fs::write(&p, out.join("\n") + "\n").unwrap();
@@ -72,7 +79,8 @@ impl Lab {
 
     /// Puts a mail into the server's Maildir as Postfix would (with X-Original-To).
     pub(crate) fn deliver(&self, to: &str, body: &[u8]) {
-        let mut mail = format!("X-Original-To: {to}\nTo: {to}\nFrom: someone@outside.test\nSubject: x\n\n").into_bytes();
+        let mut mail =
+            format!("X-Original-To: {to}\nTo: {to}\nFrom: someone@outside.test\nSubject: x\n\n").into_bytes();
         mail.extend_from_slice(body);
         let name = format!("{}.{}.lab", real_now(), rand::random::<u64>());
         std::fs::write(self.home().join("Maildir/new").join(name), mail).unwrap();
@@ -81,7 +89,20 @@ impl Lab {
     /// A new nym key `name@nym.test` in the GnuPG home (Ed25519 signing, cv25519 encryption).
     pub(crate) fn new_nym_key(&self, name: &str) -> Vec<u8> {
         let uid = format!("{name}@{DOMAIN}");
-        self.gpg.ok(&["--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", &uid, "future-default", "default", "never"], b"");
+        self.gpg.ok(
+            &[
+                "--passphrase",
+                "",
+                "--pinentry-mode",
+                "loopback",
+                "--quick-gen-key",
+                &uid,
+                "future-default",
+                "default",
+                "never",
+            ],
+            b"",
+        );
         self.gpg.ok(&["--armor", "--export", &uid], b"").stdout
     }
 
@@ -143,7 +164,11 @@ pub(crate) fn header(mail: &[u8], name: &str) -> String {
 
 /// The confirmation code in a decrypted answer.
 pub(crate) fn code_in(text: &str) -> String {
-    text.lines().find_map(|l| l.trim().strip_prefix("confirm: ")).unwrap_or_else(|| panic!("no code in {text}")).trim().to_string()
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("confirm: "))
+        .unwrap_or_else(|| panic!("no code in {text}"))
+        .trim()
+        .to_string()
 }
 
 /// Creates and confirms `name` with newsgroup delivery and hSub passphrase `hsub`.
@@ -333,7 +358,8 @@ fn unconfirmed_delivery_gets_only_one_confirmation() {
     let got = net.delivered(victim);
     assert_eq!(got.len(), 1, "exactly one mail reached the victim");
     // It is the confirmation of whichever nym the server took first.
-    let text = [&lab, &second].iter().find_map(|c| try_decrypt(&c.gpg, &got[0])).expect("neither nym key decrypts the mail");
+    let text =
+        [&lab, &second].iter().find_map(|c| try_decrypt(&c.gpg, &got[0])).expect("neither nym key decrypts the mail");
     assert!(text.contains("confirm: "), "{text}");
 }
 

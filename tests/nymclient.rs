@@ -56,7 +56,10 @@ impl Owner {
     }
 
     fn fetch(&self, lab: &Lab) -> String {
-        let out = ok(self.cmd(lab, &["fetch", &self.address, "--from", &self.source, "--into", self.inbox().to_str().unwrap()]), b"");
+        let out = ok(
+            self.cmd(lab, &["fetch", &self.address, "--from", &self.source, "--into", self.inbox().to_str().unwrap()]),
+            b"",
+        );
         String::from_utf8(out.stderr).unwrap()
     }
 
@@ -81,7 +84,11 @@ fn created_with(lab: &Lab, name: &str, hsub: &str, source: Option<String>) -> Ow
         o.source = s;
     }
     let server = o.dir.path().join("server.asc");
-    o.request(lab, &["create", &o.address, "--server-key", server.to_str().unwrap(), "--hsub", hsub, "--delivery", "newsgroup"], b"");
+    o.request(
+        lab,
+        &["create", &o.address, "--server-key", server.to_str().unwrap(), "--hsub", hsub, "--delivery", "newsgroup"],
+        b"",
+    );
     lab.run_at(0);
     assert_eq!(lab.counter("config.created"), 1);
     let said = o.fetch(lab);
@@ -115,7 +122,10 @@ fn client_creates_confirms_fetches_and_sends_as_the_nym() {
     let said = alice.fetch(&lab);
     let mails = alice.mails();
     assert_eq!(mails.len(), before + 1, "{said}");
-    assert!(mails.iter().any(|m| m.contains("hello alice, from outside") && m.contains("From: someone@outside.test")), "{mails:?}");
+    assert!(
+        mails.iter().any(|m| m.contains("hello alice, from outside") && m.contains("From: someone@outside.test")),
+        "{mails:?}"
+    );
     assert!(!mails.iter().any(|m| m.contains("for bob only")));
     assert!(said.contains(&format!("read {} article(s)", lab.articles_count())), "every article is downloaded: {said}");
     // Fetching again brings nothing twice.
@@ -123,7 +133,8 @@ fn client_creates_confirms_fetches_and_sends_as_the_nym() {
     assert_eq!(alice.mails().len(), mails.len());
 
     // Send as the nym: the owner's own address goes nowhere.
-    let original = b"From: Alice Owner <owner@home.test>\nTo: carol@outside.test\nSubject: from a nym\n\nsigned by the nym key\n";
+    let original =
+        b"From: Alice Owner <owner@home.test>\nTo: carol@outside.test\nSubject: from a nym\n\nsigned by the nym key\n";
     alice.request(&lab, &["send", &alice.address], original);
     lab.run_at(0);
     assert_eq!(lab.counter("send.sent"), 1);
@@ -131,7 +142,10 @@ fn client_creates_confirms_fetches_and_sends_as_the_nym() {
     assert_eq!(out.len(), 1);
     let text = String::from_utf8_lossy(&out[0]);
     assert_eq!(header(&out[0], "From"), format!("alice@{DOMAIN}"));
-    assert!(text.contains("signed by the nym key") && !text.contains("owner@home.test") && !text.contains("Alice Owner"), "{text}");
+    assert!(
+        text.contains("signed by the nym key") && !text.contains("owner@home.test") && !text.contains("Alice Owner"),
+        "{text}"
+    );
 
     // A send with no recipient is refused by the client, before anything is sealed.
     let o = run(alice.cmd(&lab, &["send", &alice.address, "--print"]), b"Subject: nobody\n\nx\n");
@@ -150,10 +164,21 @@ fn fetch_keeps_only_what_the_server_sealed_to_the_nym() {
     // An adversary who learnt the hSub passphrase posts mail sealed to alice's public key
     // but signed by their own key (say, to plant a fake confirmation or instructions).
     let (mallory, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("config@nym.test")).generate().unwrap();
-    let forged = pgp::seal(&key.clone().strip_secret_key_material(), &mallory, b"Subject: from the operator\n\nsend your key\n", None, now).unwrap();
+    let forged = pgp::seal(
+        &key.clone().strip_secret_key_material(),
+        &mallory,
+        b"Subject: from the operator\n\nsend your key\n",
+        None,
+        now,
+    )
+    .unwrap();
     let news = lab.home().join("news/new");
     let post = |name: &str, body: &[u8]| {
-        let mut a = format!("Newsgroups: alt.anonymous.messages\nSubject: {}\nMessage-ID: <{name}@x>\n\n", hsub::make(Some("pw"), &mut rand::rng())).into_bytes();
+        let mut a = format!(
+            "Newsgroups: alt.anonymous.messages\nSubject: {}\nMessage-ID: <{name}@x>\n\n",
+            hsub::make(Some("pw"), &mut rand::rng())
+        )
+        .into_bytes();
         a.extend_from_slice(body);
         std::fs::write(news.join(name), a).unwrap();
     };
@@ -208,7 +233,11 @@ fn through_inn_create_confirm_receive_fetch_and_send() {
     alice.fetch(&lab);
     assert_eq!(alice.mails().len(), 3, "nothing twice");
 
-    alice.request(&lab, &["send", &alice.address], b"To: dave@outside.test\nSubject: hi\n\nfrom the nym, read over INN\n");
+    alice.request(
+        &lab,
+        &["send", &alice.address],
+        b"To: dave@outside.test\nSubject: hi\n\nfrom the nym, read over INN\n",
+    );
     lab.run_at(0);
     let out = files(&lab.dir.path().join("out/dave@outside.test/new"));
     assert_eq!(out.len(), 1);
@@ -259,13 +288,21 @@ fn requests_and_sends_go_through_the_network() {
         lab.run_at(0);
     };
     let server = alice.dir.path().join("server.asc");
-    through(&["create", &alice.address, "--server-key", server.to_str().unwrap(), "--hsub", "pw"], b"", &format!("config@{DOMAIN}"));
+    through(
+        &["create", &alice.address, "--server-key", server.to_str().unwrap(), "--hsub", "pw"],
+        b"",
+        &format!("config@{DOMAIN}"),
+    );
     assert_eq!(lab.counter("config.created"), 1);
     alice.fetch(&lab);
     let code = code_in(&alice.mails()[0]);
     through(&["confirm", &alice.address, &code], b"", &format!("config@{DOMAIN}"));
     assert_eq!(lab.counter("config.confirmed"), 1);
-    through(&["send", &alice.address], b"From: owner@home.test\nTo: erin@outside.test\nSubject: s\n\nvia the mixes\n", &format!("send@{DOMAIN}"));
+    through(
+        &["send", &alice.address],
+        b"From: owner@home.test\nTo: erin@outside.test\nSubject: s\n\nvia the mixes\n",
+        &format!("send@{DOMAIN}"),
+    );
     let out = files(&lab.dir.path().join("out/erin@outside.test/new"));
     assert_eq!(out.len(), 1);
     assert_eq!(header(&out[0], "From"), format!("alice@{DOMAIN}"));
@@ -278,20 +315,47 @@ fn requests_and_sends_go_through_the_network() {
 fn a_gnupg_key_kept_in_a_file_is_used_and_not_copied() {
     let lab = Lab::new();
     lab.new_nym_key("carol");
-    let secret = lab.gpg.ok(&["--pinentry-mode", "loopback", "--passphrase", "", "--armor", "--export-secret-keys", &format!("carol@{DOMAIN}")], b"").stdout;
+    let secret = lab
+        .gpg
+        .ok(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--armor",
+                "--export-secret-keys",
+                &format!("carol@{DOMAIN}"),
+            ],
+            b"",
+        )
+        .stdout;
     let carol = Owner::new(&lab, "carol");
     let keyfile = carol.dir.path().join("carol-secret.asc");
     std::fs::write(&keyfile, secret).unwrap();
     let (key, server) = (keyfile.to_str().unwrap(), carol.dir.path().join("server.asc"));
-    carol.request(&lab, &["create", &carol.address, "--server-key", server.to_str().unwrap(), "--hsub", "c", "--key", key], b"");
+    carol.request(
+        &lab,
+        &["create", &carol.address, "--server-key", server.to_str().unwrap(), "--hsub", "c", "--key", key],
+        b"",
+    );
     lab.run_at(0);
     assert_eq!(lab.counter("config.created"), 1);
     assert!(!carol.profile().join("key.pgp").exists(), "the key stays in the user's file");
     // Without --key the client has no key for carol, and says so.
     let from = format!("maildir:{}", lab.home().join("news").display());
-    let o = run(carol.cmd(&lab, &["fetch", &carol.address, "--from", &from, "--into", carol.inbox().to_str().unwrap()]), b"");
+    let o = run(
+        carol.cmd(&lab, &["fetch", &carol.address, "--from", &from, "--into", carol.inbox().to_str().unwrap()]),
+        b"",
+    );
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--key"), "{o:?}");
-    ok(carol.cmd(&lab, &["fetch", &carol.address, "--from", &from, "--into", carol.inbox().to_str().unwrap(), "--key", key]), b"");
+    ok(
+        carol.cmd(
+            &lab,
+            &["fetch", &carol.address, "--from", &from, "--into", carol.inbox().to_str().unwrap(), "--key", key],
+        ),
+        b"",
+    );
     assert!(carol.mails().iter().any(|m| m.contains("confirm: ")), "the confirmation, opened with the file's key");
     // Someone else's key in that file is refused.
     let (other, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("mallory@nym.test")).generate().unwrap();
@@ -332,7 +396,10 @@ fn mail_under_old_and_new_passphrases_is_read_after_modify() {
     }
     let said = alice.fetch(&lab);
     let mails = alice.mails();
-    assert!(mails.iter().any(|m| m.contains("before the change")) && mails.iter().any(|m| m.contains("after the change")), "{said}");
+    assert!(
+        mails.iter().any(|m| m.contains("before the change")) && mails.iter().any(|m| m.contains("after the change")),
+        "{said}"
+    );
     // A modify with nothing in it is refused before anything is sealed.
     let o = run(alice.cmd(&lab, &["modify", &alice.address, "--print"]), b"");
     assert!(!o.status.success() && o.stdout.is_empty());

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse;
+use sequoia_openpgp as openpgp;
 
 use crate::util::{mixtasy_pinger, ok, run, Gpg, Net};
 
@@ -45,7 +45,10 @@ impl Pinger {
         let path = self.home.join("mixtasy-pinger.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.lines().any(|l| l.starts_with(&format!("{key} = "))), "no setting {key}");
-        let out: Vec<String> = text.lines().map(|l| if l.starts_with(&format!("{key} = ")) { format!("{key} = {value}") } else { l.to_string() }).collect();
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| if l.starts_with(&format!("{key} = ")) { format!("{key} = {value}") } else { l.to_string() })
+            .collect();
         std::fs::write(&path, out.join("\n") + "\n").unwrap();
     }
 
@@ -71,7 +74,11 @@ impl Pinger {
         let mut c = self.cmd(now);
         c.arg("status");
         let text = String::from_utf8(ok(c, b"").stdout).unwrap();
-        let counters = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?))).collect();
+        let counters = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect();
         (text, counters)
     }
 
@@ -108,7 +115,14 @@ pub(crate) fn read_mlist2(text: &str) -> Mlist2 {
     assert_eq!(lines.next(), Some("Stats-Version: 2.0"));
     let generated = lines.next().unwrap();
     assert!(generated.starts_with("Generated: ") && generated.ends_with(" GMT"), "{generated}");
-    assert!(lines.next().unwrap().split_whitespace().eq(["Mixmaster", "Latent-Hist", "Latent", "Uptime-Hist", "Uptime", "Options"]));
+    assert!(lines.next().unwrap().split_whitespace().eq([
+        "Mixmaster",
+        "Latent-Hist",
+        "Latent",
+        "Uptime-Hist",
+        "Uptime",
+        "Options"
+    ]));
     assert!(lines.next().unwrap().chars().all(|c| c == '-'));
     let mut rows = BTreeMap::new();
     let mut broken = Vec::new();
@@ -139,10 +153,20 @@ pub(crate) fn read_mlist2(text: &str) -> Mlist2 {
                 let (h, m) = f[2].split_once(':').unwrap();
                 let latent_secs = h.trim().parse::<u64>().unwrap_or(0) * 3600 + m.parse::<u64>().unwrap() * 60;
                 let uptime: f64 = f[4].strip_suffix('%').unwrap().parse().unwrap();
-                rows.insert(f[0].to_string(), Mlist2Row { latent_hist: f[1].into(), latent_secs, uptime_hist: f[3].into(), uptime, options: f.get(5).unwrap_or(&"").to_string() });
+                rows.insert(
+                    f[0].to_string(),
+                    Mlist2Row {
+                        latent_hist: f[1].into(),
+                        latent_secs,
+                        uptime_hist: f[3].into(),
+                        uptime,
+                        options: f.get(5).unwrap_or(&"").to_string(),
+                    },
+                );
             }
             "broken" => {
-                let inner = l.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or_else(|| panic!("chain {l:?}"));
+                let inner =
+                    l.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or_else(|| panic!("chain {l:?}"));
                 let (a, b) = inner.split_once(' ').unwrap();
                 broken.push((a.to_string(), b.to_string()));
             }
@@ -190,20 +214,29 @@ fn four_days_of_pings_find_the_dead_mix() {
         let r = &rows[good];
         assert!(r.uptime >= 95.0, "{good}: {r:?}");
         assert!(r.latent_secs <= 3 * HOUR, "{good}: {r:?}");
-        assert!(r.latent_hist.ends_with("2222") || r.latent_hist.chars().rev().take(4).all(|c| ('0'..='3').contains(&c)), "{good}: {r:?}");
+        assert!(
+            r.latent_hist.ends_with("2222") || r.latent_hist.chars().rev().take(4).all(|c| ('0'..='3').contains(&c)),
+            "{good}: {r:?}"
+        );
         assert!(r.uptime_hist.starts_with("????????"), "{good}: 4 days of history only: {r:?}");
     }
     let dead = &rows["dead.test"];
     assert_eq!(dead.uptime, 0.0, "{dead:?}");
     // Pinged at 0 % until its subkey expired (2 days: a mix whose rounds never run does not
     // rotate), then no longer pinged: no key to encrypt to.
-    assert!(dead.uptime_hist.chars().all(|c| c == '0' || c == '?') && dead.uptime_hist.matches('0').count() >= 2, "{dead:?}");
+    assert!(
+        dead.uptime_hist.chars().all(|c| c == '0' || c == '?') && dead.uptime_hist.matches('0').count() >= 2,
+        "{dead:?}"
+    );
     assert_eq!(dead.latent_hist, "????????????", "{dead:?}");
     assert_eq!(rows["c.test"].options, "D", "a middleman only is Echolot's `middle`");
     assert_eq!(rows["a.test"].options, "");
     assert_eq!(caps["c.test"], "<mixtasy@c.test> mixtasy middle");
     assert!(broken.contains(&("a.test".to_string(), "dead.test".to_string())), "{broken:?}");
-    assert!(broken.iter().all(|(a, b)| a == "dead.test" || b == "dead.test"), "only chains with the dead mix are broken: {broken:?}");
+    assert!(
+        broken.iter().all(|(a, b)| a == "dead.test" || b == "dead.test"),
+        "only chains with the dead mix are broken: {broken:?}"
+    );
     assert!(counters["ping.returned"] > 100, "{counters:?}");
     assert!(!counters.contains_key("ping.forged") && !counters.contains_key("ping.replayed"), "{counters:?}");
 
@@ -214,26 +247,47 @@ fn four_days_of_pings_find_the_dead_mix() {
     gpg.ok(&["--faked-system-time", &faked, "--import"], &pinger.key());
     let dir = pinger.home.join("public");
     for (file, sig) in [("mlist2.txt", "mlist2.txt.asc"), ("pubring.asc", "pubring.asc.sig")] {
-        gpg.ok(&["--faked-system-time", &faked, "--verify", dir.join(sig).to_str().unwrap(), dir.join(file).to_str().unwrap()], b"");
+        gpg.ok(
+            &[
+                "--faked-system-time",
+                &faked,
+                "--verify",
+                dir.join(sig).to_str().unwrap(),
+                dir.join(file).to_str().unwrap(),
+            ],
+            b"",
+        );
     }
     let forged = net.dir.path().join("mlist2.txt");
     std::fs::write(&forged, list.replace("  0.0%", "100.0%")).unwrap();
     let mut c = gpg.cmd();
-    c.args(["--faked-system-time", &faked, "--verify", dir.join("mlist2.txt.asc").to_str().unwrap(), forged.to_str().unwrap()]);
+    c.args([
+        "--faked-system-time",
+        &faked,
+        "--verify",
+        dir.join("mlist2.txt.asc").to_str().unwrap(),
+        forged.to_str().unwrap(),
+    ]);
     assert!(!run(c, b"").status.success(), "a changed list must not verify");
 
     // The keyring holds every mix pinged, each certified by the pinger with what was measured.
     let pinger_cert = openpgp::Cert::from_bytes(&pinger.key()).unwrap();
-    let ring: Vec<openpgp::Cert> = openpgp::cert::CertParser::from_bytes(&pinger.output("pubring.asc")).unwrap().map(|c| c.unwrap()).collect();
+    let ring: Vec<openpgp::Cert> =
+        openpgp::cert::CertParser::from_bytes(&pinger.output("pubring.asc")).unwrap().map(|c| c.unwrap()).collect();
     assert_eq!(ring.len(), 4);
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(end);
     for cert in &ring {
         let (address, _, _) = mixtasy::mixes::directory::identity(cert, at).unwrap();
-        let got = mixtasy::mixes::ranking::read(&pinger_cert, cert, at).unwrap_or_else(|| panic!("{address} has no certification"));
+        let got = mixtasy::mixes::ranking::read(&pinger_cert, cert, at)
+            .unwrap_or_else(|| panic!("{address} has no certification"));
         if address.fqdn() == "dead.test" {
             assert_eq!(got.ranking.reliability, 0.0);
             assert_eq!(got.level, openpgp::types::SignatureType::GenericCertification);
-            assert!(got.ranking.broken_next.len() >= 2, "dead.test then any exit is broken: {:?}", got.ranking.broken_next);
+            assert!(
+                got.ranking.broken_next.len() >= 2,
+                "dead.test then any exit is broken: {:?}",
+                got.ranking.broken_next
+            );
         } else {
             assert!(got.ranking.reliability >= 0.95, "{address}: {:?}", got.ranking);
             assert!(got.ranking.pings >= 40);
@@ -254,7 +308,10 @@ fn forged_replayed_and_foreign_mail_in_the_pinger_maildir() {
     assert_eq!(returned.len(), 1, "the exit delivered the ping to the pinger");
     let ping_mail = std::fs::read(&returned[0]).unwrap();
     let text = String::from_utf8_lossy(&ping_mail);
-    assert!(!text.contains("Mixtasy-Ping") && text.contains("-----BEGIN PGP MESSAGE-----"), "the exit sees only an encrypted mail: {text}");
+    assert!(
+        !text.contains("Mixtasy-Ping") && text.contains("-----BEGIN PGP MESSAGE-----"),
+        "the exit sees only an encrypted mail: {text}"
+    );
 
     // An adversary (the exit, say) who wants a better figure: a ping of the right shape,
     // encrypted to the pinger's public key, with a made-up MAC; and a claim of an earlier send.
@@ -263,9 +320,19 @@ fn forged_replayed_and_foreign_mail_in_the_pinger_maildir() {
         let orig = format!("To: {PINGER}\r\n\r\n{body}");
         mixtasy::sender::pgpmime::encrypt(orig.as_bytes(), std::slice::from_ref(&pinger_cert), net.time()).unwrap()
     };
-    std::fs::write(inbox.join("forged.1"), forge(&format!("Mixtasy-Ping: 1\r\nId: {}\r\nSent: {}\r\nMac: {}\r\n", "ab".repeat(16), net.now, "00".repeat(32)))).unwrap();
+    std::fs::write(
+        inbox.join("forged.1"),
+        forge(&format!(
+            "Mixtasy-Ping: 1\r\nId: {}\r\nSent: {}\r\nMac: {}\r\n",
+            "ab".repeat(16),
+            net.now,
+            "00".repeat(32)
+        )),
+    )
+    .unwrap();
     std::fs::write(inbox.join("forged.2"), forge("Mixtasy-Ping: 1\r\nId: 00\r\n")).unwrap();
-    std::fs::write(inbox.join("foreign.1"), b"From: someone@else.test\r\nTo: pinger@ping.test\r\n\r\nhello\r\n").unwrap();
+    std::fs::write(inbox.join("foreign.1"), b"From: someone@else.test\r\nTo: pinger@ping.test\r\n\r\nhello\r\n")
+        .unwrap();
     let line = pinger.round(net.now + HOUR);
     assert!(line.contains("returned 1,") && line.contains("forged 2,") && line.contains("to operator 1"), "{line}");
     // The same ping again (a replay by whoever saw it): counted, never returned twice.
@@ -273,9 +340,17 @@ fn forged_replayed_and_foreign_mail_in_the_pinger_maildir() {
     let line = pinger.round(net.now + HOUR + 60);
     assert!(line.contains("returned 0,") && line.contains("replayed 1,"), "{line}");
     let (_, counters) = pinger.status(net.now + HOUR + 60);
-    assert_eq!((counters["ping.returned"], counters["ping.forged"], counters["ping.replayed"], counters["intake.operator"]), (1, 2, 1, 1), "{counters:?}");
+    assert_eq!(
+        (counters["ping.returned"], counters["ping.forged"], counters["ping.replayed"], counters["intake.operator"]),
+        (1, 2, 1, 1),
+        "{counters:?}"
+    );
     assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0, "every file taken");
-    assert_eq!(std::fs::read_dir(net.mailbox(PINGER).join(".operator/new")).unwrap().count(), 1, "foreign mail kept for the operator");
+    assert_eq!(
+        std::fs::read_dir(net.mailbox(PINGER).join(".operator/new")).unwrap().count(),
+        1,
+        "foreign mail kept for the operator"
+    );
 }
 
 /// With the real SKS of the tests: the pinger finds the mixes on the keyserver, and its
@@ -318,12 +393,21 @@ fn certifications_reach_the_keyserver_and_gnupg_sees_them() {
     // GnuPG (2.2.17 and later) keeps only self-signatures of keys from a keyserver unless
     // told otherwise: the anti-flooding default. A user who wants the rankings says so.
     gpg.ok(&["--keyserver", &sks.url, "--keyserver-options", "no-self-sigs-only", "--recv-keys", &fpr], b"");
-    let colons = String::from_utf8(gpg.ok(&["--with-colons", "--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
-    let sig: Vec<&str> = colons.lines().find(|l| l.starts_with("sig:") && l.split(':').nth(4) == Some(keyid.as_str())).unwrap_or_else(|| panic!("no certification by the pinger {keyid}:\n{colons}")).split(':').collect();
+    let colons = String::from_utf8(
+        gpg.ok(&["--with-colons", "--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout,
+    )
+    .unwrap();
+    let sig: Vec<&str> = colons
+        .lines()
+        .find(|l| l.starts_with("sig:") && l.split(':').nth(4) == Some(keyid.as_str()))
+        .unwrap_or_else(|| panic!("no certification by the pinger {keyid}:\n{colons}"))
+        .split(':')
+        .collect();
     assert_eq!(sig[1], "!", "GnuPG checks the certification good: {sig:?}");
     // Nothing had returned at the first round: Echolot's new mix starts at 0, a generic certification.
     assert_eq!(sig[10], "10x", "{sig:?}");
-    let listed = String::from_utf8(gpg.ok(&["--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
+    let listed =
+        String::from_utf8(gpg.ok(&["--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
     for n in ["reliability@mixtasy.org=0.00", "latency@mixtasy.org=0", "pings@mixtasy.org=1"] {
         assert!(listed.contains(n), "GnuPG shows {n}:\n{listed}");
     }

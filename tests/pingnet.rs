@@ -13,10 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Instant;
 
-use sequoia_openpgp as openpgp;
+use mixtasy::mixes::ranking;
 use openpgp::parse::Parse;
 use openpgp::types::SignatureType;
-use mixtasy::mixes::ranking;
+use sequoia_openpgp as openpgp;
 
 use crate::pinger::read_mlist2;
 use crate::postfix::{hookup, is_root, log_deliveries, test_user, Lab, Postfix, RCPT_DOMAIN, USER};
@@ -105,7 +105,8 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     let pinger_box = pf.root.path().join("pinger");
     std::fs::create_dir(&pinger_box).unwrap();
     std::os::unix::fs::chown(&pinger_box, Some(uid), Some(gid)).unwrap();
-    std::fs::write(pf.conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\n{PINGER} pinger/Maildir/\n")).unwrap();
+    std::fs::write(pf.conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\n{PINGER} pinger/Maildir/\n"))
+        .unwrap();
     for (fqdn, _) in MIXES {
         let out = hookup(&lab, &pf, fqdn, &[]);
         assert!(out.status.success(), "{}", describe(&Command::new(format!("hookup {fqdn}")), &out));
@@ -145,7 +146,12 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
             node("dead.test", now, &["key", "publish"]);
         }
         let line = pinger(now, &["--round"]);
-        sent += line.split("sent ").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("{line}"));
+        sent += line
+            .split("sent ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{line}"));
         pf.wait_idle();
         for fqdn in &live {
             let line = node(fqdn, now + 600, &["--round"]);
@@ -183,10 +189,19 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
         }
     }
     assert!(flaky_calls() > 0, "the flaky mix's sendmail was used");
-    let counters: std::collections::BTreeMap<&str, i64> =
-        table.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k, v.trim().parse().ok()?))).collect();
-    assert!(counters.get("certification.uploaded").copied().unwrap_or(0) >= 6 * 4, "daily uploads of six certifications: {counters:?}");
-    assert!(!counters.contains_key("certification.upload-failed") && !counters.contains_key("ping.forged"), "{counters:?}");
+    let counters: std::collections::BTreeMap<&str, i64> = table
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k, v.trim().parse().ok()?)))
+        .collect();
+    assert!(
+        counters.get("certification.uploaded").copied().unwrap_or(0) >= 6 * 4,
+        "daily uploads of six certifications: {counters:?}"
+    );
+    assert!(
+        !counters.contains_key("certification.upload-failed") && !counters.contains_key("ping.forged"),
+        "{counters:?}"
+    );
 
     // Stock GnuPG receives each mix key from SKS and sees the pinger's certification, good,
     // with what was measured as notations.
@@ -196,28 +211,43 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     let gpg = Gpg::new();
     gpg.import(&pinger_key);
     for (fqdn, _) in MIXES {
-        let fpr = openpgp::Cert::from_bytes(node(fqdn, end, &["key", "export"]).as_bytes()).unwrap().fingerprint().to_hex();
+        let fpr =
+            openpgp::Cert::from_bytes(node(fqdn, end, &["key", "export"]).as_bytes()).unwrap().fingerprint().to_hex();
         // GnuPG (2.2.17 and later) keeps only the self-signatures of a key from a keyserver
         // unless told otherwise (its defence against certification flooding): without this
         // option the pinger's certifications would be dropped on import.
         gpg.ok(&["--keyserver", &sks.url, "--keyserver-options", "no-self-sigs-only", "--recv-keys", &fpr], b"");
         let colons = String::from_utf8(gpg.ok(&["--with-colons", "--check-sigs", &fpr], b"").stdout).unwrap();
-        let by_pinger: Vec<Vec<&str>> = colons.lines().filter(|l| l.starts_with("sig:") && l.split(':').nth(4) == Some(keyid.as_str())).map(|l| l.split(':').collect()).collect();
+        let by_pinger: Vec<Vec<&str>> = colons
+            .lines()
+            .filter(|l| l.starts_with("sig:") && l.split(':').nth(4) == Some(keyid.as_str()))
+            .map(|l| l.split(':').collect())
+            .collect();
         assert!(by_pinger.len() >= 2, "{fqdn}: the pinger's daily certifications:\n{colons}");
         assert!(by_pinger.iter().all(|s| s[1] == "!"), "{fqdn}: GnuPG checks every certification good:\n{colons}");
         let newest = by_pinger.iter().max_by_key(|s| s[5].parse::<u64>().unwrap()).unwrap();
-        let listed = String::from_utf8(gpg.ok(&["--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
+        let listed =
+            String::from_utf8(gpg.ok(&["--list-options", "show-notations", "--check-sigs", &fpr], b"").stdout).unwrap();
         for n in ["reliability@mixtasy.org=", "latency@mixtasy.org=", "pings@mixtasy.org="] {
             assert!(listed.contains(n), "{fqdn}: GnuPG shows {n}:\n{listed}");
         }
         // What GnuPG kept, read back: the newest certification carries the published figures.
         let kept = openpgp::Cert::from_bytes(&gpg.ok(&["--export", &fpr], b"").stdout).unwrap();
-        let got = ranking::read(&pinger_cert, &kept, std::time::UNIX_EPOCH + std::time::Duration::from_secs(end)).unwrap_or_else(|| panic!("{fqdn}: no valid ranking in what GnuPG kept"));
+        let got = ranking::read(&pinger_cert, &kept, std::time::UNIX_EPOCH + std::time::Duration::from_secs(end))
+            .unwrap_or_else(|| panic!("{fqdn}: no valid ranking in what GnuPG kept"));
         assert_eq!(newest[10], format!("{:x}x", u8::from(got.level)), "{fqdn}: the newest certification's level");
-        assert!((got.ranking.reliability * 100.0 - rows[fqdn].uptime).abs() <= 0.06, "{fqdn}: {:?} against {:?}", got.ranking, rows[fqdn]);
+        assert!(
+            (got.ranking.reliability * 100.0 - rows[fqdn].uptime).abs() <= 0.06,
+            "{fqdn}: {:?} against {:?}",
+            got.ranking,
+            rows[fqdn]
+        );
         match fqdn {
             "dead.test" | "flaky.test" => assert_eq!(got.level, SignatureType::GenericCertification, "{fqdn}: {got:?}"),
-            _ => assert!(matches!(got.level, SignatureType::PositiveCertification | SignatureType::CasualCertification), "{fqdn}: {got:?}"),
+            _ => assert!(
+                matches!(got.level, SignatureType::PositiveCertification | SignatureType::CasualCertification),
+                "{fqdn}: {got:?}"
+            ),
         }
     }
 
@@ -232,7 +262,10 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     let shown = String::from_utf8(client(end, &["directory", "list"], b"").stdout).unwrap();
     eprintln!("the trusting client's directory:\n{shown}");
     for (fqdn, _) in MIXES {
-        let l = shown.lines().find(|l| l.starts_with(&format!("mixtasy@{fqdn} "))).unwrap_or_else(|| panic!("{fqdn} in\n{shown}"));
+        let l = shown
+            .lines()
+            .find(|l| l.starts_with(&format!("mixtasy@{fqdn} ")))
+            .unwrap_or_else(|| panic!("{fqdn} in\n{shown}"));
         assert!(l.contains("reliability ") && l.contains("(1 pinger)"), "{fqdn} ranked by the pinger: {l}");
     }
     let marker = pf.log().len();
@@ -244,7 +277,12 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     let mut sweeps = 0;
     while pf.delivered().len() < SENDS {
         sweeps += 1;
-        assert!(sweeps <= 12, "{} of {SENDS} arrived after 12 sweeps; Postfix log ends:\n{}", pf.delivered().len(), pf.log_tail());
+        assert!(
+            sweeps <= 12,
+            "{} of {SENDS} arrived after 12 sweeps; Postfix log ends:\n{}",
+            pf.delivered().len(),
+            pf.log_tail()
+        );
         for fqdn in &live {
             node(fqdn, end + 300 + sweeps * 600, &["--round"]);
         }
@@ -252,9 +290,13 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     }
     assert_eq!(pf.delivered().len(), SENDS, "each original once");
     let log = pf.log();
-    let to_mixes: Vec<String> = log_deliveries(&log[marker..]).into_iter().map(|(a, _, _)| a).filter(|a| a.starts_with("mixtasy@")).collect();
+    let to_mixes: Vec<String> =
+        log_deliveries(&log[marker..]).into_iter().map(|(a, _, _)| a).filter(|a| a.starts_with("mixtasy@")).collect();
     assert_eq!(to_mixes.len(), 4 * SENDS, "four hops a message, nothing else: {to_mixes:?}");
-    assert!(!to_mixes.iter().any(|a| a.ends_with("@dead.test") || a.ends_with("@flaky.test")), "a path crossed a mix the pinger ranks badly: {to_mixes:?}");
+    assert!(
+        !to_mixes.iter().any(|a| a.ends_with("@dead.test") || a.ends_with("@flaky.test")),
+        "a path crossed a mix the pinger ranks badly: {to_mixes:?}"
+    );
     assert_eq!(flaky_calls(), calls, "the flaky mix sent nothing");
 
     // A client that trusts no pinger behaves as before: any mix with a key, dead and flaky
@@ -276,7 +318,16 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
     eprintln!("the untrusting client's first hops over {CREATES} messages: {first_hops:?}");
     assert!(first_hops.contains_key("dead.test") || first_hops.contains_key("flaky.test"), "{first_hops:?}");
 
-    let fig: Vec<String> = MIXES.iter().map(|(f, _)| format!("{f} {:.1} % {}:{:02}", rows[*f].uptime, rows[*f].latent_secs / 3600, rows[*f].latent_secs % 3600 / 60)).collect();
+    let fig: Vec<String> = MIXES
+        .iter()
+        .map(|(f, _)| {
+            format!(
+                "{f} {:.1} % {}:{:02}",
+                rows[*f].uptime,
+                rows[*f].latent_secs / 3600,
+                rows[*f].latent_secs % 3600 / 60
+            )
+        })
+        .collect();
     eprintln!("pingnet: {}; ranked sends took {sweeps} sweeps; {:.1?} in all", fig.join(", "), started.elapsed());
 }
-

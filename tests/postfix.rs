@@ -112,7 +112,9 @@ pub(crate) fn lock_etc_postfix() -> std::fs::File {
     loop {
         match lock.try_lock() {
             Ok(()) => return lock,
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
             Err(e) => panic!("locking /etc/postfix (another Postfix test running for 10 minutes?): {e:?}"),
         }
     }
@@ -130,7 +132,13 @@ impl SystemMainCf {
         let guard = SystemMainCf { _lock: lock, original };
         let conf = conf.display();
         match &guard.original {
-            None => std::fs::write(MAIN_CF, format!("{MARK}; it lets postdrop accept the test's instance.\nalternate_config_directories = {conf}\n")).unwrap(),
+            None => std::fs::write(
+                MAIN_CF,
+                format!(
+                    "{MARK}; it lets postdrop accept the test's instance.\nalternate_config_directories = {conf}\n"
+                ),
+            )
+            .unwrap(),
             Some(_) => {
                 let now = cmd_ok("postconf", &["-c", "/etc/postfix", "-h", "alternate_config_directories"]);
                 let now = String::from_utf8_lossy(&now.stdout).trim().to_string();
@@ -176,7 +184,10 @@ impl Postfix {
     /// sets a parameter again), `ROOT` in them standing for the instance's directory.
     pub(crate) fn start_with(uid: u32, gid: u32, extra: &[&str]) -> Postfix {
         for bin in ["/usr/sbin/postfix", "/usr/sbin/postconf", "/usr/sbin/sendmail"] {
-            assert!(Path::new(bin).is_file(), "{bin} is missing: Postfix is not installed; run scripts/install-deps --test");
+            assert!(
+                Path::new(bin).is_file(),
+                "{bin} is missing: Postfix is not installed; run scripts/install-deps --test"
+            );
         }
         let root = tempfile::tempdir().expect("temporary Postfix root");
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -281,11 +292,16 @@ impl Postfix {
     pub(crate) fn wait_idle(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let busy: usize = ["maildrop", "incoming", "active"].iter().map(|q| files_below(&self.queue.join(q)).len()).sum();
+            let busy: usize =
+                ["maildrop", "incoming", "active"].iter().map(|q| files_below(&self.queue.join(q)).len()).sum();
             if busy == 0 {
                 return;
             }
-            assert!(Instant::now() < deadline, "Postfix still has {busy} mail(s) in its queues after 60 s; its log ends:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "Postfix still has {busy} mail(s) in its queues after 60 s; its log ends:\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -301,7 +317,8 @@ impl Postfix {
 impl Drop for Postfix {
     fn drop(&mut self) {
         if self.started {
-            let pid: Option<i32> = std::fs::read_to_string(self.queue.join("pid/master.pid")).ok().and_then(|p| p.trim().parse().ok());
+            let pid: Option<i32> =
+                std::fs::read_to_string(self.queue.join("pid/master.pid")).ok().and_then(|p| p.trim().parse().ok());
             let _ = self.postfix(&["stop"]).output();
             if let Some(pid) = pid {
                 // Gone, or a zombie waiting for a late PID 1 (bounded: 100 × 50 ms).
@@ -342,7 +359,12 @@ impl Lab {
             std::fs::create_dir(net.dir.path().join(d)).unwrap();
             std::os::unix::fs::chown(net.dir.path().join(d), Some(uid), Some(gid)).unwrap();
         }
-        let mut lab = Lab { net, mixtasyd: env!("CARGO_BIN_EXE_mixtasyd").into(), mixtasy: env!("CARGO_BIN_EXE_mixtasy").into(), pinger: env!("CARGO_BIN_EXE_mixtasy-pinger").into() };
+        let mut lab = Lab {
+            net,
+            mixtasyd: env!("CARGO_BIN_EXE_mixtasyd").into(),
+            mixtasy: env!("CARGO_BIN_EXE_mixtasy").into(),
+            pinger: env!("CARGO_BIN_EXE_mixtasy-pinger").into(),
+        };
         if !lab.user_cmd(lab.mixtasyd.clone()).arg("--version").output().is_ok_and(|o| o.status.success()) {
             for b in [&mut lab.mixtasyd, &mut lab.mixtasy, &mut lab.pinger] {
                 let to = lab.net.dir.path().join("bin").join(b.file_name().unwrap());
@@ -470,7 +492,10 @@ fn exit_of(mail: &[u8]) -> String {
         );
     }
     assert!(header.lines().any(|l| l.starts_with("from: nobody@mix")), "the exit's anonymous From:\n{header}");
-    assert!(header.lines().any(|l| l.starts_with("date: ") && l.ends_with(" +0000")), "the exit's Date, in UTC:\n{header}");
+    assert!(
+        header.lines().any(|l| l.starts_with("date: ") && l.ends_with(" +0000")),
+        "the exit's Date, in UTC:\n{header}"
+    );
     let exit = header
         .lines()
         .find_map(|l| l.strip_prefix("return-path: <mixtasy@"))
@@ -525,7 +550,11 @@ fn five_mixes_through_a_real_postfix() {
     let before = conf_snapshot(&pf);
     let out = hookup(&lab, &pf, "mix1.test", &["--dry-run"]);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success() && said.contains("would set mixtasy@mix1.test -> "), "{}", describe(&Command::new("hookup --dry-run"), &out));
+    assert!(
+        out.status.success() && said.contains("would set mixtasy@mix1.test -> "),
+        "{}",
+        describe(&Command::new("hookup --dry-run"), &out)
+    );
     assert_eq!(conf_snapshot(&pf), before, "a dry run changed the configuration:\n{said}");
     for (fqdn, _) in MIXES {
         let out = hookup(&lab, &pf, fqdn, &[]);
@@ -540,7 +569,11 @@ fn five_mixes_through_a_real_postfix() {
     assert_eq!(conf_snapshot(&pf), hooked, "a second run changed the configuration");
     let out = hookup(&lab, &pf, "nowhere.test", &[]);
     assert_eq!(out.status.code(), Some(2), "a domain Postfix does not host is refused");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a virtual mailbox domain"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither a virtual mailbox domain"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Keys to SKS; the sender discovers the five.
     for (fqdn, _) in MIXES {
@@ -577,13 +610,24 @@ fn five_mixes_through_a_real_postfix() {
     }
     let mut bodies: Vec<&[u8]> = got.iter().map(|m| strip_footer(split_mail(m).1)).collect();
     bodies.sort_by_key(|b| b.len());
-    assert!(bodies[0] == split_mail(&single).1, "the short original's body differs:\n{}", String::from_utf8_lossy(&got[0]));
-    assert!(bodies[1] == split_mail(&big).1, "the 100 KB original's body differs ({} bytes, want {})", bodies[1].len(), split_mail(&big).1.len());
+    assert!(
+        bodies[0] == split_mail(&single).1,
+        "the short original's body differs:\n{}",
+        String::from_utf8_lossy(&got[0])
+    );
+    assert!(
+        bodies[1] == split_mail(&big).1,
+        "the 100 KB original's body differs ({} bytes, want {})",
+        bodies[1].len(),
+        split_mail(&big).1.len()
+    );
     let mut exits: BTreeSet<String> = got.iter().map(|m| exit_of(m)).collect();
 
     // A burst of 200 originals, sent by 8 senders at once, each to its own address of the
     // catch-all domain (one address would hit an exit's recipient_quota of 100 a day).
-    let burst: Vec<Vec<u8>> = (0..BURST).map(|i| original(&format!("<user{i}@{RCPT_DOMAIN}>"), &format!("burst {i}"), 300 + (i * 37) % 900)).collect();
+    let burst: Vec<Vec<u8>> = (0..BURST)
+        .map(|i| original(&format!("<user{i}@{RCPT_DOMAIN}>"), &format!("burst {i}"), 300 + (i * 37) % 900))
+        .collect();
     let t = Instant::now();
     std::thread::scope(|s| {
         for chunk in burst.chunks(BURST / 8) {
@@ -618,7 +662,17 @@ fn five_mixes_through_a_real_postfix() {
     for (fqdn, modes) in MIXES {
         let st = lab.status(&pf, fqdn);
         assert_counters_add_up(&st);
-        for bad in ["malformed", "verification", "tagged", "not-for-this-mix", "unknown-key", "expired-key", "replay", "mode", "oversized"] {
+        for bad in [
+            "malformed",
+            "verification",
+            "tagged",
+            "not-for-this-mix",
+            "unknown-key",
+            "expired-key",
+            "replay",
+            "mode",
+            "oversized",
+        ] {
             assert_eq!(st.get(&format!("drop.{bad}")), 0, "{fqdn}: drop.{bad}: {}", st.0);
         }
         assert_eq!((st.get("exit_queue"), st.get("held_parts")), (0, 0), "{fqdn}: {}", st.0);
@@ -686,7 +740,12 @@ fn hookup_without_root_writes_forward_once() {
     std::fs::write(empty_conf.join("main.cf"), "").unwrap();
     let script_out = |conf: &Path, extra: &[&str]| {
         let mut c = Command::new(hookup_script());
-        c.arg("--user").args(extra).env("HOME", h).env("MAIL_CONFIG", conf).env_remove("MIXTASYD_HOME").env_remove("XDG_STATE_HOME");
+        c.arg("--user")
+            .args(extra)
+            .env("HOME", h)
+            .env("MAIL_CONFIG", conf)
+            .env_remove("MIXTASYD_HOME")
+            .env_remove("XDG_STATE_HOME");
         run(c, b"")
     };
     let script = |conf: &Path, extra: &[&str]| {
@@ -709,7 +768,11 @@ fn hookup_without_root_writes_forward_once() {
     assert!(said.contains(&format!("  mixtasy: {me}+mixtasy")), "{said}");
     assert_eq!(std::fs::read_to_string(&ext_forward).unwrap(), maildir.clone() + "\n");
     assert!(script(&ext_conf, &[]).contains("already delivers to"));
-    assert_eq!(std::fs::read_to_string(&forward).unwrap(), "\\me, me@elsewhere.example", "the account's .forward is untouched");
+    assert_eq!(
+        std::fs::read_to_string(&forward).unwrap(),
+        "\\me, me@elsewhere.example",
+        "the account's .forward is untouched"
+    );
     // --remove takes back the file it made, and nothing else.
     let said = script(&ext_conf, &["--remove"]);
     assert!(said.contains(&format!("remove {maildir} from")), "{said}");
@@ -751,11 +814,20 @@ fn hookup_without_root_writes_forward_once() {
     std::fs::write(maildir_conf.join("main.cf"), "home_mailbox = Maildir/\n").unwrap();
     std::fs::remove_file(&forward).unwrap();
     let said = script(&maildir_conf, &[]);
-    assert!(said.contains(&format!("maildir = \"{}/Maildir\"", h.display())) && said.contains("ALL your mail"), "{said}");
+    assert!(
+        said.contains(&format!("maildir = \"{}/Maildir\"", h.display())) && said.contains("ALL your mail"),
+        "{said}"
+    );
     assert!(!forward.exists(), "no .forward where the host delivers to a Maildir");
 
     // Arguments are checked.
-    for args in [&["--user", "--root"][..], &["--user", "--domain", "x.test"], &["--root"], &["--root", "--domain", "not a domain"], &["--bogus"]] {
+    for args in [
+        &["--user", "--root"][..],
+        &["--user", "--domain", "x.test"],
+        &["--root"],
+        &["--root", "--domain", "not a domain"],
+        &["--bogus"],
+    ] {
         let mut c = Command::new(hookup_script());
         c.args(args).env("HOME", h);
         let out = run(c, b"");
@@ -808,7 +880,8 @@ fn hookup_alias_route_and_remove_keep_the_hosts_mail() {
     std::fs::create_dir(&boxes).unwrap();
     std::os::unix::fs::chown(&boxes, Some(uid), Some(gid)).unwrap();
     let (rootbox, listbox) = (boxes.join("root"), boxes.join("list"));
-    let host_aliases = format!("postmaster: root@host.test\nroot: {}/\nlist: {}/\n", rootbox.display(), listbox.display());
+    let host_aliases =
+        format!("postmaster: root@host.test\nroot: {}/\nlist: {}/\n", rootbox.display(), listbox.display());
     let aliases = pf.conf.join("aliases");
     let set_aliases = |text: &str| {
         std::fs::write(&aliases, text).unwrap();
@@ -817,7 +890,11 @@ fn hookup_alias_route_and_remove_keep_the_hosts_mail() {
     let script = |extra: &[&str]| hookup(&lab, &pf, fqdn, extra);
     let refused = |out: &Output, why: &str| {
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.code() == Some(2) && err.contains(why), "want a refusal saying {why:?}\n{}", describe(&Command::new("postfix-hookup"), out));
+        assert!(
+            out.status.code() == Some(2) && err.contains(why),
+            "want a refusal saying {why:?}\n{}",
+            describe(&Command::new("postfix-hookup"), out)
+        );
     };
 
     // An existing mixtasy alias is not taken over.
@@ -848,7 +925,11 @@ fn hookup_alias_route_and_remove_keep_the_hosts_mail() {
         "the node's map comes after the host's own"
     );
     let out = script(&[]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to change"), "{}", describe(&Command::new("hookup again"), &out));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to change"),
+        "{}",
+        describe(&Command::new("hookup again"), &out)
+    );
 
     // Delivery: the node's address reaches its Maildir; the host's aliases still work.
     submit(&pf, "mixtasy@host.test", "for the node");
@@ -870,14 +951,27 @@ fn hookup_alias_route_and_remove_keep_the_hosts_mail() {
 
     // --remove: main.cf and every map as before the hook-up, the node's alias file gone.
     let out = script(&["--remove", "--dry-run"]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("would take"), "{}", describe(&Command::new("remove --dry-run"), &out));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("would take"),
+        "{}",
+        describe(&Command::new("remove --dry-run"), &out)
+    );
     let out = script(&["--remove"]);
     assert!(out.status.success(), "{}", describe(&Command::new("hookup --remove"), &out));
-    assert_eq!(conf_snapshot(&pf), before, "--remove left the configuration different:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        conf_snapshot(&pf),
+        before,
+        "--remove left the configuration different:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(std::fs::read(pf.conf.join("main.cf")).unwrap(), main_before);
     assert!(!home.join("aliases").exists() && !home.join("aliases.db").exists(), "the node's alias map is gone");
     let out = script(&["--remove"]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to remove"), "{}", describe(&Command::new("remove again"), &out));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to remove"),
+        "{}",
+        describe(&Command::new("remove again"), &out)
+    );
 
     // Afterwards mail to root (directly and through postmaster) and to the list is delivered.
     submit(&pf, "root@host.test", "for root, removed");
@@ -907,7 +1001,11 @@ fn hookup_virtual_route_refuses_and_removes() {
     let main_before = std::fs::read(pf.conf.join("main.cf")).unwrap();
     let refused = |out: &Output, why: &str| {
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.code() == Some(2) && err.contains(why), "want a refusal saying {why:?}\n{}", describe(&Command::new("postfix-hookup"), out));
+        assert!(
+            out.status.code() == Some(2) && err.contains(why),
+            "want a refusal saying {why:?}\n{}",
+            describe(&Command::new("postfix-hookup"), out)
+        );
     };
 
     // A Maildir under a root-only directory: virtual(8) would fail with Permission denied.
@@ -916,7 +1014,11 @@ fn hookup_virtual_route_refuses_and_removes() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     refused(&hookup(&lab, &pf, "mix1.test", &["--maildir", locked.join("Maildir").to_str().unwrap()]), "cannot write");
     // An address that already has a mailbox (here: in the lab's own map).
-    std::fs::write(pf.conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\nmixtasy@mix2.test rcpt/Maildir/\n")).unwrap();
+    std::fs::write(
+        pf.conf.join("rcpt_vmailbox"),
+        format!("@{RCPT_DOMAIN} rcpt/Maildir/\nmixtasy@mix2.test rcpt/Maildir/\n"),
+    )
+    .unwrap();
     refused(&hookup(&lab, &pf, "mix2.test", &[]), "already has a mailbox");
     std::fs::write(pf.conf.join("rcpt_vmailbox"), format!("@{RCPT_DOMAIN} rcpt/Maildir/\n")).unwrap();
     assert_eq!(conf_snapshot(&pf), before, "a refused hook-up changed the configuration");
@@ -934,7 +1036,12 @@ fn hookup_virtual_route_refuses_and_removes() {
     assert!(!vmailbox.contains("mix1.test") && vmailbox.contains("mixtasy@mix2.test"), "{vmailbox}");
     let out = hookup(&lab, &pf, "mix2.test", &["--remove"]);
     assert!(out.status.success(), "{}", describe(&Command::new("remove mix2"), &out));
-    assert_eq!(conf_snapshot(&pf), before, "--remove left the configuration different:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        conf_snapshot(&pf),
+        before,
+        "--remove left the configuration different:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(std::fs::read(pf.conf.join("main.cf")).unwrap(), main_before);
     // The lab's catch-all domain still receives.
     submit(&pf, "bob@rcpt.test", "after removal");

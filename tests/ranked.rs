@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mixtasy::mixes::ranking::{self, Ranking};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertBuilder;
 use openpgp::parse::Parse;
 use openpgp::serialize::stream::{Message, Signer};
 use openpgp::serialize::SerializeInto;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 
 use crate::keyserver::{snapshot, unix_now};
 use crate::util::*;
@@ -21,7 +21,12 @@ use crate::wkd::WkdServer;
 
 /// A pinger's key, made a day before `net.now`.
 fn pinger(net: &Net) -> Cert {
-    CertBuilder::new().set_creation_time(net.time() - Duration::from_secs(86400)).add_userid("Pinger <pinger@ping.test>").generate().unwrap().0
+    CertBuilder::new()
+        .set_creation_time(net.time() - Duration::from_secs(86400))
+        .add_userid("Pinger <pinger@ping.test>")
+        .generate()
+        .unwrap()
+        .0
 }
 
 /// The pinger's public key in a file, for `trust-pinger`.
@@ -82,11 +87,14 @@ fn a_client_trusting_a_pinger_never_routes_through_a_dead_mix() {
         net.add_node(n, "middleman,exitpublic");
     }
     let p = pinger(&net);
-    ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p)).args(["--url", "http://ping.test/out"]);
-        c
-    }, b"");
+    ok(
+        {
+            let mut c = net.client_cmd();
+            c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p)).args(["--url", "http://ping.test/out"]);
+            c
+        },
+        b"",
+    );
     // The keys as the keyserver would hand them over: certified by the pinger (the dead mix
     // at 0 %), one not ranked, and one certified by a stranger claiming 100 %.
     let stranger = pinger(&net);
@@ -99,18 +107,32 @@ fn a_client_trusting_a_pinger_never_routes_through_a_dead_mix() {
             _ => certified(&net, &p, &mix, 1.0),
         });
     }
-    ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "import"]);
-        c
-    }, &keys);
-    let list = text(&ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "list"]);
-        c
-    }, b""));
-    assert!(list.contains(&format!("pinger {:X}  Pinger <pinger@ping.test>  http://ping.test/out", p.fingerprint())), "{list}");
-    let line = |n: &str| list.lines().find(|l| l.starts_with(&format!("mixtasy@{n} "))).unwrap_or_else(|| panic!("{n} in {list}")).to_string();
+    ok(
+        {
+            let mut c = net.client_cmd();
+            c.args(["directory", "import"]);
+            c
+        },
+        &keys,
+    );
+    let list = text(&ok(
+        {
+            let mut c = net.client_cmd();
+            c.args(["directory", "list"]);
+            c
+        },
+        b"",
+    ));
+    assert!(
+        list.contains(&format!("pinger {:X}  Pinger <pinger@ping.test>  http://ping.test/out", p.fingerprint())),
+        "{list}"
+    );
+    let line = |n: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("mixtasy@{n} ")))
+            .unwrap_or_else(|| panic!("{n} in {list}"))
+            .to_string()
+    };
     assert!(line("a.test").contains("reliability 100.00 %  latency 0:20  (1 pinger)"), "{list}");
     assert!(line("dead.test").contains("reliability 0.00 %"), "{list}");
     assert!(line("unranked.test").ends_with("unranked"), "a stranger's word is no ranking: {list}");
@@ -129,7 +151,11 @@ fn a_client_trusting_a_pinger_never_routes_through_a_dead_mix() {
     let strict = ["create", "--out", out_dir.to_str().unwrap(), "--max-latency", "0.1"];
     let out = client(&net, &strict, MAIL);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("no path passes the trusted pingers' rankings") && text(&out).contains("--relax"), "{}", text(&out));
+    assert!(
+        text(&out).contains("no path passes the trusted pingers' rankings") && text(&out).contains("--relax"),
+        "{}",
+        text(&out)
+    );
     assert!(!out_dir.exists(), "nothing written");
     let send = client(&net, &["send", "--sendmail", "/bin/false", "--max-latency", "0.1", "bob@rcpt.test"], MAIL);
     assert_eq!(send.status.code(), Some(78), "a setting the user must change (EX_CONFIG): {}", text(&send));
@@ -138,7 +164,11 @@ fn a_client_trusting_a_pinger_never_routes_through_a_dead_mix() {
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
     // A bad setting is refused as such.
     let bad = client(&net, &["create", "--out", out_dir.to_str().unwrap(), "--min-reliability", "120"], MAIL);
-    assert!(!bad.status.success() && text(&bad).contains("--min-reliability 120 is not a percentage"), "{}", text(&bad));
+    assert!(
+        !bad.status.success() && text(&bad).contains("--min-reliability 120 is not a percentage"),
+        "{}",
+        text(&bad)
+    );
 }
 
 /// Issue 14, discovery past the keyserver's result limit: 620 mix keys on the real SKS.
@@ -152,17 +182,22 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
     let mixes: Vec<Cert> = (0..620)
         .map(|i| {
             let a = mixtasy::mixes::address::MixAddress::for_fqdn(&format!("m{i}.test")).unwrap();
-            mixtasy::mixes::keys::generate("M", &modes, &a, net.time(), mixtasy::mixes::keys::SUBKEY_VALIDITY).unwrap().strip_secret_key_material()
+            mixtasy::mixes::keys::generate("M", &modes, &a, net.time(), mixtasy::mixes::keys::SUBKEY_VALIDITY)
+                .unwrap()
+                .strip_secret_key_material()
         })
         .collect();
     let generated = t.elapsed();
     // A trusted pinger (no URL yet) ranks m1; the keyserver carries its certification.
     let p = pinger(&net);
-    ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p));
-        c
-    }, b"");
+    ok(
+        {
+            let mut c = net.client_cmd();
+            c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p));
+            c
+        },
+        b"",
+    );
     let m1 = certified(&net, &p, &mixes[1], 0.97);
     let fetch = || client(&net, &["directory", "fetch", "--keyserver", &sks.url], b"");
     let list = || {
@@ -191,19 +226,33 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
     // No trusted pinger with a URL: the refusal is named, the directory unchanged.
     let out = fetch();
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("refuses the search as too large") && text(&out).contains("trust-pinger"), "{}", text(&out));
+    assert!(
+        text(&out).contains("refuses the search as too large") && text(&out).contains("trust-pinger"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(snapshot(&dir), before);
 
     // The pinger's keyring: every mix key, an impostor for m0 (known to the client: it must
     // not replace it), and a key that is no mix key.
     let server = WkdServer::start_http(net.dir.path());
     let base = format!("http://127.0.0.1:{}/ping", server.port);
-    ok({
-        let mut c = net.client_cmd();
-        c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p)).args(["--url", &base]);
-        c
-    }, b"");
-    let impostor = mixtasy::mixes::keys::generate("Evil", &modes, &mixtasy::mixes::address::MixAddress::for_fqdn("m0.test").unwrap(), net.time(), mixtasy::mixes::keys::SUBKEY_VALIDITY).unwrap();
+    ok(
+        {
+            let mut c = net.client_cmd();
+            c.args(["directory", "trust-pinger"]).arg(pinger_file(&net, &p)).args(["--url", &base]);
+            c
+        },
+        b"",
+    );
+    let impostor = mixtasy::mixes::keys::generate(
+        "Evil",
+        &modes,
+        &mixtasy::mixes::address::MixAddress::for_fqdn("m0.test").unwrap(),
+        net.time(),
+        mixtasy::mixes::keys::SUBKEY_VALIDITY,
+    )
+    .unwrap();
     let mut ring = Vec::new();
     for m in mixes.iter().chain([&impostor.clone().strip_secret_key_material(), &pinger(&net)]) {
         ring.extend(m.armored().to_vec().unwrap());
@@ -235,7 +284,10 @@ fn past_the_keyservers_limit_the_pingers_signed_keyring_is_fetched_and_checked()
     assert!(said.contains(&format!("ignored mixtasy@m0.test key {}", impostor.fingerprint().to_hex())), "{said}");
     let shown = list();
     assert_eq!(shown.lines().filter(|l| l.starts_with("mixtasy@m")).count(), 620);
-    assert!(shown.lines().any(|l| l.starts_with("mixtasy@m1.test ") && l.contains("reliability 97.00 %")), "the ranking is kept");
+    assert!(
+        shown.lines().any(|l| l.starts_with("mixtasy@m1.test ") && l.contains("reliability 97.00 %")),
+        "the ranking is kept"
+    );
     // m0's key is still the real one: a message for m0 is one the real key opens.
     let m0_now = Cert::from_bytes(&std::fs::read(dir.join("mixtasy@m0.test.pgp")).unwrap()).unwrap();
     assert_eq!(m0_now.fingerprint(), mixes[0].fingerprint());

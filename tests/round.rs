@@ -165,7 +165,11 @@ fn operator_mail_is_moved_not_destroyed() {
     let mut net = lab(1);
     net.nodes.retain(|n| n == "mix1.test");
     let inbox = net.mailbox("mixtasy@mix1.test");
-    std::fs::write(inbox.join("new/op1"), b"From: someone@x.test\nTo: mixtasy@mix1.test\nSubject: hello operator\n\nhi\n").unwrap();
+    std::fs::write(
+        inbox.join("new/op1"),
+        b"From: someone@x.test\nTo: mixtasy@mix1.test\nSubject: hello operator\n\nhi\n",
+    )
+    .unwrap();
     std::fs::write(inbox.join("new/bounce1"), b"Return-Path: <>\nFrom: MAILER-DAEMON@mix1.test\nTo: mixtasy@mix1.test\nSubject: Undelivered Mail Returned to Sender\n\nsorry\n").unwrap();
     net.round("mix1.test");
     let kept: Vec<_> = std::fs::read_dir(inbox.join(".operator/new")).unwrap().collect();
@@ -228,7 +232,12 @@ fn exit_gives_up_after_exit_giveup() {
 fn a_second_concurrent_round_exits_at_once() {
     let mut net = lab(1);
     net.nodes.retain(|n| n == "mix1.test");
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(net.home("mix1.test").join("round.lock")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(net.home("mix1.test").join("round.lock"))
+        .unwrap();
     lock.lock().unwrap();
     let mut c = net.node_cmd("mix1.test");
     c.arg("--round");
@@ -284,7 +293,11 @@ fn incomplete_multipart_sets_expire() {
 
 /// A setting's default, from the table the config file and the manual are made from.
 fn default_of(name: &str) -> &'static str {
-    mixtasy::node::config::SETTINGS.iter().find(|s| s.name == name).and_then(|s| s.default).unwrap_or_else(|| panic!("no default for {name}"))
+    mixtasy::node::config::SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.default)
+        .unwrap_or_else(|| panic!("no default for {name}"))
 }
 
 /// `N` in "what N" of a round's summary line.
@@ -304,17 +317,31 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
     for k in ["min_pool", "threshold", "rate"] {
         net.configure("mix1.test", k, default_of(k));
     }
-    assert_eq!((default_of("min_pool"), default_of("threshold"), default_of("rate")), ("25", "5", "0.65"), "the arithmetic below");
+    assert_eq!(
+        (default_of("min_pool"), default_of("threshold"), default_of("rate")),
+        ("25", "5", "0.65"),
+        "the arithmetic below"
+    );
     let single = mixtasy::format::message::Kind::Singlepart;
     let (exit, next) = (net.mix("mix1.test"), net.mix("mix2.test"));
-    let forward = |i: usize| net.wrap_final_over(single, &original(&format!("fwd{i}"), 100), &[exit.clone(), next.clone()]);
+    let forward =
+        |i: usize| net.wrap_final_over(single, &original(&format!("fwd{i}"), 100), &[exit.clone(), next.clone()]);
     let inbox = "bob@rcpt.test";
 
     net.inject(&net.wrap_final_over(single, &original("lone", 200), std::slice::from_ref(&exit)));
     let line = net.round("mix1.test");
-    assert_eq!((summary_count(&line, "took"), summary_count(&line, "pooled"), summary_count(&line, "delivered")), (1, 1, 0), "{line}");
+    assert_eq!(
+        (summary_count(&line, "took"), summary_count(&line, "pooled"), summary_count(&line, "delivered")),
+        (1, 1, 0),
+        "{line}"
+    );
     let st = net.status("mix1.test");
-    assert_eq!((st.get("intake.final"), st.get("pool"), st.get("exit_queue"), st.get("exit.delivered")), (1, 1, 0, 0), "{}", st.0);
+    assert_eq!(
+        (st.get("intake.final"), st.get("pool"), st.get("exit_queue"), st.get("exit.delivered")),
+        (1, 1, 0, 0),
+        "{}",
+        st.0
+    );
     assert!(net.delivered(inbox).is_empty(), "a lone final was delivered in its round");
 
     // m = 1 final + 28 forwarded = 29 < n + f_min = 30: nothing leaves.
@@ -326,7 +353,14 @@ fn exit_pools_finals_and_delivers_each_once_when_drawn() {
     assert_eq!((st.get("pool"), st.get("pool.sent"), st.get("exit.delivered")), (29, 0, 0), "{}", st.0);
     // Pool rows do not number arrivals: SQLite's own ids would be 1..=29 here, the final's 1.
     let state = mixtasy::batch::state::State::open(&net.home("mix1.test").join("state.sqlite")).unwrap();
-    let ids: Vec<i64> = state.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let ids: Vec<i64> = state
+        .conn()
+        .prepare("SELECT id FROM pool")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     assert!(ids.len() == 29 && ids.iter().any(|id| !(1..=29).contains(id)), "sequential pool ids: {ids:?}");
     drop(state);
     // One more: m = 30 only because the final counts; (30 - 25) * 0.65 = 3 leave, the final
@@ -419,7 +453,11 @@ fn a_round_sends_dummies_finals_and_forwards_in_one_random_order() {
         seen = lines.len();
         let count = |c: char| sequence.iter().filter(|&&s| s == c).count();
         assert_eq!((count('f'), count('x')), (1, 1), "the whole pool leaves each round: {sequence:?}");
-        final_scores.push(if sequence.iter().position(|&c| c == 'x') < sequence.iter().position(|&c| c == 'f') { 1.0 } else { 0.0 });
+        final_scores.push(if sequence.iter().position(|&c| c == 'x') < sequence.iter().position(|&c| c == 'f') {
+            1.0
+        } else {
+            0.0
+        });
         let dummies = count('d');
         if dummies > 0 {
             let (mut first, mut others_seen) = (0usize, 0usize);
@@ -435,9 +473,19 @@ fn a_round_sends_dummies_finals_and_forwards_in_one_random_order() {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (d, x) = (mean(&dummy_scores), mean(&final_scores));
-    eprintln!("dummy-before-other share {d:.3} over {} rounds, final-before-forward share {x:.3} over {} rounds", dummy_scores.len(), final_scores.len());
-    assert!((d - 0.5).abs() < T, "dummies are not placed at random: share {d:.3} leave before other mail (1/2 expected)");
-    assert!((x - 0.5).abs() < T, "finals are not placed at random: share {x:.3} leave before forwarded mail (1/2 expected)");
+    eprintln!(
+        "dummy-before-other share {d:.3} over {} rounds, final-before-forward share {x:.3} over {} rounds",
+        dummy_scores.len(),
+        final_scores.len()
+    );
+    assert!(
+        (d - 0.5).abs() < T,
+        "dummies are not placed at random: share {d:.3} leave before other mail (1/2 expected)"
+    );
+    assert!(
+        (x - 0.5).abs() < T,
+        "finals are not placed at random: share {x:.3} leave before forwarded mail (1/2 expected)"
+    );
     let st = net.status("mix1.test");
     assert!(st.get("dummy.sent") >= N as i64, "{}", st.0);
 }
@@ -449,7 +497,9 @@ fn a_round_sends_dummies_finals_and_forwards_in_one_random_order() {
 fn a_file_whose_peeling_panics_is_quarantined_and_the_round_goes_on() {
     let net = lab(2);
     let single = mixtasy::format::message::Kind::Singlepart;
-    let poison = [b"X-Test-Panic: here\n".as_slice(), &net.wrap_final(single, &original("poison", 100), &["mix1.test"])].concat();
+    let poison =
+        [b"X-Test-Panic: here\n".as_slice(), &net.wrap_final(single, &original("poison", 100), &["mix1.test"])]
+            .concat();
     net.inject(&poison);
     net.inject(&net.wrap_final(single, &original("fine", 100), &["mix1.test"]));
     net.inject(&net.wrap_final(single, &original("fwd", 100), &["mix1.test", "mix2.test"]));
@@ -459,19 +509,33 @@ fn a_file_whose_peeling_panics_is_quarantined_and_the_round_goes_on() {
         net.ok_logged(c, Some("mix1.test"), b"")
     };
     let out = round();
-    let (line, err) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    assert_eq!((summary_count(&line, "took"), summary_count(&line, "delivered"), summary_count(&line, "sent")), (3, 1, 1), "{line}");
+    let (line, err) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert_eq!(
+        (summary_count(&line, "took"), summary_count(&line, "delivered"), summary_count(&line, "sent")),
+        (3, 1, 1),
+        "{line}"
+    );
     assert!(err.contains("panic at ") && err.contains(".quarantine"), "the operator is told: {err}");
-    assert!(!err.contains("MIXTASYD_TEST_PANIC_ON matched"), "the panic's message (it might quote the input) is not printed: {err}");
+    assert!(
+        !err.contains("MIXTASYD_TEST_PANIC_ON matched"),
+        "the panic's message (it might quote the input) is not printed: {err}"
+    );
     let quarantine = net.mailbox("mixtasy@mix1.test").join(".quarantine/new");
-    let kept: Vec<Vec<u8>> = std::fs::read_dir(&quarantine).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    let kept: Vec<Vec<u8>> =
+        std::fs::read_dir(&quarantine).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
     assert_eq!(kept, std::slice::from_ref(&poison), "the file is kept byte for byte");
     assert_eq!(net.delivered("bob@rcpt.test").len(), 1);
     // Later rounds run, and do not take it again.
     let line = String::from_utf8_lossy(&round().stdout).into_owned();
     assert_eq!(summary_count(&line, "took"), 0, "{line}");
     let st = net.status("mix1.test");
-    assert_eq!((st.get("intake.quarantined"), st.get("quarantined"), st.get("intake.taken"), st.get("spool")), (1, 1, 3, 0), "{}", st.0);
+    assert_eq!(
+        (st.get("intake.quarantined"), st.get("quarantined"), st.get("intake.taken"), st.get("spool")),
+        (1, 1, 3, 0),
+        "{}",
+        st.0
+    );
     assert_counters_add_up(&st);
 }
 

@@ -183,7 +183,10 @@ fn send_hands_each_wire_message_to_sendmail_for_its_first_mix() {
     let mut c = net.client_cmd();
     c.arg("send").arg("--sendmail").arg(&sendmail);
     let out = ok(c, &orig);
-    let n = std::fs::read_dir(rec.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "args")).count();
+    let n = std::fs::read_dir(rec.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "args"))
+        .count();
     assert!(n >= 2, "40 KB is multipart; {n} sendmail call(s)");
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("handed {n} wire message(s)")));
     let mut joined = Vec::new();
@@ -195,7 +198,8 @@ fn send_hands_each_wire_message_to_sendmail_for_its_first_mix() {
         assert_eq!(args.trim_end(), format!("-i -- mixtasy@{}", wire_to(&mail)));
         let (payload, stderr, hops) = deliver(&net, mail);
         assert_eq!(hops, 4);
-        let part: u32 = stderr.split("multipart part ").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
+        let part: u32 =
+            stderr.split("multipart part ").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
         parts.push((part, payload));
     }
     parts.sort_by_key(|p| p.0);
@@ -214,11 +218,18 @@ fn send_stops_at_a_failing_sendmail_and_says_how_far_it_got() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(75), "EX_TEMPFAIL, as sysexits: {err}");
     assert!(err.contains("status 75") && err.contains("1 of ") && err.contains("send the original again"), "{err}");
-    assert!(!rec.path().join("2.args").exists() && !rec.path().join("3.args").exists(), "nothing handed over after the failure");
+    assert!(
+        !rec.path().join("2.args").exists() && !rec.path().join("3.args").exists(),
+        "nothing handed over after the failure"
+    );
     // A missing sendmail: nothing handed over, a clear line.
     let mut c = net.client_cmd();
     c.arg("send").arg("--sendmail").arg(rec.path().join("no-such-sendmail"));
     let o = run(c, &original(100));
     assert_eq!(o.status.code(), Some(75));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("could not be started: 0 of 1"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("could not be started: 0 of 1"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

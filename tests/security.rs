@@ -30,12 +30,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mixtasy::format::message::{self, Kind};
+use mixtasy::format::sizes::OUTER;
 use mixtasy::mixes::address::MixAddress;
 use mixtasy::mixes::keys::{self, KeyRing};
-use mixtasy::format::message::{self, Kind};
 use mixtasy::mixes::modes::Modes;
 use mixtasy::node::peel::{self, Node, Peeled};
-use mixtasy::format::sizes::OUTER;
 use mixtasy::{format::layer, format::wire};
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
@@ -56,7 +56,14 @@ fn original(tag: &str) -> Vec<u8> {
 // A layer to an expired subkey.
 
 /// A final message carrying `original(tag)`, sealed to `subkey` of the mix at `to`.
-fn final_to(subkey: &sequoia_openpgp::packet::Key<sequoia_openpgp::packet::key::PublicParts, sequoia_openpgp::packet::key::SubordinateRole>, to: &MixAddress, tag: &str) -> Vec<u8> {
+fn final_to(
+    subkey: &sequoia_openpgp::packet::Key<
+        sequoia_openpgp::packet::key::PublicParts,
+        sequoia_openpgp::packet::key::SubordinateRole,
+    >,
+    to: &MixAddress,
+    tag: &str,
+) -> Vec<u8> {
     let mut rng = rand::rng();
     let fin = message::build_final(&message::new_id(&mut rng), Kind::Singlepart, &original(tag), &mut rng);
     wire::build(None, to, &layer::seal(&fin, subkey, Some(OUTER), &mut rng).unwrap())
@@ -65,10 +72,16 @@ fn final_to(subkey: &sequoia_openpgp::packet::Key<sequoia_openpgp::packet::key::
 /// An intermediate message for `next` (its inner layer sealed to `next_subkey`), sealed to
 /// `subkey` of the mix at `to`.
 fn forward_to(
-    subkey: &sequoia_openpgp::packet::Key<sequoia_openpgp::packet::key::PublicParts, sequoia_openpgp::packet::key::SubordinateRole>,
+    subkey: &sequoia_openpgp::packet::Key<
+        sequoia_openpgp::packet::key::PublicParts,
+        sequoia_openpgp::packet::key::SubordinateRole,
+    >,
     to: &MixAddress,
     next: &MixAddress,
-    next_subkey: &sequoia_openpgp::packet::Key<sequoia_openpgp::packet::key::PublicParts, sequoia_openpgp::packet::key::SubordinateRole>,
+    next_subkey: &sequoia_openpgp::packet::Key<
+        sequoia_openpgp::packet::key::PublicParts,
+        sequoia_openpgp::packet::key::SubordinateRole,
+    >,
     tag: &str,
 ) -> Vec<u8> {
     let mut rng = rand::rng();
@@ -103,7 +116,12 @@ fn a_fresh_layer_to_a_rotated_out_subkey_is_dropped_as_expired_key() {
     net.inject(&forward_to(&first, &a, &b, &b_subkey, "control forward"));
     net.round_later("a.test", later);
     let st = net.status("a.test");
-    assert_eq!((st.get("intake.final"), st.get("intake.forwarded"), st.get("drop.expired-key")), (1, 1, 0), "while valid, the first subkey opens layers: {}", st.0);
+    assert_eq!(
+        (st.get("intake.final"), st.get("intake.forwarded"), st.get("drop.expired-key")),
+        (1, 1, 0),
+        "while valid, the first subkey opens layers: {}",
+        st.0
+    );
 
     // The first subkey has expired; the round rotates first and destroys its secret.
     let expired = 49 * HOUR;
@@ -117,7 +135,12 @@ fn a_fresh_layer_to_a_rotated_out_subkey_is_dropped_as_expired_key() {
     net.round_later("a.test", expired);
     let st = net.status("a.test");
     assert_eq!(st.get("drop.expired-key"), 2, "layers to the expired subkey: {}", st.0);
-    assert_eq!((st.get("intake.final"), st.get("intake.forwarded"), st.get("drop.unknown-key"), st.get("drop.replay")), (1, 1, 0, 0), "{}", st.0);
+    assert_eq!(
+        (st.get("intake.final"), st.get("intake.forwarded"), st.get("drop.unknown-key"), st.get("drop.replay")),
+        (1, 1, 0, 0),
+        "{}",
+        st.0
+    );
     // Only the control messages went anywhere.
     let delivered = net.delivered("bob@rcpt.test");
     assert_eq!(delivered.len(), 1);
@@ -170,7 +193,12 @@ fn loose_modes(root: &Path) -> Vec<(PathBuf, String)> {
 /// Writes a mail into a Maildir's new/ as an MTA's local delivery does (0600).
 fn deliver_0600(maildir: &Path, name: &str, mail: &[u8]) {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(maildir.join("new").join(name)).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(maildir.join("new").join(name))
+        .unwrap();
     f.write_all(mail).unwrap();
 }
 
@@ -207,18 +235,32 @@ fn nothing_a_node_or_sender_writes_is_group_or_world_accessible() {
     // Traffic: forwards, finals, a held part, operator mail, garbage; dummies; a pool that
     // keeps some. The transport delivers outside the home.
     net.configure("a.test", "transport", &format!("{:?}", format!("maildir:{}", net.mail_root().display())));
-    for (k, v) in [("min_pool", "1"), ("threshold", "1"), ("rate", "0.5"), ("dummy_time_p", "0.5"), ("dummy_flush_p", "0.5")] {
+    for (k, v) in
+        [("min_pool", "1"), ("threshold", "1"), ("rate", "0.5"), ("dummy_time_p", "0.5"), ("dummy_flush_p", "0.5")]
+    {
         net.configure("a.test", k, v);
     }
     let maildir = home.join("Maildir");
     let single = Kind::Singlepart;
     for i in 0..5 {
-        deliver_0600(&maildir, &format!("fwd{i}"), &net.wrap_final(single, &original(&format!("fwd {i}")), &["a.test", "b.test"]));
+        deliver_0600(
+            &maildir,
+            &format!("fwd{i}"),
+            &net.wrap_final(single, &original(&format!("fwd {i}")), &["a.test", "b.test"]),
+        );
     }
     for i in 0..3 {
-        deliver_0600(&maildir, &format!("fin{i}"), &net.wrap_final(single, &original(&format!("fin {i}")), &["a.test"]));
+        deliver_0600(
+            &maildir,
+            &format!("fin{i}"),
+            &net.wrap_final(single, &original(&format!("fin {i}")), &["a.test"]),
+        );
     }
-    deliver_0600(&maildir, "part", &net.wrap_final(Kind::Multipart { part: 1, total: 2 }, b"To: bob@rcpt.test\r\n\r\nhalf", &["a.test"]));
+    deliver_0600(
+        &maildir,
+        "part",
+        &net.wrap_final(Kind::Multipart { part: 1, total: 2 }, b"To: bob@rcpt.test\r\n\r\nhalf", &["a.test"]),
+    );
     deliver_0600(&maildir, "op", b"From: reader@example.test\nTo: mixtasy@a.test\nSubject: hello\n\nhi\n");
     deliver_0600(&maildir, "bounce", b"Return-Path: <>\nFrom: MAILER-DAEMON@a.test\nTo: mixtasy@a.test\nSubject: Undelivered Mail Returned to Sender\n\nsorry\n");
     deliver_0600(&maildir, "garbage", &[0xffu8; 500]);
@@ -226,7 +268,12 @@ fn nothing_a_node_or_sender_writes_is_group_or_world_accessible() {
         ok(node_at(t0, &["--round"]), b"");
     }
     let st = net.status("a.test");
-    assert_eq!((st.get("intake.forwarded"), st.get("intake.final"), st.get("intake.part"), st.get("intake.operator")), (5, 3, 1, 3), "{}", st.0);
+    assert_eq!(
+        (st.get("intake.forwarded"), st.get("intake.final"), st.get("intake.part"), st.get("intake.operator")),
+        (5, 3, 1, 3),
+        "{}",
+        st.0
+    );
     assert!(st.get("pool") > 0 && st.get("held_parts") == 1, "state holds pool and parts: {}", st.0);
     check("rounds with traffic", &home);
 
@@ -269,8 +316,13 @@ fn nothing_a_node_or_sender_writes_is_group_or_world_accessible() {
         }
     }
 
-    let report: Vec<String> = found.iter().map(|(p, (step, what))| format!("{} is {what}, after {step}", p.display())).collect();
-    assert!(report.is_empty(), "group- or world-accessible, umask 022 (files must be 0600, directories 0700):\n{}", report.join("\n"));
+    let report: Vec<String> =
+        found.iter().map(|(p, (step, what))| format!("{} is {what}, after {step}", p.display())).collect();
+    assert!(
+        report.is_empty(),
+        "group- or world-accessible, umask 022 (files must be 0600, directories 0700):\n{}",
+        report.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -308,7 +360,9 @@ impl StubKeyserver {
                         };
                         let _ = conn.write_all(answer);
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
                     Err(e) => panic!("stub keyserver: {e}"),
                 }
             }
@@ -329,7 +383,11 @@ fn read_request(conn: &mut std::net::TcpStream) -> Vec<u8> {
         req.extend_from_slice(&buf[..n]);
         if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
-            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             if req.len() >= end + 4 + len {
                 return req;
             }
@@ -351,8 +409,10 @@ fn addresses_in(text: &str) -> BTreeSet<String> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
     let mut out = BTreeSet::new();
     for (i, _) in text.match_indices('@') {
-        let local: String = text[..i].chars().rev().take_while(|c| ok(*c)).collect::<Vec<_>>().into_iter().rev().collect();
-        let domain: String = text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || ".-".contains(*c)).collect();
+        let local: String =
+            text[..i].chars().rev().take_while(|c| ok(*c)).collect::<Vec<_>>().into_iter().rev().collect();
+        let domain: String =
+            text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || ".-".contains(*c)).collect();
         let domain = domain.trim_end_matches('.');
         if !local.is_empty() && domain.contains('.') {
             out.insert(format!("{local}@{domain}").to_ascii_lowercase());
@@ -366,7 +426,9 @@ fn header_values(mail: &[u8], name: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(mail);
     let head = text.split("\r\n\r\n").next().unwrap().split("\n\n").next().unwrap().to_string();
     head.lines()
-        .filter_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        .filter_map(|l| {
+            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+        })
         .collect()
 }
 
@@ -400,7 +462,10 @@ fn logs_name_no_address_id_hash_or_size() {
         .map(|n| {
             let cert = Cert::from_bytes(&net.export(n, true)).unwrap();
             let address = MixAddress::for_fqdn(n).unwrap();
-            (address.clone(), Node { address, modes, ring: KeyRing::from_cert(&cert, Duration::from_secs(3600)).unwrap() })
+            (
+                address.clone(),
+                Node { address, modes, ring: KeyRing::from_cert(&cert, Duration::from_secs(3600)).unwrap() },
+            )
         })
         .collect();
     net.capture_logs();
@@ -413,7 +478,9 @@ fn logs_name_no_address_id_hash_or_size() {
     let t = token(&mut rng);
     originals.push(format!("From: Alice <alice.{t}@sender.test>\r\nTo: Bob <bob.{t}@rcpt.test>\r\nCc: carol.{t}@rcpt.test\r\nBcc: dave.{t}@hidden.test\r\nReply-To: alice.replies@sender.test\r\nMessage-ID: <orig.{t}@sender.test>\r\nSubject: subject-{t}\r\n\r\nbody-{t}\r\n{}", "x".repeat(11_717)).into_bytes());
     let t = token(&mut rng);
-    let mut multi = format!("From: erin.{t}@sender.test\r\nTo: frank.{t}@rcpt.test\r\nSubject: subject-{t}\r\n\r\nbody-{t}\r\n").into_bytes();
+    let mut multi =
+        format!("From: erin.{t}@sender.test\r\nTo: frank.{t}@rcpt.test\r\nSubject: subject-{t}\r\n\r\nbody-{t}\r\n")
+            .into_bytes();
     while multi.len() < 60_000 + 777 {
         multi.extend_from_slice(format!("line {} of body-{t}\r\n", multi.len()).as_bytes());
     }
@@ -455,7 +522,11 @@ fn logs_name_no_address_id_hash_or_size() {
     assert!(wires.len() > originals.len(), "the multipart original made several wire messages");
 
     // Rounds until every original is delivered to every recipient, status after each.
-    let recipients: BTreeSet<String> = originals.iter().flat_map(|o| header_values(o, "To").into_iter().chain(header_values(o, "Cc"))).flat_map(|v| addresses_in(&v)).collect();
+    let recipients: BTreeSet<String> = originals
+        .iter()
+        .flat_map(|o| header_values(o, "To").into_iter().chain(header_values(o, "Cc")))
+        .flat_map(|v| addresses_in(&v))
+        .collect();
     let delivered_all = |net: &Net| recipients.iter().all(|r| !net.delivered(r).is_empty());
     let mut rounds = 0;
     while !delivered_all(&net) {
@@ -540,7 +611,12 @@ fn logs_name_no_address_id_hash_or_size() {
         exact.push(x.to_ascii_uppercase());
         exact.push(x[..12].to_string());
         exact.push(x[..12].to_ascii_uppercase());
-        for b64 in [STANDARD.encode_to_string(h), STANDARD_NO_PAD.encode_to_string(h), URL_SAFE.encode_to_string(h), URL_SAFE_NO_PAD.encode_to_string(h)] {
+        for b64 in [
+            STANDARD.encode_to_string(h),
+            STANDARD_NO_PAD.encode_to_string(h),
+            URL_SAFE.encode_to_string(h),
+            URL_SAFE_NO_PAD.encode_to_string(h),
+        ] {
             exact.push(b64[..16].to_string());
             exact.push(b64);
         }
@@ -552,14 +628,37 @@ fn logs_name_no_address_id_hash_or_size() {
 
     // What was captured, and that the interesting paths ran.
     let logs = net.log.lock().unwrap().clone().expect("capturing");
-    let all: String = logs.iter().map(|l| format!("{}{}", String::from_utf8_lossy(&l.stdout), String::from_utf8_lossy(&l.stderr))).collect();
+    let all: String = logs
+        .iter()
+        .map(|l| format!("{}{}", String::from_utf8_lossy(&l.stdout), String::from_utf8_lossy(&l.stderr)))
+        .collect();
     let count = |what: &str| logs.iter().filter(|l| l.what.contains(what)).count();
-    assert!(count("--round") >= 5 * rounds + 5 && count("status") > 0 && count("create") == originals.len() && count("key rotate") == 5 && count("key publish") == 5);
-    assert!(all.contains("mixtasyd: round: took") && all.contains("published ") && all.contains("rotate: added a subkey") && all.contains("mixtasy: wrote"), "{all}");
+    assert!(
+        count("--round") >= 5 * rounds + 5
+            && count("status") > 0
+            && count("create") == originals.len()
+            && count("key rotate") == 5
+            && count("key publish") == 5
+    );
+    assert!(
+        all.contains("mixtasyd: round: took")
+            && all.contains("published ")
+            && all.contains("rotate: added a subkey")
+            && all.contains("mixtasy: wrote"),
+        "{all}"
+    );
     let totals = |k: &str| names.iter().map(|n| net.status(n).get(k)).sum::<i64>();
     assert!(totals("dummy.pooled") + totals("dummy.sent") > 0, "dummies ran");
-    assert!(totals("key.published") >= 5 && totals("directory.fetched") >= 5 && keyserver.uploads.load(Ordering::Relaxed) >= 10, "the keyserver was used");
-    assert!(totals("exit.assembled") == 1 && totals("drop.recipients") >= 1, "the multipart original and the Bcc went through");
+    assert!(
+        totals("key.published") >= 5
+            && totals("directory.fetched") >= 5
+            && keyserver.uploads.load(Ordering::Relaxed) >= 10,
+        "the keyserver was used"
+    );
+    assert!(
+        totals("exit.assembled") == 1 && totals("drop.recipients") >= 1,
+        "the multipart original and the Bcc went through"
+    );
 
     let scan = |l: &Logged| -> Vec<String> {
         let mut leaks = Vec::new();
@@ -571,7 +670,8 @@ fn logs_name_no_address_id_hash_or_size() {
                 (Some(n), true) => vec![format!("mixtasy@{n}"), n.clone()],
                 _ => Vec::new(),
             };
-            let mut hit = |what: String| leaks.push(format!("`{}` ({stream}) prints {what}:\n{}", l.what, text.trim_end()));
+            let mut hit =
+                |what: String| leaks.push(format!("`{}` ({stream}) prints {what}:\n{}", l.what, text.trim_end()));
             for t in &texts {
                 let t_lower = t.to_ascii_lowercase();
                 if !own.contains(&t_lower) && lower.contains(&t_lower) {
@@ -596,9 +696,15 @@ fn logs_name_no_address_id_hash_or_size() {
     // The scan finds what it looks for: one needle of each sort in a made-up log line, and
     // another mix's name in a node's status.
     let planted = format!("mixtasyd: {} {} {}", texts.last().unwrap(), exact.last().unwrap(), sizes.last().unwrap());
-    let fake = |what: &str, node: &str, out: &str| Logged { what: what.into(), node: Some(node.into()), stdout: out.as_bytes().to_vec(), stderr: Vec::new() };
+    let fake = |what: &str, node: &str, out: &str| Logged {
+        what: what.into(),
+        node: Some(node.into()),
+        stdout: out.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    };
     let found = scan(&fake("--round", "mix1.test", &planted)).join("\n");
-    for sort in [format!("prints `{}`", texts.last().unwrap()), "prints hash encoding".into(), "prints the size".into()] {
+    for sort in [format!("prints `{}`", texts.last().unwrap()), "prints hash encoding".into(), "prints the size".into()]
+    {
         assert!(found.contains(&sort), "the scan misses {sort} in {planted}: {found}");
     }
     assert!(!scan(&fake("status", "mix1.test", "mix mixtasy@mix1.test (middleman)\nnext mixtasy@mix2.test")).is_empty());

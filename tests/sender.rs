@@ -44,7 +44,16 @@ fn neomutt_sends_through_five_mixes_and_a_bcc_gets_its_own_copy() {
     .unwrap();
     let mut c = Command::new("neomutt");
     c.env("HOME", muttdir.path()).env("TERM", "dumb").env_remove("MAIL");
-    c.args(["-n", "-F"]).arg(&muttrc).args(["-s", "sent from NeoMutt", "-c", "carol@rcpt.test", "-b", "dave@rcpt.test", "--", "bob@rcpt.test"]);
+    c.args(["-n", "-F"]).arg(&muttrc).args([
+        "-s",
+        "sent from NeoMutt",
+        "-c",
+        "carol@rcpt.test",
+        "-b",
+        "dave@rcpt.test",
+        "--",
+        "bob@rcpt.test",
+    ]);
     let desc = format!("{c:?}");
     if Command::new("neomutt").arg("-v").stdin(std::process::Stdio::null()).output().is_err() {
         panic!("NeoMutt is not installed: this test runs the real one; run scripts/install-deps --test");
@@ -53,11 +62,14 @@ fn neomutt_sends_through_five_mixes_and_a_bcc_gets_its_own_copy() {
     assert!(out.status.success(), "NeoMutt failed\n{}", describe(&Command::new(desc), &out));
     let log = std::fs::read_to_string(net.dir.path().join("lab-sendmail.log")).unwrap();
     assert_eq!(log.lines().count(), 2, "the original and dave's copy, one wire message each: {log}");
-    rounds_until(&net, 20, || ["bob", "carol", "dave"].iter().all(|u| !net.delivered(&format!("{u}@rcpt.test")).is_empty()));
+    rounds_until(&net, 20, || {
+        ["bob", "carol", "dave"].iter().all(|u| !net.delivered(&format!("{u}@rcpt.test")).is_empty())
+    });
     for n in &net.nodes {
         net.round(n);
     }
-    let (bob, carol, dave) = (net.delivered("bob@rcpt.test"), net.delivered("carol@rcpt.test"), net.delivered("dave@rcpt.test"));
+    let (bob, carol, dave) =
+        (net.delivered("bob@rcpt.test"), net.delivered("carol@rcpt.test"), net.delivered("dave@rcpt.test"));
     assert_eq!((bob.len(), carol.len(), dave.len()), (1, 1, 1));
     assert_eq!(bob, carol, "To and Cc get one and the same mail");
     for (mail, to) in [(&bob[0], "bob@rcpt.test"), (&dave[0], "dave@rcpt.test")] {
@@ -65,7 +77,10 @@ fn neomutt_sends_through_five_mixes_and_a_bcc_gets_its_own_copy() {
         assert!(header.lines().any(|l| l.starts_with("To: ") && l.contains(to)), "{header}");
         assert!(header.contains("Subject: sent from NeoMutt"), "{header}");
         for leak in ["alice", "home.example", "NeoMutt/"] {
-            assert!(!String::from_utf8_lossy(mail).to_lowercase().contains(&leak.to_lowercase()), "{leak} delivered:\n{header}");
+            assert!(
+                !String::from_utf8_lossy(mail).to_lowercase().contains(&leak.to_lowercase()),
+                "{leak} delivered:\n{header}"
+            );
         }
         assert!(String::from_utf8_lossy(mail).contains("Hello Bob,\nthis went through five mixes.\n"));
     }
@@ -97,7 +112,11 @@ fn send_exit_codes_follow_sysexits_with_one_line() {
     let (code, err) = send(&net.client_home(), &["--no-such-option"], b"To: bob@rcpt.test\n\nx\n");
     assert_eq!(code, Some(64), "EX_USAGE for a command line send cannot use: {err}");
     // What a mail program passes is understood; -f and -F change nothing that leaves.
-    let (code, err) = send(&net.client_home(), &["-t", "-i", "-oi", "-oem", "-f", "alice@home.example", "-F", "Alice", "--", "bob@rcpt.test"], b"To: bob@rcpt.test\nBcc: erin@rcpt.test\n\nx\n");
+    let (code, err) = send(
+        &net.client_home(),
+        &["-t", "-i", "-oi", "-oem", "-f", "alice@home.example", "-F", "Alice", "--", "bob@rcpt.test"],
+        b"To: bob@rcpt.test\nBcc: erin@rcpt.test\n\nx\n",
+    );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("handed 2 wire message(s)"), "-t sends the Bcc field's own copy: {err}");
     assert!(!err.contains("erin") && !err.contains("alice"), "{err}");
@@ -218,7 +237,22 @@ fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
     let gpg = Gpg::new();
     // Made a day before the lab's clock, which the sender's tool acts at.
     let made = format!("{}!", net.now - 86400);
-    gpg.ok(&["--faked-system-time", &made, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-generate-key", "Bob <bob@rcpt.test>", "default", "default", "never"], b"");
+    gpg.ok(
+        &[
+            "--faked-system-time",
+            &made,
+            "--passphrase",
+            "",
+            "--pinentry-mode",
+            "loopback",
+            "--quick-generate-key",
+            "Bob <bob@rcpt.test>",
+            "default",
+            "default",
+            "never",
+        ],
+        b"",
+    );
     let key = net.dir.path().join("bob.asc");
     std::fs::write(&key, gpg.ok(&["--armor", "--export", "bob@rcpt.test"], b"").stdout).unwrap();
     let inner = b"Content-Type: text/plain; charset=utf-8\n\nMeet at the usual place, 9 o'clock.\n";
@@ -228,13 +262,26 @@ fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
     for w in net.create(&original, &["--encrypt-to", key.to_str().unwrap()]) {
         net.inject(&w);
     }
-    let said: String = net.log.lock().unwrap().as_ref().unwrap().iter().map(|l| String::from_utf8_lossy(&l.stderr).into_owned()).collect();
+    let said: String = net
+        .log
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.stderr).into_owned())
+        .collect();
     assert!(said.contains("warning: the body is encrypted but the Subject stays in clear"), "{said}");
     assert!(!said.contains("the plan"), "the warning names no value: {said}");
     rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());
     let mail = net.delivered("bob@rcpt.test").remove(0);
     let header = header_of(&mail);
-    assert!(!String::from_utf8_lossy(&mail).contains("usual place") && !String::from_utf8_lossy(&mail).contains("charset=utf-8"), "the exit saw the body:\n{}", String::from_utf8_lossy(&mail));
+    assert!(
+        !String::from_utf8_lossy(&mail).contains("usual place")
+            && !String::from_utf8_lossy(&mail).contains("charset=utf-8"),
+        "the exit saw the body:\n{}",
+        String::from_utf8_lossy(&mail)
+    );
     // The exit wraps a PGP/MIME original whole (its two parts stay two) with its footer.
     let parsed = mailparse::parse_mail(&mail).unwrap();
     assert_eq!(parsed.ctype.mimetype, "multipart/mixed", "{header}");
@@ -247,14 +294,22 @@ fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
     // The default key file of the sender's home, and --no-encrypt.
     std::fs::copy(&key, net.client_home().join("encrypt-to.asc")).unwrap();
     let plain = b"To: Bob <bob@rcpt.test>\n\nsecond, by default\n";
-    for w in net.create(plain, &[]).into_iter().chain(net.create(b"To: Bob <bob@rcpt.test>\n\nthird, in clear\n", &["--no-encrypt"])) {
+    for w in net
+        .create(plain, &[])
+        .into_iter()
+        .chain(net.create(b"To: Bob <bob@rcpt.test>\n\nthird, in clear\n", &["--no-encrypt"]))
+    {
         net.inject(&w);
     }
     rounds_until(&net, 20, || net.delivered("bob@rcpt.test").len() == 3);
     let got = net.delivered("bob@rcpt.test");
     let clear: Vec<&Vec<u8>> = got.iter().filter(|m| find(m, b"third, in clear").is_some()).collect();
     assert_eq!(clear.len(), 1, "--no-encrypt sends in clear");
-    let second = got.iter().find(|m| find(m, b"second, by default").is_none() && find(m, b"third, in clear").is_none() && gpg.ok(&["--decrypt"], pgp_block(m)).stdout.ends_with(b"second, by default\n"));
+    let second = got.iter().find(|m| {
+        find(m, b"second, by default").is_none()
+            && find(m, b"third, in clear").is_none()
+            && gpg.ok(&["--decrypt"], pgp_block(m)).stdout.ends_with(b"second, by default\n")
+    });
     assert!(second.is_some(), "HOME/encrypt-to.asc encrypts by default");
 
     // A key file that holds no key: EX_CONFIG, nothing sent.
@@ -289,13 +344,18 @@ fn gnupg_partial_length_literal_and_armored_file_are_delivered() {
     let mut fin = Vec::new();
     mixtasy::format::verification::write_line(&mut fin, &window);
     fin.extend_from_slice(&window);
-    let mixes: Vec<mixtasy::mixes::directory::Mix> = ["mix1.test", "mix2.test", "mix3.test", "mix4.test"].iter().map(|f| net.mix(f)).collect();
+    let mixes: Vec<mixtasy::mixes::directory::Mix> =
+        ["mix1.test", "mix2.test", "mix3.test", "mix4.test"].iter().map(|f| net.mix(f)).collect();
     let refs: Vec<&mixtasy::mixes::directory::Mix> = mixes.iter().collect();
     let wire = mixtasy::sender::create::wrap(fin, &refs, None, net.time(), &mut rng).unwrap().mail;
     // The first mix gets GnuPG's armor: `gpg --enarmor`, label PGP ARMORED FILE, a Comment.
     let gpg = Gpg::new();
     let armored = gpg.ok(&["--enarmor"], &wire_body(&wire)).stdout;
-    assert!(armored.starts_with(b"-----BEGIN PGP ARMORED FILE-----\nComment: "), "{}", String::from_utf8_lossy(&armored[..80]));
+    assert!(
+        armored.starts_with(b"-----BEGIN PGP ARMORED FILE-----\nComment: "),
+        "{}",
+        String::from_utf8_lossy(&armored[..80])
+    );
     let mut mail = wire[..find(&wire, b"-----BEGIN PGP MESSAGE-----").unwrap()].to_vec();
     mail.extend_from_slice(&armored);
     net.inject(&mail);
@@ -327,10 +387,40 @@ fn a_mix_key_made_by_gnupg_with_a_sign_and_certify_primary_is_used() {
     let gpg = Gpg::new();
     let made = format!("{}!", VECTOR_NOW - 3600);
     let uid = "Bad Mix (mixtasy-mode:middleman) <mixtasy@badmix.test>";
-    gpg.ok(&["--faked-system-time", &made, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-generate-key", uid, "rsa2048", "sign,cert,encr", "never"], b"");
+    gpg.ok(
+        &[
+            "--faked-system-time",
+            &made,
+            "--passphrase",
+            "",
+            "--pinentry-mode",
+            "loopback",
+            "--quick-generate-key",
+            uid,
+            "rsa2048",
+            "sign,cert,encr",
+            "never",
+        ],
+        b"",
+    );
     let fpr = String::from_utf8(gpg.ok(&["--with-colons", "--list-keys", uid], b"").stdout).unwrap();
     let fpr = fpr.lines().find_map(|l| l.strip_prefix("fpr:")).unwrap().trim_matches(':').to_string();
-    gpg.ok(&["--faked-system-time", &made, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-key", &fpr, "cv25519", "encr", "2d"], b"");
+    gpg.ok(
+        &[
+            "--faked-system-time",
+            &made,
+            "--passphrase",
+            "",
+            "--pinentry-mode",
+            "loopback",
+            "--quick-add-key",
+            &fpr,
+            "cv25519",
+            "encr",
+            "2d",
+        ],
+        b"",
+    );
     let mut c = net.client_cmd();
     c.args(["directory", "import"]);
     let o = run(c, &gpg.ok(&["--armor", "--export", &fpr], b"").stdout);
@@ -341,7 +431,11 @@ fn a_mix_key_made_by_gnupg_with_a_sign_and_certify_primary_is_used() {
     assert!(!String::from_utf8_lossy(&ok(c, b"").stdout).contains("badmix"));
     // A message crosses it as its exit, peeled through the binaries.
     let original = b"To: bob@rcpt.test\n\nvia a key GnuPG made\n";
-    let wire = net.wrap_final(mixtasy::format::message::Kind::Singlepart, original, &["mix1.test", "mix2.test", "mix3.test", "gpgmix.test"]);
+    let wire = net.wrap_final(
+        mixtasy::format::message::Kind::Singlepart,
+        original,
+        &["mix1.test", "mix2.test", "mix3.test", "gpgmix.test"],
+    );
     let mut mail = wire;
     for hop in ["mix1.test", "mix2.test", "mix3.test"] {
         mail = net.peel(hop, &mail).unwrap_or_else(|e| panic!("{hop}: {e}")).0;
@@ -399,7 +493,16 @@ fn git_send_email_sends_a_patch_through_the_mixes() {
     let patch = std::fs::read_dir(home.path().join("patches")).unwrap().next().unwrap().unwrap().path();
     // --suppress-cc=all: git would Cc the author, naming the sender to the exit.
     let cmd = format!("--sendmail-cmd={}", sendmail_line(&net, ""));
-    git(&["send-email", &cmd, "--suppress-cc=all", "--to", "bob@rcpt.test", "--confirm=never", "--quiet", patch.to_str().unwrap()]);
+    git(&[
+        "send-email",
+        &cmd,
+        "--suppress-cc=all",
+        "--to",
+        "bob@rcpt.test",
+        "--confirm=never",
+        "--quiet",
+        patch.to_str().unwrap(),
+    ]);
     rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());
     let mail = net.delivered("bob@rcpt.test").remove(0);
     assert!(header_of(&mail).contains("Subject: [PATCH] fix the frobnicator"), "{}", header_of(&mail));

@@ -17,7 +17,22 @@ fn simulate(home: &std::path::Path, args: &[&str]) -> std::process::Output {
 fn simulate_compares_sweeps_and_attacks() {
     let t = tempfile::tempdir().unwrap();
     let svg = t.path().join("threshold.svg");
-    let out = simulate(&t.path().join("no-home"), &["--arrivals", "10", "--rounds", "3000", "--seed", "7", "--sweep", "threshold=0..4/4", "--plot", svg.to_str().unwrap(), "--blending"]);
+    let out = simulate(
+        &t.path().join("no-home"),
+        &[
+            "--arrivals",
+            "10",
+            "--rounds",
+            "3000",
+            "--seed",
+            "7",
+            "--sweep",
+            "threshold=0..4/4",
+            "--plot",
+            svg.to_str().unwrap(),
+            "--blending",
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     for row in ["this node 25/5/65%/15m", "Mixmaster 45/0/65%/15m", "Mixminion minimum 5/0/60%/30m"] {
@@ -42,7 +57,11 @@ fn simulate_uses_the_homes_settings_and_refuses_bad_input() {
     net.configure("mix1.test", "min_pool", "7");
     let home = net.home("mix1.test");
     let out = simulate(&home, &["--rounds", "500", "--set", "rate=0.5"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("this node 7/1/50%/15m"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("this node 7/1/50%/15m"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let trace = net.dir.path().join("trace");
     std::fs::write(&trace, "4\n# quiet night\n0\nlots\n").unwrap();
     for (args, says) in [
@@ -76,9 +95,21 @@ fn rounds_record_counts_and_write_the_prometheus_file() {
 
     // The counts, by day only; the arrivals are what the counters say entered the pool.
     let db = rusqlite::Connection::open(home.join("state.sqlite")).unwrap();
-    let columns: Vec<String> = db.prepare("SELECT name FROM pragma_table_info('rounds')").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let columns: Vec<String> = db
+        .prepare("SELECT name FROM pragma_table_info('rounds')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(columns, ["seq", "day", "arrivals", "departures", "pool", "dummies"]);
-    let rows: Vec<(i64, i64, i64, i64)> = db.prepare("SELECT day, arrivals, departures, pool FROM rounds ORDER BY seq").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(|r| r.unwrap()).collect();
+    let rows: Vec<(i64, i64, i64, i64)> = db
+        .prepare("SELECT day, arrivals, departures, pool FROM rounds ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     let day = net.now as i64 / 86400;
     assert_eq!(rows, [(day, 10, 10, 10), (day, 0, 0, 0)], "lab nodes fire the whole pool");
     let st = net.status("mix1.test");
@@ -100,7 +131,12 @@ fn rounds_record_counts_and_write_the_prometheus_file() {
     let mut promtool = std::process::Command::new("promtool");
     promtool.args(["check", "metrics"]);
     let checked = run(promtool, body.as_bytes());
-    assert!(checked.status.success(), "promtool (scripts/install-deps --test installs it): {}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "promtool (scripts/install-deps --test installs it): {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let leftovers: Vec<_> = std::fs::read_dir(home.join("metrics")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left beside it: {leftovers:?}");
 
@@ -112,7 +148,11 @@ fn rounds_record_counts_and_write_the_prometheus_file() {
     let mut c = net.node_cmd("mix1.test");
     c.arg("--round");
     let out = run(c, b"");
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("metrics_file"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("metrics_file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(net.status("mix1.test").get("pool.sent"), 11, "the round's mail left before the metrics file");
 }
 
@@ -174,7 +214,11 @@ fn simulated_delays_fit_a_real_network() {
                 for _ in 0..PER_ROUND {
                     let rcpt = format!("r{}@rcpt.test", sent.len());
                     let original = format!("To: {rcpt}\nSubject: ks\n\nhow long?\n");
-                    net.inject(&net.wrap_final_over(mixtasy::format::message::Kind::Singlepart, original.as_bytes(), std::slice::from_ref(mix)));
+                    net.inject(&net.wrap_final_over(
+                        mixtasy::format::message::Kind::Singlepart,
+                        original.as_bytes(),
+                        std::slice::from_ref(mix),
+                    ));
                     sent.push((rcpt, r, None));
                 }
             }
@@ -201,7 +245,13 @@ fn simulated_delays_fit_a_real_network() {
     let critical = ks_critical(real.len(), model.len());
     let d = ks_statistic(&real, &model);
     let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
-    eprintln!("KS: D = {d:.4}, critical {critical:.4} at 0.001; mean wait real {:.3} model {:.3} rounds ({} and {} messages)", mean(&real), mean(&model), real.len(), model.len());
+    eprintln!(
+        "KS: D = {d:.4}, critical {critical:.4} at 0.001; mean wait real {:.3} model {:.3} rounds ({} and {} messages)",
+        mean(&real),
+        mean(&model),
+        real.len(),
+        model.len()
+    );
     assert!(d < critical, "the simulator's delays do not fit the network's: D = {d:.4} >= {critical:.4}");
     let shifted: Vec<u64> = model.iter().map(|x| x + 1).collect();
     let d_shifted = ks_statistic(&real, &shifted);

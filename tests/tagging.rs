@@ -53,7 +53,8 @@ fn trace(net: &Net, wire: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
         let mix = wire_to(&mail);
         let (out, _) = net.peel(&mix, &mail).unwrap_or_else(|e| panic!("honest hop {} at {mix}: {e}", hops.len()));
         hops.push((mix, mail));
-        let forwarded = mixtasy::format::wire::parse(&out).is_ok_and(|w| w.remailer_type.as_deref() == Some(mixtasy::format::wire::REMAILER_TYPE));
+        let forwarded = mixtasy::format::wire::parse(&out)
+            .is_ok_and(|w| w.remailer_type.as_deref() == Some(mixtasy::format::wire::REMAILER_TYPE));
         if !forwarded {
             return (hops, out);
         }
@@ -105,7 +106,12 @@ fn tags_at_every_hop_of_4_and_6_hop_paths_are_refused_at_the_first_honest_mix() 
                 let line = net.round(mix);
                 *tagged_at.entry(mix.clone()).or_default() += 1;
                 let st = net.status(mix);
-                assert_eq!(st.get("drop.tagged"), tagged_at[mix], "{hops} hops, hop {k} at {mix}, {tag:?}: {line}\n{}", st.0);
+                assert_eq!(
+                    st.get("drop.tagged"),
+                    tagged_at[mix],
+                    "{hops} hops, hop {k} at {mix}, {tag:?}: {line}\n{}",
+                    st.0
+                );
                 assert_eq!(outbox_count(&net), before, "{hops} hops, hop {k}, {tag:?}: nothing leaves");
             }
         }

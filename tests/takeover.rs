@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
+use sequoia_openpgp as openpgp;
 
 use crate::util::*;
 
@@ -75,7 +75,10 @@ fn recipient(mail: &[u8]) -> openpgp::KeyID {
 }
 
 fn subkey_ids(armored: &[u8]) -> Vec<openpgp::KeyID> {
-    mixtasy::mixes::keys::encryption_subkeys(&openpgp::Cert::from_bytes(armored).unwrap()).iter().map(|(k, _)| k.keyid()).collect()
+    mixtasy::mixes::keys::encryption_subkeys(&openpgp::Cert::from_bytes(armored).unwrap())
+        .iter()
+        .map(|(k, _)| k.keyid())
+        .collect()
 }
 
 fn network(now: u64) -> Net {
@@ -109,7 +112,12 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     // The sender who knows mix2 imports the impostor from a file: ignored, said so.
     net.publish_all_to_client();
     let out = client(&net.client_home(), later, &["directory", "import", evil_file.to_str().unwrap()], b"");
-    assert_eq!(out.trim(), format!("ignored mixtasy@mix2.test key {evil_fpr}: another key is established for it and does not certify this one"));
+    assert_eq!(
+        out.trim(),
+        format!(
+            "ignored mixtasy@mix2.test key {evil_fpr}: another key is established for it and does not certify this one"
+        )
+    );
     let mail = first_hop(&net.client_home(), later, "mix2.test");
     assert!(subkey_ids(&real).contains(&recipient(&mail)), "encrypted to the real mix2");
     assert!(net.peel("mix2.test", &mail).is_ok());
@@ -118,7 +126,10 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     c.args(["directory", "import"]);
     ok(c, &[real.clone(), net.export("mix3.test", false)].concat());
     let mut c = mixtasyd();
-    c.arg("--home").arg(net.home("mix1.test")).args(["--now", &later.to_string(), "directory", "import"]).arg(&evil_file);
+    c.arg("--home")
+        .arg(net.home("mix1.test"))
+        .args(["--now", &later.to_string(), "directory", "import"])
+        .arg(&evil_file);
     assert!(text(&ok(c, b"")).starts_with("ignored mixtasy@mix2.test"));
 
     // Through the keyserver: anyone may upload.
@@ -136,21 +147,41 @@ fn a_gnupg_impostor_from_a_file_or_a_keyserver_does_not_take_over_and_a_fresh_di
     // A sender who meets both at once, with no history: a conflict, neither used.
     let fresh = net.dir.path().join("fresh");
     let out = client(&fresh, later, &["directory", "fetch", "--keyserver", url], b"");
-    let line = out.lines().find(|l| l.starts_with("  conflict mixtasy@mix2.test: 2 unrelated keys (")).unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains(&evil_fpr) && line.contains(&fingerprint(&real)) && line.ends_with("neither is used"), "{line}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("  conflict mixtasy@mix2.test: 2 unrelated keys ("))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&evil_fpr) && line.contains(&fingerprint(&real)) && line.ends_with("neither is used"),
+        "{line}"
+    );
     let list = client(&fresh, later, &["directory", "list"], b"");
     assert!(list.lines().any(|l| l.starts_with("mixtasy@mix2.test  conflict: 2 unrelated keys")), "{list}");
     assert!(!list.lines().any(|l| l.starts_with("mixtasy@mix2.test  middleman")), "{list}");
     let mut c = mixtasy();
-    c.arg("--home").arg(&fresh).args(["--now", &later.to_string(), "create", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
+    c.arg("--home")
+        .arg(&fresh)
+        .args(["--now", &later.to_string(), "create", "--first-mix", "mix2.test", "--out"])
+        .arg(net.dir.path().join("o"));
     let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unresolved key conflicts (mixtasy@mix2.test)"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unresolved key conflicts (mixtasy@mix2.test)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let mut c = mixtasy();
-    c.arg("--home").arg(&fresh).args(["--now", &later.to_string(), "create", "--despite-conflicts", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
+    c.arg("--home")
+        .arg(&fresh)
+        .args(["--now", &later.to_string(), "create", "--despite-conflicts", "--first-mix", "mix2.test", "--out"])
+        .arg(net.dir.path().join("o"));
     let o = run(c, b"To: bob@rcpt.test\n\nhi\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("mix2.test is not in the directory"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(mixtasy::node::home::loose_permissions(&fresh).unwrap(), Vec::<PathBuf>::new());
     // The user, having checked the fingerprint with mix2's operator, ends the conflict.
     let out = client(&fresh, later, &["directory", "choose", &fingerprint(&real)], b"");
@@ -184,7 +215,14 @@ fn a_transition_certified_by_the_old_primary_takes_over_and_mail_in_flight_still
     let in_flight = first_hop(&net.client_home(), t, "mix2.test");
     let old = net.export("mix2.test", false);
     let mut c = mixtasyd();
-    c.arg("--home").arg(net.home("mix2.test")).args(["--now", &(t + 30).to_string(), "key", "transition", "--modes", "middleman"]);
+    c.arg("--home").arg(net.home("mix2.test")).args([
+        "--now",
+        &(t + 30).to_string(),
+        "key",
+        "transition",
+        "--modes",
+        "middleman",
+    ]);
     let out = text(&ok(c, b""));
     let new = net.export("mix2.test", false);
     assert_eq!(out.trim(), format!("transition: new key {} certified by {}", fingerprint(&new), fingerprint(&old)));
@@ -192,7 +230,10 @@ fn a_transition_certified_by_the_old_primary_takes_over_and_mail_in_flight_still
     assert!(config.lines().any(|l| l == "modes = \"middleman\""), "the home's config follows the key");
     assert_eq!(mixtasy::node::home::loose_permissions(&net.home("mix2.test")).unwrap(), Vec::<PathBuf>::new());
     let out = client(&net.client_home(), t + 60, &["directory", "import"], &new);
-    assert_eq!(out, "stored mixtasy@mix2.test\nreplaced mixtasy@mix2.test: a key transition certified by the previous key\n");
+    assert_eq!(
+        out,
+        "stored mixtasy@mix2.test\nreplaced mixtasy@mix2.test: a key transition certified by the previous key\n"
+    );
     let list = client(&net.client_home(), t + 60, &["directory", "list"], b"");
     assert!(list.lines().any(|l| l.starts_with("mixtasy@mix2.test  middleman  subkey expires")), "{list}");
     // The node still peels what was encrypted to the old key, and what is encrypted to the new.
@@ -221,7 +262,12 @@ fn a_revoked_key_is_never_used_and_its_successor_is_taken() {
     let out = client(&net.client_home(), t + 60, &["directory", "import"], &revoked);
     assert_eq!(out, "stored mixtasy@mix2.test\n");
     let list = client(&net.client_home(), t + 60, &["directory", "list"], b"");
-    assert!(list.lines().any(|l| l == "mixtasy@mix2.test  unusable: certificate is not valid now (expired, revoked or badly signed)"), "{list}");
+    assert!(
+        list.lines().any(
+            |l| l == "mixtasy@mix2.test  unusable: certificate is not valid now (expired, revoked or badly signed)"
+        ),
+        "{list}"
+    );
     let mut c = net.client_cmd();
     c.args(["create", "--first-mix", "mix2.test", "--out"]).arg(net.dir.path().join("o"));
     assert_eq!(run(c, b"To: bob@rcpt.test\n\nhi\n").status.code(), Some(2), "the revoked key is not used");
@@ -234,7 +280,15 @@ fn a_revoked_key_is_never_used_and_its_successor_is_taken() {
 fn other_key(net: &Net, at: u64) -> Vec<u8> {
     let home: PathBuf = net.dir.path().join(format!("other{at}"));
     let mut c = mixtasyd();
-    c.arg("--home").arg(&home).args(["--now", &at.to_string(), "init", "--address", "mixtasy@mix2.test", "--modes", MODES]);
+    c.arg("--home").arg(&home).args([
+        "--now",
+        &at.to_string(),
+        "init",
+        "--address",
+        "mixtasy@mix2.test",
+        "--modes",
+        MODES,
+    ]);
     ok(c, b"");
     let mut c = mixtasyd();
     c.arg("--home").arg(&home).args(["--now", &at.to_string(), "key", "export"]);
@@ -255,7 +309,10 @@ fn seven_days_without_a_valid_subkey_give_the_address_up() {
     let out = client(&net.client_home(), soon, &["directory", "import"], &other_key(&net, soon));
     assert!(out.starts_with("ignored mixtasy@mix2.test"), "one day of silence is not enough: {out}");
     let list = client(&net.client_home(), soon, &["directory", "list"], b"");
-    assert!(list.lines().any(|l| l == "mixtasy@mix2.test  unusable: no encryption subkey valid now"), "kept, unused: {list}");
+    assert!(
+        list.lines().any(|l| l == "mixtasy@mix2.test  unusable: no encryption subkey valid now"),
+        "kept, unused: {list}"
+    );
     let lapse_week = t + 2 * DAY + 7 * DAY;
     let out = client(&net.client_home(), lapse_week, &["directory", "import"], &other_key(&net, lapse_week));
     assert!(out.starts_with("ignored mixtasy@mix2.test"), "a week after the lapse, but only 6 days seen here: {out}");
@@ -267,7 +324,12 @@ fn seven_days_without_a_valid_subkey_give_the_address_up() {
     let week = soon + 7 * DAY;
     let next = other_key(&net, week);
     let out = client(&net.client_home(), week, &["directory", "import"], &next);
-    assert!(out.contains("replaced mixtasy@mix2.test: this directory has seen the previous key without a valid subkey for 7 days"), "{out}");
+    assert!(
+        out.contains(
+            "replaced mixtasy@mix2.test: this directory has seen the previous key without a valid subkey for 7 days"
+        ),
+        "{out}"
+    );
     let stored = std::fs::read(net.client_home().join("directory/mixtasy@mix2.test.pgp")).unwrap();
     assert_eq!(fingerprint(&stored), fingerprint(&next));
 }
@@ -307,7 +369,9 @@ fn a_forged_revocation_or_a_bare_user_id_neither_frees_nor_breaks_the_address() 
     let input = [poisoned.armored().to_vec().unwrap(), evil.clone()].concat();
     let out = client(&net.client_home(), at, &["directory", "import"], &input);
     assert_eq!(out, format!("stored mixtasy@mix2.test\nignored mixtasy@mix2.test key {}: another key is established for it and does not certify this one\n", fingerprint(&evil)));
-    let stored = openpgp::Cert::from_bytes(&std::fs::read(net.client_home().join("directory/mixtasy@mix2.test.pgp")).unwrap()).unwrap();
+    let stored =
+        openpgp::Cert::from_bytes(&std::fs::read(net.client_home().join("directory/mixtasy@mix2.test.pgp")).unwrap())
+            .unwrap();
     assert_eq!((stored.fingerprint(), stored.userids().count()), (real.fingerprint(), 1));
     assert_eq!(stored.primary_key().other_revocations().count(), 0, "the forged revocation is not stored");
     let mail = first_hop(&net.client_home(), at, "mix2.test");
@@ -334,7 +398,13 @@ fn future_dated_subkeys_are_neither_used_nor_count() {
     let mail = first_hop(&net.client_home(), t, "mix2.test");
     assert_eq!(recipient(&mail), present.0.keyid(), "encrypted to the subkey valid now, not tomorrow's");
     let list = client(&net.client_home(), t, &["directory", "list"], b"");
-    assert!(list.contains(&format!("mixtasy@mix2.test  {MODES}  subkey expires {}", mixtasy::cli::utc(present.1.expires.unwrap()))), "{list}");
+    assert!(
+        list.contains(&format!(
+            "mixtasy@mix2.test  {MODES}  subkey expires {}",
+            mixtasy::cli::utc(present.1.expires.unwrap())
+        )),
+        "{list}"
+    );
     // A key whose only subkey is made tomorrow is no mix key today.
     let bare = openpgp::cert::CertBuilder::new()
         .set_creation_time(UNIX_EPOCH + Duration::from_secs(t))
@@ -343,7 +413,12 @@ fn future_dated_subkeys_are_neither_used_nor_count() {
         .generate()
         .unwrap()
         .0;
-    let (future, _) = mixtasy::mixes::keys::rotate(bare, UNIX_EPOCH + Duration::from_secs(t + DAY), mixtasy::mixes::keys::SUBKEY_VALIDITY).unwrap();
+    let (future, _) = mixtasy::mixes::keys::rotate(
+        bare,
+        UNIX_EPOCH + Duration::from_secs(t + DAY),
+        mixtasy::mixes::keys::SUBKEY_VALIDITY,
+    )
+    .unwrap();
     let mut c = net.client_cmd();
     c.args(["directory", "import"]);
     let out = run(c, &future.armored().to_vec().unwrap());

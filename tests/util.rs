@@ -96,7 +96,12 @@ impl Net {
     /// Adds one invocation's output to the captured logs, if capturing.
     pub fn record(&self, what: String, node: Option<&str>, out: &Output) {
         if let Some(log) = self.log.lock().unwrap().as_mut() {
-            log.push(Logged { what, node: node.map(str::to_string), stdout: out.stdout.clone(), stderr: out.stderr.clone() });
+            log.push(Logged {
+                what,
+                node: node.map(str::to_string),
+                stdout: out.stdout.clone(),
+                stderr: out.stderr.clone(),
+            });
         }
     }
 
@@ -355,10 +360,16 @@ impl Net {
 
     /// `wrap_final` along mixes already looked up with `mix` (which runs the binary), for
     /// tests that make many messages.
-    pub fn wrap_final_over(&self, kind: mixtasy::format::message::Kind, payload: &[u8], mixes: &[mixtasy::mixes::directory::Mix]) -> Vec<u8> {
+    pub fn wrap_final_over(
+        &self,
+        kind: mixtasy::format::message::Kind,
+        payload: &[u8],
+        mixes: &[mixtasy::mixes::directory::Mix],
+    ) -> Vec<u8> {
         let refs: Vec<&mixtasy::mixes::directory::Mix> = mixes.iter().collect();
         let mut rng = rand::rng();
-        let fin = mixtasy::format::message::build_final(&mixtasy::format::message::new_id(&mut rng), kind, payload, &mut rng);
+        let fin =
+            mixtasy::format::message::build_final(&mixtasy::format::message::new_id(&mut rng), kind, payload, &mut rng);
         mixtasy::sender::create::wrap(fin, &refs, None, self.time(), &mut rng).unwrap().mail
     }
 
@@ -371,7 +382,17 @@ impl Net {
         let id = mixtasy::format::message::new_id(&mut rng);
         mixtasy::sender::create::split(original, &id)
             .into_iter()
-            .map(|(kind, payload)| mixtasy::sender::create::wrap(mixtasy::format::message::build_final(&id, kind, payload, &mut rng), &refs, None, self.time(), &mut rng).unwrap().mail)
+            .map(|(kind, payload)| {
+                mixtasy::sender::create::wrap(
+                    mixtasy::format::message::build_final(&id, kind, payload, &mut rng),
+                    &refs,
+                    None,
+                    self.time(),
+                    &mut rng,
+                )
+                .unwrap()
+                .mail
+            })
             .collect()
     }
 
@@ -460,7 +481,8 @@ pub fn assert_counters_add_up(st: &Status) {
         "drop.exit-blocked",
         "drop.exit-quota",
     ];
-    let outcomes = st.sum("intake.") - st.get("intake.taken") + st.sum("drop.") - LATER.iter().map(|k| st.get(k)).sum::<i64>();
+    let outcomes =
+        st.sum("intake.") - st.get("intake.taken") + st.sum("drop.") - LATER.iter().map(|k| st.get(k)).sum::<i64>();
     assert_eq!(st.get("intake.taken"), outcomes, "counters do not add up: {}", st.0);
 }
 
@@ -624,7 +646,11 @@ impl Json {
     /// A member of an object (panics with the object when missing: a test failure).
     pub fn at(&self, key: &str) -> &Json {
         match self {
-            Json::Obj(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_else(|| panic!("no member {key:?} in {self:?}")),
+            Json::Obj(m) => m
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no member {key:?} in {self:?}")),
             _ => panic!("{self:?} is not an object (looking for {key:?})"),
         }
     }
@@ -790,7 +816,8 @@ fn json_string(b: &[u8], i: &mut usize) -> Result<String, String> {
                     b'r' => '\r',
                     b't' => '\t',
                     b'u' => {
-                        let hex = b.get(*i..*i + 4).and_then(|h| std::str::from_utf8(h).ok()).ok_or("short \\u escape")?;
+                        let hex =
+                            b.get(*i..*i + 4).and_then(|h| std::str::from_utf8(h).ok()).ok_or("short \\u escape")?;
                         *i += 4;
                         char::from_u32(u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?).unwrap_or('\u{fffd}')
                     }
@@ -810,8 +837,21 @@ fn json_string(b: &[u8], i: &mut usize) -> Result<String, String> {
 #[test]
 fn json_oracle_refuses_what_is_not_json() {
     let good = Json::parse("{\"a\":[1,-2.5e3,true,null,\"x\\\"\\u00e9\"],\"b\":{}}\n").unwrap();
-    assert_eq!(good.at("a"), &Json::Arr(vec![Json::Num(1.0), Json::Num(-2500.0), Json::Bool(true), Json::Null, Json::Str("x\"é".into())]));
-    for bad in ["{\"a\":1,}", "{a:1}", "{\"a\":01}", "{\"a\":-}", "{\"a\":1}}", "[1 2]", "{\"a\":\"\n\"}", "{\"a\":1,\"a\":2}", ""] {
+    assert_eq!(
+        good.at("a"),
+        &Json::Arr(vec![Json::Num(1.0), Json::Num(-2500.0), Json::Bool(true), Json::Null, Json::Str("x\"é".into())])
+    );
+    for bad in [
+        "{\"a\":1,}",
+        "{a:1}",
+        "{\"a\":01}",
+        "{\"a\":-}",
+        "{\"a\":1}}",
+        "[1 2]",
+        "{\"a\":\"\n\"}",
+        "{\"a\":1,\"a\":2}",
+        "",
+    ] {
         assert!(Json::parse(bad).is_err(), "{bad:?} was taken for JSON");
     }
 }
@@ -871,11 +911,26 @@ impl Inn {
         use std::os::unix::fs::PermissionsExt;
         use std::time::Duration;
         let innd = Path::new("/usr/lib/news/bin/innd");
-        assert!(innd.is_file(), "INN (`inn2`) is not installed: these tests run Debian's innd on loopback; run scripts/install-deps --test");
+        assert!(
+            innd.is_file(),
+            "INN (`inn2`) is not installed: these tests run Debian's innd on loopback; run scripts/install-deps --test"
+        );
         let root = tempfile::tempdir().expect("temporary INN root");
         let r = root.path();
         std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for d in ["etc", "db", "run", "log", "tmp", "http", "spool/articles", "spool/overview", "spool/incoming", "spool/outgoing", "spool/archive"] {
+        for d in [
+            "etc",
+            "db",
+            "run",
+            "log",
+            "tmp",
+            "http",
+            "spool/articles",
+            "spool/overview",
+            "spool/incoming",
+            "spool/outgoing",
+            "spool/archive",
+        ] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         let port = free_port();
@@ -912,7 +967,9 @@ impl Inn {
         chown.arg("-R").arg("news:news").arg(r);
         ok(chown, b"");
         let mut dbz = Command::new("su");
-        dbz.args(["news", "-s", "/bin/sh", "-c", "/usr/lib/news/bin/makedbz -i -o"]).current_dir(r.join("db")).env("INNCONF", r.join("etc/inn.conf"));
+        dbz.args(["news", "-s", "/bin/sh", "-c", "/usr/lib/news/bin/makedbz -i -o"])
+            .current_dir(r.join("db"))
+            .env("INNCONF", r.join("etc/inn.conf"));
         ok(dbz, b"");
         let log = std::fs::File::create(r.join("innd.out")).unwrap();
         let child = Command::new(innd)

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
+use sequoia_openpgp as openpgp;
 
 use crate::util::*;
 
@@ -47,7 +47,10 @@ impl WkdServer {
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "mixtasy test CA");
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap().signed_by(&key, &ca).unwrap();
+        let cert = rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
         let ca_file = dir.join("wkd-ca.pem");
         std::fs::write(&ca_file, ca.pem()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -55,7 +58,10 @@ impl WkdServer {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
             .unwrap();
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -86,7 +92,12 @@ impl WkdServer {
                 }
                 let head = String::from_utf8_lossy(&head).into_owned();
                 let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                let host = head.lines().find_map(|l| l.strip_prefix("Host: ").or_else(|| l.strip_prefix("host: "))).unwrap_or("").trim().to_string();
+                let host = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Host: ").or_else(|| l.strip_prefix("host: ")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 if target.is_empty() {
                     continue;
                 }
@@ -168,7 +179,12 @@ fn exits(net: &Net, n: usize) -> Vec<String> {
 #[test]
 fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() {
     let mut net = Net::new(1_900_000_000);
-    for (f, modes) in [("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("c.test", "middleman"), (RCPT, "middleman,exitpublic")] {
+    for (f, modes) in [
+        ("a.test", "middleman,exitpublic"),
+        ("b.test", "middleman"),
+        ("c.test", "middleman"),
+        (RCPT, "middleman,exitpublic"),
+    ] {
         net.add_node(f, modes);
     }
     net.publish_all_to_client();
@@ -180,7 +196,16 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let resolve_advanced = format!("openpgpkey.{RCPT}:443:127.0.0.1:{}", server.port);
     let resolve_dead_advanced = format!("openpgpkey.{RCPT}:443:127.0.0.1:{dead}");
     let resolve_direct = format!("{RCPT}:443:127.0.0.1:{}", server.port);
-    let wkd_args = |advanced: &str| vec!["--wkd-resolve".to_string(), advanced.to_string(), "--wkd-resolve".into(), resolve_direct.clone(), "--wkd-ca-file".into(), ca.clone()];
+    let wkd_args = |advanced: &str| {
+        vec![
+            "--wkd-resolve".to_string(),
+            advanced.to_string(),
+            "--wkd-resolve".into(),
+            resolve_direct.clone(),
+            "--wkd-ca-file".into(),
+            ca.clone(),
+        ]
+    };
 
     // Without the domain's word the mix of rcpt.test is one exit among the exitpublic ones.
     let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
@@ -193,8 +218,14 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let mut c = net.client_cmd();
     c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_advanced));
     let out = String::from_utf8(ok(c, b"").stdout).unwrap();
-    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain holds another key ({impostor_fpr}): not vouched")), "{out}");
-    assert!(out.contains("wkd mixtasy@a.test: lookup failed, record unchanged"), "a.test has no WKD (no name resolves): {out}");
+    assert!(
+        out.contains(&format!("wkd mixtasy@{RCPT}: the domain holds another key ({impostor_fpr}): not vouched")),
+        "{out}"
+    );
+    assert!(
+        out.contains("wkd mixtasy@a.test: lookup failed, record unchanged"),
+        "a.test has no WKD (no name resolves): {out}"
+    );
     assert!(!net.client_home().join(format!("directory/mixtasy@{RCPT}.wkd")).exists());
     let seen: BTreeSet<String> = exits(&net, 24).into_iter().collect();
     assert_eq!(seen.len(), 2, "still random: {seen:?}");
@@ -216,7 +247,10 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let mut c = net.client_cmd();
     c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
     let out = String::from_utf8(ok(c, b"").stdout).unwrap();
-    assert!(out.contains("its WKD policy file has no `mixtasy-exit"), "another key opted in is no word for this one: {out}");
+    assert!(
+        out.contains("its WKD policy file has no `mixtasy-exit"),
+        "another key opted in is no word for this one: {out}"
+    );
     server.serve_raw(&policy_url, format!("protocol-version: 15\nmixtasy-exit: {real_fpr}\n").as_bytes());
     let mut c = net.client_cmd();
     c.args(["directory", "verify-wkd"]).args(wkd_args(&resolve_dead_advanced));
@@ -228,7 +262,10 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
     let list = String::from_utf8(ok(c, b"").stdout).unwrap();
-    assert!(list.lines().any(|l| l.starts_with(&format!("mixtasy@{RCPT}  ")) && l.ends_with("  domain-vouched (WKD)")), "{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with(&format!("mixtasy@{RCPT}  ")) && l.ends_with("  domain-vouched (WKD)")),
+        "{list}"
+    );
     let before = server.requests.load(Ordering::SeqCst);
     assert!(exits(&net, 8).iter().all(|e| e == RCPT), "the vouched domain mix is the exit");
     assert_eq!(server.requests.load(Ordering::SeqCst), before, "no WKD lookup at send time");
@@ -261,7 +298,13 @@ fn the_recipient_domain_mix_is_the_exit_only_when_its_wkd_vouches_for_its_key() 
 #[test]
 fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
     let mut net = Net::new(1_900_000_000);
-    for (f, modes) in [("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("c.test", "middleman"), ("d.test", "middleman"), (RCPT, "middleman,exitpublic")] {
+    for (f, modes) in [
+        ("a.test", "middleman,exitpublic"),
+        ("b.test", "middleman"),
+        ("c.test", "middleman"),
+        ("d.test", "middleman"),
+        (RCPT, "middleman,exitpublic"),
+    ] {
         net.add_node(f, modes);
     }
     let server = WkdServer::start(net.dir.path(), &[&format!("openpgpkey.{RCPT}"), RCPT]);
@@ -297,30 +340,48 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
     let out = run(c, original.as_bytes());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("unresolved key conflicts (mixtasy@{RCPT})")) && err.contains("--despite-conflicts"), "{err}");
+    assert!(
+        err.contains(&format!("unresolved key conflicts (mixtasy@{RCPT})")) && err.contains("--despite-conflicts"),
+        "{err}"
+    );
     assert!(!net.dir.path().join("refused").exists(), "nothing written");
     let mut c = net.client_cmd();
     c.args(["send", "--sendmail", "/bin/false"]);
     let out = run(c, original.as_bytes());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unresolved key conflicts"), "send refuses before any sendmail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unresolved key conflicts"),
+        "send refuses before any sendmail"
+    );
     // The user's explicit word: built, with a warning, from the mixes not in conflict.
     let mut c = net.client_cmd();
     c.args(["create", "--despite-conflicts", "--out"]).arg(net.dir.path().join("despite"));
     let out = ok(c, original.as_bytes());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("warning: building paths without the mixes in conflict: mixtasy@{RCPT}")));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(&format!("warning: building paths without the mixes in conflict: mixtasy@{RCPT}")));
 
     // A WKD that holds neither key settles nothing; the mix's domain holding the real one does.
     let mut c = net.client_cmd();
     c.args(["directory", "import"]).args(&wkd_args);
     let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
-    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for none of the keys in conflict: conflict stays")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "wkd mixtasy@{RCPT}: the domain vouches for none of the keys in conflict: conflict stays"
+        )),
+        "{out}"
+    );
     server.serve(&direct, &real);
     server.serve_raw(&mixtasy::mixes::wkd::policy_urls(&addr)[1], format!("mixtasy-exit: {real_fpr}\n").as_bytes());
     let mut c = net.client_cmd();
     c.args(["directory", "import"]).args(&wkd_args);
     let out = String::from_utf8(ok(c, &impostor).stdout).unwrap();
-    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}: conflict settled")), "{out}");
-    assert!(out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}\n")), "and it is vouched as exit: {out}");
+    assert!(
+        out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}: conflict settled")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("wkd mixtasy@{RCPT}: the domain vouches for key {real_fpr}\n")),
+        "and it is vouched as exit: {out}"
+    );
     let mut c = net.client_cmd();
     c.args(["directory", "list"]);
     let list = String::from_utf8(ok(c, b"").stdout).unwrap();
@@ -332,7 +393,15 @@ fn a_conflict_stops_create_until_the_mix_domain_settles_it() {
 fn impostor_key(net: &Net) -> Vec<u8> {
     let impostor_home = net.dir.path().join("impostor");
     let mut c = mixtasyd();
-    c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "init", "--address", &format!("mixtasy@{RCPT}"), "--modes", "middleman,exitpublic"]);
+    c.arg("--home").arg(&impostor_home).args([
+        "--now",
+        &net.now.to_string(),
+        "init",
+        "--address",
+        &format!("mixtasy@{RCPT}"),
+        "--modes",
+        "middleman,exitpublic",
+    ]);
     ok(c, b"");
     let mut c = mixtasyd();
     c.arg("--home").arg(&impostor_home).args(["--now", &net.now.to_string(), "key", "export"]);

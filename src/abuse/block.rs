@@ -26,10 +26,10 @@ use rand::RngCore;
 use rusqlite::{params, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
-use crate::mixes::address::MixAddress;
-use crate::util::clock;
 use crate::abuse::hashed::address_hash;
 use crate::batch::state::unix;
+use crate::mixes::address::MixAddress;
+use crate::util::clock;
 
 /// The subject of a block request (Mixmaster's word for it).
 pub const SUBJECT: &str = "destination-block";
@@ -170,17 +170,30 @@ pub enum Requested {
 }
 
 /// Records a request, within the limits, and says what to do about it.
-pub fn request(tx: &Transaction<'_>, address: &str, headers: &[u8], mix: &MixAddress, now: SystemTime, limits: Limits<'_>, rng: &mut impl RngCore) -> Result<Requested> {
+pub fn request(
+    tx: &Transaction<'_>,
+    address: &str,
+    headers: &[u8],
+    mix: &MixAddress,
+    now: SystemTime,
+    limits: Limits<'_>,
+    rng: &mut impl RngCore,
+) -> Result<Requested> {
     if is_blocked(tx, address, limits.delimiter)? {
         return Ok(Requested::Blocked);
     }
     let addr = address_hash(tx, &canonical(address, limits.delimiter))?;
-    if tx.prepare_cached("SELECT 1 FROM block_pending WHERE addr = ?1 AND expires >= ?2")?.exists(params![&addr[..], unix(now)])? {
+    if tx
+        .prepare_cached("SELECT 1 FROM block_pending WHERE addr = ?1 AND expires >= ?2")?
+        .exists(params![&addr[..], unix(now)])?
+    {
         return Ok(Requested::Pending);
     }
     // Made in the last 24 hours: expiring later than a day before a new one would.
     let day_ago = unix(now + CONFIRM_EXPIRY) - crate::abuse::quota::WINDOW.as_secs() as i64;
-    let today: i64 = tx.prepare_cached("SELECT count(*) FROM block_pending WHERE expires > ?1")?.query_row([day_ago], |r| r.get(0))?;
+    let today: i64 = tx
+        .prepare_cached("SELECT count(*) FROM block_pending WHERE expires > ?1")?
+        .query_row([day_ago], |r| r.get(0))?;
     if today as u64 >= limits.per_day {
         return Ok(Requested::OverCap);
     }
@@ -204,8 +217,11 @@ pub enum Confirmed {
 /// Blocks the address of the pending request `nonce` belongs to.
 pub fn confirm(tx: &Transaction<'_>, nonce: &[u8; 16], now: SystemTime) -> Result<Confirmed> {
     let nh = nonce_hash(nonce);
-    let found: Option<(Vec<u8>, i64)> =
-        tx.query_row("SELECT addr, expires FROM block_pending WHERE nonce = ?1", [&nh[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let found: Option<(Vec<u8>, i64)> = tx
+        .query_row("SELECT addr, expires FROM block_pending WHERE nonce = ?1", [&nh[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
     let Some((addr, expires)) = found else { return Ok(Confirmed::Unknown) };
     tx.execute("DELETE FROM block_pending WHERE nonce = ?1", [&nh[..]])?;
     if expires < unix(now) {
@@ -223,7 +239,14 @@ pub fn purge(conn: &rusqlite::Connection, now: SystemTime) -> Result<()> {
 
 /// The confirmation: to the address, from the mix, marked as an automatic reply so that no
 /// autoresponder answers it, with the request's Date, Subject and Message-ID quoted.
-fn confirmation(address: &str, headers: &[u8], mix: &MixAddress, nonce: &[u8; 16], now: SystemTime, rng: &mut impl RngCore) -> Vec<u8> {
+fn confirmation(
+    address: &str,
+    headers: &[u8],
+    mix: &MixAddress,
+    nonce: &[u8; 16],
+    now: SystemTime,
+    rng: &mut impl RngCore,
+) -> Vec<u8> {
     let token = format!("{TOKEN}{}", crate::format::message::hex(nonce));
     let stamp = crate::batch::stamp::Stamp::new(mix, now, rng);
     let mut m = format!(
@@ -265,9 +288,16 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
     fn parses_requests_and_replies_and_never_automatic_mail() {
         let Some(Request::Block { address, headers }) = parse(REQUEST) else { panic!("not a request") };
         assert_eq!(address, "victim@x.test");
-        assert_eq!(headers, b"Date: Mon, 2 Mar 2026 10:00:00 +0000\nSubject: destination-block\nMessage-ID: <r1@evil.example>\n", "only Date, Subject, Message-ID");
+        assert_eq!(
+            headers,
+            b"Date: Mon, 2 Mar 2026 10:00:00 +0000\nSubject: destination-block\nMessage-ID: <r1@evil.example>\n",
+            "only Date, Subject, Message-ID"
+        );
         let reply = b"From: victim@x.test\nSubject: Re: Confirm destination block block-confirm:00112233445566778899aabbccddeeff\n\nyes\n";
-        assert_eq!(parse(reply), Some(Request::Confirm { nonce: *b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff" }));
+        assert_eq!(
+            parse(reply),
+            Some(Request::Confirm { nonce: *b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff" })
+        );
         let in_body = b"From: v@x.test\nSubject: Re: hm\n\n> block-confirm:00112233445566778899aabbccddeeff\n";
         assert!(matches!(parse(in_body), Some(Request::Confirm { .. })));
         for auto in [
@@ -288,7 +318,11 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
         let mix = MixAddress::for_fqdn("exit.test").unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let tx = s.transaction().unwrap();
-        let Requested::Confirmation(mail) = request(&tx, address, headers, &mix, now, LIMITS, &mut rand::rng()).unwrap() else { panic!("no confirmation") };
+        let Requested::Confirmation(mail) =
+            request(&tx, address, headers, &mix, now, LIMITS, &mut rand::rng()).unwrap()
+        else {
+            panic!("no confirmation")
+        };
         tx.commit().unwrap();
         (s, mix, now, mail)
     }
@@ -297,12 +331,18 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
     fn only_the_nonce_blocks_and_only_once() {
         let (mut s, mix, now, mail) = requested("victim@x.test", b"Subject: destination-block\n");
         let text = String::from_utf8(mail.clone()).unwrap();
-        assert!(text.contains("To: victim@x.test\n") && text.contains("Auto-Submitted: auto-replied") && text.contains("> Subject: destination-block"));
+        assert!(
+            text.contains("To: victim@x.test\n")
+                && text.contains("Auto-Submitted: auto-replied")
+                && text.contains("> Subject: destination-block")
+        );
         assert!(!is_blocked(s.conn(), "victim@x.test", "+").unwrap(), "a request alone blocks nothing");
         assert_eq!(parse(&mail), None, "the confirmation is automatic mail: never answered");
         // A human's reply keeps the subject.
         let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap();
-        let Some(Request::Confirm { nonce }) = parse(format!("From: victim@x.test\nSubject: Re: {}\n\n", &subject[9..]).as_bytes()) else {
+        let Some(Request::Confirm { nonce }) =
+            parse(format!("From: victim@x.test\nSubject: Re: {}\n\n", &subject[9..]).as_bytes())
+        else {
             panic!("no nonce")
         };
         let tx = s.transaction().unwrap();
@@ -312,10 +352,21 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
         tx.commit().unwrap();
         assert!(is_blocked(s.conn(), "Victim@X.test", "+").unwrap());
         let tx = s.transaction().unwrap();
-        assert_eq!(request(&tx, "victim@x.test", b"", &mix, now, LIMITS, &mut rand::rng()).unwrap(), Requested::Blocked, "no confirmation for a blocked address");
+        assert_eq!(
+            request(&tx, "victim@x.test", b"", &mix, now, LIMITS, &mut rand::rng()).unwrap(),
+            Requested::Blocked,
+            "no confirmation for a blocked address"
+        );
         tx.commit().unwrap();
         // No address in the state, in any table.
-        let hashes: Vec<Vec<u8>> = s.conn().prepare("SELECT hash FROM blocklist").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        let hashes: Vec<Vec<u8>> = s
+            .conn()
+            .prepare("SELECT hash FROM blocklist")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(hashes.len(), 1);
         assert!(hashes.iter().all(|h| h.len() == 32 && !h.windows(6).any(|w| w.eq_ignore_ascii_case(b"victim"))));
         assert!(remove(s.conn(), "victim@x.test", "+").unwrap());
@@ -349,7 +400,10 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
         let tomorrow = now + crate::abuse::quota::WINDOW + Duration::from_secs(1);
         assert!(matches!(ask("z@x.test", tomorrow), Requested::Confirmation(_)));
         assert_eq!(ask("v@x.test", tomorrow), Requested::Pending, "still waiting for its answer");
-        assert!(matches!(ask("v@x.test", now + CONFIRM_EXPIRY + Duration::from_secs(1)), Requested::Confirmation(_)), "expired: asked again");
+        assert!(
+            matches!(ask("v@x.test", now + CONFIRM_EXPIRY + Duration::from_secs(1)), Requested::Confirmation(_)),
+            "expired: asked again"
+        );
     }
 
     #[test]

@@ -2,6 +2,6 @@
 //! destinations that asked for it, recipient quotas, and the salted hashes that let both
 //! remember addresses without keeping them.
 
-pub mod hashed;
 pub mod block;
+pub mod hashed;
 pub mod quota;

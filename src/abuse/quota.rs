@@ -26,7 +26,9 @@ pub enum OverQuota {
 /// Deliveries to `address` in its current window.
 pub fn used(conn: &rusqlite::Connection, address: &str, now: SystemTime) -> Result<u64> {
     let h = address_hash(conn, address)?;
-    let row: Option<(i64, i64)> = conn.query_row("SELECT start, count FROM quota WHERE hash = ?1", [&h[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let row: Option<(i64, i64)> = conn
+        .query_row("SELECT start, count FROM quota WHERE hash = ?1", [&h[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     Ok(match row {
         Some((start, count)) if unix(now) - start < WINDOW.as_secs() as i64 => count as u64,
         _ => 0,

@@ -15,7 +15,13 @@ pub struct RoundLock {
 /// `Ok(None)` when another process holds the lock.
 pub fn try_lock(home: &Path) -> Result<Option<RoundLock>> {
     let path = home.join("round.lock");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(RoundLock { _file: file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),

@@ -4,6 +4,6 @@
 
 pub mod lock;
 pub mod spool;
-pub mod transport;
 pub mod stamp;
 pub mod state;
+pub mod transport;

@@ -132,9 +132,14 @@ impl Spool {
         let name = path.file_name().context("spool file has no name")?;
         let target = folder.join("new").join(name);
         if target.exists() {
-            bail!("a file of the same name is in {} already; leaving the mail in {}", folder_of(&target), folder_of(path));
+            bail!(
+                "a file of the same name is in {} already; leaving the mail in {}",
+                folder_of(&target),
+                folder_of(path)
+            );
         }
-        fs::rename(path, &target).with_context(|| format!("moving a mail from {} to {}", folder_of(path), folder_of(&target)))
+        fs::rename(path, &target)
+            .with_context(|| format!("moving a mail from {} to {}", folder_of(path), folder_of(&target)))
     }
 
     /// Makes removals and moves durable.
@@ -162,7 +167,11 @@ impl Spool {
                 let e = e.with_context(|| format!("reading {}", self.root.join(OPERATOR).display()))?;
                 let Ok(meta) = e.metadata() else { continue };
                 if meta.is_file() {
-                    files.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned(), e.path()));
+                    files.push((
+                        meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.path(),
+                    ));
                 }
             }
         }

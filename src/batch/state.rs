@@ -157,12 +157,16 @@ impl State {
     /// `open` for a program with its own schema (the pinger): same file rules, its migrations.
     pub fn open_with(path: &Path, migrations: Migrations) -> Result<Self> {
         if !path.exists() {
-            Self::create(path, migrations).with_context(|| format!("creating the state database {}", path.display()))?;
+            Self::create(path, migrations)
+                .with_context(|| format!("creating the state database {}", path.display()))?;
         }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).with_context(|| format!("opening the state database {}", path.display()))?;
+        let conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("opening the state database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).with_context(|| format!("reading the state database {}", path.display()))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .with_context(|| format!("reading the state database {}", path.display()))?;
         if version == 0 {
             anyhow::bail!(
                 "the state database {} is empty (truncated?), but it must hold the replay cache: restore it from a backup, or move it aside to start an empty one (see mixtasyd(8), FILES)",
@@ -191,7 +195,9 @@ impl State {
             }
         })();
         let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::remove_file(dir.join(format!("{}-journal", tmp.file_name().unwrap_or_default().to_string_lossy())));
+        let _ = std::fs::remove_file(
+            dir.join(format!("{}-journal", tmp.file_name().unwrap_or_default().to_string_lossy())),
+        );
         made?;
         crate::util::fsutil::sync_dir(dir)
     }
@@ -273,7 +279,11 @@ impl State {
     }
 
     pub fn counter(&self, name: &str) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0)).optional()?.unwrap_or(0))
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<i64>> {
@@ -281,7 +291,10 @@ impl State {
     }
 
     pub fn set_meta(&self, key: &str, value: i64) -> Result<()> {
-        self.conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, value])?;
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
         Ok(())
     }
 
@@ -301,7 +314,13 @@ impl State {
 
     /// `remove_counted`, plus `also` in the same transaction (an exit delivery charges the
     /// recipients' quota with it).
-    pub fn remove_counted_with(&mut self, queue: Queue, id: i64, counters: &[(&str, i64)], also: impl FnOnce(&Transaction<'_>) -> Result<()>) -> Result<()> {
+    pub fn remove_counted_with(
+        &mut self,
+        queue: Queue,
+        id: i64,
+        counters: &[(&str, i64)],
+        also: impl FnOnce(&Transaction<'_>) -> Result<()>,
+    ) -> Result<()> {
         let tx = self.transaction()?;
         tx.execute(&format!("DELETE FROM {} WHERE id = ?1", queue.table()), [id])?;
         for (name, by) in counters {
@@ -353,7 +372,8 @@ pub fn random_id(conn: &Connection, queue: Queue, rng: &mut impl rand::Rng) -> R
     let table = queue.table();
     loop {
         let id: i64 = rng.random();
-        let used: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [id], |r| r.get(0))?;
+        let used: bool =
+            conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"), [id], |r| r.get(0))?;
         if !used {
             return Ok(id);
         }
@@ -363,7 +383,10 @@ pub fn random_id(conn: &Connection, queue: Queue, rng: &mut impl rand::Rng) -> R
 /// Adds `by` to a counter, inside the caller's transaction when one is open on `conn`.
 pub fn bump(conn: &Connection, name: &str, by: i64) -> Result<()> {
     if by != 0 {
-        conn.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2", params![name, by])?;
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+            params![name, by],
+        )?;
     }
     Ok(())
 }
@@ -375,7 +398,8 @@ pub fn finish_pending(state: &mut State, spool: &Spool) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let present: std::collections::HashMap<String, std::path::PathBuf> = spool.list()?.into_iter().map(|e| (e.source, e.path)).collect();
+    let present: std::collections::HashMap<String, std::path::PathBuf> =
+        spool.list()?.into_iter().map(|e| (e.source, e.path)).collect();
     for (source, action) in pending {
         if let Some(path) = present.get(&source) {
             act(spool, path, action)?;
@@ -447,7 +471,14 @@ mod tests {
         }
         tx.commit().unwrap();
         let s = State::setup(conn, MIGRATIONS).unwrap();
-        let ids: Vec<i64> = s.conn().prepare("SELECT id FROM pool").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        let ids: Vec<i64> = s
+            .conn()
+            .prepare("SELECT id FROM pool")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(ids.len(), 50);
         assert!(ids.iter().any(|&i| !(1..=50).contains(&i)), "old sequential ids kept: {ids:?}");
         assert_eq!(s.count("pool").unwrap(), 50);

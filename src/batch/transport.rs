@@ -7,8 +7,8 @@
 //! child's stdout is discarded; of its stderr only the first line is kept, with every
 //! address taken out, as the reason a round reports (`Meter`).
 
-use std::io::Write;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -92,7 +92,8 @@ struct Meter {
     first: Option<(TransportError, String)>,
 }
 
-static METER: Mutex<Meter> = Mutex::new(Meter { limit: None, spent: Duration::ZERO, failures: BTreeMap::new(), first: None });
+static METER: Mutex<Meter> =
+    Mutex::new(Meter { limit: None, spent: Duration::ZERO, failures: BTreeMap::new(), first: None });
 
 fn meter() -> std::sync::MutexGuard<'static, Meter> {
     METER.lock().unwrap_or_else(|e| e.into_inner())
@@ -114,7 +115,8 @@ impl RoundFailures {
         if total == 0 {
             return "0".into();
         }
-        let kinds: Vec<String> = self.counts.iter().map(|(k, n)| format!("{} {n}", k.trim_start_matches("transport."))).collect();
+        let kinds: Vec<String> =
+            self.counts.iter().map(|(k, n)| format!("{} {n}", k.trim_start_matches("transport."))).collect();
         let first = self.first.as_ref().map_or(String::new(), |(_, why)| format!("; first: {why}"));
         format!("{total} ({}{first})", kinds.join(", "))
     }
@@ -208,7 +210,13 @@ pub fn first_line_scrubbed(stderr: &[u8]) -> String {
 
 /// One sendmail, metered: refused at once when the round's time for failures is used up,
 /// its timeout cut to what is left of it, its failure recorded with the reason.
-fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
+fn sendmail(
+    program: &PathBuf,
+    timeout: Duration,
+    from: Option<&MixAddress>,
+    rcpts: &[String],
+    mail: &[u8],
+) -> Result<(), TransportError> {
     let left = {
         let m = meter();
         m.limit.map(|l| l.saturating_sub(m.spent))
@@ -231,7 +239,13 @@ fn sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcp
 }
 
 /// Runs sendmail once; on failure also returns what it wrote on stderr.
-fn run_sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), (TransportError, Vec<u8>)> {
+fn run_sendmail(
+    program: &PathBuf,
+    timeout: Duration,
+    from: Option<&MixAddress>,
+    rcpts: &[String],
+    mail: &[u8],
+) -> Result<(), (TransportError, Vec<u8>)> {
     let mut cmd = Command::new(program);
     cmd.arg("-i");
     if let Some(from) = from {
@@ -277,7 +291,11 @@ fn run_sendmail(program: &PathBuf, timeout: Duration, from: Option<&MixAddress>,
 
 /// Waits for `child` up to `timeout`, polling every `poll`; past it the child is killed
 /// and reaped, and `None` says so. One place for the sendmail handover and `check`'s probe.
-pub fn wait_or_kill(child: &mut std::process::Child, timeout: Duration, poll: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_or_kill(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    poll: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
@@ -310,10 +328,16 @@ mod tests {
         let from = MixAddress::for_fqdn("a.test").unwrap();
         let rcpt = vec!["bob@b.test".to_string()];
         let out = t.path().join("got");
-        let ok = Transport::Sendmail { program: script(t.path(), &format!("echo \"$@\" > {}; cat >> {}", out.display(), out.display())), timeout: Duration::from_secs(10) };
+        let ok = Transport::Sendmail {
+            program: script(t.path(), &format!("echo \"$@\" > {}; cat >> {}", out.display(), out.display())),
+            timeout: Duration::from_secs(10),
+        };
         ok.send(Some(&from), &rcpt, b"mail body").unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "-i -f mixtasy@a.test -- bob@b.test\nmail body");
-        let tempfail = Transport::Sendmail { program: script(t.path(), "cat >/dev/null; exit 75"), timeout: Duration::from_secs(10) };
+        let tempfail = Transport::Sendmail {
+            program: script(t.path(), "cat >/dev/null; exit 75"),
+            timeout: Duration::from_secs(10),
+        };
         assert_eq!(tempfail.send(Some(&from), &rcpt, b"x"), Err(TransportError::Status(75)));
         let hang = Transport::Sendmail { program: script(t.path(), "sleep 30"), timeout: Duration::from_millis(300) };
         assert_eq!(hang.send(Some(&from), &rcpt, &vec![b'x'; 1 << 20]), Err(TransportError::Timeout));
@@ -326,7 +350,10 @@ mod tests {
     #[test]
     fn stderr_reason_names_nobody() {
         let err = b"\n  postdrop: warning: unable to look up public/pickup for <alice@example.org>: Permission denied\nsecond line bob@x.test\n";
-        assert_eq!(first_line_scrubbed(err), "postdrop: warning: unable to look up public/pickup for <address> Permission denied");
+        assert_eq!(
+            first_line_scrubbed(err),
+            "postdrop: warning: unable to look up public/pickup for <address> Permission denied"
+        );
         assert_eq!(first_line_scrubbed(b""), "");
         assert_eq!(first_line_scrubbed(&[b'x'; 500]).len(), 160);
     }

@@ -10,7 +10,11 @@ use mixtasy::nymserv::home::NymHome;
 use sequoia_openpgp::serialize::SerializeInto;
 
 #[derive(Parser)]
-#[command(name = "mixtasy-nymd", version, about = "Mixtasy nym server: pseudonymous addresses over the Mixtasy network")]
+#[command(
+    name = "mixtasy-nymd",
+    version,
+    about = "Mixtasy nym server: pseudonymous addresses over the Mixtasy network"
+)]
 struct Args {
     /// Server home (default: $MIXTASY_NYMD_HOME, else ~/.local/state/mixtasy-nymd).
     #[arg(long, global = true, value_name = "DIR")]
@@ -72,7 +76,10 @@ fn run(args: Args) -> Result<ExitCode> {
     if args.run {
         match mixtasy::nymserv::run::run(&home, now)? {
             None => println!("mixtasy-nymd: another run holds this home; nothing to do"),
-            Some(s) => println!("mixtasy-nymd: run: took {}, sent {}, deferred {}, expired {}", s.taken, s.sent, s.failed, s.expired),
+            Some(s) => println!(
+                "mixtasy-nymd: run: took {}, sent {}, deferred {}, expired {}",
+                s.taken, s.sent, s.failed, s.expired
+            ),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -85,7 +92,8 @@ fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Key { publish }) => {
             let armored = String::from_utf8(home.cert()?.armored().to_vec()?)?;
             match publish {
-                Some(url) => mixtasy::mixes::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(30))?.publish(&armored)?,
+                Some(url) => mixtasy::mixes::keyserver::Keyserver::new(&url, std::time::Duration::from_secs(30))?
+                    .publish(&armored)?,
                 None => print!("{armored}"),
             }
         }

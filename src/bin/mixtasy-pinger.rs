@@ -11,7 +11,11 @@ use mixtasy::pinger::{round, store};
 use sequoia_openpgp::serialize::SerializeInto;
 
 #[derive(Parser)]
-#[command(name = "mixtasy-pinger", version, about = "Mixtasy pinger: pings every mix, publishes reliability and latency")]
+#[command(
+    name = "mixtasy-pinger",
+    version,
+    about = "Mixtasy pinger: pings every mix, publishes reliability and latency"
+)]
 struct Args {
     /// Pinger home (default: $MIXTASY_PINGER_HOME, else $XDG_STATE_HOME/mixtasy-pinger, else ~/.local/state/mixtasy-pinger).
     #[arg(long, global = true, value_name = "DIR")]
@@ -99,7 +103,9 @@ fn run(args: Args) -> Result<ExitCode> {
                 DirectoryCommand::Import { files } => cli::directory_import(&home.directory(), &files, now, None)?,
                 DirectoryCommand::List => cli::directory_list(&home.directory(), now)?,
                 DirectoryCommand::Fetch { keyserver } => {
-                    let url = keyserver.or(config.keyserver).ok_or_else(|| anyhow::anyhow!("no keyserver: give --keyserver or set `keyserver`"))?;
+                    let url = keyserver
+                        .or(config.keyserver)
+                        .ok_or_else(|| anyhow::anyhow!("no keyserver: give --keyserver or set `keyserver`"))?;
                     cli::directory_fetch(&home.directory(), &url, &[], now, None)?
                 }
             }

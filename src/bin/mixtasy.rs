@@ -7,14 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use mixtasy::mixes::address::MixAddress;
+use mixtasy::batch::transport::Transport;
 use mixtasy::cli;
-use mixtasy::node::config;
-use mixtasy::sender::create::{self, Options};
+use mixtasy::mixes::address::MixAddress;
 use mixtasy::mixes::directory::Directory;
 use mixtasy::mixes::pingers::Pingers;
+use mixtasy::node::config;
+use mixtasy::sender::create::{self, Options};
 use mixtasy::util::fsutil;
-use mixtasy::batch::transport::Transport;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -243,7 +243,9 @@ impl PathArgs {
         if !directory.ranked() {
             return Ok(None);
         }
-        for (name, p) in [("--min-reliability", self.min_reliability), ("--min-exit-reliability", self.min_exit_reliability)] {
+        for (name, p) in
+            [("--min-reliability", self.min_reliability), ("--min-exit-reliability", self.min_exit_reliability)]
+        {
             if !(0.0..=100.0).contains(&p) {
                 return Err(ConfigError(format!("{name} {p} is not a percentage between 0 and 100")));
             }
@@ -313,7 +315,8 @@ struct WkdArgs {
 
 impl WkdArgs {
     fn options(self, always: bool) -> Option<mixtasy::mixes::wkd::Options> {
-        (always || self.wkd).then_some(mixtasy::mixes::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
+        (always || self.wkd)
+            .then_some(mixtasy::mixes::wkd::Options { resolve: self.wkd_resolve, ca_file: self.wkd_ca_file })
     }
 }
 
@@ -330,7 +333,8 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let sending = matches!(args.command, Command::Send { .. });
-    let result = run(args).map(|()| ExitCode::SUCCESS).map_err(|e| if sending { cli::exit_with(sysexit(&e), e) } else { e });
+    let result =
+        run(args).map(|()| ExitCode::SUCCESS).map_err(|e| if sending { cli::exit_with(sysexit(&e), e) } else { e });
     cli::finish("mixtasy", result, None)
 }
 
@@ -344,12 +348,19 @@ struct EmptyDirectory;
 /// set up (mix keys, paths, the recipient key), 65 (EX_DATAERR) for an original that cannot
 /// be sent as it is, 70 (EX_SOFTWARE) otherwise.
 fn sysexit(e: &anyhow::Error) -> u8 {
-    use mixtasy::{sender::create::CreateError, format::headers::HeaderError, sender::path::PathError, sender::pgpmime::KeyError, batch::transport::TransportError};
+    use mixtasy::{
+        batch::transport::TransportError, format::headers::HeaderError, sender::create::CreateError,
+        sender::path::PathError, sender::pgpmime::KeyError,
+    };
     for cause in e.chain() {
         if cause.is::<Handover>() || cause.is::<TransportError>() {
             return cli::sysexits::TEMPFAIL;
         }
-        if cause.is::<EmptyDirectory>() || cause.is::<PathError>() || cause.is::<KeyError>() || cause.is::<ConfigError>() {
+        if cause.is::<EmptyDirectory>()
+            || cause.is::<PathError>()
+            || cause.is::<KeyError>()
+            || cause.is::<ConfigError>()
+        {
             return cli::sysexits::CONFIG;
         }
         if cause.is::<CreateError>() || cause.is::<HeaderError>() {
@@ -391,7 +402,9 @@ fn run(args: Args) -> Result<()> {
             fsutil::create_private_dir(&home)?;
             cli::trust_pinger(&pingers, &keyfile, url.as_deref(), now)
         }
-        Command::Directory { command: DirectoryCommand::Choose { fingerprint } } => cli::directory_choose(&directory, &fingerprint, now),
+        Command::Directory { command: DirectoryCommand::Choose { fingerprint } } => {
+            cli::directory_choose(&directory, &fingerprint, now)
+        }
         Command::Directory { command: DirectoryCommand::Fetch { keyserver, wkd } } => {
             fsutil::create_private_dir(&home)?;
             cli::directory_fetch(&directory, &keyserver, &pingers.list()?, now, wkd.options(false).as_ref())
@@ -424,24 +437,37 @@ fn hand_over(messages: &[create::WireMessage], sendmail: PathBuf, timeout: u64) 
     // A failure part-way cannot be undone: the parts already sent wait at their exit
     // until `part_expiry` and are then dropped, so the user is told to send again.
     for (i, m) in messages.iter().enumerate() {
-        transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| Handover { error: e, done: i, total: messages.len() })?;
+        transport.send(None, &[m.to.to_string()], &m.mail).map_err(|e| Handover {
+            error: e,
+            done: i,
+            total: messages.len(),
+        })?;
     }
     eprintln!("mixtasy: handed {} wire message(s) to sendmail", messages.len());
     Ok(())
 }
 
 fn delivery(s: Option<String>) -> Result<Option<mixtasy::nymserv::request::Delivery>> {
-    s.map(|d| mixtasy::nymserv::request::Delivery::parse(&d).ok_or_else(|| ConfigError(format!("--delivery {d:?}: `newsgroup` or `mixtasy:ADDRESS`")).into())).transpose()
+    s.map(|d| {
+        mixtasy::nymserv::request::Delivery::parse(&d)
+            .ok_or_else(|| ConfigError(format!("--delivery {d:?}: `newsgroup` or `mixtasy:ADDRESS`")).into())
+    })
+    .transpose()
 }
 
 /// `mixtasy nym …`: the logic is in `nymclient`; here the command line and the hand-over.
 fn nym(home: &std::path::Path, directory: &Directory, command: NymCommand, now: std::time::SystemTime) -> Result<()> {
-    use mixtasy::nymclient::{fetch, profile::{Profile, Settings}, request};
+    use mixtasy::nymclient::{
+        fetch,
+        profile::{Profile, Settings},
+        request,
+    };
     let (address, local, text, out, settings) = match command {
         NymCommand::Fetch { address, from, into, key } => {
             let p = Profile::new(home, &address)?;
             let key = p.key(key.as_deref())?;
-            let source = mixtasy::nymserv::config::News::parse(&from).ok_or_else(|| ConfigError(format!("--from {from:?}: `nntp://HOST:PORT/GROUP` or `maildir:DIR`")))?;
+            let source = mixtasy::nymserv::config::News::parse(&from)
+                .ok_or_else(|| ConfigError(format!("--from {from:?}: `nntp://HOST:PORT/GROUP` or `maildir:DIR`")))?;
             let s = fetch::fetch(&p, &key, &source, &into, now)?;
             eprintln!("mixtasy: read {} article(s); {} new mail(s) for the nym written to {}; {} of ours refused (not sealed to the nym key by the server)", s.read, s.stored, into.display(), s.refused);
             return Ok(());
@@ -449,12 +475,21 @@ fn nym(home: &std::path::Path, directory: &Directory, command: NymCommand, now: 
         NymCommand::Create { address, server_key, hsub, symmetric, delivery: d, out } => {
             fsutil::create_private_dir(home)?;
             let p = Profile::new(home, &address)?;
-            let server = mixtasy::nymserv::pgp::cert(&std::fs::read(&server_key).with_context(|| server_key.display().to_string())?)?;
+            let server = mixtasy::nymserv::pgp::cert(
+                &std::fs::read(&server_key).with_context(|| server_key.display().to_string())?,
+            )?;
             let own = out.key.as_deref().map(|k| p.key(Some(k))).transpose()?;
-            let changes = request::Changes { hsub: hsub.clone(), symmetric: symmetric.clone(), delivery: delivery(d)?, acksend: None };
+            let changes = request::Changes {
+                hsub: hsub.clone(),
+                symmetric: symmetric.clone(),
+                delivery: delivery(d)?,
+                acksend: None,
+            };
             request::modify_text(&changes)?; // checked before anything is written
             if hsub.is_none() {
-                eprintln!("mixtasy: warning: without --hsub your mail cannot be told apart in the group; `fetch` needs one");
+                eprintln!(
+                    "mixtasy: warning: without --hsub your mail cannot be told apart in the group; `fetch` needs one"
+                );
             }
             let mut s = Settings::default();
             s.add(hsub.as_deref(), symmetric.as_deref());
@@ -462,12 +497,17 @@ fn nym(home: &std::path::Path, directory: &Directory, command: NymCommand, now: 
             let text = request::create_text(&key, &changes)?;
             (p.address.clone(), "config", text, out, None)
         }
-        NymCommand::Confirm { address, code, out } => (address, "config", request::confirm_text(&code)?.into_bytes(), out, None),
+        NymCommand::Confirm { address, code, out } => {
+            (address, "config", request::confirm_text(&code)?.into_bytes(), out, None)
+        }
         NymCommand::Modify { address, hsub, symmetric, delivery: d, acksend, out } => {
-            let changes = request::Changes { hsub: hsub.clone(), symmetric: symmetric.clone(), delivery: delivery(d)?, acksend };
+            let changes =
+                request::Changes { hsub: hsub.clone(), symmetric: symmetric.clone(), delivery: delivery(d)?, acksend };
             let text = request::modify_text(&changes)?;
             if text.is_empty() {
-                return Err(ConfigError("nothing to modify: give --hsub, --symmetric, --delivery or --acksend".into()).into());
+                return Err(
+                    ConfigError("nothing to modify: give --hsub, --symmetric, --delivery or --acksend".into()).into()
+                );
             }
             (address, "config", text.into_bytes(), out, Some((hsub, symmetric)))
         }
@@ -516,17 +556,34 @@ fn mua_recipients(mua: SendmailArgs) -> Vec<Option<String>> {
 /// does, so an older exit leaks nothing either; stderr names what went), makes one original
 /// per Bcc recipient (`submit`), encrypts each for its recipient if asked (`pgpmime`), and
 /// builds their wire messages, all in memory: an error sends nothing.
-fn wrap_stdin(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+fn wrap_stdin(
+    home: &std::path::Path,
+    directory: &Directory,
+    path: PathArgs,
+    extra: &[Option<String>],
+    now: std::time::SystemTime,
+) -> Result<Vec<create::WireMessage>> {
     let mut raw = Vec::new();
     std::io::stdin().read_to_end(&mut raw).context("reading the original message")?;
     wrap(home, directory, path, extra, raw, now)
 }
 
 /// `wrap_stdin` for an original already read.
-fn wrap(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[Option<String>], raw: Vec<u8>, now: std::time::SystemTime) -> Result<Vec<create::WireMessage>> {
+fn wrap(
+    home: &std::path::Path,
+    directory: &Directory,
+    path: PathArgs,
+    extra: &[Option<String>],
+    raw: Vec<u8>,
+    now: std::time::SystemTime,
+) -> Result<Vec<create::WireMessage>> {
     cli::refuse_conflicts(directory, path.despite_conflicts).map_err(|e| ConfigError(format!("{e:#}")))?;
     let rules = path.rules(directory)?;
-    let first_mix = path.first_mix.map(|f| MixAddress::for_fqdn(&f)).transpose().map_err(|e| ConfigError(format!("--first-mix: {e}")))?;
+    let first_mix = path
+        .first_mix
+        .map(|f| MixAddress::for_fqdn(&f))
+        .transpose()
+        .map_err(|e| ConfigError(format!("--first-mix: {e}")))?;
     let mut extra_rcpts = Vec::new();
     for r in extra {
         match r {
@@ -547,13 +604,15 @@ fn wrap(home: &std::path::Path, directory: &Directory, path: PathArgs, extra: &[
     };
     let certs = key_file
         .map(|k| {
-            let bytes = std::fs::read(&k).map_err(|e| ConfigError(format!("reading the recipient key file {}: {e}", k.display())))?;
+            let bytes = std::fs::read(&k)
+                .map_err(|e| ConfigError(format!("reading the recipient key file {}: {e}", k.display())))?;
             mixtasy::sender::pgpmime::read_certs(&bytes).with_context(|| k.display().to_string())
         })
         .transpose()?;
     // A directory that cannot be read is as good as none: the same advice fits.
     let mixes = directory.usable(now).ok().filter(|m| !m.is_empty()).ok_or(EmptyDirectory)?;
-    let opts = Options { first_mix, hops: path.hops, max_size: path.max_size, copies: path.copies, rules, relax: path.relax };
+    let opts =
+        Options { first_mix, hops: path.hops, max_size: path.max_size, copies: path.copies, rules, relax: path.relax };
     let mut rng = rand::rng();
     let mut out = Vec::new();
     for original in originals {

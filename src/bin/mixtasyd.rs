@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use mixtasy::mixes::address::MixAddress;
 use mixtasy::cli;
+use mixtasy::format::message::Kind;
+use mixtasy::mixes::address::MixAddress;
+use mixtasy::mixes::modes::Modes;
 use mixtasy::node::config;
 use mixtasy::node::home::NodeHome;
-use mixtasy::format::message::Kind;
-use mixtasy::mixes::modes::Modes;
 use mixtasy::node::peel::{self, Peeled};
 use sequoia_openpgp::serialize::SerializeInto;
 
@@ -257,7 +257,10 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
         node.set(k, v).context("--set")?;
     }
     let traffic = match (&o.trace, o.recorded) {
-        (Some(f), _) => Traffic::parse_trace(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?).with_context(|| f.display().to_string())?,
+        (Some(f), _) => {
+            Traffic::parse_trace(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+                .with_context(|| f.display().to_string())?
+        }
         (None, true) => mixtasy::node::metrics::recorded_traffic(home)?,
         (None, false) => Traffic::Poisson(o.arrivals),
     };
@@ -273,19 +276,32 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
     print!("{}", sim::table(&traffic, &rows));
     let validity = config.subkey_validity.as_secs_f64();
     for (s, r) in &rows {
-        if let Some(p) = sim::subkey::reach_probability(&r.delays, 4, validity, s.interval as f64, 1_000_000, &mut rng) {
-            println!("{}: a 4-hop message reaches its exit before a subkey on its path expires: {:.3}%", s.name, p * 100.0);
+        if let Some(p) = sim::subkey::reach_probability(&r.delays, 4, validity, s.interval as f64, 1_000_000, &mut rng)
+        {
+            println!(
+                "{}: a 4-hop message reaches its exit before a subkey on its path expires: {:.3}%",
+                s.name,
+                p * 100.0
+            );
         }
     }
     if let Some(spec) = &o.sweep {
         let (param, values) = sim::parse_sweep(spec).context("--sweep")?;
         let (reports, svg) = sim::sweep(&node, &param, &values, &traffic, o.rounds, &rows[1].1, &mut rng)?;
         let path = o.plot.clone().unwrap_or_else(|| PathBuf::from(format!("sweep-{param}.svg")));
-        let path = if path.parent().is_some_and(|d| d.as_os_str().is_empty()) { PathBuf::from(".").join(path) } else { path };
-        mixtasy::util::fsutil::write_atomic(&path, svg.as_bytes(), 0o644).with_context(|| format!("writing {}", path.display()))?;
+        let path =
+            if path.parent().is_some_and(|d| d.as_os_str().is_empty()) { PathBuf::from(".").join(path) } else { path };
+        mixtasy::util::fsutil::write_atomic(&path, svg.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("\n{param:>14} {:>9} {:>10} {:>10} {:>9}", "entropy", "mean delay", "95% delay", "dummies");
         for (v, r) in values.iter().zip(&reports) {
-            println!("{v:>14} {:>9.2} {:>10} {:>10} {:>8.0}%", r.entropy, sim::minutes(r.delay_mean), sim::minutes(r.delay_p95), r.dummy_overhead * 100.0);
+            println!(
+                "{v:>14} {:>9.2} {:>10} {:>10} {:>8.0}%",
+                r.entropy,
+                sim::minutes(r.delay_mean),
+                sim::minutes(r.delay_p95),
+                r.dummy_overhead * 100.0
+            );
         }
         println!("plot: {}", path.display());
     }
@@ -294,11 +310,28 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
         let trials = 200;
         println!("\nblending attack: {flood} attacker messages a round, {trials} trials, an attacker who knows when the pool holds only his mail");
         println!("{:<34} {:>8} {:>10} {:>11} {:>9}", "setting", "rounds", "messages", "candidates", "isolated");
-        let bare = Setting { name: "this node without dummies".into(), dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, ..node.clone() };
+        let bare = Setting {
+            name: "this node without dummies".into(),
+            dummy_time_p: 0.0,
+            dummy_flush_p: 0.0,
+            dummy_starved_p: 0.0,
+            ..node.clone()
+        };
         for s in [&node, &bare, &Setting::mixmaster()] {
             let b = sim::blending::simulate(s, &traffic, flood, trials, 10_000, &mut rng);
-            let given_up = if b.gave_up > 0.0 { format!(" ({:.0}% not done in 10000 rounds)", b.gave_up * 100.0) } else { String::new() };
-            println!("{:<34} {:>8.1} {:>10.0} {:>11.2} {:>8.0}%{given_up}", s.name, b.rounds, b.messages, b.candidates, b.isolated * 100.0);
+            let given_up = if b.gave_up > 0.0 {
+                format!(" ({:.0}% not done in 10000 rounds)", b.gave_up * 100.0)
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<34} {:>8.1} {:>10.0} {:>11.2} {:>8.0}%{given_up}",
+                s.name,
+                b.rounds,
+                b.messages,
+                b.candidates,
+                b.isolated * 100.0
+            );
         }
     }
     Ok(())
@@ -351,18 +384,30 @@ fn run(args: Args) -> Result<ExitCode> {
                 _ => unreachable!("clap requires --address without --key"),
             };
             let config = home.config()?;
-            println!("created {} for {} ({}), key {}", home.dir.display(), config.address, config.modes, cert.fingerprint());
+            println!(
+                "created {} for {} ({}), key {}",
+                home.dir.display(),
+                config.address,
+                config.modes,
+                cert.fingerprint()
+            );
         }
         Command::Simulate { arrivals, trace, recorded, interval, set, sweep, plot, blending, flood, rounds, seed } => {
-            let opts = SimulateOpts { arrivals, trace, recorded, interval, set, sweep, plot, blending, flood, rounds, seed };
+            let opts =
+                SimulateOpts { arrivals, trace, recorded, interval, set, sweep, plot, blending, flood, rounds, seed };
             simulate(&home, opts)?;
         }
         Command::Key { command: KeyCommand::Rotate } => {
-            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?
+                .context("a round is running on this home; try again when it has finished")?;
             let mut state = mixtasy::batch::state::State::open(&home.state_path())?;
             mixtasy::node::daily::snapshot(&mut state, now)?;
             let (_, r) = home.rotate(now, &home.config()?, &mut state)?;
-            println!("rotate: {} subkey, {} expired secret(s) destroyed", if r.added { "added a" } else { "no new" }, r.destroyed);
+            println!(
+                "rotate: {} subkey, {} expired secret(s) destroyed",
+                if r.added { "added a" } else { "no new" },
+                r.destroyed
+            );
         }
         Command::Key { command: KeyCommand::Publish } => {
             let url = home.config()?.keyserver.context("no keyserver configured (setting `keyserver`)")?;
@@ -374,14 +419,16 @@ fn run(args: Args) -> Result<ExitCode> {
             println!("published {} to {url}", cert.fingerprint());
         }
         Command::Key { command: KeyCommand::Transition { modes, name } } => {
-            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?
+                .context("a round is running on this home; try again when it has finished")?;
             let modes = modes.map(|m| Modes::parse(&m)).transpose().context("--modes")?;
             let (old, new) = home.transition(modes, name.as_deref(), now)?;
             println!("transition: new key {} certified by {}", new.fingerprint(), old.fingerprint());
             publish_now(&home, &[&new], now)?;
         }
         Command::Key { command: KeyCommand::Revoke { reason } } => {
-            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?.context("a round is running on this home; try again when it has finished")?;
+            let _lock = mixtasy::batch::lock::try_lock(&home.dir)?
+                .context("a round is running on this home; try again when it has finished")?;
             let (revoked, new) = home.revoke_and_replace(&reason, now)?;
             eprintln!("revoke: key {} revoked; new key {}", revoked.fingerprint(), new.fingerprint());
             std::io::stdout().write_all(&revoked.armored().to_vec()?)?;
@@ -400,10 +447,16 @@ fn run(args: Args) -> Result<ExitCode> {
                     cli::pingers_list(&home.pingers().list()?);
                     cli::directory_list(&home.directory(), now)?
                 }
-                DirectoryCommand::TrustPinger { keyfile, url } => cli::trust_pinger(&home.pingers(), &keyfile, url.as_deref(), now)?,
-                DirectoryCommand::Choose { fingerprint } => cli::directory_choose(&home.directory(), &fingerprint, now)?,
+                DirectoryCommand::TrustPinger { keyfile, url } => {
+                    cli::trust_pinger(&home.pingers(), &keyfile, url.as_deref(), now)?
+                }
+                DirectoryCommand::Choose { fingerprint } => {
+                    cli::directory_choose(&home.directory(), &fingerprint, now)?
+                }
                 DirectoryCommand::Fetch { keyserver } => {
-                    let url = keyserver.or(home.config()?.keyserver).context("no keyserver: give --keyserver or set `keyserver`")?;
+                    let url = keyserver
+                        .or(home.config()?.keyserver)
+                        .context("no keyserver: give --keyserver or set `keyserver`")?;
                     cli::directory_fetch(&home.directory(), &url, &home.pingers().list()?, now, None)?
                 }
             }
@@ -416,21 +469,39 @@ fn run(args: Args) -> Result<ExitCode> {
             match command {
                 BlockCommand::Add { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::abuse::block::add(conn, &a, &delimiter)? { "blocked" } else { "already blocked" });
+                    println!(
+                        "{}",
+                        if mixtasy::abuse::block::add(conn, &a, &delimiter)? { "blocked" } else { "already blocked" }
+                    );
                 }
                 BlockCommand::Remove { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::abuse::block::remove(conn, &a, &delimiter)? { "unblocked" } else { "was not blocked" });
+                    println!(
+                        "{}",
+                        if mixtasy::abuse::block::remove(conn, &a, &delimiter)? {
+                            "unblocked"
+                        } else {
+                            "was not blocked"
+                        }
+                    );
                 }
                 BlockCommand::Check { address } => {
                     let a = block_address(&address)?;
-                    println!("{}", if mixtasy::abuse::block::is_blocked(conn, &a, &delimiter)? { "blocked" } else { "not blocked" });
+                    println!(
+                        "{}",
+                        if mixtasy::abuse::block::is_blocked(conn, &a, &delimiter)? {
+                            "blocked"
+                        } else {
+                            "not blocked"
+                        }
+                    );
                 }
             }
         }
         Command::Check { offline, send_probe } => {
             let mut findings = mixtasy::node::check::run(&home, now, !offline);
-            if send_probe && findings.iter().all(|f| f.what != "config" || f.level != mixtasy::node::check::Level::Fail) {
+            if send_probe && findings.iter().all(|f| f.what != "config" || f.level != mixtasy::node::check::Level::Fail)
+            {
                 let config = home.resolved_config()?;
                 findings.push(mixtasy::node::check::send_probe(&config, std::time::Duration::from_secs(120)));
             }

@@ -336,7 +336,11 @@ mod tests {
     fn gnupg_labels_and_armor_headers() {
         let data = b"a layer".to_vec();
         let ours = encode(&data);
-        let file = ours.replace("PGP MESSAGE", "PGP ARMORED FILE").replacen("\n\n", "\nComment: Use \"gpg --dearmor\" for unpacking\nVersion: GnuPG v2\n\n", 1);
+        let file = ours.replace("PGP MESSAGE", "PGP ARMORED FILE").replacen(
+            "\n\n",
+            "\nComment: Use \"gpg --dearmor\" for unpacking\nVersion: GnuPG v2\n\n",
+            1,
+        );
         assert_eq!(decode(file.as_bytes()).unwrap(), data);
         let key = ours.replace("PGP MESSAGE", "PGP PUBLIC KEY BLOCK");
         assert_eq!(decode(key.as_bytes()), Err(ArmorError::NoArmor));

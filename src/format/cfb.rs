@@ -130,7 +130,8 @@ impl Cipher {
             let whole = span.len() / BLOCK;
             let mut words = span.chunks_exact_mut(BLOCK);
             for (w, k) in (&mut words).zip(ks.iter()) {
-                let x = u128::from_ne_bytes((&*w).try_into().expect("16 bytes")) ^ u128::from_ne_bytes(k[..].try_into().expect("16 bytes"));
+                let x = u128::from_ne_bytes((&*w).try_into().expect("16 bytes"))
+                    ^ u128::from_ne_bytes(k[..].try_into().expect("16 bytes"));
                 w.copy_from_slice(&x.to_ne_bytes());
             }
             let tail = words.into_remainder();
@@ -266,7 +267,11 @@ mod tests {
         }
         // A ciphertext block equal to the resync IV (bytes 2..18), to the first block, or
         // to the zero IV.
-        for (what, value) in [("resync IV", out[2..PREFIX_LEN].to_vec()), ("first block", out[..16].to_vec()), ("zero IV", vec![0u8; 16])] {
+        for (what, value) in [
+            ("resync IV", out[2..PREFIX_LEN].to_vec()),
+            ("first block", out[..16].to_vec()),
+            ("zero IV", vec![0u8; 16]),
+        ] {
             let mut t = out.clone();
             t[blk(20)].copy_from_slice(&value);
             assert_eq!(distinct_inputs(&t), Err(CfbError::RepeatedInput), "{what}");

@@ -103,7 +103,8 @@ pub fn filter(original: &[u8], keep: &[String]) -> Result<(Vec<u8>, Vec<String>)
         if allowed(&name) || keep.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
             out.extend_from_slice(f);
         } else {
-            let shown = String::from_utf8_lossy(&f[..f.iter().position(|&b| b == b':').unwrap_or(0)]).trim().to_string();
+            let shown =
+                String::from_utf8_lossy(&f[..f.iter().position(|&b| b == b':').unwrap_or(0)]).trim().to_string();
             if !removed.iter().any(|r| r.eq_ignore_ascii_case(&shown)) {
                 removed.push(shown);
             }
@@ -130,7 +131,18 @@ Return-Receipt-To: a@b.example\r\nSubject: hi\r\n  folded\r\nContent-Type: text/
         assert_eq!(text, "To: bob@rcpt.test\r\nSubject: hi\r\n  folded\r\nContent-Type: text/plain\r\nMIME-Version: 1.0\r\n\r\nbody\r\n");
         assert_eq!(
             removed,
-            ["From", "Sender", "Message-ID", "Date", "User-Agent", "X-Mailer", "X-Originating-IP", "Organization", "Disposition-Notification-To", "Return-Receipt-To"]
+            [
+                "From",
+                "Sender",
+                "Message-ID",
+                "Date",
+                "User-Agent",
+                "X-Mailer",
+                "X-Originating-IP",
+                "Organization",
+                "Disposition-Notification-To",
+                "Return-Receipt-To"
+            ]
         );
         let (out, removed) = filter(LEAKY, &["x-mailer".to_string()]).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("\r\nX-Mailer: m\r\n"));

@@ -9,18 +9,18 @@
 use std::time::SystemTime;
 
 use anyhow::Result;
-use rand::{CryptoRng, RngCore};
-use sequoia_openpgp as openpgp;
-use openpgp::crypto::mpi::{Ciphertext, MPI};
 use openpgp::crypto::mem::Protected;
+use openpgp::crypto::mpi::{Ciphertext, MPI};
 use openpgp::packet::{key, pkesk::PKESK3, Key};
 use openpgp::serialize::MarshalInto;
 use openpgp::types::{PublicKeyAlgorithm, SymmetricAlgorithm};
 use openpgp::KeyID;
+use rand::{CryptoRng, RngCore};
+use sequoia_openpgp as openpgp;
 
-use crate::format::cfb::{self, Cipher, CfbError};
-use crate::mixes::keys::{KeyRing, Lookup, Validity};
+use crate::format::cfb::{self, CfbError, Cipher};
 use crate::format::packet::{self, FramingError};
+use crate::mixes::keys::{KeyRing, Lookup, Validity};
 use crate::mixes::session;
 
 const TAG_PKESK: u8 = 1;
@@ -189,7 +189,8 @@ pub fn open(body: &[u8], ring: &KeyRing, now: SystemTime) -> Result<Opened, Laye
         other => other.into(),
     })?;
     let found = candidates.into_iter().find_map(|k| k.decrypt(&pkesk).map(|(algo, sk)| (algo, sk, k.validity)));
-    let (algo, sk, subkey) = found.ok_or(if keyid.is_wildcard() { LayerError::UnknownKey } else { LayerError::SessionKey })?;
+    let (algo, sk, subkey) =
+        found.ok_or(if keyid.is_wildcard() { LayerError::UnknownKey } else { LayerError::SessionKey })?;
     let plain = Cipher::new(algo.into(), &sk)?.decrypt(&data.body)?;
     Ok(Opened { content: literal_content(plain)?, subkey })
 }
@@ -239,8 +240,10 @@ mod tests {
     fn seal_open_round_trip_and_drops() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let modes = Modes::parse("middleman").unwrap();
-        let a = keys::generate("A", &modes, &MixAddress::parse("mixtasy@a.test").unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
-        let b = keys::generate("B", &modes, &MixAddress::parse("mixtasy@b.test").unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+        let a = keys::generate("A", &modes, &MixAddress::parse("mixtasy@a.test").unwrap(), now, keys::SUBKEY_VALIDITY)
+            .unwrap();
+        let b = keys::generate("B", &modes, &MixAddress::parse("mixtasy@b.test").unwrap(), now, keys::SUBKEY_VALIDITY)
+            .unwrap();
         let sub = keys::encryption_subkeys(&a)[0].0.clone();
         let mut rng = rand::rng();
         let msg = b"Verification: hello".repeat(100);
@@ -271,7 +274,8 @@ mod tests {
     fn tags_in_the_tail_are_refused_and_a_second_pkesk_too() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let modes = Modes::parse("middleman").unwrap();
-        let a = keys::generate("A", &modes, &MixAddress::parse("mixtasy@a.test").unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+        let a = keys::generate("A", &modes, &MixAddress::parse("mixtasy@a.test").unwrap(), now, keys::SUBKEY_VALIDITY)
+            .unwrap();
         let sub = keys::encryption_subkeys(&a)[0].0.clone();
         let ring = KeyRing::from_cert(&a, Duration::from_secs(3600)).unwrap();
         let mut rng = rand::rng();

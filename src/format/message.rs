@@ -8,10 +8,10 @@ use std::borrow::Cow;
 
 use rand::RngCore;
 
-use crate::mixes::address::MixAddress;
 use crate::format::packet;
 use crate::format::sizes::INNER;
 use crate::format::verification;
+use crate::mixes::address::MixAddress;
 
 const REMAILER_TYPE: &str = "Mixtasy v1";
 /// Literal header of a final mix message: new format, five-octet length, 'b', no name, date 0.
@@ -24,7 +24,10 @@ const MARKER: [u8; 2] = [0xff, 0x00];
 pub enum Kind {
     Singlepart,
     /// Part `part` of `total`, both 1-based.
-    Multipart { part: u32, total: u32 },
+    Multipart {
+        part: u32,
+        total: u32,
+    },
     Dummy,
 }
 
@@ -107,7 +110,9 @@ fn valid_id(id: &str) -> bool {
         && id.starts_with('<')
         && id.ends_with('>')
         && id.bytes().all(|b| b.is_ascii_graphic())
-        && id[1..id.len() - 1].split_once('@').is_some_and(|(l, r)| !l.is_empty() && !r.is_empty() && !r.contains('@') && !l.contains(['<', '>']) && !r.contains(['<', '>']))
+        && id[1..id.len() - 1].split_once('@').is_some_and(|(l, r)| {
+            !l.is_empty() && !r.is_empty() && !r.contains('@') && !l.contains(['<', '>']) && !r.contains(['<', '>'])
+        })
 }
 
 /// Parses what follows a checked Verification line.
@@ -141,7 +146,8 @@ pub fn parse(msg: &[u8]) -> Result<Revealed<'_>, MessageError> {
         ("dummy", None) => Kind::Dummy,
         ("multipart", Some(p)) => {
             let (i, n) = p.split_once('/').ok_or(MessageError::Field("Part"))?;
-            let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+            let digits =
+                |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
             if !digits(i) || !digits(n) {
                 return Err(MessageError::Field("Part"));
             }

@@ -265,7 +265,13 @@ mod tests {
             let body = vec![7u8; n];
             let mut out = Vec::new();
             write_new_packet(&mut out, 11, &body);
-            let expected_header = if n < 192 { 2 } else if n < 8384 { 3 } else { 6 };
+            let expected_header = if n < 192 {
+                2
+            } else if n < 8384 {
+                3
+            } else {
+                6
+            };
             assert_eq!(out.len(), n + expected_header, "length {n}");
             assert_eq!(read_packet(&out).unwrap().body.len(), n);
         }

@@ -98,7 +98,9 @@ mod tests {
         // Upper-case hex, other field case, extra space, LF only, folded line: all refused.
         let mut upper = m.clone();
         upper[NAME.len()..NAME.len() + 40].make_ascii_uppercase();
-        if upper != m { assert_eq!(check(&upper).unwrap_err(), VerificationError::BadLine); }
+        if upper != m {
+            assert_eq!(check(&upper).unwrap_err(), VerificationError::BadLine);
+        }
         let mut case = m.clone();
         case[0] = b'v';
         assert_eq!(check(&case).unwrap_err(), VerificationError::BadLine);

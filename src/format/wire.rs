@@ -2,8 +2,8 @@
 //! binary bytes. Parsing is for what the MTA delivered: it may have added `Received:`,
 //! `Return-Path:` and the like, and stored CRLF as LF.
 
-use crate::mixes::address::MixAddress;
 use crate::format::armor;
+use crate::mixes::address::MixAddress;
 
 pub const REMAILER_TYPE: &str = "Mixtasy v1";
 
@@ -52,7 +52,9 @@ mod tests {
         let to = MixAddress::for_fqdn("b.test").unwrap();
         let mail = build(Some(&from), &to, &[1, 2, 3]);
         let text = String::from_utf8(mail.clone()).unwrap();
-        assert!(text.starts_with("From: mixtasy@a.test\nTo: mixtasy@b.test\nRemailer-Type: Mixtasy v1\n\n-----BEGIN PGP MESSAGE-----\n"));
+        assert!(text.starts_with(
+            "From: mixtasy@a.test\nTo: mixtasy@b.test\nRemailer-Type: Mixtasy v1\n\n-----BEGIN PGP MESSAGE-----\n"
+        ));
         let delivered = format!("Return-Path: <x@y>\r\nReceived: from somewhere\r\n{}", text.replace('\n', "\r\n"));
         let inc = parse(delivered.as_bytes()).unwrap();
         assert_eq!(inc.remailer_type.as_deref(), Some(REMAILER_TYPE));

@@ -105,7 +105,12 @@ mod tests {
 
     #[test]
     fn relaying_local_parts() {
-        for bad in ["victim%remote.test@mix5.test", "remote.test!victim2@mix5.test", "@a.test:v@mix5.test", "\"v@remote.test\"@mix5.test"] {
+        for bad in [
+            "victim%remote.test@mix5.test",
+            "remote.test!victim2@mix5.test",
+            "@a.test:v@mix5.test",
+            "\"v@remote.test\"@mix5.test",
+        ] {
             assert!(relays(bad), "{bad}");
         }
         for good in ["bob@mix5.test", "bob+tag@mix5.test", "o'hara@mix5.test"] {
@@ -118,7 +123,9 @@ mod tests {
     /// the whole field unparsable: no recipient comes out of it at all.)
     #[test]
     fn quoted_relays_survive_header_parsing() {
-        let (h, _) = mailparse::parse_header(b"To: <\"v@remote.test\"@mix5.test>, V <\"a!b\"@mix5.test>, <\"a%b\"@mix5.test>").unwrap();
+        let (h, _) =
+            mailparse::parse_header(b"To: <\"v@remote.test\"@mix5.test>, V <\"a!b\"@mix5.test>, <\"a%b\"@mix5.test>")
+                .unwrap();
         let got = header_addresses(&h);
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(got.iter().all(|a| relays(a)), "{got:?}");

@@ -12,18 +12,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertParser;
 use openpgp::packet::key;
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::MarshalInto;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 
 use crate::mixes::address::MixAddress;
-use crate::util::fsutil;
 use crate::mixes::keys::{self, Validity};
 use crate::mixes::modes::{Modes, ModesError};
+use crate::util::fsutil;
 
 /// Why a cert is not a mix key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +114,8 @@ pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Mod
     let uid = std::str::from_utf8(uids[0].value()).map_err(|_| Refusal::UserIdSyntax)?;
     let (name, comment, address) = split_user_id(uid).ok_or(Refusal::UserIdSyntax)?;
     let address = MixAddress::parse(address).map_err(|_| Refusal::NotMixAddress)?;
-    if !address.as_str().eq_ignore_ascii_case(uid.rsplit_once('<').map(|(_, a)| a.trim_end_matches('>')).unwrap_or("")) {
+    if !address.as_str().eq_ignore_ascii_case(uid.rsplit_once('<').map(|(_, a)| a.trim_end_matches('>')).unwrap_or(""))
+    {
         return Err(Refusal::NotMixAddress);
     }
     // Feature statements are separated by one space; each is `key:value,value`.
@@ -122,10 +123,7 @@ pub fn identity(cert: &Cert, now: SystemTime) -> Result<(MixAddress, String, Mod
     if statements.iter().any(|s| s.is_empty()) {
         return Err(Refusal::UserIdSyntax);
     }
-    let modes = statements
-        .iter()
-        .find_map(|s| s.strip_prefix("mixtasy-mode:"))
-        .ok_or(Refusal::NoModes)?;
+    let modes = statements.iter().find_map(|s| s.strip_prefix("mixtasy-mode:")).ok_or(Refusal::NoModes)?;
     let modes = Modes::parse(modes).map_err(Refusal::Modes)?;
     let vc = cert.with_policy(&policy, now).map_err(|_| Refusal::Invalid)?;
     vc.alive().map_err(|_| Refusal::Invalid)?;
@@ -175,7 +173,9 @@ pub fn minimise_keeping(cert: &Cert, pingers: &[Cert], now: SystemTime) -> Resul
         packets.push(uid.clone().into());
         packets.extend(ua.self_signatures().chain(ua.self_revocations()).cloned().map(Packet::from));
         for p in pingers {
-            if let Some((sig, _)) = crate::mixes::ranking::newest(p, cert, now).filter(|(s, _)| ua.certifications().any(|c| c == *s)) {
+            if let Some((sig, _)) =
+                crate::mixes::ranking::newest(p, cert, now).filter(|(s, _)| ua.certifications().any(|c| c == *s))
+            {
                 packets.push(sig.clone().into());
             }
         }
@@ -249,7 +249,12 @@ pub fn certifies(by: &Cert, cert: &Cert, now: SystemTime) -> bool {
             sig.get_issuers().iter().any(|i| i.aliases(&handle))
                 && sig.signature_creation_time().is_some_and(|t| t <= now)
                 && sig.signature_alive(now, Duration::ZERO).is_ok()
-                && openpgp::policy::Policy::signature(&policy, sig, openpgp::policy::HashAlgoSecurity::CollisionResistance).is_ok()
+                && openpgp::policy::Policy::signature(
+                    &policy,
+                    sig,
+                    openpgp::policy::HashAlgoSecurity::CollisionResistance,
+                )
+                .is_ok()
                 && sig.verify_userid_binding(signer, cert.primary_key().key(), ua.userid()).is_ok()
         })
     })
@@ -289,7 +294,8 @@ fn decide(established: Option<Cert>, others: Vec<Cert>, silent: bool, now: Syste
         }
         let est_revoked = revoked(&est, now);
         // A revoked key certifies nothing: its secret may be what was stolen.
-        let certified: Vec<&Cert> = if est_revoked { Vec::new() } else { others.iter().filter(|c| certifies(&est, c, now)).collect() };
+        let certified: Vec<&Cert> =
+            if est_revoked { Vec::new() } else { others.iter().filter(|c| certifies(&est, c, now)).collect() };
         if let Some(next) = certified.iter().max_by_key(|c| c.primary_key().key().creation_time()) {
             return (Outcome::Replace((*next).clone(), Replacement::Certified), Vec::new());
         }
@@ -311,8 +317,11 @@ fn decide(established: Option<Cert>, others: Vec<Cert>, silent: bool, now: Syste
 /// Keys for an address without an established one: a key superseded by a transition it
 /// certified drops out; one left is established, more are a conflict.
 fn first_sight(mut certs: Vec<Cert>, now: SystemTime) -> Outcome {
-    let superseded: Vec<_> =
-        certs.iter().filter(|a| certs.iter().any(|b| a.fingerprint() != b.fingerprint() && certifies(a, b, now))).map(|c| c.fingerprint()).collect();
+    let superseded: Vec<_> = certs
+        .iter()
+        .filter(|a| certs.iter().any(|b| a.fingerprint() != b.fingerprint() && certifies(a, b, now)))
+        .map(|c| c.fingerprint())
+        .collect();
     certs.retain(|c| !superseded.contains(&c.fingerprint()));
     match certs.len() {
         0 => Outcome::Nothing,
@@ -406,7 +415,13 @@ impl Directory {
         Ok(report)
     }
 
-    fn import_address(&self, address: &MixAddress, certs: Vec<Cert>, now: SystemTime, report: &mut ImportReport) -> Result<()> {
+    fn import_address(
+        &self,
+        address: &MixAddress,
+        certs: Vec<Cert>,
+        now: SystemTime,
+        report: &mut ImportReport,
+    ) -> Result<()> {
         let mut established = self.get(address)?;
         let was_established = established.is_some();
         let mut met_established = false;
@@ -521,7 +536,8 @@ impl Directory {
     /// Whether a key with `cert`'s fingerprint is stored for `address`.
     fn holds(&self, address: &MixAddress, cert: &Cert) -> Result<bool> {
         let fpr = cert.fingerprint();
-        Ok(self.get(address)?.is_some_and(|e| e.fingerprint() == fpr) || self.conflict(address)?.iter().any(|c| c.fingerprint() == fpr))
+        Ok(self.get(address)?.is_some_and(|e| e.fingerprint() == fpr)
+            || self.conflict(address)?.iter().any(|c| c.fingerprint() == fpr))
     }
 
     /// The stored cert of one mix.
@@ -694,7 +710,14 @@ mod tests {
     }
 
     fn mix(fqdn: &str, modes: &str) -> Cert {
-        keys::generate("Mix", &Modes::parse(modes).unwrap(), &MixAddress::for_fqdn(fqdn).unwrap(), t0(), keys::SUBKEY_VALIDITY).unwrap()
+        keys::generate(
+            "Mix",
+            &Modes::parse(modes).unwrap(),
+            &MixAddress::for_fqdn(fqdn).unwrap(),
+            t0(),
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -717,21 +740,56 @@ mod tests {
         let enc = openpgp::types::KeyFlags::empty().set_transport_encryption().set_storage_encryption();
         let build = |uids: &[&str], primary: openpgp::types::KeyFlags, sub: bool| {
             let mut b = CertBuilder::new().set_creation_time(t0()).set_primary_key_flags(primary);
-            for u in uids { b = b.add_userid(*u); }
-            if sub { b = b.add_subkey(enc.clone(), keys::SUBKEY_VALIDITY, None); }
+            for u in uids {
+                b = b.add_userid(*u);
+            }
+            if sub {
+                b = b.add_subkey(enc.clone(), keys::SUBKEY_VALIDITY, None);
+            }
             b.generate().unwrap().0
         };
         let cert_only = openpgp::types::KeyFlags::empty().set_certification();
         let cases = [
-            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>", "B (mixtasy-mode:middleman) <mixtasy@b.test>"], cert_only.clone(), true), Refusal::UserIdCount(2)),
+            (
+                build(
+                    &["A (mixtasy-mode:middleman) <mixtasy@a.test>", "B (mixtasy-mode:middleman) <mixtasy@b.test>"],
+                    cert_only.clone(),
+                    true,
+                ),
+                Refusal::UserIdCount(2),
+            ),
             (build(&["A (mixtasy-mode:middleman) <bob@a.test>"], cert_only.clone(), true), Refusal::NotMixAddress),
-            (build(&["A (mixtasy-mode:middleman,teleport) <mixtasy@a.test>"], cert_only.clone(), true), Refusal::Modes(ModesError::Unknown("teleport".into()))),
+            (
+                build(&["A (mixtasy-mode:middleman,teleport) <mixtasy@a.test>"], cert_only.clone(), true),
+                Refusal::Modes(ModesError::Unknown("teleport".into())),
+            ),
             (build(&["A (hello) <mixtasy@a.test>"], cert_only.clone(), true), Refusal::NoModes),
             (build(&["A <mixtasy@a.test>"], cert_only.clone(), true), Refusal::UserIdSyntax),
             (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone(), false), Refusal::NoValidSubkey),
-            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_storage_encryption(), true), Refusal::PrimaryMayEncrypt),
-            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], cert_only.clone().set_signing().set_transport_encryption(), true), Refusal::PrimaryMayEncrypt),
-            (build(&["A (mixtasy-mode:middleman) <mixtasy@a.test>"], openpgp::types::KeyFlags::empty().set_signing(), true), Refusal::PrimaryMayEncrypt),
+            (
+                build(
+                    &["A (mixtasy-mode:middleman) <mixtasy@a.test>"],
+                    cert_only.clone().set_storage_encryption(),
+                    true,
+                ),
+                Refusal::PrimaryMayEncrypt,
+            ),
+            (
+                build(
+                    &["A (mixtasy-mode:middleman) <mixtasy@a.test>"],
+                    cert_only.clone().set_signing().set_transport_encryption(),
+                    true,
+                ),
+                Refusal::PrimaryMayEncrypt,
+            ),
+            (
+                build(
+                    &["A (mixtasy-mode:middleman) <mixtasy@a.test>"],
+                    openpgp::types::KeyFlags::empty().set_signing(),
+                    true,
+                ),
+                Refusal::PrimaryMayEncrypt,
+            ),
         ];
         for (cert, why) in cases {
             let r = d.import(&SerializeInto::to_vec(&cert).unwrap(), t0()).unwrap();
@@ -766,7 +824,14 @@ mod tests {
         d.import(&armored(&good), t0()).unwrap();
         // A key made a second later, and one whose subkey claims to be made tomorrow.
         let later = t0() + Duration::from_secs(1);
-        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY).unwrap();
+        let evil = keys::generate(
+            "Evil",
+            &Modes::parse("middleman,exitpublic").unwrap(),
+            &addr("a.test"),
+            later,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         let r = d.import(&armored(&evil), later).unwrap();
         assert!(r.stored.is_empty() && r.replaced.is_empty());
         assert_eq!(r.kept_established, [(addr("a.test"), evil.fingerprint().to_hex())]);
@@ -785,7 +850,15 @@ mod tests {
         let old = mix("a.test", "middleman");
         d.import(&armored(&old), t0()).unwrap();
         let at = t0() + Duration::from_secs(3600);
-        let new = keys::transition(&old, "Mix", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let new = keys::transition(
+            &old,
+            "Mix",
+            &Modes::parse("middleman,exitpublic").unwrap(),
+            &addr("a.test"),
+            at,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         assert!(certifies(&old, &new, at) && !certifies(&new, &old, at));
         let r = d.import(&armored(&new), at).unwrap();
         assert_eq!(r.replaced, [(addr("a.test"), Replacement::Certified)]);
@@ -801,7 +874,15 @@ mod tests {
         assert_eq!(keys::encryption_subkeys(&new).len(), 2);
         // A certification by some other key is no transition.
         let stranger = mix("b.test", "middleman");
-        let fake = keys::transition(&stranger, "Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let fake = keys::transition(
+            &stranger,
+            "Mix",
+            &Modes::parse("middleman").unwrap(),
+            &addr("a.test"),
+            at,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         assert_eq!(d.import(&armored(&fake), at).unwrap().kept_established.len(), 1);
         assert_eq!(used(&d, "a.test", at), Some(new.fingerprint()));
     }
@@ -816,7 +897,9 @@ mod tests {
         let at = t0() + Duration::from_secs(60);
         d.import(&armored(&revoked), at).unwrap();
         assert_eq!(used(&d, "a.test", at), None, "a revocation found on import is honoured");
-        let next = keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let next =
+            keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY)
+                .unwrap();
         let r = d.import(&armored(&next), at).unwrap();
         assert_eq!(r.replaced, [(addr("a.test"), Replacement::Revoked)]);
         assert_eq!(used(&d, "a.test", at), Some(next.fingerprint()));
@@ -835,8 +918,17 @@ mod tests {
         // The week counts from this directory's first sight of the key without a valid
         // subkey (a day after it lapsed), not from the lapse.
         let first = expired + Duration::from_secs(86400);
-        for (at, replaced) in [(first, false), (first + SILENCE - Duration::from_secs(1), false), (first + SILENCE, true)] {
-            let other = keys::generate("Other", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        for (at, replaced) in
+            [(first, false), (first + SILENCE - Duration::from_secs(1), false), (first + SILENCE, true)]
+        {
+            let other = keys::generate(
+                "Other",
+                &Modes::parse("middleman").unwrap(),
+                &addr("a.test"),
+                at,
+                keys::SUBKEY_VALIDITY,
+            )
+            .unwrap();
             // Discovery keeps the silent key (unused) until the week is over.
             let (r, pruned) = d.refresh(Some(&armored(&other)), at).unwrap();
             assert!(pruned.is_empty());
@@ -873,7 +965,14 @@ mod tests {
         let good = mix("a.test", "middleman");
         d.import(&armored(&good), t0()).unwrap();
         let at = t0() + Duration::from_secs(9 * 86400);
-        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let evil = keys::generate(
+            "Evil",
+            &Modes::parse("middleman,exitpublic").unwrap(),
+            &addr("a.test"),
+            at,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         let (r, pruned) = d.refresh(Some(&armored(&evil)), at).unwrap();
         assert!(r.replaced.is_empty() && pruned.is_empty());
         assert_eq!(r.kept_established, [(addr("a.test"), evil.fingerprint().to_hex())]);
@@ -883,7 +982,14 @@ mod tests {
         d.refresh(Some(&armored(&rotated.strip_secret_key_material())), at).unwrap();
         assert_eq!(used(&d, "a.test", at), Some(good.fingerprint()));
         let week = at + SILENCE;
-        let evil2 = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), week, keys::SUBKEY_VALIDITY).unwrap();
+        let evil2 = keys::generate(
+            "Evil",
+            &Modes::parse("middleman,exitpublic").unwrap(),
+            &addr("a.test"),
+            week,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         let (r, _) = d.refresh(Some(&armored(&evil2)), week).unwrap();
         assert!(r.replaced.is_empty(), "silence seen once, at this very fetch: no week yet");
     }
@@ -912,7 +1018,14 @@ mod tests {
         let later = t0() + Duration::from_secs(60);
         let poisoned = good.clone().insert_packets(forged_revocation(&good, later)).unwrap().0;
         assert!(!revoked(&poisoned, later));
-        let evil = keys::generate("Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY).unwrap();
+        let evil = keys::generate(
+            "Evil",
+            &Modes::parse("middleman,exitpublic").unwrap(),
+            &addr("a.test"),
+            later,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         let mut input = armored(&poisoned);
         input.extend(armored(&evil));
         let r = d.import(&input, later).unwrap();
@@ -937,7 +1050,11 @@ mod tests {
             .set_creation_time(t0())
             .set_primary_key_flags(openpgp::types::KeyFlags::empty().set_certification())
             .add_userid("R (mixtasy-mode:middleman) <mixtasy@r.test>")
-            .add_subkey(openpgp::types::KeyFlags::empty().set_transport_encryption().set_storage_encryption(), keys::SUBKEY_VALIDITY, None)
+            .add_subkey(
+                openpgp::types::KeyFlags::empty().set_transport_encryption().set_storage_encryption(),
+                keys::SUBKEY_VALIDITY,
+                None,
+            )
             .set_revocation_keys(vec![(&other).into()])
             .generate()
             .unwrap()
@@ -961,7 +1078,12 @@ mod tests {
         let mut signer = atk.primary_key().key().clone().parts_into_secret().unwrap().into_keypair().unwrap();
         let bound = good.userids().next().unwrap().userid().clone();
         let flood: Vec<openpgp::Packet> = (0..50)
-            .map(|_| bound.certify(&mut signer, &good, openpgp::types::SignatureType::GenericCertification, None, later).unwrap().into())
+            .map(|_| {
+                bound
+                    .certify(&mut signer, &good, openpgp::types::SignatureType::GenericCertification, None, later)
+                    .unwrap()
+                    .into()
+            })
             .collect();
         let poisoned = good.clone().insert_packets(uid).unwrap().0.insert_packets(flood).unwrap().0;
         let r = d.import(&armored(&poisoned), later).unwrap();
@@ -970,7 +1092,10 @@ mod tests {
         let stored = d.get(&addr("a.test")).unwrap().unwrap();
         assert_eq!(stored.userids().count(), 1);
         assert_eq!(stored.userids().next().unwrap().certifications().count(), 0, "flood dropped");
-        assert!(SerializeInto::to_vec(&stored).unwrap().len() <= SerializeInto::to_vec(&good.clone().strip_secret_key_material()).unwrap().len());
+        assert!(
+            SerializeInto::to_vec(&stored).unwrap().len()
+                <= SerializeInto::to_vec(&good.clone().strip_secret_key_material()).unwrap().len()
+        );
         // A fresh directory takes the poisoned key too, minimised.
         let d2 = Directory::new(t.path().join("d2"));
         assert_eq!(d2.import(&armored(&poisoned), later).unwrap().stored, [addr("a.test")]);
@@ -985,11 +1110,19 @@ mod tests {
         d.import(&armored(&old), t0()).unwrap();
         let at = t0() + Duration::from_secs(3600);
         let revoked = keys::revoke(&old, "compromised", at).unwrap().strip_secret_key_material();
-        let n = keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY).unwrap();
+        let n = keys::generate("Mix", &Modes::parse("middleman").unwrap(), &addr("a.test"), at, keys::SUBKEY_VALIDITY)
+            .unwrap();
         let later = at + Duration::from_secs(60);
-        let e = keys::transition(&old, "Evil", &Modes::parse("middleman,exitpublic").unwrap(), &addr("a.test"), later, keys::SUBKEY_VALIDITY)
-            .unwrap()
-            .strip_secret_key_material();
+        let e = keys::transition(
+            &old,
+            "Evil",
+            &Modes::parse("middleman,exitpublic").unwrap(),
+            &addr("a.test"),
+            later,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap()
+        .strip_secret_key_material();
         // The revocation already known, then the thief's transition alone: not taken.
         d.import(&armored(&revoked), later).unwrap();
         let r = d.import(&armored(&e), later).unwrap();
@@ -1017,9 +1150,14 @@ mod tests {
         let stranger = CertBuilder::new().add_userid("s <s@ping.test>").set_creation_time(t0()).generate().unwrap().0;
         let d = Directory::new(t.path().join("d")).with_pingers(vec![pinger.clone()]);
         let m = mix("a.test", "middleman");
-        let r = |rel: f64| Ranking { reliability: rel, latency: Duration::from_secs(600), pings: 50, broken_next: vec![] };
+        let r =
+            |rel: f64| Ranking { reliability: rel, latency: Duration::from_secs(600), pings: 50, broken_next: vec![] };
         let mut c = m.clone();
-        for (by, rel, at) in [(&pinger, 0.5, t0()), (&pinger, 0.99, t0() + Duration::from_secs(60)), (&stranger, 0.1, t0() + Duration::from_secs(90))] {
+        for (by, rel, at) in [
+            (&pinger, 0.5, t0()),
+            (&pinger, 0.99, t0() + Duration::from_secs(60)),
+            (&stranger, 0.1, t0() + Duration::from_secs(90)),
+        ] {
             c = c.insert_packets(ranking::certify(by, &m, &r(rel), at, ranking::VALIDITY).unwrap()).unwrap().0;
         }
         let at = t0() + Duration::from_secs(120);
@@ -1059,7 +1197,10 @@ mod tests {
         let good = mix("a.test", "middleman");
         let (with_future, _) = keys::rotate(good.clone(), tomorrow, keys::SUBKEY_VALIDITY).unwrap();
         let m = check(&with_future, t0()).unwrap();
-        assert_eq!(m.newest_valid_subkey(t0()).unwrap().fingerprint(), keys::encryption_subkeys(&good)[0].0.fingerprint());
+        assert_eq!(
+            m.newest_valid_subkey(t0()).unwrap().fingerprint(),
+            keys::encryption_subkeys(&good)[0].0.fingerprint()
+        );
     }
 
     #[test]
@@ -1067,7 +1208,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = Directory::new(t.path().join("directory"));
         let a = mix("a.test", "middleman");
-        let b = keys::generate("B", &Modes::parse("middleman").unwrap(), &addr("a.test"), t0(), keys::SUBKEY_VALIDITY).unwrap();
+        let b = keys::generate("B", &Modes::parse("middleman").unwrap(), &addr("a.test"), t0(), keys::SUBKEY_VALIDITY)
+            .unwrap();
         let mut both = armored(&a);
         both.extend(armored(&b));
         let r = d.import(&both, t0()).unwrap();

@@ -7,18 +7,18 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::amalgamation::ValidateAmalgamation;
 use openpgp::cert::{CertBuilder, CipherSuite, KeyBuilder};
-use openpgp::parse::Parse;
-use openpgp::serialize::SerializeInto;
 use openpgp::crypto::SessionKey;
-use openpgp::packet::pkesk::PKESK3;
-use openpgp::types::SymmetricAlgorithm;
 use openpgp::packet::key;
+use openpgp::packet::pkesk::PKESK3;
+use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
+use openpgp::serialize::SerializeInto;
 use openpgp::types::KeyFlags;
+use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyID};
+use sequoia_openpgp as openpgp;
 
 use crate::mixes::address::MixAddress;
 use crate::mixes::modes::Modes;
@@ -116,7 +116,8 @@ fn rotate_with(cert: Cert, now: SystemTime, validity: Duration, force: bool) -> 
     let mut report = Rotation::default();
     let subkeys = encryption_subkeys(&cert);
     let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
-    let newest = subkeys.iter().filter(|(k, _)| secret.contains(&k.fingerprint())).map(|(_, v)| *v).max_by_key(|v| v.created);
+    let newest =
+        subkeys.iter().filter(|(k, _)| secret.contains(&k.fingerprint())).map(|(_, v)| *v).max_by_key(|v| v.created);
     let any_valid = subkeys.iter().any(|(k, v)| secret.contains(&k.fingerprint()) && v.valid_at(now, Duration::ZERO));
     let half_passed = newest.is_none_or(|v| now >= v.created + validity / 2);
     let mut cert = cert;
@@ -156,7 +157,14 @@ fn rotate_with(cert: Cert, now: SystemTime, validity: Duration, force: bool) -> 
 /// encrypted to them before learning the new key still peels, and rotation destroys them
 /// when they expire, as ever. The new primary is dated from the oldest of them, so that their
 /// bindings (dated from their own creation, as `encryption_subkeys` reads them) follow it.
-pub fn transition(old: &Cert, name: &str, modes: &Modes, address: &MixAddress, now: SystemTime, validity: Duration) -> Result<Cert> {
+pub fn transition(
+    old: &Cert,
+    name: &str,
+    modes: &Modes,
+    address: &MixAddress,
+    now: SystemTime,
+    validity: Duration,
+) -> Result<Cert> {
     use openpgp::packet::signature::SignatureBuilder;
     use openpgp::packet::Packet;
     use openpgp::types::SignatureType;
@@ -174,7 +182,9 @@ pub fn transition(old: &Cert, name: &str, modes: &Modes, address: &MixAddress, n
     let mut new_signer = new.primary_key().key().clone().parts_into_secret()?.into_keypair()?;
     let mut packets: Vec<Packet> = Vec::new();
     for (key, v) in &carried {
-        let mut b = SignatureBuilder::new(SignatureType::SubkeyBinding).set_key_flags(encryption_flags())?.set_signature_creation_time(v.created)?;
+        let mut b = SignatureBuilder::new(SignatureType::SubkeyBinding)
+            .set_key_flags(encryption_flags())?
+            .set_signature_creation_time(v.created)?;
         if let Some(e) = v.expires {
             b = b.set_key_validity_period(e.duration_since(v.created).unwrap_or_default())?;
         }
@@ -305,7 +315,10 @@ mod tests {
             cert = c;
             destroyed += r.destroyed;
             let secret: Vec<_> = cert.keys().subkeys().secret().map(|k| k.key().fingerprint()).collect();
-            let valid = encryption_subkeys(&cert).iter().filter(|(k, v)| secret.contains(&k.fingerprint()) && v.valid_at(now, Duration::ZERO)).count();
+            let valid = encryption_subkeys(&cert)
+                .iter()
+                .filter(|(k, v)| secret.contains(&k.fingerprint()) && v.valid_at(now, Duration::ZERO))
+                .count();
             assert!((1..=2).contains(&valid), "{valid} valid subkeys at step {step}");
             for (k, v) in encryption_subkeys(&cert) {
                 if v.expires.unwrap() <= now {
@@ -328,7 +341,10 @@ mod tests {
         assert_eq!(ring.valid(later).count(), 1);
         assert_eq!(ring.secret_count(), 1, "only the new subkey still has a secret");
         let old = encryption_subkeys(&cert).into_iter().min_by_key(|(_, v)| v.created).unwrap().0;
-        assert!(matches!(ring.lookup(&old.keyid(), later), Lookup::Expired), "a destroyed subkey is still known as expired");
+        assert!(
+            matches!(ring.lookup(&old.keyid(), later), Lookup::Expired),
+            "a destroyed subkey is still known as expired"
+        );
     }
 
     #[test]
@@ -337,7 +353,8 @@ mod tests {
         let addr = MixAddress::parse("mixtasy@mix.test").unwrap();
         let modes = Modes::parse("middleman,exitpublic").unwrap();
         let cert = generate("Mix", &modes, &addr, now, SUBKEY_VALIDITY).unwrap();
-        let uids: Vec<String> = cert.userids().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).collect();
+        let uids: Vec<String> =
+            cert.userids().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).collect();
         assert_eq!(uids, ["Mix (mixtasy-mode:middleman,exitpublic) <mixtasy@mix.test>"]);
         let subs = encryption_subkeys(&cert);
         assert_eq!(subs.len(), 1);

@@ -41,8 +41,13 @@ impl Keyserver {
         if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
             bail!("keyserver `{url}` is not hkp://host[:port]");
         }
-        let hostport = if rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { rest.to_string() } else { format!("{rest}:11371") };
-        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+        let hostport = if rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            rest.to_string()
+        } else {
+            format!("{rest}:11371")
+        };
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
         Ok(Keyserver { base: format!("http://{hostport}"), name: format!("hkp://{hostport}"), agent })
     }
 
@@ -69,14 +74,21 @@ impl Keyserver {
             500 => {
                 // SKS says why only to an index search ("Too many responses"); a get gets
                 // "Exception raised". The same word asked again reveals nothing more.
-                if says_too_many(&mut resp) || self.lookup("index").is_ok_and(|mut r| r.status().as_u16() == 500 && says_too_many(&mut r)) {
+                if says_too_many(&mut resp)
+                    || self.lookup("index").is_ok_and(|mut r| r.status().as_u16() == 500 && says_too_many(&mut r))
+                {
                     return Err(TooManyResults(self.name.clone()).into());
                 }
                 bail!("keyserver {} answered HTTP 500", self.name)
             }
             s => bail!("keyserver {} answered HTTP {s}", self.name),
         }
-        let body = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of keyserver {}", self.name))?;
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer of keyserver {}", self.name))?;
         if !body.windows(24).any(|w| w == b"BEGIN PGP PUBLIC KEY BLO") {
             bail!("keyserver {} answered something that is not a key block", self.name);
         }
@@ -153,6 +165,9 @@ mod tests {
         h.join().unwrap();
         // Nothing listens on this port (bound, then dropped).
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        assert!(Keyserver::new(&format!("hkp://127.0.0.1:{port}"), Duration::from_secs(2)).unwrap().fetch_all().is_err());
+        assert!(Keyserver::new(&format!("hkp://127.0.0.1:{port}"), Duration::from_secs(2))
+            .unwrap()
+            .fetch_all()
+            .is_err());
     }
 }

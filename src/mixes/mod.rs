@@ -2,11 +2,11 @@
 //! directory of known mixes, and where their keys come from (keyservers, WKD).
 
 pub mod address;
-pub mod modes;
-pub mod keys;
 pub mod directory;
+pub mod keys;
 pub mod keyserver;
-pub mod wkd;
+pub mod modes;
+pub mod pingers;
 pub mod ranking;
 pub mod session;
-pub mod pingers;
+pub mod wkd;

@@ -54,10 +54,11 @@ impl Modes {
 
 impl fmt::Display for Modes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = [(self.middleman, "middleman"), (self.exitpublic, "exitpublic"), (self.exitprivate, "exitprivate")]
-            .into_iter()
-            .filter_map(|(on, n)| on.then_some(n))
-            .collect();
+        let names: Vec<&str> =
+            [(self.middleman, "middleman"), (self.exitpublic, "exitpublic"), (self.exitprivate, "exitprivate")]
+                .into_iter()
+                .filter_map(|(on, n)| on.then_some(n))
+                .collect();
         f.write_str(&names.join(","))
     }
 }

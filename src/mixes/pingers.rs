@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertParser;
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::SignatureType;
 use openpgp::{Cert, Fingerprint};
+use sequoia_openpgp as openpgp;
 
 use crate::mixes::keyserver::{Keyserver, TooManyResults};
 use crate::mixes::ranking;
@@ -127,7 +127,8 @@ pub struct Standing {
 
 /// The median of the rankings of `mix` by `pingers` valid at `now`; `None` when none ranks it.
 pub fn standing(pingers: &[Cert], mix: &Cert, now: SystemTime) -> Option<Standing> {
-    let rankings: Vec<ranking::Ranking> = pingers.iter().filter_map(|p| ranking::read(p, mix, now)).map(|c| c.ranking).collect();
+    let rankings: Vec<ranking::Ranking> =
+        pingers.iter().filter_map(|p| ranking::read(p, mix, now)).map(|c| c.ranking).collect();
     if rankings.is_empty() {
         return None;
     }
@@ -147,7 +148,11 @@ pub fn standing(pingers: &[Cert], mix: &Cert, now: SystemTime) -> Option<Standin
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Downloads `BASE/pubring.asc` and `BASE/pubring.asc.sig` of a pinger and returns the
@@ -156,8 +161,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// its keys still go through the directory's D8 check and rules.
 pub fn keyring(pinger: &Pinger, timeout: Duration, now: SystemTime) -> Result<Vec<u8>> {
     let fpr = pinger.cert.fingerprint();
-    let base = pinger.url.as_deref().ok_or_else(|| anyhow!("pinger {fpr:X} has no URL (trust it again with --url BASE)"))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+    let base =
+        pinger.url.as_deref().ok_or_else(|| anyhow!("pinger {fpr:X} has no URL (trust it again with --url BASE)"))?;
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
     let get = |name: &str| -> Result<Vec<u8>> {
         let url = format!("{base}/{name}");
         let mut resp = agent.get(&url).call().with_context(|| format!("{url} did not answer"))?;
@@ -168,7 +175,8 @@ pub fn keyring(pinger: &Pinger, timeout: Duration, now: SystemTime) -> Result<Ve
     };
     let ring = get("pubring.asc")?;
     let sig = get("pubring.asc.sig")?;
-    verify_detached(&pinger.cert, &ring, &sig, now).with_context(|| format!("{base}/pubring.asc.sig is no valid signature of pubring.asc by pinger {fpr:X}"))?;
+    verify_detached(&pinger.cert, &ring, &sig, now)
+        .with_context(|| format!("{base}/pubring.asc.sig is no valid signature of pubring.asc by pinger {fpr:X}"))?;
     Ok(ring)
 }
 
@@ -203,7 +211,9 @@ pub fn discover(keyserver: &Keyserver, pingers: &[Pinger], timeout: Duration, no
     let Some(refusal) = e.downcast_ref::<TooManyResults>().cloned() else { return Err(e) };
     let with_url: Vec<&Pinger> = pingers.iter().filter(|p| p.url.is_some()).collect();
     if with_url.is_empty() {
-        return Err(e.context("no trusted pinger has a URL to take the mix keys from (directory trust-pinger KEYFILE --url BASE)"));
+        return Err(e.context(
+            "no trusted pinger has a URL to take the mix keys from (directory trust-pinger KEYFILE --url BASE)",
+        ));
     }
     let (mut data, mut from) = (Vec::new(), Vec::new());
     for p in with_url {
@@ -231,7 +241,8 @@ pub fn verify_detached(signer: &Cert, data: &[u8], sig: &[u8], now: SystemTime) 
             && s.get_issuers().iter().any(|i| i.aliases(&handle))
             && s.signature_creation_time().is_some_and(|t| t <= now + Duration::from_secs(60))
             && s.signature_alive(now, Duration::from_secs(60)).is_ok()
-            && openpgp::policy::Policy::signature(&policy, &s, openpgp::policy::HashAlgoSecurity::CollisionResistance).is_ok()
+            && openpgp::policy::Policy::signature(&policy, &s, openpgp::policy::HashAlgoSecurity::CollisionResistance)
+                .is_ok()
             && s.verify_message(key, data).is_ok()
         {
             return Ok(());
@@ -260,15 +271,31 @@ mod tests {
     #[test]
     fn the_standing_is_the_median_of_the_trusted_pingers() {
         let now = SystemTime::now();
-        let m = keys::generate("M", &Modes::parse("middleman").unwrap(), &MixAddress::for_fqdn("a.test").unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+        let m = keys::generate(
+            "M",
+            &Modes::parse("middleman").unwrap(),
+            &MixAddress::for_fqdn("a.test").unwrap(),
+            now,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         let (p1, p2, p3, stranger) = (pinger(), pinger(), pinger(), pinger());
         let b: Fingerprint = "C20648DA788847EF52CAA9DDE5C35747BA145A04".parse().unwrap();
         let mut c = m.clone();
-        for (p, r) in [(&p1, ranked(0.99, 600, vec![b.clone()])), (&p2, ranked(0.10, 90000, vec![])), (&p3, ranked(0.97, 1200, vec![])), (&stranger, ranked(0.0, 1, vec![b.clone()]))] {
+        for (p, r) in [
+            (&p1, ranked(0.99, 600, vec![b.clone()])),
+            (&p2, ranked(0.10, 90000, vec![])),
+            (&p3, ranked(0.97, 1200, vec![])),
+            (&stranger, ranked(0.0, 1, vec![b.clone()])),
+        ] {
             c = c.insert_packets(ranking::certify(p, &m, &r, now, ranking::VALIDITY).unwrap()).unwrap().0;
         }
         let s = standing(&[p1.clone(), p2.clone(), p3.clone()], &c, now).unwrap();
-        assert_eq!((s.reliability, s.latency, s.pingers), (0.97, Duration::from_secs(1200), 3), "one outlier moves nothing");
+        assert_eq!(
+            (s.reliability, s.latency, s.pingers),
+            (0.97, Duration::from_secs(1200), 3),
+            "one outlier moves nothing"
+        );
         assert!(s.broken_next.is_empty(), "one pinger of three is no majority for a broken chain");
         let s = standing(&[p1.clone(), p2.clone()], &c, now).unwrap();
         assert!((s.reliability - 0.545).abs() < 1e-9);

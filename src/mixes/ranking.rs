@@ -18,13 +18,13 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::packet::signature::subpacket::NotationDataFlags;
 use openpgp::packet::signature::SignatureBuilder;
 use openpgp::packet::Signature;
 use openpgp::policy::StandardPolicy;
 use openpgp::types::SignatureType;
 use openpgp::{Cert, Fingerprint};
+use sequoia_openpgp as openpgp;
 
 /// How long a certification holds: a pinger that stops publishing stops vouching within days.
 pub const VALIDITY: Duration = Duration::from_secs(3 * 86400);
@@ -91,8 +91,7 @@ pub fn certify(pinger: &Cert, mix: &Cert, ranking: &Ranking, now: SystemTime, va
     for fpr in &ranking.broken_next {
         b = b.add_notation(BROKEN_NEXT, fpr.to_hex(), flags.clone(), false)?;
     }
-    b.sign_userid_binding(&mut signer, mix.primary_key().key(), uid.userid())
-        .context("certifying the mix key")
+    b.sign_userid_binding(&mut signer, mix.primary_key().key(), uid.userid()).context("certifying the mix key")
 }
 
 /// The newest certification by `pinger` on `mix`'s user id that is valid at `now` and
@@ -116,7 +115,12 @@ pub fn newest<'a>(pinger: &Cert, mix: &'a Cert, now: SystemTime) -> Option<(&'a 
             };
             if !sig.get_issuers().iter().any(|i| i.aliases(&handle))
                 || sig.signature_alive(now, Duration::from_secs(60)).is_err()
-                || openpgp::policy::Policy::signature(&policy, sig, openpgp::policy::HashAlgoSecurity::CollisionResistance).is_err()
+                || openpgp::policy::Policy::signature(
+                    &policy,
+                    sig,
+                    openpgp::policy::HashAlgoSecurity::CollisionResistance,
+                )
+                .is_err()
                 || sig.verify_userid_binding(signer, mix.primary_key().key(), ua.userid()).is_err()
             {
                 continue;
@@ -165,7 +169,12 @@ mod tests {
     }
 
     fn ranking() -> Ranking {
-        Ranking { reliability: 0.9925, latency: Duration::from_secs(1830), pings: 142, broken_next: vec!["C20648DA788847EF52CAA9DDE5C35747BA145A04".parse().unwrap()] }
+        Ranking {
+            reliability: 0.9925,
+            latency: Duration::from_secs(1830),
+            pings: 142,
+            broken_next: vec!["C20648DA788847EF52CAA9DDE5C35747BA145A04".parse().unwrap()],
+        }
     }
 
     fn with(mix: &Cert, sig: Signature) -> Cert {

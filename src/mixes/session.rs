@@ -13,14 +13,14 @@
 //! other algorithm keep going through sequoia.
 
 use anyhow::Result;
-use rand::CryptoRng;
-use sequoia_openpgp as openpgp;
 use openpgp::crypto::mem::Protected;
 use openpgp::crypto::mpi::{self, Ciphertext, MPI};
 use openpgp::crypto::{Decryptor, KeyPair, SessionKey};
 use openpgp::packet::key::{self, Key, PublicParts, SecretParts, UnspecifiedRole};
 use openpgp::packet::pkesk::PKESK3;
 use openpgp::types::{Curve, HashAlgorithm, PublicKeyAlgorithm, SymmetricAlgorithm};
+use rand::CryptoRng;
+use sequoia_openpgp as openpgp;
 use sha2::{Digest, Sha256};
 
 /// Bytes of a Curve25519 scalar or point.
@@ -35,7 +35,11 @@ pub fn pkesk_for<R: key::KeyRole>(
     rng: &mut impl CryptoRng,
 ) -> Result<PKESK3> {
     let (q, hash, sym) = match recipient.mpis() {
-        mpi::PublicKey::ECDH { curve: Curve::Cv25519, q, hash: hash @ HashAlgorithm::SHA256, sym } if sym.key_size().is_ok_and(|n| n <= 32) => (q, *hash, *sym),
+        mpi::PublicKey::ECDH { curve: Curve::Cv25519, q, hash: hash @ HashAlgorithm::SHA256, sym }
+            if sym.key_size().is_ok_and(|n| n <= 32) =>
+        {
+            (q, *hash, *sym)
+        }
         _ => return PKESK3::for_recipient(algo, &SessionKey::from(session_key), recipient),
     };
     let point: &[u8; X25519_LEN] = q.decode_point(&Curve::Cv25519)?.0.try_into()?;
@@ -75,14 +79,16 @@ impl SubkeySecret {
     /// Reads the secret of `key`; fails when it is encrypted with a passphrase.
     pub fn new(key: Key<SecretParts, UnspecifiedRole>) -> Result<Self> {
         let scalar = match (key.mpis(), key.secret()) {
-            (mpi::PublicKey::ECDH { curve: Curve::Cv25519, .. }, key::SecretKeyMaterial::Unencrypted(u)) => u.map(|s| match s {
-                mpi::SecretKeyMaterial::ECDH { scalar } => {
-                    let mut r = scalar.value_padded(X25519_LEN);
-                    r.reverse();
-                    Some(r)
-                }
-                _ => None,
-            }),
+            (mpi::PublicKey::ECDH { curve: Curve::Cv25519, .. }, key::SecretKeyMaterial::Unencrypted(u)) => {
+                u.map(|s| match s {
+                    mpi::SecretKeyMaterial::ECDH { scalar } => {
+                        let mut r = scalar.value_padded(X25519_LEN);
+                        r.reverse();
+                        Some(r)
+                    }
+                    _ => None,
+                })
+            }
             _ => None,
         };
         Ok(match scalar {
@@ -168,7 +174,14 @@ mod tests {
 
     fn subkey() -> Key<SecretParts, UnspecifiedRole> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let cert = keys::generate("A", &Modes::parse("middleman").unwrap(), &MixAddress::parse("mixtasy@a.test").unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+        let cert = keys::generate(
+            "A",
+            &Modes::parse("middleman").unwrap(),
+            &MixAddress::parse("mixtasy@a.test").unwrap(),
+            now,
+            keys::SUBKEY_VALIDITY,
+        )
+        .unwrap();
         let k = cert.keys().subkeys().secret().next().unwrap().key().clone();
         k.role_into_unspecified()
     }
@@ -218,7 +231,9 @@ mod tests {
     fn other_kdf_parameters_go_through_sequoia() {
         use openpgp::packet::key::Key4;
         let key: Key<SecretParts, UnspecifiedRole> =
-            Key4::import_secret_cv25519(&[0x33; 32], HashAlgorithm::SHA512, SymmetricAlgorithm::AES256, None).unwrap().into();
+            Key4::import_secret_cv25519(&[0x33; 32], HashAlgorithm::SHA512, SymmetricAlgorithm::AES256, None)
+                .unwrap()
+                .into();
         let secret = SubkeySecret::new(key.clone()).unwrap();
         let mut rng = rand::rng();
         let p = pkesk_for(&key.clone().parts_into_public(), SymmetricAlgorithm::AES256, &[9; 32], &mut rng).unwrap();

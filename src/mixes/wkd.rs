@@ -18,10 +18,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertParser;
 use openpgp::parse::Parse;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 use sha1::Digest;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 
@@ -64,7 +64,10 @@ pub fn urls(address: &MixAddress) -> [String; 2] {
 /// The two URLs of the WKD policy file of an address's domain, advanced method first.
 pub fn policy_urls(address: &MixAddress) -> [String; 2] {
     let domain = address.fqdn().to_ascii_lowercase();
-    [format!("https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/policy"), format!("https://{domain}/.well-known/openpgpkey/policy")]
+    [
+        format!("https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/policy"),
+        format!("https://{domain}/.well-known/openpgpkey/policy"),
+    ]
 }
 
 /// The fingerprints a WKD policy file names in `mixtasy-exit: FINGERPRINT` lines (spaces
@@ -96,7 +99,10 @@ impl Overrides {
             let port: u16 = port.parse().map_err(|_| bad())?;
             let to = match addr.parse::<SocketAddr>() {
                 Ok(a) => a,
-                Err(_) => SocketAddr::new(addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().map_err(|_| bad())?, port),
+                Err(_) => SocketAddr::new(
+                    addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().map_err(|_| bad())?,
+                    port,
+                ),
             };
             out.push((host.to_ascii_lowercase(), port, to));
         }
@@ -156,8 +162,11 @@ impl Wkd {
             .max_redirects(0)
             .tls_config(tls.build())
             .build();
-        let resolver = OverrideResolver { overrides: Overrides::parse(&options.resolve)?, default: DefaultResolver::default() };
-        Ok(Wkd { agent: ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::new(), resolver) })
+        let resolver =
+            OverrideResolver { overrides: Overrides::parse(&options.resolve)?, default: DefaultResolver::default() };
+        Ok(Wkd {
+            agent: ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::new(), resolver),
+        })
     }
 
     /// The keys the WKD of `address`'s domain holds for it, only those with a user id
@@ -170,7 +179,11 @@ impl Wkd {
         let certs: Vec<Cert> = CertParser::from_bytes(&body)
             .context("the WKD answer is not OpenPGP")?
             .filter_map(|c| c.ok())
-            .filter(|c| c.userids().any(|u| u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(address.as_str()))))
+            .filter(|c| {
+                c.userids().any(|u| {
+                    u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(address.as_str()))
+                })
+            })
             .collect();
         Ok(certs)
     }
@@ -196,13 +209,23 @@ impl Wkd {
     /// One GET: `Ok(None)` on 404.
     fn get(&self, url: &str) -> Result<Option<Vec<u8>>> {
         let host = url.split('/').nth(2).unwrap_or(url);
-        let mut resp = self.agent.get(url).call().map_err(|e| anyhow::Error::new(Unreachable(format!("WKD {host} did not answer: {e}"))))?;
+        let mut resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| anyhow::Error::new(Unreachable(format!("WKD {host} did not answer: {e}"))))?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
             s => bail!("WKD {host} answered HTTP {s}"),
         }
-        Ok(Some(resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().with_context(|| format!("reading the answer of WKD {host}"))?))
+        Ok(Some(
+            resp.body_mut()
+                .with_config()
+                .limit(MAX_ANSWER)
+                .read_to_vec()
+                .with_context(|| format!("reading the answer of WKD {host}"))?,
+        ))
     }
 }
 
@@ -253,7 +276,9 @@ mod tests {
 
     #[test]
     fn resolve_overrides_parse() {
-        let o = Overrides::parse(&["Mix.Test:8443:127.0.0.1".into(), "h:1:[::1]".into(), "h:443:127.0.0.1:9999".into()]).unwrap();
+        let o =
+            Overrides::parse(&["Mix.Test:8443:127.0.0.1".into(), "h:1:[::1]".into(), "h:443:127.0.0.1:9999".into()])
+                .unwrap();
         assert_eq!(o.0[0], ("mix.test".into(), 8443, "127.0.0.1:8443".parse().unwrap()));
         assert_eq!(o.0[1].2, "[::1]:1".parse::<SocketAddr>().unwrap());
         assert_eq!(o.0[2].2, "127.0.0.1:9999".parse::<SocketAddr>().unwrap());

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::mixes::keys::KeyRing;
 use crate::node::config::{Config, TransportKind};
 use crate::node::home::{user_name, NodeHome};
-use crate::mixes::keys::KeyRing;
 
 /// How bad a finding is; the exit status of `check` is the worst one's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,7 +104,13 @@ fn ownership(dir: &Path, out: &mut Vec<Finding>) {
         out.push(finding(
             Level::Warn,
             "owner",
-            format!("{} belongs to {}; checking as {}: node commands must run as {}", dir.display(), user_name(owner), user_name(me), user_name(owner)),
+            format!(
+                "{} belongs to {}; checking as {}: node commands must run as {}",
+                dir.display(),
+                user_name(owner),
+                user_name(me),
+                user_name(owner)
+            ),
         ));
     }
     let (mut foreign, mut loose) = (Vec::new(), Vec::new());
@@ -138,7 +144,13 @@ fn ownership(dir: &Path, out: &mut Vec<Finding>) {
         out.push(finding(
             Level::Fail,
             "owner",
-            format!("not {}'s, so a round cannot write them: {}; fix with chown -R {} {}", user_name(owner), foreign.join(", "), user_name(owner), dir.display()),
+            format!(
+                "not {}'s, so a round cannot write them: {}; fix with chown -R {} {}",
+                user_name(owner),
+                foreign.join(", "),
+                user_name(owner),
+                dir.display()
+            ),
         ));
     }
     if loose.is_empty() {
@@ -146,7 +158,11 @@ fn ownership(dir: &Path, out: &mut Vec<Finding>) {
     } else {
         loose.sort();
         let names: Vec<String> = loose.iter().map(|p| p.display().to_string()).collect();
-        out.push(finding(Level::Fail, "mode", format!("open to group or others (want 0700 directories, 0600 files): {}", names.join(", "))));
+        out.push(finding(
+            Level::Fail,
+            "mode",
+            format!("open to group or others (want 0700 directories, 0600 files): {}", names.join(", ")),
+        ));
     }
 }
 
@@ -161,7 +177,11 @@ fn key(home: &NodeHome, config: &Config, now: SystemTime, out: &mut Vec<Finding>
         Err(why) => out.push(finding(Level::Fail, "key", format!("not a usable mix key: {why}"))),
         Ok((address, _, modes)) => {
             if address != config.address {
-                out.push(finding(Level::Fail, "key", format!("the key is for {address}, the config says {}", config.address)));
+                out.push(finding(
+                    Level::Fail,
+                    "key",
+                    format!("the key is for {address}, the config says {}", config.address),
+                ));
             } else if modes != config.modes {
                 out.push(finding(
                     Level::Fail,
@@ -174,8 +194,14 @@ fn key(home: &NodeHome, config: &Config, now: SystemTime, out: &mut Vec<Finding>
         }
     }
     match KeyRing::from_cert(&cert, config.clock_skew) {
-        Ok(ring) if ring.valid(now).next().is_some() => out.push(finding(Level::Ok, "subkey", "a valid encryption subkey with its secret")),
-        Ok(_) => out.push(finding(Level::Warn, "subkey", "no valid encryption subkey: the next round (or `key rotate`) adds one")),
+        Ok(ring) if ring.valid(now).next().is_some() => {
+            out.push(finding(Level::Ok, "subkey", "a valid encryption subkey with its secret"))
+        }
+        Ok(_) => out.push(finding(
+            Level::Warn,
+            "subkey",
+            "no valid encryption subkey: the next round (or `key rotate`) adds one",
+        )),
         Err(e) => out.push(finding(Level::Fail, "subkey", format!("{e:#}"))),
     }
 }
@@ -185,7 +211,14 @@ fn maildir(config: &Config, out: &mut Vec<Finding>) {
     if new.is_dir() {
         out.push(finding(Level::Ok, "maildir", format!("{} exists", config.maildir.display())));
     } else {
-        out.push(finding(Level::Warn, "maildir", format!("{} has no new/ yet: nothing has been delivered there (see postfix-hookup)", config.maildir.display())));
+        out.push(finding(
+            Level::Warn,
+            "maildir",
+            format!(
+                "{} has no new/ yet: nothing has been delivered there (see postfix-hookup)",
+                config.maildir.display()
+            ),
+        ));
     }
 }
 
@@ -193,12 +226,22 @@ fn maildir(config: &Config, out: &mut Vec<Finding>) {
 /// MX-only domain shows as not found: check it with `host -t mx`).
 fn address(fqdn: &str) -> Finding {
     if !qualified(fqdn) {
-        return finding(Level::Fail, "address", format!("{fqdn} is not a fully qualified domain name: no other host can mail it"));
+        return finding(
+            Level::Fail,
+            "address",
+            format!("{fqdn} is not a fully qualified domain name: no other host can mail it"),
+        );
     }
     match resolve(fqdn) {
         Ok(()) => finding(Level::Ok, "address", format!("{fqdn} resolves")),
-        Err(Resolve::NotFound) => finding(Level::Fail, "address", format!("{fqdn} has no A or AAAA record (if it has only an MX, check it with `host -t mx {fqdn}`)")),
-        Err(Resolve::CannotAsk(why)) => finding(Level::Warn, "address", format!("DNS could not be asked about {fqdn}: {why}")),
+        Err(Resolve::NotFound) => finding(
+            Level::Fail,
+            "address",
+            format!("{fqdn} has no A or AAAA record (if it has only an MX, check it with `host -t mx {fqdn}`)"),
+        ),
+        Err(Resolve::CannotAsk(why)) => {
+            finding(Level::Warn, "address", format!("DNS could not be asked about {fqdn}: {why}"))
+        }
     }
 }
 
@@ -229,7 +272,11 @@ fn resolve(host: &str) -> Result<(), Resolve> {
 /// the MTA's queue manager, and sends nothing).
 fn transport(config: &Config) -> Finding {
     match &config.transport {
-        TransportKind::Maildir(root) => finding(Level::Warn, "transport", format!("maildir ({}): a lab setting, mail does not leave this host", root.display())),
+        TransportKind::Maildir(root) => finding(
+            Level::Warn,
+            "transport",
+            format!("maildir ({}): a lab setting, mail does not leave this host", root.display()),
+        ),
         TransportKind::Sendmail => {
             let program = &config.sendmail;
             let Ok(c) = std::ffi::CString::new(program.as_os_str().as_encoded_bytes()) else {
@@ -237,10 +284,16 @@ fn transport(config: &Config) -> Finding {
             };
             // SAFETY: c is a valid C string.
             if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-                return finding(Level::Fail, "transport", format!("{} is missing or not executable: {}", program.display(), std::io::Error::last_os_error()));
+                return finding(
+                    Level::Fail,
+                    "transport",
+                    format!("{} is missing or not executable: {}", program.display(), std::io::Error::last_os_error()),
+                );
             }
             match probe_sendmail(program) {
-                Ok(()) => finding(Level::Ok, "transport", format!("{} -bp runs and the MTA answers", program.display())),
+                Ok(()) => {
+                    finding(Level::Ok, "transport", format!("{} -bp runs and the MTA answers", program.display()))
+                }
                 Err(why) => finding(Level::Fail, "transport", format!("{} -bp: {why}", program.display())),
             }
         }
@@ -261,7 +314,8 @@ fn probe_sendmail(program: &Path) -> Result<(), String> {
         let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stderr, 64 << 10), &mut buf);
         buf
     });
-    let Some(status) = crate::batch::transport::wait_or_kill(&mut child, PROBE_TIMEOUT, Duration::from_millis(20)) else {
+    let Some(status) = crate::batch::transport::wait_or_kill(&mut child, PROBE_TIMEOUT, Duration::from_millis(20))
+    else {
         return Err(format!("no answer in {}s", PROBE_TIMEOUT.as_secs()));
     };
     let err = reader.join().unwrap_or_default();
@@ -300,7 +354,12 @@ pub fn send_probe(config: &Config, wait: Duration) -> Finding {
                     return finding(
                         Level::Ok,
                         "probe",
-                        format!("handed to the MTA in {:.1}s, in {} after {:.1}s (removed)", handed.as_secs_f64(), config.maildir.display(), started.elapsed().as_secs_f64()),
+                        format!(
+                            "handed to the MTA in {:.1}s, in {} after {:.1}s (removed)",
+                            handed.as_secs_f64(),
+                            config.maildir.display(),
+                            started.elapsed().as_secs_f64()
+                        ),
                     );
                 }
             }

@@ -285,7 +285,8 @@ pub struct Config {
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let unit = s.chars().last().ok_or_else(|| anyhow!("empty duration"))?;
-    let n: u64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| anyhow!("`{s}` is not a duration like 2d, 1h, 30m, 45s"))?;
+    let n: u64 =
+        s[..s.len() - unit.len_utf8()].parse().map_err(|_| anyhow!("`{s}` is not a duration like 2d, 1h, 30m, 45s"))?;
     let secs = match unit {
         'd' => 86400,
         'h' => 3600,
@@ -399,7 +400,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             _ => Err(at(name, anyhow!("must be a number from 0 to 1"))),
         }
     };
-    let duration = |name: &str| -> Result<Duration, ConfigError> { parse_duration(&string(name)?).map_err(|e| at(name, e)) };
+    let duration =
+        |name: &str| -> Result<Duration, ConfigError> { parse_duration(&string(name)?).map_err(|e| at(name, e)) };
     let local_domains = match value("local_domains")? {
         toml::Value::Array(a) => a
             .into_iter()
@@ -410,7 +412,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             .collect::<Result<Vec<_>, ConfigError>>()?,
         _ => return Err(at("local_domains", anyhow!("must be a list of domain names"))),
     };
-    let transport = TransportKind::parse(&string("transport")?).ok_or_else(|| at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\"")))?;
+    let transport = TransportKind::parse(&string("transport")?)
+        .ok_or_else(|| at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\"")))?;
     let address = MixAddress::parse(&string("address")?).map_err(|e| at("address", e.into()))?;
     let operator = match string("operator")? {
         o if o.is_empty() => format!("postmaster@{}", address.fqdn()),
@@ -470,7 +473,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         address,
     };
     if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 || config.dummy_starved_p >= 1.0 {
-        return Err(ConfigError::at(line_of(text, "dummy_time_p").max(line_of(text, "dummy_flush_p")).max(line_of(text, "dummy_starved_p")), "dummy probabilities must be below 1 (1 would mean endless dummies)"));
+        return Err(ConfigError::at(
+            line_of(text, "dummy_time_p").max(line_of(text, "dummy_flush_p")).max(line_of(text, "dummy_starved_p")),
+            "dummy probabilities must be below 1 (1 would mean endless dummies)",
+        ));
     }
     Ok(config)
 }
@@ -549,7 +555,10 @@ mod tests {
         assert_eq!(c.transport, TransportKind::Sendmail);
         assert_eq!(c.operator, "postmaster@mix.test");
         assert!(c.local_domains.is_empty());
-        assert_eq!((c.anonymous_from.as_str(), c.block_confirmations_per_day, c.subaddress_delimiter.as_str()), ("nobody@mix.test", 50, "+"));
+        assert_eq!(
+            (c.anonymous_from.as_str(), c.block_confirmations_per_day, c.subaddress_delimiter.as_str()),
+            ("nobody@mix.test", 50, "+")
+        );
         assert_eq!((c.max_exit_queue, c.max_held_parts, c.max_operator), (2000, 5000, 1000));
     }
 
@@ -566,8 +575,14 @@ mod tests {
         assert!(parse(&format!("{base}transport = \"smtp\"\n")).unwrap_err().to_string().starts_with("3: `transport`"));
         assert!(parse(&format!("{base}dummy_time_p = 1\n")).is_err());
         assert!(parse(&format!("{base}dummy_starved_p = 1\n")).unwrap_err().to_string().contains("below 1"));
-        assert!(parse(&format!("{base}anonymous_from = \"not an address\"\n")).unwrap_err().to_string().starts_with("3: `anonymous_from`"));
-        assert!(parse(&format!("{base}subaddress_delimiter = \"@\"\n")).unwrap_err().to_string().starts_with("3: `subaddress_delimiter`"));
+        assert!(parse(&format!("{base}anonymous_from = \"not an address\"\n"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("3: `anonymous_from`"));
+        assert!(parse(&format!("{base}subaddress_delimiter = \"@\"\n"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("3: `subaddress_delimiter`"));
         assert_eq!(parse(&format!("{base}subaddress_delimiter = \"\"\n")).unwrap().subaddress_delimiter, "");
     }
 

@@ -30,7 +30,10 @@ pub fn taken(tx: &Transaction<'_>, id: &str) -> Result<bool> {
 pub fn remember(tx: &Transaction<'_>, id: &str, now: SystemTime, keep: Duration) -> Result<()> {
     const DAY: i64 = 86_400;
     let expires = (unix(now + keep) + DAY - 1).div_euclid(DAY) * DAY;
-    tx.execute("INSERT OR REPLACE INTO taken_ids (hash, expires) VALUES (?1, ?2)", params![hash(id).as_slice(), expires])?;
+    tx.execute(
+        "INSERT OR REPLACE INTO taken_ids (hash, expires) VALUES (?1, ?2)",
+        params![hash(id).as_slice(), expires],
+    )?;
     Ok(())
 }
 

@@ -45,7 +45,8 @@ pub fn snapshot(state: &mut State, now: SystemTime) -> Result<()> {
         // one), or if nothing was ever counted; else counts from before daily figures began
         // (an upgrade) may be in it.
         let earlier: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM days)", [], |r| r.get(0))?;
-        let counted: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM counters WHERE value != 0)", [], |r| r.get(0))?;
+        let counted: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM counters WHERE value != 0)", [], |r| r.get(0))?;
         tx.execute("INSERT INTO days (day, midnight) VALUES (?1, ?2)", (today, earlier || !counted))?;
         tx.execute("INSERT INTO day_counters (day, name, value) SELECT ?1, name, value FROM counters", [today])?;
         tx.execute("DELETE FROM days WHERE day <= ?1", [today - KEEP_DAYS])?;
@@ -89,7 +90,9 @@ pub struct Today {
 pub fn today(state: &State, now: SystemTime, totals: &[(String, i64)]) -> Result<Today> {
     let today = day_of(now);
     let conn = state.conn();
-    let newest: Option<(i64, bool)> = conn.query_row("SELECT day, midnight FROM days ORDER BY day DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let newest: Option<(i64, bool)> = conn
+        .query_row("SELECT day, midnight FROM days ORDER BY day DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     let (since, base_day) = match newest {
         None => (Since::Init, None),
         Some((day, true)) if day == today => (Since::Midnight, Some(day)),
@@ -133,7 +136,11 @@ mod tests {
         assert_eq!(figure(&s, at(0, 0), "x").0, Since::Init);
         snapshot(&mut s, at(0, 3600)).unwrap();
         s.bump("x", 5).unwrap();
-        assert_eq!(figure(&s, at(0, 7200), "x"), (Since::Midnight, 5), "first day of a new node: nothing counted before");
+        assert_eq!(
+            figure(&s, at(0, 7200), "x"),
+            (Since::Midnight, 5),
+            "first day of a new node: nothing counted before"
+        );
         // The next day, before any round: 0; after one, only its counts.
         assert_eq!(figure(&s, at(1, 60), "x"), (Since::Midnight, 0));
         snapshot(&mut s, at(1, 50_000)).unwrap();
@@ -163,7 +170,14 @@ mod tests {
             snapshot(&mut s, at(d, 100)).unwrap();
             s.bump("x", 1).unwrap();
         }
-        let days: Vec<i64> = s.conn().prepare("SELECT day FROM days ORDER BY day").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        let days: Vec<i64> = s
+            .conn()
+            .prepare("SELECT day FROM days ORDER BY day")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(days, (day_of(at(12, 0))..=day_of(at(19, 0))).collect::<Vec<_>>());
         let rows: i64 = s.conn().query_row("SELECT count(*) FROM day_counters", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 8, "purged days' counters go with them");

@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use anyhow::Result;
 use rand::{CryptoRng, Rng};
 
-use crate::sender::create::{self, WireMessage};
-use crate::mixes::directory::Mix;
 use crate::format::message::{self, Kind};
+use crate::mixes::directory::Mix;
+use crate::sender::create::{self, WireMessage};
 use crate::sender::path;
 
 /// A geometric count like Mixmaster's: keep adding one while a coin of probability `p`

@@ -10,19 +10,19 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 
 use crate::mixes::address::MixAddress;
-use crate::node::config::{self, Config};
-use crate::node::counters;
 use crate::mixes::directory::Directory;
-use crate::util::fsutil;
 use crate::mixes::keys::{self, KeyRing};
 use crate::mixes::modes::Modes;
+use crate::node::config::{self, Config};
+use crate::node::counters;
 use crate::node::peel::Node;
+use crate::util::fsutil;
 
 pub struct NodeHome {
     pub dir: PathBuf,
@@ -96,7 +96,8 @@ impl NodeHome {
         let cert = Cert::from_bytes(secret_key).context("parsing the secret key")?;
         // A backup older than a subkey's life has no valid subkey left: it is restored all
         // the same, and the first round (or `key rotate`) adds one.
-        let (address, _, modes) = crate::mixes::directory::identity(&cert, now).map_err(|why| anyhow::anyhow!("the key is not a mix key: {why}"))?;
+        let (address, _, modes) = crate::mixes::directory::identity(&cert, now)
+            .map_err(|why| anyhow::anyhow!("the key is not a mix key: {why}"))?;
         // The primary's secret certifies new subkeys.
         if !cert.primary_key().key().has_secret() {
             bail!("the key has no secret primary key: export it with `key export --secret`");
@@ -159,7 +160,12 @@ impl NodeHome {
     /// first, then the key saved, then the change counted: a crash at worst publishes an
     /// unchanged key once more, or loses a count, never a publication.
     /// Returns the key as it is now.
-    pub fn rotate(&self, now: SystemTime, config: &Config, state: &mut crate::batch::state::State) -> Result<(Cert, keys::Rotation)> {
+    pub fn rotate(
+        &self,
+        now: SystemTime,
+        config: &Config,
+        state: &mut crate::batch::state::State,
+    ) -> Result<(Cert, keys::Rotation)> {
         let (cert, rotation) = keys::rotate(self.cert()?, now, config.subkey_validity)?;
         if rotation.changed() {
             state.set_meta(counters::meta::PUBLISH_PENDING, 1)?;
@@ -178,7 +184,8 @@ impl NodeHome {
     pub fn transition(&self, modes: Option<Modes>, name: Option<&str>, now: SystemTime) -> Result<(Cert, Cert)> {
         let config = self.config()?;
         let old = self.cert()?;
-        let (address, old_name, old_modes) = crate::mixes::directory::identity(&old, now).map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
+        let (address, old_name, old_modes) = crate::mixes::directory::identity(&old, now)
+            .map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
         let name = name.unwrap_or(&old_name);
         if name.contains(['(', ')', '<', '>']) {
             bail!("--name must not contain parentheses or angle brackets (they delimit the user id)");
@@ -197,7 +204,8 @@ impl NodeHome {
     pub fn revoke_and_replace(&self, reason: &str, now: SystemTime) -> Result<(Cert, Cert)> {
         let config = self.config()?;
         let old = self.cert()?;
-        let (address, name, modes) = crate::mixes::directory::identity(&old, now).map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
+        let (address, name, modes) = crate::mixes::directory::identity(&old, now)
+            .map_err(|why| anyhow::anyhow!("the mix key is not a mix key: {why}"))?;
         let revoked = keys::revoke(&old, reason, now)?.strip_secret_key_material();
         let new = keys::generate(&name, &modes, &address, now, config.subkey_validity)?;
         self.replace_key(&new)?;
@@ -217,7 +225,13 @@ impl NodeHome {
         let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let out: String = text
             .lines()
-            .map(|l| if l.trim_start().starts_with("modes") && l.contains('=') { format!("modes = \"{modes}\"\n") } else { format!("{l}\n") })
+            .map(|l| {
+                if l.trim_start().starts_with("modes") && l.contains('=') {
+                    format!("modes = \"{modes}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
             .collect();
         config::parse(&out).context("the config with the new modes")?;
         fsutil::write_atomic(&path, out.as_bytes(), 0o600)

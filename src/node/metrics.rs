@@ -52,7 +52,14 @@ pub fn record(state: &mut State, now: SystemTime, c: RoundCounts) -> Result<()> 
 /// The recorded rounds, oldest first.
 pub fn rounds(state: &State) -> Result<Vec<RoundCounts>> {
     let mut st = state.conn().prepare("SELECT arrivals, departures, pool, dummies FROM rounds ORDER BY seq")?;
-    let rows = st.query_map([], |r| Ok(RoundCounts { arrivals: r.get::<_, i64>(0)? as u64, departures: r.get::<_, i64>(1)? as u64, pool: r.get::<_, i64>(2)? as u64, dummies: r.get::<_, i64>(3)? as u64 }))?;
+    let rows = st.query_map([], |r| {
+        Ok(RoundCounts {
+            arrivals: r.get::<_, i64>(0)? as u64,
+            departures: r.get::<_, i64>(1)? as u64,
+            pool: r.get::<_, i64>(2)? as u64,
+            dummies: r.get::<_, i64>(3)? as u64,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -60,7 +67,10 @@ pub fn rounds(state: &State) -> Result<Vec<RoundCounts>> {
 pub fn recorded_traffic(home: &NodeHome) -> Result<Traffic> {
     let state = State::open(&home.state_path())?;
     let counts: Vec<u64> = rounds(&state)?.into_iter().map(|r| r.arrivals).collect();
-    anyhow::ensure!(!counts.is_empty(), "this node has recorded no rounds yet (it records each round's counts for {KEEP_DAYS} days)");
+    anyhow::ensure!(
+        !counts.is_empty(),
+        "this node has recorded no rounds yet (it records each round's counts for {KEEP_DAYS} days)"
+    );
     Ok(Traffic::Trace(counts))
 }
 
@@ -105,9 +115,17 @@ pub fn prometheus(state: &State, expected: Option<&Expected>) -> Result<String> 
     }
     if let Some(e) = expected {
         gauge("arrivals_per_round", "Mean messages entering the pool a round over the recorded rounds.", e.arrivals);
-        gauge("expected_entropy", "Expected anonymity-set entropy (in bits) of a leaving message at the recorded rates.", e.report.entropy);
+        gauge(
+            "expected_entropy",
+            "Expected anonymity-set entropy (in bits) of a leaving message at the recorded rates.",
+            e.report.entropy,
+        );
         gauge("expected_delay_seconds", "Expected mean delay of a message at the recorded rates.", e.report.delay_mean);
-        gauge("expected_delay_p95_seconds", "Expected 95th-percentile delay at the recorded rates.", e.report.delay_p95);
+        gauge(
+            "expected_delay_p95_seconds",
+            "Expected 95th-percentile delay at the recorded rates.",
+            e.report.delay_p95,
+        );
     }
     for (name, value) in state.counters()? {
         let metric: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
@@ -137,9 +155,18 @@ mod tests {
         let day0 = state::from_unix(100 * 86400);
         record(&mut s, day0, RoundCounts { arrivals: 3, departures: 0, pool: 3, dummies: 1 }).unwrap();
         for i in 1..=3u64 {
-            record(&mut s, state::from_unix((100 + KEEP_DAYS) * 86400 + i as i64), RoundCounts { arrivals: i, ..Default::default() }).unwrap();
+            record(
+                &mut s,
+                state::from_unix((100 + KEEP_DAYS) * 86400 + i as i64),
+                RoundCounts { arrivals: i, ..Default::default() },
+            )
+            .unwrap();
         }
-        assert_eq!(rounds(&s).unwrap().iter().map(|r| r.arrivals).collect::<Vec<_>>(), [3, 1, 2, 3], "day 100 is kept 7 days");
+        assert_eq!(
+            rounds(&s).unwrap().iter().map(|r| r.arrivals).collect::<Vec<_>>(),
+            [3, 1, 2, 3],
+            "day 100 is kept 7 days"
+        );
         record(&mut s, state::from_unix((101 + KEEP_DAYS) * 86400), RoundCounts::default()).unwrap();
         assert_eq!(rounds(&s).unwrap().len(), 4, "the first day left");
     }
@@ -168,7 +195,10 @@ mod tests {
         let mut s = State::in_memory().unwrap();
         s.bump("drop.bad-hash", 2).unwrap();
         let text = prometheus(&s, None).unwrap();
-        assert!(text.contains("# TYPE mixtasyd_drop_bad_hash_total counter\nmixtasyd_drop_bad_hash_total 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE mixtasyd_drop_bad_hash_total counter\nmixtasyd_drop_bad_hash_total 2\n"),
+            "{text}"
+        );
         assert!(text.contains("mixtasyd_pool_messages 0\n") && !text.contains("expected_entropy"));
     }
 }

@@ -6,19 +6,19 @@ pub mod config;
 pub mod home;
 
 // One message through the node, in processing order.
-pub mod peel;
-pub mod replay;
-pub mod pool;
-pub mod parts;
 pub mod copies;
 pub mod dummy;
 pub mod exit;
+pub mod parts;
+pub mod peel;
+pub mod pool;
+pub mod replay;
 pub mod round;
 pub mod simulate;
 
 // What the operator sees.
-pub mod daily;
-pub mod counters;
-pub mod status;
-pub mod metrics;
 pub mod check;
+pub mod counters;
+pub mod daily;
+pub mod metrics;
+pub mod status;

@@ -21,12 +21,22 @@ pub enum Held {
 }
 
 /// Holds one part inside the intake transaction.
-pub fn hold(tx: &Transaction<'_>, id: &str, part: u32, total: u32, payload: &[u8], now: SystemTime, max_parts: u64) -> Result<Held> {
+pub fn hold(
+    tx: &Transaction<'_>,
+    id: &str,
+    part: u32,
+    total: u32,
+    payload: &[u8],
+    now: SystemTime,
+    max_parts: u64,
+) -> Result<Held> {
     if total as u64 > max_parts || part == 0 || part > total {
         return Ok(Held::Refused);
     }
     let other_total: Option<u32> = tx
-        .query_row("SELECT total FROM parts WHERE mixtasy_id = ?1 AND total != ?2 LIMIT 1", params![id, total], |r| r.get(0))
+        .query_row("SELECT total FROM parts WHERE mixtasy_id = ?1 AND total != ?2 LIMIT 1", params![id, total], |r| {
+            r.get(0)
+        })
         .ok();
     if other_total.is_some() {
         return Ok(Held::Refused);
@@ -75,7 +85,11 @@ pub fn cap(tx: &Transaction<'_>, max: u64) -> Result<usize> {
     let mut held: i64 = tx.query_row("SELECT count(*) FROM parts", [], |r| r.get(0))?;
     let mut dropped = 0;
     while held > max as i64 {
-        let oldest: String = tx.query_row("SELECT mixtasy_id FROM parts GROUP BY mixtasy_id ORDER BY min(first_seen), mixtasy_id LIMIT 1", [], |r| r.get(0))?;
+        let oldest: String = tx.query_row(
+            "SELECT mixtasy_id FROM parts GROUP BY mixtasy_id ORDER BY min(first_seen), mixtasy_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )?;
         let n = tx.execute("DELETE FROM parts WHERE mixtasy_id = ?1", [&oldest])?;
         held -= n as i64;
         dropped += n;

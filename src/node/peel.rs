@@ -8,15 +8,15 @@ use std::time::SystemTime;
 
 use rand::{CryptoRng, Rng};
 
-use crate::mixes::address::MixAddress;
 use crate::format::armor;
-use crate::mixes::keys::KeyRing;
 use crate::format::layer::{self, LayerError};
 use crate::format::message::{self, Kind, Revealed};
-use crate::mixes::modes::Modes;
 use crate::format::sizes::OUTER;
 use crate::format::verification::{self, Hash};
 use crate::format::wire;
+use crate::mixes::address::MixAddress;
+use crate::mixes::keys::KeyRing;
+use crate::mixes::modes::Modes;
 
 /// What peeling needs to know of the node.
 pub struct Node {

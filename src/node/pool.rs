@@ -17,8 +17,8 @@ use rand::seq::index::sample;
 use rand::Rng;
 use rusqlite::{params, Transaction};
 
-use crate::mixes::address::MixAddress;
 use crate::batch::state::State;
+use crate::mixes::address::MixAddress;
 
 /// The pool parameters of `mixtasyd.toml`.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +54,10 @@ const FINAL: i64 = 1;
 /// Adds a wire mail for `rcpt` to the pool.
 pub fn insert(tx: &Transaction<'_>, rcpt: &MixAddress, mail: &[u8]) -> Result<()> {
     let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Pool, &mut rand::rng())?;
-    tx.execute("INSERT INTO pool (id, rcpt, mail, kind) VALUES (?1, ?2, ?3, ?4)", params![id, rcpt.as_str(), mail, FORWARD])?;
+    tx.execute(
+        "INSERT INTO pool (id, rcpt, mail, kind) VALUES (?1, ?2, ?3, ?4)",
+        params![id, rcpt.as_str(), mail, FORWARD],
+    )?;
     Ok(())
 }
 
@@ -148,9 +151,19 @@ mod tests {
         assert_eq!(ids.len(), 2);
         let mut got: Vec<Pooled> = ids.iter().map(|&id| load(s.conn(), id).unwrap()).collect();
         got.sort_by_key(|p| matches!(p, Pooled::Final { .. }));
-        assert_eq!(got, [Pooled::Forward { rcpt: "mixtasy@x.test".into(), mail: b"wire".to_vec() }, Pooled::Final { original: b"To: bob@rcpt.test\n\nhi\n".to_vec() }]);
+        assert_eq!(
+            got,
+            [
+                Pooled::Forward { rcpt: "mixtasy@x.test".into(), mail: b"wire".to_vec() },
+                Pooled::Final { original: b"To: bob@rcpt.test\n\nhi\n".to_vec() }
+            ]
+        );
         let two = Params { min_pool: 0, threshold: 2, rate: 1.0 };
-        assert_eq!(choose(&s, two, &mut rand::rng()).unwrap().len(), 2, "m = 2 reaches n = 2 only with the final counted");
+        assert_eq!(
+            choose(&s, two, &mut rand::rng()).unwrap().len(),
+            2,
+            "m = 2 reaches n = 2 only with the final counted"
+        );
     }
 
     /// Neither the ids nor the rowid order (what `SELECT` without `ORDER BY` and the file
@@ -166,12 +179,22 @@ mod tests {
             insert(&tx, &rcpt, &[i]).unwrap();
         }
         tx.commit().unwrap();
-        let rows: Vec<(i64, Vec<u8>)> = s.conn().prepare("SELECT id, mail FROM pool").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+        let rows: Vec<(i64, Vec<u8>)> = s
+            .conn()
+            .prepare("SELECT id, mail FROM pool")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         let arrival: Vec<u8> = rows.iter().map(|(_, m)| m[0]).collect();
         let mut sorted = arrival.clone();
         sorted.sort();
         assert_eq!(sorted, (0..200u8).collect::<Vec<_>>());
-        assert!(arrival != sorted && arrival.iter().rev().copied().collect::<Vec<_>>() != sorted, "rowid order is arrival order");
+        assert!(
+            arrival != sorted && arrival.iter().rev().copied().collect::<Vec<_>>() != sorted,
+            "rowid order is arrival order"
+        );
         // Ids against arrival: about half of consecutive arrivals have a smaller id.
         let mut by_arrival = rows.clone();
         by_arrival.sort_by_key(|(_, m)| m[0]);

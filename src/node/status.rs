@@ -5,12 +5,12 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use crate::util::clock::utc;
-use crate::node::home::NodeHome;
-use crate::mixes::keys;
 use crate::batch::spool::Spool;
 use crate::batch::state::{from_unix, State};
+use crate::mixes::keys;
 use crate::node::daily::{Since, Today};
+use crate::node::home::NodeHome;
+use crate::util::clock::utc;
 
 /// The version of `status --json`'s format: raised when a field changes meaning or goes
 /// away (adding a field does not raise it).
@@ -91,7 +91,10 @@ pub fn collect(home: &NodeHome, now: SystemTime) -> Result<Status> {
         last_publish: state.meta("last_publish")?.map(from_unix),
         last_discovery: state.meta("last_discovery")?.map(from_unix),
         subkeys: {
-            let mut v: Vec<_> = keys::encryption_subkeys(&cert).into_iter().map(|(k, v)| (v.created, v.expires, secret.contains(&k.fingerprint()))).collect();
+            let mut v: Vec<_> = keys::encryption_subkeys(&cert)
+                .into_iter()
+                .map(|(k, v)| (v.created, v.expires, secret.contains(&k.fingerprint())))
+                .collect();
             v.sort();
             v
         },
@@ -113,7 +116,11 @@ impl Status {
             Some(t) => {
                 let ago = now_s - crate::batch::state::unix(t);
                 if ago > ROUND_OVERDUE {
-                    self.problems.push(format!("the last round was {}h {}m ago: is the timer running? (it runs one every 15 minutes)", ago / 3600, ago / 60 % 60));
+                    self.problems.push(format!(
+                        "the last round was {}h {}m ago: is the timer running? (it runs one every 15 minutes)",
+                        ago / 3600,
+                        ago / 60 % 60
+                    ));
                 } else if -ago > CLOCK_SLACK {
                     self.problems.push(format!(
                         "the clock reads {}, before the last round at {}: it went back (replay hashes and subkeys expire by the clock)",
@@ -134,13 +141,21 @@ impl Status {
         let newest = self.subkeys.iter().filter(|k| k.2).filter_map(|k| k.1).max();
         let day = config.subkey_validity.as_secs() as i64 / 4;
         match newest {
-            None => self.problems.push("no subkey with its secret: nothing can be decrypted; run `mixtasyd key rotate`".into()),
-            Some(e) if crate::batch::state::unix(e) <= now_s => self.problems.push("every subkey has expired: run a round or `mixtasyd key rotate`, then publish".into()),
-            Some(e) if crate::batch::state::unix(e) - now_s < day => self.problems.push(format!("the newest subkey expires at {} and has no successor: rounds are not rotating the key", utc(e))),
+            None => self
+                .problems
+                .push("no subkey with its secret: nothing can be decrypted; run `mixtasyd key rotate`".into()),
+            Some(e) if crate::batch::state::unix(e) <= now_s => self
+                .problems
+                .push("every subkey has expired: run a round or `mixtasyd key rotate`, then publish".into()),
+            Some(e) if crate::batch::state::unix(e) - now_s < day => self.problems.push(format!(
+                "the newest subkey expires at {} and has no successor: rounds are not rotating the key",
+                utc(e)
+            )),
             _ => {}
         }
         if self.quarantined > 0 {
-            self.problems.push(format!("{} file(s) in .quarantine: peeling them crashed, a bug to report", self.quarantined));
+            self.problems
+                .push(format!("{} file(s) in .quarantine: peeling them crashed, a bug to report", self.quarantined));
         }
         let fires = config.min_pool + config.threshold;
         if (self.pool as u64) < fires {
@@ -203,7 +218,11 @@ impl Status {
         if let Some(gap) = self.last_gap {
             o += &format!("gap before   {}h {}m (time between the last two rounds)\n", gap / 3600, gap / 60 % 60);
         }
-        o += &format!("last publish {}\nlast fetch   {}\n", self.last_publish.map_or("never".into(), utc), self.last_discovery.map_or("never".into(), utc));
+        o += &format!(
+            "last publish {}\nlast fetch   {}\n",
+            self.last_publish.map_or("never".into(), utc),
+            self.last_discovery.map_or("never".into(), utc)
+        );
         // Subkeys still held; the expired ones (one a day) as a count, or the list would grow.
         for (created, expires, _) in self.subkeys.iter().filter(|k| k.2) {
             o += &format!("subkey       created {}, expires {}\n", utc(*created), expires.map_or("never".into(), utc));
@@ -254,11 +273,18 @@ impl Status {
     }
 
     pub fn json(&self) -> String {
-        let object = |c: &[(String, i64)]| c.iter().map(|(n, v)| format!("{}:{v}", json_str(n))).collect::<Vec<_>>().join(",");
+        let object =
+            |c: &[(String, i64)]| c.iter().map(|(n, v)| format!("{}:{v}", json_str(n))).collect::<Vec<_>>().join(",");
         let subkeys: Vec<String> = self
             .subkeys
             .iter()
-            .map(|(c, e, s)| format!("{{\"created\":{},\"expires\":{},\"secret\":{s}}}", secs(*c), e.map_or("null".into(), |e| secs(e).to_string())))
+            .map(|(c, e, s)| {
+                format!(
+                    "{{\"created\":{},\"expires\":{},\"secret\":{s}}}",
+                    secs(*c),
+                    e.map_or("null".into(), |e| secs(e).to_string())
+                )
+            })
             .collect();
         let expected = self.expected.as_ref().map_or("null".into(), |e| {
             format!("{{\"rounds\":{},\"arrivals_per_round\":{:.3},\"entropy_bits\":{:.3},\"delay_mean_seconds\":{:.0},\"delay_p95_seconds\":{:.0}}}", e.rounds, e.arrivals, e.report.entropy, e.report.delay_mean, e.report.delay_p95)

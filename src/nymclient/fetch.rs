@@ -12,18 +12,18 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::crypto::{Password, SessionKey};
 use openpgp::packet::{PKESK, SKESK};
-use openpgp::parse::Parse;
 use openpgp::parse::stream::{DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper};
+use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle};
+use sequoia_openpgp as openpgp;
 
+use crate::nymclient::profile::{Profile, Settings};
 use crate::nymserv::config::News;
 use crate::nymserv::hsub;
-use crate::nymclient::profile::{Profile, Settings};
 
 /// Largest article read; the server's own limit on mail is far below.
 const MAX_ARTICLE: usize = 64 * 1024 * 1024;
@@ -132,11 +132,14 @@ fn header(article: &[u8], name: &str) -> Option<String> {
 pub fn fetch(profile: &Profile, key: &Cert, source: &News, into: &Path, now: SystemTime) -> Result<Summary> {
     let settings = profile.settings()?;
     if settings.hsub.is_empty() {
-        bail!("the nym has no hsub passphrase: set one with `mixtasy nym modify --hsub`, its mail cannot be told apart");
+        bail!(
+            "the nym has no hsub passphrase: set one with `mixtasy nym modify --hsub`, its mail cannot be told apart"
+        );
     }
     let server = profile.server()?;
     let seen_path = profile.seen_path();
-    let mut seen: BTreeSet<String> = std::fs::read_to_string(&seen_path).unwrap_or_default().lines().map(String::from).collect();
+    let mut seen: BTreeSet<String> =
+        std::fs::read_to_string(&seen_path).unwrap_or_default().lines().map(String::from).collect();
     let md = maildir::Maildir::from(into.to_path_buf());
     md.create_dirs().with_context(|| format!("creating the Maildir {}", into.display()))?;
     let mut sum = Summary::default();
@@ -188,7 +191,8 @@ pub fn open(body: &[u8], key: &Cert, server: &Cert, settings: &Settings, now: Sy
 
 fn decrypt(msg: &[u8], helper: Helper<'_>, now: SystemTime) -> Result<Vec<u8>> {
     let policy = StandardPolicy::new();
-    let mut d = DecryptorBuilder::from_bytes(msg)?.with_policy(&policy, Some(now + crate::nymserv::pgp::MAX_AHEAD), helper)?;
+    let mut d =
+        DecryptorBuilder::from_bytes(msg)?.with_policy(&policy, Some(now + crate::nymserv::pgp::MAX_AHEAD), helper)?;
     let mut out = Vec::new();
     (&mut d).take(MAX_ARTICLE as u64 + 1).read_to_end(&mut out)?;
     if out.len() > MAX_ARTICLE {
@@ -227,7 +231,13 @@ impl VerificationHelper for Helper<'_> {
 }
 
 impl DecryptionHelper for Helper<'_> {
-    fn decrypt(&mut self, pkesks: &[PKESK], skesks: &[SKESK], sym_algo: Option<SymmetricAlgorithm>, decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool) -> openpgp::Result<Option<Cert>> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
         if !self.passwords.is_empty() {
             for (s, p) in skesks.iter().flat_map(|s| self.passwords.iter().map(move |p| (s, p))) {
                 if let Ok((algo, sk)) = s.decrypt(p) {

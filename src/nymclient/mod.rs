@@ -4,6 +4,6 @@
 //! fetching: every article of the shared group, the ones whose hSub matches opened and
 //! written into a Maildir the user's mail program reads.
 
+pub mod fetch;
 pub mod profile;
 pub mod request;
-pub mod fetch;

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::{CertBuilder, CipherSuite};
 use openpgp::parse::Parse;
 use openpgp::serialize::MarshalInto;
 use openpgp::types::KeyFlags;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 
 use crate::util::fsutil;
 
@@ -74,7 +74,9 @@ pub struct Profile {
 pub fn parse_address(address: &str) -> Result<(String, String)> {
     let a = address.trim().to_ascii_lowercase();
     let Some((name, domain)) = a.split_once('@') else { bail!("{address:?} is not NAME@DOMAIN") };
-    let ok = |s: &str| !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+    let ok = |s: &str| {
+        !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+    };
     if !ok(name) || !ok(domain) || !domain.contains('.') {
         bail!("{address:?} is not NAME@DOMAIN (letters, digits, . - _)");
     }
@@ -121,12 +123,17 @@ impl Profile {
     /// The nym key: `--key FILE` if given, else the one in the profile.
     pub fn key(&self, file: Option<&Path>) -> Result<Cert> {
         let path = file.map(Path::to_path_buf).unwrap_or_else(|| self.dir.join("key.pgp"));
-        let bytes = std::fs::read(&path).with_context(|| format!("reading the nym key {} (a key kept elsewhere is named with --key)", path.display()))?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!("reading the nym key {} (a key kept elsewhere is named with --key)", path.display())
+        })?;
         let cert = Cert::from_bytes(&bytes).with_context(|| format!("{} is not an OpenPGP key", path.display()))?;
         if !cert.is_tsk() {
             bail!("{} holds no secret key", path.display());
         }
-        if !cert.userids().any(|u| u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(&self.address))) {
+        if !cert
+            .userids()
+            .any(|u| u.userid().email().ok().flatten().is_some_and(|e| e.eq_ignore_ascii_case(&self.address)))
+        {
             bail!("the key in {} is not for {}", path.display(), self.address);
         }
         Ok(cert)
@@ -134,7 +141,8 @@ impl Profile {
 
     pub fn server(&self) -> Result<Cert> {
         let p = self.dir.join("server.asc");
-        let bytes = std::fs::read(&p).with_context(|| format!("no nym {} in this client home (run `mixtasy nym create` first)", self.address))?;
+        let bytes = std::fs::read(&p)
+            .with_context(|| format!("no nym {} in this client home (run `mixtasy nym create` first)", self.address))?;
         Cert::from_bytes(&bytes).with_context(|| p.display().to_string())
     }
 

@@ -7,12 +7,12 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
-use openpgp::types::Features;
 use openpgp::serialize::MarshalInto;
+use openpgp::types::Features;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 
 use crate::nymserv::request::Delivery;
 
@@ -123,7 +123,8 @@ pub fn seal(nym: &Cert, server: &Cert, text: &[u8], now: SystemTime) -> Result<V
 
 /// The mail that carries a sealed request to `local@domain` (config or send).
 pub fn mail(local: &str, domain: &str, sealed: &[u8]) -> Vec<u8> {
-    let mut out = format!("To: {local}@{domain}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n").into_bytes();
+    let mut out =
+        format!("To: {local}@{domain}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n").into_bytes();
     out.extend_from_slice(sealed);
     out
 }
@@ -135,11 +136,19 @@ mod tests {
     #[test]
     fn request_texts_parse_as_the_server_reads_them() {
         let (key, _) = openpgp::cert::CertBuilder::general_purpose(Some("alice@nym.test")).generate().unwrap();
-        let ch = Changes { hsub: Some("pw pw".into()), symmetric: None, delivery: Some(Delivery::Newsgroup), acksend: Some(false) };
+        let ch = Changes {
+            hsub: Some("pw pw".into()),
+            symmetric: None,
+            delivery: Some(Delivery::Newsgroup),
+            acksend: Some(false),
+        };
         let r = crate::nymserv::request::parse(&create_text(&key, &ch).unwrap()).unwrap();
         assert_eq!(r.key.unwrap().fingerprint(), key.fingerprint());
         assert_eq!((r.hsub.as_deref(), r.delivery, r.acksend), (Some("pw pw"), Some(Delivery::Newsgroup), Some(false)));
-        assert_eq!(crate::nymserv::request::parse(confirm_text(" 0f3a ").unwrap().as_bytes()).unwrap().confirm.as_deref(), Some("0f3a"));
+        assert_eq!(
+            crate::nymserv::request::parse(confirm_text(" 0f3a ").unwrap().as_bytes()).unwrap().confirm.as_deref(),
+            Some("0f3a")
+        );
         // A passphrase that would smuggle a second line (say, a delivery) is refused.
         let evil = Changes { hsub: Some("x\ndelivery: mixtasy:victim@x.test".into()), ..Default::default() };
         assert!(modify_text(&evil).is_err());

@@ -11,8 +11,22 @@ use serde::Deserialize;
 use crate::batch::transport::{Transport, TransportKind};
 
 /// Local parts nobody may take: the server's own and the ones RFC 2142 gives to people.
-pub const RESERVED: &[&str] =
-    &["config", "send", "url", "confirm", "postmaster", "abuse", "root", "admin", "hostmaster", "webmaster", "mailer-daemon", "nobody", "noc", "security"];
+pub const RESERVED: &[&str] = &[
+    "config",
+    "send",
+    "url",
+    "confirm",
+    "postmaster",
+    "abuse",
+    "root",
+    "admin",
+    "hostmaster",
+    "webmaster",
+    "mailer-daemon",
+    "nobody",
+    "noc",
+    "security",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,8 +164,10 @@ pub fn parse(text: &str) -> Result<Config> {
     if !crate::mixes::address::valid_fqdn(&domain) {
         bail!("`domain` must be a domain name");
     }
-    let transport = TransportKind::parse(&f.transport).ok_or_else(|| anyhow!("`transport` must be \"sendmail\" or \"maildir:ROOT\""))?;
-    let news = News::parse(&f.news).ok_or_else(|| anyhow!("`news` must be \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\""))?;
+    let transport = TransportKind::parse(&f.transport)
+        .ok_or_else(|| anyhow!("`transport` must be \"sendmail\" or \"maildir:ROOT\""))?;
+    let news =
+        News::parse(&f.news).ok_or_else(|| anyhow!("`news` must be \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\""))?;
     if f.hops < crate::sender::path::MIN_HOPS {
         bail!("`hops` must be at least {}", crate::sender::path::MIN_HOPS);
     }

@@ -34,7 +34,18 @@ pub struct Target<'a> {
 }
 
 /// Queues `content` (an RFC 5322 mail) for the nym `to`, in the caller's transaction.
-pub fn to_nym(conn: &Connection, cfg: &Config, server: &Cert, mixes: &[Mix], to: &Target<'_>, content: &[u8], now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<()> {
+// Each argument is a different thing the delivery needs; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn to_nym(
+    conn: &Connection,
+    cfg: &Config,
+    server: &Cert,
+    mixes: &[Mix],
+    to: &Target<'_>,
+    content: &[u8],
+    now: SystemTime,
+    rng: &mut (impl Rng + CryptoRng),
+) -> Result<()> {
     let sym = Some(to.symmetric).filter(|s| !s.is_empty());
     let armored = pgp::seal(to.cert, server, content, sym, now)?;
     let subject = hsub::make(Some(to.hsub), rng);
@@ -138,7 +149,11 @@ pub fn flush(state: &mut crate::batch::state::State, cfg: &Config) -> Result<(u6
             _ => false,
         };
         if ok {
-            state.remove_counted(crate::batch::state::Queue::Outbox, q.id, &[(if q.channel == "news" { "out.news" } else { "out.smtp" }, 1)])?;
+            state.remove_counted(
+                crate::batch::state::Queue::Outbox,
+                q.id,
+                &[(if q.channel == "news" { "out.news" } else { "out.smtp" }, 1)],
+            )?;
             sent += 1;
         } else {
             state.bump(if q.channel == "news" { "out.news-failed" } else { "out.smtp-failed" }, 1)?;

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::prelude::*;
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::KeyFlags;
+use sequoia_openpgp as openpgp;
 
 use crate::batch::state::State;
 use crate::mixes::directory::Directory;
@@ -80,7 +80,10 @@ impl NymHome {
     /// The settings, paths resolved against the home.
     pub fn config(&self) -> Result<Config> {
         if !self.config_path().exists() {
-            bail!("{} is not a mixtasy-nymd home (no mixtasy-nymd.toml): run `mixtasy-nymd init` first", self.dir.display());
+            bail!(
+                "{} is not a mixtasy-nymd home (no mixtasy-nymd.toml): run `mixtasy-nymd init` first",
+                self.dir.display()
+            );
         }
         Ok(config::load(&self.config_path())?.resolve(&self.dir))
     }

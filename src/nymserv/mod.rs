@@ -10,8 +10,8 @@ pub mod home;
 pub mod store;
 
 // One request or mail through the server, in processing order.
+pub mod deliver;
+pub mod hsub;
 pub mod pgp;
 pub mod request;
-pub mod hsub;
-pub mod deliver;
 pub mod run;

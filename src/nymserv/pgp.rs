@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::prelude::*;
 use openpgp::crypto::SessionKey;
 use openpgp::packet::{PKESK, SKESK};
@@ -18,6 +17,7 @@ use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Rec
 use openpgp::serialize::MarshalInto;
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle};
+use sequoia_openpgp as openpgp;
 use sha2::{Digest, Sha256};
 
 use crate::mixes::keys::KeyRing;
@@ -111,7 +111,13 @@ impl VerificationHelper for Helper<'_> {
                     use openpgp::parse::stream::VerificationError as E;
                     let sig = match &r {
                         Ok(g) => Some(g.sig),
-                        Err(E::MissingKey { sig } | E::UnboundKey { sig, .. } | E::BadKey { sig, .. } | E::BadSignature { sig, .. } | E::MalformedSignature { sig, .. }) => Some(*sig),
+                        Err(
+                            E::MissingKey { sig }
+                            | E::UnboundKey { sig, .. }
+                            | E::BadKey { sig, .. }
+                            | E::BadSignature { sig, .. }
+                            | E::MalformedSignature { sig, .. },
+                        ) => Some(*sig),
                         Err(_) => None,
                     };
                     if self.claimed.is_none() {
@@ -119,7 +125,10 @@ impl VerificationHelper for Helper<'_> {
                     }
                     let Ok(r) = r else { continue };
                     if self.good.is_none() {
-                        let created = r.sig.signature_creation_time().ok_or_else(|| anyhow!("signature without creation time"))?;
+                        let created = r
+                            .sig
+                            .signature_creation_time()
+                            .ok_or_else(|| anyhow!("signature without creation time"))?;
                         let hash: [u8; 32] = Sha256::digest(r.sig.to_vec()?).into();
                         self.good = Some(Signed { fingerprint: r.ka.cert().fingerprint().to_hex(), created, hash });
                     }
@@ -252,7 +261,14 @@ fn key_time(cert: &Cert, now: SystemTime) -> SystemTime {
 
 /// Whether `cert` has an encryption key `seal` can use at `now`.
 pub fn can_receive(cert: &Cert, now: SystemTime) -> bool {
-    cert.keys().with_policy(&StandardPolicy::new(), key_time(cert, now)).supported().alive().revoked(false).for_transport_encryption().next().is_some()
+    cert.keys()
+        .with_policy(&StandardPolicy::new(), key_time(cert, now))
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .next()
+        .is_some()
 }
 
 /// A public key from an armored or binary block, checked to be a certificate.

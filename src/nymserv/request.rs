@@ -25,7 +25,8 @@ impl Delivery {
             return Some(Delivery::Newsgroup);
         }
         let a = s.strip_prefix("mixtasy:")?.trim();
-        (crate::mixes::address::plausible(a) && !crate::mixes::address::relays(a)).then(|| Delivery::Mixtasy(a.to_ascii_lowercase()))
+        (crate::mixes::address::plausible(a) && !crate::mixes::address::relays(a))
+            .then(|| Delivery::Mixtasy(a.to_ascii_lowercase()))
     }
 
     /// The stored form, which `parse` reads back.
@@ -82,7 +83,10 @@ pub fn parse(plaintext: &[u8]) -> Result<Request, String> {
                     break;
                 }
             }
-            r.key = Some(crate::nymserv::pgp::cert(block.as_bytes()).map_err(|e| format!("the key block does not parse: {e}"))?);
+            r.key = Some(
+                crate::nymserv::pgp::cert(block.as_bytes())
+                    .map_err(|e| format!("the key block does not parse: {e}"))?,
+            );
             continue;
         }
         if l.is_empty() {
@@ -98,7 +102,10 @@ pub fn parse(plaintext: &[u8]) -> Result<Request, String> {
         match field.as_str() {
             "hsub" | "hash-subject" | "subject-password" => r.hsub = Some(value),
             "symmetric" => r.symmetric = Some(value),
-            "delivery" => r.delivery = Some(Delivery::parse(&value).ok_or_else(|| bad("must be `newsgroup` or `mixtasy:ADDRESS`"))?),
+            "delivery" => {
+                r.delivery =
+                    Some(Delivery::parse(&value).ok_or_else(|| bad("must be `newsgroup` or `mixtasy:ADDRESS`"))?)
+            }
             "acksend" => r.acksend = Some(boolean(&value).ok_or_else(|| bad("must be yes or no"))?),
             "delete" => r.delete = boolean(&value).ok_or_else(|| bad("must be yes or no"))?,
             "confirm" => r.confirm = Some(value),
@@ -114,7 +121,8 @@ mod tests {
 
     #[test]
     fn fields_aliases_and_refusals() {
-        let r = parse(b"hash-subject: secret\nSymmetric: pw\ndelivery: mixtasy:Bob@Example.org\nacksend: no\n").unwrap();
+        let r =
+            parse(b"hash-subject: secret\nSymmetric: pw\ndelivery: mixtasy:Bob@Example.org\nacksend: no\n").unwrap();
         assert_eq!(r.hsub.as_deref(), Some("secret"));
         assert_eq!(r.symmetric.as_deref(), Some("pw"));
         assert_eq!(r.delivery, Some(Delivery::Mixtasy("bob@example.org".into())));

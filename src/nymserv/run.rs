@@ -99,8 +99,15 @@ fn local_part(mail: &[u8], domain: &str) -> Option<String> {
     let (headers, _) = mailparse::parse_headers(mail).ok()?;
     let rcpt = ["X-Original-To", "Delivered-To"]
         .iter()
-        .find_map(|h| headers.iter().find(|f| f.get_key().eq_ignore_ascii_case(h)).map(|f| f.get_value().trim().to_string()))
-        .or_else(|| headers.iter().find(|f| f.get_key().eq_ignore_ascii_case("To")).and_then(|f| crate::mixes::address::header_addresses(f).into_iter().next()))?;
+        .find_map(|h| {
+            headers.iter().find(|f| f.get_key().eq_ignore_ascii_case(h)).map(|f| f.get_value().trim().to_string())
+        })
+        .or_else(|| {
+            headers
+                .iter()
+                .find(|f| f.get_key().eq_ignore_ascii_case("To"))
+                .and_then(|f| crate::mixes::address::header_addresses(f).into_iter().next())
+        })?;
     let (local, d) = rcpt.trim_matches(['<', '>']).rsplit_once('@')?;
     d.eq_ignore_ascii_case(domain).then(|| local.to_ascii_lowercase())
 }
@@ -126,9 +133,18 @@ fn handle(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
     }
 }
 
+/// A signed request opened: its text, the signature, and the nym that signed it (if any).
+type Opened = (Vec<u8>, pgp::Signed, Option<Nym>);
+
 /// Opens a signed request: decrypt, find the signer (`candidates`, else the nyms the
 /// signature names), verify, then freshness and the replay cache, in that order.
-fn open_signed(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8], max: usize, key_of: impl Fn(&[u8]) -> Option<Cert>) -> Result<Result<(Vec<u8>, pgp::Signed, Option<Nym>), Refused>> {
+fn open_signed(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    mail: &[u8],
+    max: usize,
+    key_of: impl Fn(&[u8]) -> Option<Cert>,
+) -> Result<Result<Opened, Refused>> {
     let msg = pgp_body(mail);
     let first = match pgp::open(&ctx.ring, &msg, &[], ctx.now, max) {
         Ok(o) => o,
@@ -140,7 +156,9 @@ fn open_signed(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8], max: usize, key
     let (signers, nym) = match key_of(&first.plaintext) {
         Some(c) => (vec![c], None),
         None => {
-            let nym = store::all(tx)?.into_iter().find(|n| pgp::cert(&n.cert).is_ok_and(|c| first.issuers.iter().any(|i| pgp::holds(&c, i))));
+            let nym = store::all(tx)?
+                .into_iter()
+                .find(|n| pgp::cert(&n.cert).is_ok_and(|c| first.issuers.iter().any(|i| pgp::holds(&c, i))));
             match nym {
                 Some(n) => (vec![pgp::cert(&n.cert)?], Some(n)),
                 None => return Ok(Err(Refused::Unsigned)),
@@ -163,7 +181,9 @@ fn open_signed(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8], max: usize, key
 
 /// A name is 1 to 32 of `a-z 0-9 . - _`, starting with a letter or digit.
 fn valid_name(n: &str) -> bool {
-    (1..=32).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b)) && n.as_bytes()[0].is_ascii_alphanumeric()
+    (1..=32).contains(&n.len())
+        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b))
+        && n.as_bytes()[0].is_ascii_alphanumeric()
 }
 
 /// The one user id of a nym key as `name@domain`, or why not.
@@ -205,7 +225,13 @@ fn tell(tx: &Transaction<'_>, ctx: &Ctx<'_>, n: &Nym, cert: &Cert, delivery: &De
 
 /// Sends a confirmation code for `delivery` over that very channel; at most one waits per
 /// `mixtasy:` address (an address nobody confirmed gets one mail).
-fn confirmation(tx: &Transaction<'_>, ctx: &Ctx<'_>, n: &Nym, cert: &Cert, delivery: &Delivery) -> Result<&'static str> {
+fn confirmation(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    n: &Nym,
+    cert: &Cert,
+    delivery: &Delivery,
+) -> Result<&'static str> {
     let setting = delivery.as_setting();
     if matches!(delivery, Delivery::Mixtasy(_)) && store::confirmation_waiting(tx, &setting, ctx.now)? {
         return Ok("confirm.held");
@@ -225,9 +251,35 @@ fn confirmation(tx: &Transaction<'_>, ctx: &Ctx<'_>, n: &Nym, cert: &Cert, deliv
 
 /// A refusal with its reason, posted to the shared group (never to an unconfirmed mailbox),
 /// sealed to the key of the request.
-fn refuse(tx: &Transaction<'_>, ctx: &Ctx<'_>, cert: &Cert, name: &str, hsub: &str, why: &str, counter: &'static str) -> Result<&'static str> {
-    let n = Nym { name: name.into(), fingerprint: String::new(), cert: Vec::new(), hsub: hsub.into(), symmetric: String::new(), acksend: false, delivery: String::new(), active: false, created: ctx.now, last_signed: ctx.now };
-    tell(tx, ctx, &n, cert, &Delivery::Newsgroup, &answer(ctx.cfg, name, "Request refused", &format!("Your request was refused: {why}."), ctx.now))?;
+fn refuse(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    cert: &Cert,
+    name: &str,
+    hsub: &str,
+    why: &str,
+    counter: &'static str,
+) -> Result<&'static str> {
+    let n = Nym {
+        name: name.into(),
+        fingerprint: String::new(),
+        cert: Vec::new(),
+        hsub: hsub.into(),
+        symmetric: String::new(),
+        acksend: false,
+        delivery: String::new(),
+        active: false,
+        created: ctx.now,
+        last_signed: ctx.now,
+    };
+    tell(
+        tx,
+        ctx,
+        &n,
+        cert,
+        &Delivery::Newsgroup,
+        &answer(ctx.cfg, name, "Request refused", &format!("Your request was refused: {why}."), ctx.now),
+    )?;
     Ok(counter)
 }
 
@@ -249,7 +301,14 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
     n.last_signed = ctx.now;
     if req.delete {
         if n.active {
-            tell(tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, &n.name, "Nym deleted", "Your nym is deleted.", ctx.now))?;
+            tell(
+                tx,
+                ctx,
+                &n,
+                &cert,
+                &delivery_of(&n),
+                &answer(ctx.cfg, &n.name, "Nym deleted", "Your nym is deleted.", ctx.now),
+            )?;
         }
         store::delete(tx, &n.name)?;
         return Ok("config.deleted");
@@ -260,7 +319,20 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
                 n.delivery = d;
                 n.active = true;
                 store::put(tx, &n)?;
-                tell(tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, &n.name, "Delivery confirmed", "Your nym's delivery is confirmed and active.", ctx.now))?;
+                tell(
+                    tx,
+                    ctx,
+                    &n,
+                    &cert,
+                    &delivery_of(&n),
+                    &answer(
+                        ctx.cfg,
+                        &n.name,
+                        "Delivery confirmed",
+                        "Your nym's delivery is confirmed and active.",
+                        ctx.now,
+                    ),
+                )?;
                 Ok("config.confirmed")
             }
             None => {
@@ -277,7 +349,14 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
         }
     }
     if n.active {
-        tell(tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, &n.name, "Nym modified", "Your settings are changed.", ctx.now))?;
+        tell(
+            tx,
+            ctx,
+            &n,
+            &cert,
+            &delivery_of(&n),
+            &answer(ctx.cfg, &n.name, "Nym modified", "Your settings are changed.", ctx.now),
+        )?;
     }
     Ok("config.modified")
 }
@@ -295,7 +374,13 @@ fn apply_settings(n: &mut Nym, req: &request::Request) {
 }
 
 /// A create, or a refresh of a nym's own key (same fingerprint).
-fn create(tx: &Transaction<'_>, ctx: &Ctx<'_>, key: &Cert, req: &request::Request, signed: &pgp::Signed) -> Result<&'static str> {
+fn create(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    key: &Cert,
+    req: &request::Request,
+    signed: &pgp::Signed,
+) -> Result<&'static str> {
     if !pgp::can_receive(key, ctx.now) {
         // Nothing can be sealed to it, not even the refusal.
         return Ok("refused.key");
@@ -306,7 +391,15 @@ fn create(tx: &Transaction<'_>, ctx: &Ctx<'_>, key: &Cert, req: &request::Reques
         Err(why) => return refuse(tx, ctx, key, "", &hsub, &why, "refused.user-id"),
     };
     if ctx.cfg.reserved(&name) {
-        return refuse(tx, ctx, key, &name, &hsub, &format!("{name}@{} is reserved", ctx.cfg.domain), "refused.reserved");
+        return refuse(
+            tx,
+            ctx,
+            key,
+            &name,
+            &hsub,
+            &format!("{name}@{} is reserved", ctx.cfg.domain),
+            "refused.reserved",
+        );
     }
     if signed.fingerprint != key.fingerprint().to_hex() {
         return Ok("refused.unsigned");
@@ -316,7 +409,9 @@ fn create(tx: &Transaction<'_>, ctx: &Ctx<'_>, key: &Cert, req: &request::Reques
     use sequoia_openpgp::serialize::SerializeInto;
     let bytes = key.to_vec()?;
     match store::get(tx, &name)? {
-        Some(old) if old.fingerprint != fpr => refuse(tx, ctx, key, &name, &hsub, &format!("{name}@{} is taken", ctx.cfg.domain), "refused.taken"),
+        Some(old) if old.fingerprint != fpr => {
+            refuse(tx, ctx, key, &name, &hsub, &format!("{name}@{} is taken", ctx.cfg.domain), "refused.taken")
+        }
         Some(mut n) => {
             n.cert = bytes;
             n.last_signed = ctx.now;
@@ -328,7 +423,18 @@ fn create(tx: &Transaction<'_>, ctx: &Ctx<'_>, key: &Cert, req: &request::Reques
             Ok("config.refreshed")
         }
         None => {
-            let mut n = Nym { name, fingerprint: fpr, cert: bytes, hsub: String::new(), symmetric: String::new(), acksend: true, delivery: String::new(), active: false, created: ctx.now, last_signed: ctx.now };
+            let mut n = Nym {
+                name,
+                fingerprint: fpr,
+                cert: bytes,
+                hsub: String::new(),
+                symmetric: String::new(),
+                acksend: true,
+                delivery: String::new(),
+                active: false,
+                created: ctx.now,
+                last_signed: ctx.now,
+            };
             apply_settings(&mut n, req);
             store::put(tx, &n)?;
             let c = confirmation(tx, ctx, &n, key, &delivery)?;
@@ -347,16 +453,38 @@ fn inbound(tx: &Transaction<'_>, ctx: &Ctx<'_>, name: &str, mail: &[u8]) -> Resu
     let cert = pgp::cert(&n.cert)?;
     let day = state::unix(ctx.now) / 86400;
     let cost = 1 + mail.len() as i64 / 32768;
-    let (rday, used, told): (i64, i64, i64) = tx.query_row("SELECT recv_day, recv_cost, told FROM nyms WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let (rday, used, told): (i64, i64, i64) =
+        tx.query_row("SELECT recv_day, recv_cost, told FROM nyms WHERE name = ?1", [name], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let (used, told) = if rday == day { (used, told) } else { (0, 0) };
     if used + cost > ctx.cfg.inbound_budget as i64 {
         if told == 0 {
-            tell(tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, name, "Inbound budget used up", "Your nym's inbound budget for today is used up: further mail today is dropped.", ctx.now))?;
+            tell(
+                tx,
+                ctx,
+                &n,
+                &cert,
+                &delivery_of(&n),
+                &answer(
+                    ctx.cfg,
+                    name,
+                    "Inbound budget used up",
+                    "Your nym's inbound budget for today is used up: further mail today is dropped.",
+                    ctx.now,
+                ),
+            )?;
         }
-        tx.execute("UPDATE nyms SET recv_day = ?2, recv_cost = ?3, told = 1 WHERE name = ?1", rusqlite::params![name, day, used])?;
+        tx.execute(
+            "UPDATE nyms SET recv_day = ?2, recv_cost = ?3, told = 1 WHERE name = ?1",
+            rusqlite::params![name, day, used],
+        )?;
         return Ok("drop.over-budget");
     }
-    tx.execute("UPDATE nyms SET recv_day = ?2, recv_cost = ?3, told = ?4 WHERE name = ?1", rusqlite::params![name, day, used + cost, told])?;
+    tx.execute(
+        "UPDATE nyms SET recv_day = ?2, recv_cost = ?3, told = ?4 WHERE name = ?1",
+        rusqlite::params![name, day, used + cost, told],
+    )?;
     tell(tx, ctx, &n, &cert, &delivery_of(&n), mail)?;
     Ok("inbound.delivered")
 }
@@ -374,12 +502,31 @@ fn send(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static str
     n.last_signed = ctx.now;
     store::put(tx, &n)?;
     let day = state::unix(ctx.now) / 86400;
-    let (sday, count): (i64, i64) = tx.query_row("SELECT sent_day, sent_today FROM nyms WHERE name = ?1", [&n.name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (sday, count): (i64, i64) =
+        tx.query_row("SELECT sent_day, sent_today FROM nyms WHERE name = ?1", [&n.name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let count = if sday == day { count } else { 0 };
     if count as u64 >= ctx.cfg.sends_per_day {
         if count as u64 == ctx.cfg.sends_per_day {
-            tell(tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, &n.name, "Send limit reached", "Your nym reached its sends for today: sending stops until the next UTC day.", ctx.now))?;
-            tx.execute("UPDATE nyms SET sent_day = ?2, sent_today = ?3 WHERE name = ?1", rusqlite::params![n.name, day, count + 1])?;
+            tell(
+                tx,
+                ctx,
+                &n,
+                &cert,
+                &delivery_of(&n),
+                &answer(
+                    ctx.cfg,
+                    &n.name,
+                    "Send limit reached",
+                    "Your nym reached its sends for today: sending stops until the next UTC day.",
+                    ctx.now,
+                ),
+            )?;
+            tx.execute(
+                "UPDATE nyms SET sent_day = ?2, sent_today = ?3 WHERE name = ?1",
+                rusqlite::params![n.name, day, count + 1],
+            )?;
         }
         return Ok("send.over-limit");
     }
@@ -404,16 +551,29 @@ fn send(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static str
     out.extend_from_slice(&filtered);
     let mut queued = 0;
     for r in &rcpts {
-        if crate::abuse::block::is_blocked(tx, r, "+")? || !crate::mixes::address::plausible(r) || crate::mixes::address::relays(r) {
+        if crate::abuse::block::is_blocked(tx, r, "+")?
+            || !crate::mixes::address::plausible(r)
+            || crate::mixes::address::relays(r)
+        {
             bump(tx, "send.blocked-recipient", 1)?;
             continue;
         }
         store::queue(tx, "smtp", r, &out)?;
         queued += 1;
     }
-    tx.execute("UPDATE nyms SET sent_day = ?2, sent_today = ?3 WHERE name = ?1", rusqlite::params![n.name, day, count + 1])?;
+    tx.execute(
+        "UPDATE nyms SET sent_day = ?2, sent_today = ?3 WHERE name = ?1",
+        rusqlite::params![n.name, day, count + 1],
+    )?;
     if n.acksend && queued > 0 {
-        tell(tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, &n.name, "Sent", &format!("Your mail went to {queued} recipient(s)."), ctx.now))?;
+        tell(
+            tx,
+            ctx,
+            &n,
+            &cert,
+            &delivery_of(&n),
+            &answer(ctx.cfg, &n.name, "Sent", &format!("Your mail went to {queued} recipient(s)."), ctx.now),
+        )?;
     }
     Ok(if queued > 0 { "send.sent" } else { "send.no-recipient" })
 }
@@ -433,7 +593,14 @@ fn expire(st: &mut State, ctx: &Ctx<'_>) -> Result<u64> {
             if warned == 0 {
                 let cert = pgp::cert(&n.cert)?;
                 let text = "Your nym had no signed request for 90 days: it is deleted at 120 days unless you send one (any config@ request, or mail through send@).";
-                tell(&tx, ctx, &n, &cert, &delivery_of(&n), &answer(ctx.cfg, &n.name, "Nym expires soon", text, ctx.now))?;
+                tell(
+                    &tx,
+                    ctx,
+                    &n,
+                    &cert,
+                    &delivery_of(&n),
+                    &answer(ctx.cfg, &n.name, "Nym expires soon", text, ctx.now),
+                )?;
                 tx.execute("UPDATE nyms SET warned = 1 WHERE name = ?1", [&n.name])?;
                 bump(&tx, "nym.warned", 1)?;
             }

@@ -93,7 +93,8 @@ pub fn get(conn: &Connection, name: &str) -> Result<Option<Nym>> {
 
 /// The nym whose key has `fingerprint` (hex, upper case).
 pub fn by_fingerprint(conn: &Connection, fingerprint: &str) -> Result<Option<Nym>> {
-    let name: Option<String> = conn.query_row("SELECT name FROM nyms WHERE fingerprint = ?1", [fingerprint], |r| r.get(0)).optional()?;
+    let name: Option<String> =
+        conn.query_row("SELECT name FROM nyms WHERE fingerprint = ?1", [fingerprint], |r| r.get(0)).optional()?;
     match name {
         Some(n) => get(conn, &n),
         None => Ok(None),
@@ -107,7 +108,18 @@ pub fn put(conn: &Connection, n: &Nym) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(name) DO UPDATE SET fingerprint = ?2, cert = ?3, hsub = ?4, symmetric = ?5, acksend = ?6,
            delivery = ?7, active = ?8, created = ?9, last_signed = ?10, warned = 0",
-        params![n.name, n.fingerprint, n.cert, n.hsub, n.symmetric, n.acksend as i64, n.delivery, n.active as i64, unix(n.created), unix(n.last_signed)],
+        params![
+            n.name,
+            n.fingerprint,
+            n.cert,
+            n.hsub,
+            n.symmetric,
+            n.acksend as i64,
+            n.delivery,
+            n.active as i64,
+            unix(n.created),
+            unix(n.last_signed)
+        ],
     )?;
     Ok(())
 }
@@ -126,7 +138,10 @@ fn code_hash(code: &str) -> Vec<u8> {
 /// nym is replaced, so at most one confirmation per nym is ever pending.
 pub fn add_confirmation(conn: &Connection, name: &str, delivery: &str, code: &str, now: SystemTime) -> Result<()> {
     conn.execute("DELETE FROM confirm WHERE name = ?1", [name])?;
-    conn.execute("INSERT INTO confirm (hash, name, delivery, expires) VALUES (?1, ?2, ?3, ?4)", params![code_hash(code), name, delivery, unix(now + CONFIRM_KEEP)])?;
+    conn.execute(
+        "INSERT INTO confirm (hash, name, delivery, expires) VALUES (?1, ?2, ?3, ?4)",
+        params![code_hash(code), name, delivery, unix(now + CONFIRM_KEEP)],
+    )?;
     Ok(())
 }
 
@@ -134,8 +149,11 @@ pub fn add_confirmation(conn: &Connection, name: &str, delivery: &str, code: &st
 /// confirms.
 pub fn take_confirmation(conn: &Connection, name: &str, code: &str, now: SystemTime) -> Result<Option<String>> {
     let h = code_hash(code);
-    let got: Option<(String, i64)> =
-        conn.query_row("SELECT delivery, expires FROM confirm WHERE hash = ?1 AND name = ?2", params![h, name], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let got: Option<(String, i64)> = conn
+        .query_row("SELECT delivery, expires FROM confirm WHERE hash = ?1 AND name = ?2", params![h, name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
     conn.execute("DELETE FROM confirm WHERE hash = ?1 AND name = ?2", params![h, name])?;
     Ok(got.filter(|(_, e)| *e > unix(now)).map(|(d, _)| d))
 }
@@ -143,12 +161,17 @@ pub fn take_confirmation(conn: &Connection, name: &str, code: &str, now: SystemT
 /// Whether a confirmation to `delivery` is waiting (for any nym): then no other is sent
 /// there, so an address nobody confirmed gets one mail however many nyms name it.
 pub fn confirmation_waiting(conn: &Connection, delivery: &str, now: SystemTime) -> Result<bool> {
-    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM confirm WHERE delivery = ?1 AND expires > ?2)", params![delivery, unix(now)], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM confirm WHERE delivery = ?1 AND expires > ?2)",
+        params![delivery, unix(now)],
+        |r| r.get(0),
+    )?)
 }
 
 /// Every nym (for the issuer lookup of signed requests and for expiry).
 pub fn all(conn: &Connection) -> Result<Vec<Nym>> {
-    let names: Vec<String> = conn.prepare("SELECT name FROM nyms")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let names: Vec<String> =
+        conn.prepare("SELECT name FROM nyms")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for n in names {
         out.extend(get(conn, &n)?);
@@ -158,7 +181,10 @@ pub fn all(conn: &Connection) -> Result<Vec<Nym>> {
 
 /// Records a signature hash; false if it was seen already (a replay).
 pub fn first_use(conn: &Connection, sig_hash: &[u8; 32], now: SystemTime) -> Result<bool> {
-    let n = conn.execute("INSERT OR IGNORE INTO replay (hash, expires) VALUES (?1, ?2)", params![&sig_hash[..], unix(now + REPLAY_KEEP)])?;
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO replay (hash, expires) VALUES (?1, ?2)",
+        params![&sig_hash[..], unix(now + REPLAY_KEEP)],
+    )?;
     Ok(n == 1)
 }
 
@@ -166,7 +192,10 @@ pub fn first_use(conn: &Connection, sig_hash: &[u8; 32], now: SystemTime) -> Res
 /// whose confirmation expired.
 pub fn purge(conn: &Connection, now: SystemTime) -> Result<()> {
     conn.execute("DELETE FROM replay WHERE expires <= ?1", [unix(now)])?;
-    conn.execute("DELETE FROM nyms WHERE active = 0 AND name NOT IN (SELECT name FROM confirm WHERE expires > ?1)", [unix(now)])?;
+    conn.execute(
+        "DELETE FROM nyms WHERE active = 0 AND name NOT IN (SELECT name FROM confirm WHERE expires > ?1)",
+        [unix(now)],
+    )?;
     conn.execute("DELETE FROM confirm WHERE expires <= ?1", [unix(now)])?;
     Ok(())
 }
@@ -174,7 +203,10 @@ pub fn purge(conn: &Connection, now: SystemTime) -> Result<()> {
 /// Queues a mail for a channel (`news`, `smtp`) and recipient, in the caller's transaction.
 pub fn queue(conn: &Connection, channel: &str, rcpt: &str, mail: &[u8]) -> Result<()> {
     let id = crate::batch::state::random_id(conn, crate::batch::state::Queue::Outbox, &mut rand::rng())?;
-    conn.execute("INSERT INTO outbox (id, channel, rcpt, mail) VALUES (?1, ?2, ?3, ?4)", params![id, channel, rcpt, mail])?;
+    conn.execute(
+        "INSERT INTO outbox (id, channel, rcpt, mail) VALUES (?1, ?2, ?3, ?4)",
+        params![id, channel, rcpt, mail],
+    )?;
     Ok(())
 }
 
@@ -188,7 +220,8 @@ pub struct Queued {
 
 pub fn outbox(conn: &Connection) -> Result<Vec<Queued>> {
     let mut st = conn.prepare("SELECT id, channel, rcpt, mail FROM outbox")?;
-    let rows = st.query_map([], |r| Ok(Queued { id: r.get(0)?, channel: r.get(1)?, rcpt: r.get(2)?, mail: r.get(3)? }))?;
+    let rows =
+        st.query_map([], |r| Ok(Queued { id: r.get(0)?, channel: r.get(1)?, rcpt: r.get(2)?, mail: r.get(3)? }))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

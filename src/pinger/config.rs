@@ -61,11 +61,7 @@ pub const SETTINGS: &[Setting] = &[
         doc: "How pings leave: \"sendmail\" (the program below, envelope sender = the pinger's
               address), or \"maildir:ROOT\" (labs and tests).",
     },
-    Setting {
-        name: "sendmail",
-        default: Some("\"/usr/sbin/sendmail\""),
-        doc: "The sendmail program of the MTA.",
-    },
+    Setting { name: "sendmail", default: Some("\"/usr/sbin/sendmail\""), doc: "The sendmail program of the MTA." },
     Setting {
         name: "sendmail_timeout",
         default: Some("\"1m\""),
@@ -154,7 +150,9 @@ pub fn parse(text: &str) -> Result<Config> {
         chain_interval: duration("chain_interval")?,
         trusted_exit: match string("trusted_exit")? {
             e if e.is_empty() => None,
-            e => Some(MixAddress::parse(&e).map_err(|_| anyhow!("`trusted_exit` must be a mix address, mixtasy@FQDN"))?),
+            e => {
+                Some(MixAddress::parse(&e).map_err(|_| anyhow!("`trusted_exit` must be a mix address, mixtasy@FQDN"))?)
+            }
         },
         keyserver: match string("keyserver")? {
             k if k.is_empty() => None,
@@ -163,7 +161,8 @@ pub fn parse(text: &str) -> Result<Config> {
                 Some(k)
             }
         },
-        transport: TransportKind::parse(&string("transport")?).ok_or_else(|| anyhow!("`transport` must be \"sendmail\" or \"maildir:ROOT\""))?,
+        transport: TransportKind::parse(&string("transport")?)
+            .ok_or_else(|| anyhow!("`transport` must be \"sendmail\" or \"maildir:ROOT\""))?,
         sendmail: PathBuf::from(string("sendmail")?),
         sendmail_timeout: duration("sendmail_timeout")?,
         max_operator: string("max_operator")?.parse().map_err(|_| anyhow!("`max_operator` must be a whole number"))?,

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
-use rand::RngCore;
-use sequoia_openpgp as openpgp;
 use openpgp::cert::{CertBuilder, CipherSuite};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::KeyFlags;
 use openpgp::Cert;
+use rand::RngCore;
+use sequoia_openpgp as openpgp;
 
 use crate::batch::spool::Spool;
 use crate::mixes::directory::Directory;
@@ -95,7 +95,8 @@ impl PingerHome {
     /// The pinger key with its secrets.
     pub fn cert(&self) -> Result<Cert> {
         let p = self.secret_key_path();
-        Cert::from_bytes(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("reading the key in {}", p.display()))
+        Cert::from_bytes(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("reading the key in {}", p.display()))
     }
 
     pub fn ping_secret(&self) -> Result<[u8; SECRET_LEN]> {

@@ -8,9 +8,9 @@
 
 pub mod config;
 pub mod home;
-pub mod store;
 pub mod ping;
-pub mod schedule;
-pub mod stats;
 pub mod publish;
 pub mod round;
+pub mod schedule;
+pub mod stats;
+pub mod store;

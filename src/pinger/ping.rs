@@ -18,8 +18,6 @@ use std::io::Read;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, Result};
-use rand::{CryptoRng, Rng, RngCore};
-use sequoia_openpgp as openpgp;
 use openpgp::crypto::SessionKey;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::stream::{DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper};
@@ -27,6 +25,8 @@ use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle};
+use rand::{CryptoRng, Rng, RngCore};
+use sequoia_openpgp as openpgp;
 use sha2::{Digest, Sha256};
 
 use crate::batch::state::unix;
@@ -65,8 +65,19 @@ pub fn new_id(rng: &mut impl RngCore) -> String {
 }
 
 /// The wire mail of one ping along `path` (first hop first; its last hop delivers).
-pub fn build(pinger: &Cert, address: &str, secret: &[u8], id: &str, path: &[&Mix], now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<create::WireMessage> {
-    let original = format!("To: {address}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{}", payload(secret, id, now));
+pub fn build(
+    pinger: &Cert,
+    address: &str,
+    secret: &[u8],
+    id: &str,
+    path: &[&Mix],
+    now: SystemTime,
+    rng: &mut (impl Rng + CryptoRng),
+) -> Result<create::WireMessage> {
+    let original = format!(
+        "To: {address}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{}",
+        payload(secret, id, now)
+    );
     let public = pinger.clone().strip_secret_key_material();
     let encrypted = pgpmime::encrypt(original.as_bytes(), &[public], now)?;
     let mid = message::new_id(rng);
@@ -94,11 +105,14 @@ pub enum Intake {
 pub fn read(mail: &[u8], pinger: &Cert, secret: &[u8], now: SystemTime) -> Intake {
     let Some(plain) = decrypt(mail, pinger, now) else { return Intake::NotPing };
     let text = String::from_utf8_lossy(&plain);
-    let field = |name: &str| text.lines().find_map(|l| l.trim_end().strip_prefix(name).map(str::trim).map(str::to_string));
+    let field =
+        |name: &str| text.lines().find_map(|l| l.trim_end().strip_prefix(name).map(str::trim).map(str::to_string));
     if field("Mixtasy-Ping:").as_deref() != Some("1") {
         return Intake::NotPing;
     }
-    let (Some(id), Some(sent), Some(given)) = (field("Id:"), field("Sent:").and_then(|s| s.parse::<i64>().ok()), field("Mac:")) else {
+    let (Some(id), Some(sent), Some(given)) =
+        (field("Id:"), field("Sent:").and_then(|s| s.parse::<i64>().ok()), field("Mac:"))
+    else {
         return Intake::Forged;
     };
     let want = mac(secret, &id, sent);
@@ -116,7 +130,10 @@ fn decrypt(mail: &[u8], pinger: &Cert, now: SystemTime) -> Option<Vec<u8>> {
     let start = mail.windows(BEGIN.len()).position(|w| w == BEGIN)?;
     let end = start + mail[start..].windows(END.len()).position(|w| w == END)? + END.len();
     let policy = StandardPolicy::new();
-    let mut d = DecryptorBuilder::from_bytes(&mail[start..end]).ok()?.with_policy(&policy, Some(now), Helper(pinger, now)).ok()?;
+    let mut d = DecryptorBuilder::from_bytes(&mail[start..end])
+        .ok()?
+        .with_policy(&policy, Some(now), Helper(pinger, now))
+        .ok()?;
     let mut plain = Vec::new();
     d.by_ref().take(64 * 1024).read_to_end(&mut plain).ok()?;
     Some(plain)
@@ -134,7 +151,13 @@ impl VerificationHelper for Helper<'_> {
 }
 
 impl DecryptionHelper for Helper<'_> {
-    fn decrypt(&mut self, pkesks: &[PKESK], _: &[SKESK], sym: Option<SymmetricAlgorithm>, decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool) -> openpgp::Result<Option<Cert>> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _: &[SKESK],
+        sym: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
         let policy = StandardPolicy::new();
         for ka in self.0.keys().with_policy(&policy, self.1).secret().for_transport_encryption() {
             let mut pair = ka.key().clone().into_keypair()?;
@@ -155,7 +178,10 @@ mod tests {
     #[test]
     fn hmac_matches_rfc_4231() {
         // Test case 2.
-        assert_eq!(hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
         // Test case 6: a key longer than the block.
         assert_eq!(
             hex(&hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First")),
@@ -181,7 +207,8 @@ mod tests {
         assert_eq!(read(&good, &cert, b"secret", now), Intake::Valid { id: "00ff".into(), sent: unix(now) });
         // The same ping under another secret, or with its send time moved, is forged.
         assert_eq!(read(&good, &cert, b"other", now), Intake::Forged);
-        let moved = payload(b"secret", "00ff", now).replace(&format!("Sent: {}", unix(now)), &format!("Sent: {}", unix(now) - 3600));
+        let moved = payload(b"secret", "00ff", now)
+            .replace(&format!("Sent: {}", unix(now)), &format!("Sent: {}", unix(now) - 3600));
         assert_eq!(read(&sealed(&cert, &moved), &cert, b"secret", now), Intake::Forged);
         assert_eq!(read(&sealed(&cert, "Mixtasy-Ping: 1\r\nId: 00ff\r\n"), &cert, b"secret", now), Intake::Forged);
         // Mail the pinger key does not open is not a ping at all.

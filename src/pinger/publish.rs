@@ -13,11 +13,11 @@
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Armorer, Message, Signer};
 use openpgp::serialize::{Serialize, SerializeInto};
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 use std::io::Write;
 
 use crate::mixes::directory::Mix;
@@ -49,10 +49,28 @@ fn latency(secs: Option<i64>) -> String {
 /// 48 hours and beyond, `?` for a day without a returned ping.
 pub fn latency_history(s: &Stats) -> String {
     const STEPS: [(i64, char); 17] = [
-        (20 * 60, '0'), (3600, '1'), (2 * 3600, '2'), (3 * 3600, '3'), (4 * 3600, '4'), (5 * 3600, '5'), (6 * 3600, '6'), (7 * 3600, '7'), (8 * 3600, '8'),
-        (9 * 3600, '9'), (12 * 3600, 'A'), (18 * 3600, 'B'), (24 * 3600, 'C'), (30 * 3600, 'D'), (36 * 3600, 'E'), (42 * 3600, 'F'), (48 * 3600, 'G'),
+        (20 * 60, '0'),
+        (3600, '1'),
+        (2 * 3600, '2'),
+        (3 * 3600, '3'),
+        (4 * 3600, '4'),
+        (5 * 3600, '5'),
+        (6 * 3600, '6'),
+        (7 * 3600, '7'),
+        (8 * 3600, '8'),
+        (9 * 3600, '9'),
+        (12 * 3600, 'A'),
+        (18 * 3600, 'B'),
+        (24 * 3600, 'C'),
+        (30 * 3600, 'D'),
+        (36 * 3600, 'E'),
+        (42 * 3600, 'F'),
+        (48 * 3600, 'G'),
     ];
-    (0..DAYS).rev().map(|d| s.latency_day[d].map_or('?', |l| STEPS.iter().find(|(lim, _)| l < *lim).map_or('H', |(_, c)| *c))).collect()
+    (0..DAYS)
+        .rev()
+        .map(|d| s.latency_day[d].map_or('?', |l| STEPS.iter().find(|(lim, _)| l < *lim).map_or('H', |(_, c)| *c)))
+        .collect()
 }
 
 /// The 12-day reliability history, oldest day first: `+` for 100 %, else the tens digit.
@@ -75,7 +93,11 @@ fn middle(m: &Mix) -> bool {
 /// Best first: reliability, then latency, then name.
 pub fn sort(rows: &mut [Row<'_>]) {
     rows.sort_by(|a, b| {
-        b.stats.reliability.total_cmp(&a.stats.reliability).then(a.stats.latency.unwrap_or(i64::MAX).cmp(&b.stats.latency.unwrap_or(i64::MAX))).then(a.mix.address.fqdn().cmp(b.mix.address.fqdn()))
+        b.stats
+            .reliability
+            .total_cmp(&a.stats.reliability)
+            .then(a.stats.latency.unwrap_or(i64::MAX).cmp(&b.stats.latency.unwrap_or(i64::MAX)))
+            .then(a.mix.address.fqdn().cmp(b.mix.address.fqdn()))
     });
 }
 
@@ -84,7 +106,16 @@ fn generated(now: SystemTime) -> String {
     const DAY: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let c = clock::civil(now);
-    format!("{} {:02} {} {:4} {:02}:{:02}:{:02} GMT", DAY[c.weekday as usize], c.day, MON[c.month as usize - 1], c.year, c.hour, c.minute, c.second)
+    format!(
+        "{} {:02} {} {:4} {:02}:{:02}:{:02} GMT",
+        DAY[c.weekday as usize],
+        c.day,
+        MON[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
 }
 
 /// `mlist2.txt`; `broken` are chains (A, B) by host name.
@@ -115,7 +146,14 @@ pub fn mlist2(rows: &[Row<'_>], broken: &[(String, String)], now: SystemTime) ->
     out.push_str("\n\n\nRemailer-Capabilities:\n\n");
     let mut caps: Vec<String> = rows
         .iter()
-        .map(|r| format!("$remailer{{\"{}\"}} = \"<{}> mixtasy{}\";", r.mix.address.fqdn(), r.mix.address, if middle(r.mix) { " middle" } else { "" }))
+        .map(|r| {
+            format!(
+                "$remailer{{\"{}\"}} = \"<{}> mixtasy{}\";",
+                r.mix.address.fqdn(),
+                r.mix.address,
+                if middle(r.mix) { " middle" } else { "" }
+            )
+        })
         .collect();
     caps.sort();
     for c in caps {
@@ -127,7 +165,10 @@ pub fn mlist2(rows: &[Row<'_>], broken: &[(String, String)], now: SystemTime) ->
 
 /// `status`'s table: mix, modes, latency, reliability and both histories.
 pub fn table(rows: &[Row<'_>]) -> String {
-    let mut out = format!("{:<24} {:<28} {:>6} {:>7} {:>5}  {:<12}  {:<12}\n", "mix", "modes", "latent", "uptime", "pings", "latent-hist", "uptime-hist");
+    let mut out = format!(
+        "{:<24} {:<28} {:>6} {:>7} {:>5}  {:<12}  {:<12}\n",
+        "mix", "modes", "latent", "uptime", "pings", "latent-hist", "uptime-hist"
+    );
     for r in rows {
         out.push_str(&format!(
             "{:<24} {:<28} {:>6} {:>6.1}% {:>5}  {:<12}  {:<12}\n",
@@ -146,7 +187,13 @@ pub fn table(rows: &[Row<'_>]) -> String {
 /// A detached, armored signature of `data` by the pinger's primary key.
 pub fn sign_detached(pinger: &Cert, data: &[u8], now: SystemTime) -> Result<Vec<u8>> {
     let policy = StandardPolicy::new();
-    let key = pinger.keys().with_policy(&policy, now).secret().for_signing().next().context("the pinger key has no signing key")?;
+    let key = pinger
+        .keys()
+        .with_policy(&policy, now)
+        .secret()
+        .for_signing()
+        .next()
+        .context("the pinger key has no signing key")?;
     let signer = key.key().clone().into_keypair()?;
     let mut out = Vec::new();
     {

@@ -62,7 +62,9 @@ pub fn run(home: &PingerHome, now: SystemTime) -> Result<Option<Summary>> {
     let mut state = store::open(&home.state_path())?;
     let mut sum = Summary::default();
     if let Some(url) = &config.keyserver {
-        let refreshed = Keyserver::new(url, Duration::from_secs(60)).and_then(|ks| ks.fetch_all()).and_then(|a| home.directory().refresh(a.as_deref(), now));
+        let refreshed = Keyserver::new(url, Duration::from_secs(60))
+            .and_then(|ks| ks.fetch_all())
+            .and_then(|a| home.directory().refresh(a.as_deref(), now));
         state.bump(if refreshed.is_ok() { "directory.fetched" } else { "directory.fetch-failed" }, 1)?;
     }
     intake(&config, &cert, &secret, &mut state, now, &mut sum)?;
@@ -73,7 +75,14 @@ pub fn run(home: &PingerHome, now: SystemTime) -> Result<Option<Summary>> {
     Ok(Some(sum))
 }
 
-fn intake(config: &Config, cert: &Cert, secret: &[u8], state: &mut State, now: SystemTime, sum: &mut Summary) -> Result<()> {
+fn intake(
+    config: &Config,
+    cert: &Cert,
+    secret: &[u8],
+    state: &mut State,
+    now: SystemTime,
+    sum: &mut Summary,
+) -> Result<()> {
     let spool = Spool::open_for_round(&config.maildir)?;
     for entry in spool.list()? {
         // A file that vanished meanwhile is simply gone.
@@ -130,20 +139,38 @@ fn fpr(m: &Mix) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn send_due(config: &Config, cert: &Cert, secret: &[u8], state: &mut State, mixes: &[Mix], now: SystemTime, sum: &mut Summary) -> Result<()> {
+fn send_due(
+    config: &Config,
+    cert: &Cert,
+    secret: &[u8],
+    state: &mut State,
+    mixes: &[Mix],
+    now: SystemTime,
+    sum: &mut Summary,
+) -> Result<()> {
     let transport = config.transport();
     let trusted = config.trusted_exit.as_ref().and_then(|a| mixes.iter().find(|m| &m.address == a));
     let mut due: Vec<(String, String, Vec<&Mix>)> = Vec::new();
     for m in mixes {
         let f = fpr(m);
         let Some(path) = schedule::path(m, trusted, domain(config)) else { continue };
-        if schedule::due(now, store::last_sent(state, &f, "")?, config.interval, schedule::offset(secret, &f, config.interval)) {
+        if schedule::due(
+            now,
+            store::last_sent(state, &f, "")?,
+            config.interval,
+            schedule::offset(secret, &f, config.interval),
+        ) {
             due.push((f, String::new(), path));
         }
     }
     for (a, b) in schedule::chains(mixes, domain(config)) {
         let (fa, fb) = (fpr(a), fpr(b));
-        if schedule::due(now, store::last_sent(state, &fa, &fb)?, config.chain_interval, schedule::offset(secret, &format!("{fa} {fb}"), config.chain_interval)) {
+        if schedule::due(
+            now,
+            store::last_sent(state, &fa, &fb)?,
+            config.chain_interval,
+            schedule::offset(secret, &format!("{fa} {fb}"), config.chain_interval),
+        ) {
             due.push((fa, fb, vec![a, b]));
         }
     }
@@ -169,7 +196,10 @@ fn send_due(config: &Config, cert: &Cert, secret: &[u8], state: &mut State, mixe
     Ok(())
 }
 
-fn send(transport: &Transport, wire: &crate::sender::create::WireMessage) -> Result<(), crate::batch::transport::TransportError> {
+fn send(
+    transport: &Transport,
+    wire: &crate::sender::create::WireMessage,
+) -> Result<(), crate::batch::transport::TransportError> {
     transport.send(None, &[wire.to.as_str().to_string()], &wire.mail)
 }
 
@@ -179,7 +209,15 @@ pub fn known(dir: &Directory, now: SystemTime) -> Result<Vec<Mix>> {
     let mut out = Vec::new();
     for (_, cert) in dir.certs()? {
         if let Ok((address, name, modes)) = directory::identity(&cert, now) {
-            out.push(Mix { address, name, modes, subkeys: crate::mixes::keys::encryption_subkeys(&cert), cert, wkd: false, standing: None });
+            out.push(Mix {
+                address,
+                name,
+                modes,
+                subkeys: crate::mixes::keys::encryption_subkeys(&cert),
+                cert,
+                wkd: false,
+                standing: None,
+            });
         }
     }
     Ok(out)
@@ -203,7 +241,14 @@ pub fn figures<'m>(state: &State, mixes: &'m [Mix], now: SystemTime) -> Result<(
     for a in &rows {
         for b in &rows {
             let (fa, fb) = (fpr(a.mix), fpr(b.mix));
-            if fa != fb && stats::chain_broken(pings.iter().filter(|p| p.mix == fa && p.next == fb), &a.stats, &b.stats, unix(now)) {
+            if fa != fb
+                && stats::chain_broken(
+                    pings.iter().filter(|p| p.mix == fa && p.next == fb),
+                    &a.stats,
+                    &b.stats,
+                    unix(now),
+                )
+            {
                 broken.push((a.mix, b.mix));
             }
         }
@@ -216,7 +261,8 @@ fn publish(config: &Config, cert: &Cert, state: &mut State, mixes: &[Mix], now: 
     let (rows, broken) = figures(state, mixes, now)?;
     let out = &config.output;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let names: Vec<(String, String)> = broken.iter().map(|(a, b)| (a.address.fqdn().to_string(), b.address.fqdn().to_string())).collect();
+    let names: Vec<(String, String)> =
+        broken.iter().map(|(a, b)| (a.address.fqdn().to_string(), b.address.fqdn().to_string())).collect();
     let list = publish::mlist2(&rows, &names, now);
     let mut certified = Vec::new();
     for r in &rows {
@@ -224,7 +270,11 @@ fn publish(config: &Config, cert: &Cert, state: &mut State, mixes: &[Mix], now: 
             reliability: r.stats.reliability,
             latency: Duration::from_secs(r.stats.latency.unwrap_or(0).max(0) as u64),
             pings: r.stats.sent,
-            broken_next: broken.iter().filter(|(a, _)| a.address == r.mix.address).map(|(_, b)| b.cert.fingerprint()).collect(),
+            broken_next: broken
+                .iter()
+                .filter(|(a, _)| a.address == r.mix.address)
+                .map(|(_, b)| b.cert.fingerprint())
+                .collect(),
         };
         let sig = ranking::certify(cert, &r.mix.cert, &ranking, now, ranking::VALIDITY)?;
         certified.push(r.mix.cert.clone().insert_packets(sig)?.0);
@@ -238,7 +288,9 @@ fn publish(config: &Config, cert: &Cert, state: &mut State, mixes: &[Mix], now: 
         fsutil::write_atomic(&out.join(sig_name), &sig, 0o644)?;
     }
     if let Some(url) = &config.keyserver {
-        let due = state.meta("last_upload")?.is_none_or(|t| unix(now) - t >= UPLOAD_INTERVAL.as_secs() as i64 || t > unix(now));
+        let due = state
+            .meta("last_upload")?
+            .is_none_or(|t| unix(now) - t >= UPLOAD_INTERVAL.as_secs() as i64 || t > unix(now));
         if due && !certified.is_empty() {
             let ks = Keyserver::new(url, Duration::from_secs(60))?;
             let mut failed = 0;

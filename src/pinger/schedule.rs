@@ -74,6 +74,10 @@ mod tests {
         assert!(due(t(base + 1000), Some(base + 90_000), iv, off));
         let a = offset(b"s", "A", iv);
         assert!(a < 7200);
-        assert_ne!((0..20).map(|i| offset(b"s", &format!("M{i}"), iv)).collect::<std::collections::BTreeSet<_>>().len(), 1, "offsets differ");
+        assert_ne!(
+            (0..20).map(|i| offset(b"s", &format!("M{i}"), iv)).collect::<std::collections::BTreeSet<_>>().len(),
+            1,
+            "offsets differ"
+        );
     }
 }

@@ -132,7 +132,12 @@ mod tests {
             .map(|i| {
                 let sent = NOW - 3600 - i as i64 * 7200;
                 // One not back by now is still under way.
-                Ping { mix: "M".into(), next: String::new(), sent, returned: back(i).then_some(sent + lat).filter(|&r| r <= NOW) }
+                Ping {
+                    mix: "M".into(),
+                    next: String::new(),
+                    sent,
+                    returned: back(i).then_some(sent + lat).filter(|&r| r <= NOW),
+                }
             })
             .collect()
     }
@@ -179,13 +184,21 @@ mod tests {
     fn a_chain_is_broken_when_far_below_its_mixes() {
         let good = calculate(&history(|_| true, 600), NOW);
         let chain = |back: bool, n: i64| -> Vec<Ping> {
-            (0..n).map(|i| Ping { mix: "A".into(), next: "B".into(), sent: NOW - DAY * (i + 1), returned: back.then_some(NOW - DAY * (i + 1) + 900) }).collect()
+            (0..n)
+                .map(|i| Ping {
+                    mix: "A".into(),
+                    next: "B".into(),
+                    sent: NOW - DAY * (i + 1),
+                    returned: back.then_some(NOW - DAY * (i + 1) + 900),
+                })
+                .collect()
         };
         assert!(chain_broken(&chain(false, 3), &good, &good, NOW));
         assert!(!chain_broken(&chain(true, 3), &good, &good, NOW));
         assert!(!chain_broken(&chain(false, 2), &good, &good, NOW), "too few pings to judge");
         // Pings too young to have returned are not counted.
-        let young: Vec<Ping> = (0..5).map(|i| Ping { mix: "A".into(), next: "B".into(), sent: NOW - 60 * i, returned: None }).collect();
+        let young: Vec<Ping> =
+            (0..5).map(|i| Ping { mix: "A".into(), next: "B".into(), sent: NOW - 60 * i, returned: None }).collect();
         assert!(!chain_broken(&young, &good, &good, NOW));
     }
 }

@@ -87,13 +87,17 @@ pub fn mark_returned(tx: &Transaction<'_>, id: &str, at: SystemTime) -> Result<R
 
 /// When `mix` (then `next`, '' for none) was last pinged.
 pub fn last_sent(state: &State, mix: &str, next: &str) -> Result<Option<i64>> {
-    Ok(state.conn().query_row("SELECT max(sent) FROM pings WHERE mix = ?1 AND next = ?2", params![mix, next], |r| r.get(0))?)
+    Ok(state
+        .conn()
+        .query_row("SELECT max(sent) FROM pings WHERE mix = ?1 AND next = ?2", params![mix, next], |r| r.get(0))?)
 }
 
 /// Every ping sent after `since`.
 pub fn since(state: &State, since: SystemTime) -> Result<Vec<Ping>> {
     let mut st = state.conn().prepare("SELECT mix, next, sent, returned FROM pings WHERE sent > ?1")?;
-    let rows = st.query_map([unix(since)], |r| Ok(Ping { mix: r.get(0)?, next: r.get(1)?, sent: r.get(2)?, returned: r.get(3)? }))?;
+    let rows = st.query_map([unix(since)], |r| {
+        Ok(Ping { mix: r.get(0)?, next: r.get(1)?, sent: r.get(2)?, returned: r.get(3)? })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -117,7 +121,10 @@ mod tests {
         assert_eq!(last_sent(&s, "F1", "F2").unwrap(), None);
         let tx = s.transaction().unwrap();
         let r = mark_returned(&tx, "abc", t0 + Duration::from_secs(60)).unwrap();
-        assert_eq!(r, Return::Fresh(Ping { mix: "F1".into(), next: "".into(), sent: unix(t0), returned: Some(unix(t0) + 60) }));
+        assert_eq!(
+            r,
+            Return::Fresh(Ping { mix: "F1".into(), next: "".into(), sent: unix(t0), returned: Some(unix(t0) + 60) })
+        );
         assert_eq!(mark_returned(&tx, "abc", t0).unwrap(), Return::Again);
         assert_eq!(mark_returned(&tx, "zzz", t0).unwrap(), Return::Unknown);
         tx.commit().unwrap();

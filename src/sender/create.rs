@@ -9,13 +9,13 @@ use std::time::SystemTime;
 use anyhow::{anyhow, Result};
 use rand::{CryptoRng, Rng};
 
-use crate::mixes::address::MixAddress;
-use crate::mixes::directory::Mix;
 use crate::format::layer;
 use crate::format::message::{self, Kind};
-use crate::sender::path;
 use crate::format::sizes::OUTER;
 use crate::format::wire;
+use crate::mixes::address::MixAddress;
+use crate::mixes::directory::Mix;
+use crate::sender::path;
 
 /// What the sender may choose.
 #[derive(Debug, Clone)]
@@ -38,7 +38,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { first_mix: None, hops: path::MIN_HOPS, max_size: DEFAULT_MAX_SIZE, copies: 1, rules: None, relax: false }
+        Options {
+            first_mix: None,
+            hops: path::MIN_HOPS,
+            max_size: DEFAULT_MAX_SIZE,
+            copies: 1,
+            rules: None,
+            relax: false,
+        }
     }
 }
 
@@ -102,7 +109,13 @@ pub fn split<'a>(original: &'a [u8], id: &str) -> Vec<(Kind, &'a [u8])> {
 /// Wraps one revealed final mix message in layers along `path` (first hop first).
 /// `sender` is the From of the outermost mail: `None` for a user (its MTA adds one), the
 /// mix's own address for a dummy.
-pub fn wrap(final_message: Vec<u8>, path: &[&Mix], sender: Option<&MixAddress>, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<WireMessage> {
+pub fn wrap(
+    final_message: Vec<u8>,
+    path: &[&Mix],
+    sender: Option<&MixAddress>,
+    now: SystemTime,
+    rng: &mut (impl Rng + CryptoRng),
+) -> Result<WireMessage> {
     let mut revealed = final_message;
     for (i, mix) in path.iter().enumerate().rev() {
         let key = mix.newest_valid_subkey(now).ok_or_else(|| anyhow!("mix {} has no valid subkey", mix.address))?;
@@ -126,7 +139,13 @@ pub const PREFERRED_SUBKEY_LIFE: std::time::Duration = std::time::Duration::from
 /// made without them. With `rules`, no path that breaks them is made: the error says
 /// `PathError::Unranked` when only the rules stand in the way, unless `relax` is set, and
 /// then a path is made as without them.
-pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
+pub fn create(
+    original: &[u8],
+    mixes: &[Mix],
+    opts: &Options,
+    now: SystemTime,
+    rng: &mut (impl Rng + CryptoRng),
+) -> Result<Vec<WireMessage>> {
     if opts.copies == 0 || opts.copies > MAX_COPIES {
         return Err(CreateError::Copies.into());
     }
@@ -148,8 +167,19 @@ pub fn create(original: &[u8], mixes: &[Mix], opts: &Options, now: SystemTime, r
     }
 }
 
-fn create_lasting(original: &[u8], mixes: &[Mix], opts: &Options, rules: Option<&path::Rules>, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
-    let lasting: Vec<Mix> = mixes.iter().filter(|m| m.newest_expiry(now).is_none_or(|e| e >= now + PREFERRED_SUBKEY_LIFE)).cloned().collect();
+fn create_lasting(
+    original: &[u8],
+    mixes: &[Mix],
+    opts: &Options,
+    rules: Option<&path::Rules>,
+    now: SystemTime,
+    rng: &mut (impl Rng + CryptoRng),
+) -> Result<Vec<WireMessage>> {
+    let lasting: Vec<Mix> = mixes
+        .iter()
+        .filter(|m| m.newest_expiry(now).is_none_or(|e| e >= now + PREFERRED_SUBKEY_LIFE))
+        .cloned()
+        .collect();
     if lasting.len() < mixes.len() {
         if let Ok(out) = create_with(original, &lasting, opts, rules, now, rng) {
             return Ok(out);
@@ -158,7 +188,14 @@ fn create_lasting(original: &[u8], mixes: &[Mix], opts: &Options, rules: Option<
     create_with(original, mixes, opts, rules, now, rng)
 }
 
-fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, rules: Option<&path::Rules>, now: SystemTime, rng: &mut (impl Rng + CryptoRng)) -> Result<Vec<WireMessage>> {
+fn create_with(
+    original: &[u8],
+    mixes: &[Mix],
+    opts: &Options,
+    rules: Option<&path::Rules>,
+    now: SystemTime,
+    rng: &mut (impl Rng + CryptoRng),
+) -> Result<Vec<WireMessage>> {
     let domain = recipient_domain(original)?;
     let exit = path::choose_exit_ranked(mixes, &domain, rules, rng)?;
     let id = message::new_id(rng);
@@ -178,7 +215,14 @@ fn create_with(original: &[u8], mixes: &[Mix], opts: &Options, rules: Option<&pa
 /// A path for one copy of a part: independent of the other copies' paths, but starting at
 /// a mix none of them starts at when the directory allows (a few fresh draws), so that one
 /// dead first mix cannot hold every copy.
-fn copy_path<'m>(mixes: &'m [Mix], exit: &'m Mix, opts: &Options, rules: Option<&path::Rules>, firsts: &[&MixAddress], rng: &mut impl Rng) -> Result<Vec<&'m Mix>> {
+fn copy_path<'m>(
+    mixes: &'m [Mix],
+    exit: &'m Mix,
+    opts: &Options,
+    rules: Option<&path::Rules>,
+    firsts: &[&MixAddress],
+    rng: &mut impl Rng,
+) -> Result<Vec<&'m Mix>> {
     let mut hops = path::choose_ranked(mixes, exit, opts.first_mix.as_ref(), opts.hops, rules, rng)?;
     for _ in 0..16 {
         if !firsts.contains(&&hops[0].address) {
@@ -217,7 +261,8 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let modes = Modes::parse("middleman,exitpublic").unwrap();
         let mix = |fqdn: &str, created: SystemTime| {
-            let c = keys::generate("M", &modes, &MixAddress::for_fqdn(fqdn).unwrap(), created, keys::SUBKEY_VALIDITY).unwrap();
+            let c = keys::generate("M", &modes, &MixAddress::for_fqdn(fqdn).unwrap(), created, keys::SUBKEY_VALIDITY)
+                .unwrap();
             directory::check(&c, now).unwrap()
         };
         // e.test's only subkey expires in one hour; the others were made just now.
@@ -229,7 +274,10 @@ mod tests {
             assert_ne!(w[0].to.fqdn(), "e.test", "a short-lived mix was chosen though others last");
         }
         // With only short-lived mixes left for a path, they are still used.
-        let short: Vec<Mix> = ["p.test", "q.test", "r.test"].iter().map(|f| mix(f, now - keys::SUBKEY_VALIDITY + Duration::from_secs(3600))).collect();
+        let short: Vec<Mix> = ["p.test", "q.test", "r.test"]
+            .iter()
+            .map(|f| mix(f, now - keys::SUBKEY_VALIDITY + Duration::from_secs(3600)))
+            .collect();
         assert!(create(b"To: bob@x.test\r\n\r\nhi", &short, &Options::default(), now, &mut rng).is_ok());
     }
 
@@ -241,9 +289,12 @@ mod tests {
         let modes = Modes::parse("middleman,exitpublic").unwrap();
         let certs: Vec<_> = ["a.test", "b.test", "c.test", "d.test", "e.test"]
             .iter()
-            .map(|f| keys::generate("M", &modes, &MixAddress::for_fqdn(f).unwrap(), now, keys::SUBKEY_VALIDITY).unwrap())
+            .map(|f| {
+                keys::generate("M", &modes, &MixAddress::for_fqdn(f).unwrap(), now, keys::SUBKEY_VALIDITY).unwrap()
+            })
             .collect();
-        let mixes: Vec<Mix> = certs.iter().map(|c| directory::check(&c.clone().strip_secret_key_material(), now).unwrap()).collect();
+        let mixes: Vec<Mix> =
+            certs.iter().map(|c| directory::check(&c.clone().strip_secret_key_material(), now).unwrap()).collect();
         let mut rng = rand::rng();
         let opts = Options { copies: 3, ..Options::default() };
         let w = create(b"To: bob@x.test\r\n\r\nhi", &mixes, &opts, now, &mut rng).unwrap();

@@ -2,7 +2,7 @@
 //! message itself, end-to-end encryption for the recipient, and what one submission of a
 //! mail program becomes.
 
-pub mod path;
 pub mod create;
+pub mod path;
 pub mod pgpmime;
 pub mod submit;

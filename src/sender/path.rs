@@ -45,7 +45,8 @@ impl Rules {
 
     /// Whether `b` may follow `a`: other operators, and no chain found broken.
     pub fn pair(&self, a: &Mix, b: &Mix) -> bool {
-        operator(&a.address) != operator(&b.address) && !a.standing.as_ref().is_some_and(|s| s.broken_next.contains(&b.cert.fingerprint()))
+        operator(&a.address) != operator(&b.address)
+            && !a.standing.as_ref().is_some_and(|s| s.broken_next.contains(&b.cert.fingerprint()))
     }
 }
 
@@ -88,9 +89,17 @@ pub fn choose_exit<'m>(mixes: &'m [Mix], recipient_domain: &str, rng: &mut impl 
 }
 
 /// `choose_exit` among the exits `rules` allow (all with `None`).
-pub fn choose_exit_ranked<'m>(mixes: &'m [Mix], recipient_domain: &str, rules: Option<&Rules>, rng: &mut impl Rng) -> Result<&'m Mix, PathError> {
+pub fn choose_exit_ranked<'m>(
+    mixes: &'m [Mix],
+    recipient_domain: &str,
+    rules: Option<&Rules>,
+    rng: &mut impl Rng,
+) -> Result<&'m Mix, PathError> {
     let ok = |m: &Mix| rules.is_none_or(|r| r.hop(m, true));
-    if let Some(own) = mixes.iter().find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit() && m.wkd && ok(m)) {
+    if let Some(own) = mixes
+        .iter()
+        .find(|m| m.address.fqdn().eq_ignore_ascii_case(recipient_domain) && m.modes.exit() && m.wkd && ok(m))
+    {
         return Ok(own);
     }
     let public: Vec<&Mix> = mixes.iter().filter(|m| m.modes.exitpublic && ok(m)).collect();
@@ -121,7 +130,8 @@ pub fn choose_ranked<'m>(
     if hops < MIN_HOPS {
         return Err(PathError::TooFewHops);
     }
-    let middlemen: Vec<&Mix> = mixes.iter().filter(|m| m.modes.middleman && rules.is_none_or(|r| r.hop(m, false))).collect();
+    let middlemen: Vec<&Mix> =
+        mixes.iter().filter(|m| m.modes.middleman && rules.is_none_or(|r| r.hop(m, false))).collect();
     let pair = |a: &Mix, b: &Mix| a.address != b.address && rules.is_none_or(|r| r.pair(a, b));
     let first = match first {
         Some(f) => {
@@ -189,7 +199,8 @@ fn dummy_over<'m>(mixes: &[&'m Mix], rng: &mut impl Rng) -> Vec<&'m Mix> {
     for i in 0..hops {
         let prev = path.last().map(|m| &m.address);
         let last = i == hops - 1;
-        let candidates: Vec<&Mix> = mixes.iter().copied().filter(|m| Some(&m.address) != prev && (last || m.modes.middleman)).collect();
+        let candidates: Vec<&Mix> =
+            mixes.iter().copied().filter(|m| Some(&m.address) != prev && (last || m.modes.middleman)).collect();
         match candidates.choose(rng) {
             Some(m) => path.push(m),
             None => break,
@@ -208,7 +219,14 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         spec.iter()
             .map(|(fqdn, modes)| {
-                let c = keys::generate("M", &Modes::parse(modes).unwrap(), &MixAddress::for_fqdn(fqdn).unwrap(), now, keys::SUBKEY_VALIDITY).unwrap();
+                let c = keys::generate(
+                    "M",
+                    &Modes::parse(modes).unwrap(),
+                    &MixAddress::for_fqdn(fqdn).unwrap(),
+                    now,
+                    keys::SUBKEY_VALIDITY,
+                )
+                .unwrap();
                 let mut m = crate::mixes::directory::check(&c, now).unwrap();
                 m.wkd = true;
                 m
@@ -218,18 +236,30 @@ mod tests {
 
     #[test]
     fn the_recipient_domain_exit_needs_its_domain_word() {
-        let mut mixes = dir(&[("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("rcpt.test", "middleman,exitpublic")]);
+        let mut mixes =
+            dir(&[("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("rcpt.test", "middleman,exitpublic")]);
         mixes[2].wkd = false;
         let mut rng = rand::rng();
-        let picks: std::collections::BTreeSet<&str> = (0..200).map(|_| choose_exit(&mixes, "rcpt.test", &mut rng).unwrap().address.fqdn()).collect();
-        assert_eq!(picks, ["a.test", "rcpt.test"].into(), "without WKD the domain's mix is one exitpublic exit among others");
+        let picks: std::collections::BTreeSet<&str> =
+            (0..200).map(|_| choose_exit(&mixes, "rcpt.test", &mut rng).unwrap().address.fqdn()).collect();
+        assert_eq!(
+            picks,
+            ["a.test", "rcpt.test"].into(),
+            "without WKD the domain's mix is one exitpublic exit among others"
+        );
         mixes[2].wkd = true;
         assert!((0..50).all(|_| choose_exit(&mixes, "rcpt.test", &mut rng).unwrap().address.fqdn() == "rcpt.test"));
     }
 
     #[test]
     fn rules_hold_over_many_draws() {
-        let mixes = dir(&[("a.test", "middleman,exitpublic"), ("b.test", "middleman"), ("c.test", "middleman,exitpublic"), ("rcpt.test", "exitprivate"), ("e.test", "middleman")]);
+        let mixes = dir(&[
+            ("a.test", "middleman,exitpublic"),
+            ("b.test", "middleman"),
+            ("c.test", "middleman,exitpublic"),
+            ("rcpt.test", "exitprivate"),
+            ("e.test", "middleman"),
+        ]);
         let mut rng = rand::rng();
         let first = MixAddress::for_fqdn("b.test").unwrap();
         for hops in 4..8 {
@@ -248,7 +278,12 @@ mod tests {
     }
 
     fn rank(m: &mut Mix, rel: f64, hours: u64) {
-        m.standing = Some(crate::mixes::pingers::Standing { reliability: rel, latency: Duration::from_secs(hours * 3600), broken_next: vec![], pingers: 1 });
+        m.standing = Some(crate::mixes::pingers::Standing {
+            reliability: rel,
+            latency: Duration::from_secs(hours * 3600),
+            broken_next: vec![],
+            pingers: 1,
+        });
     }
 
     #[test]
@@ -267,7 +302,9 @@ mod tests {
             ("other.c.test", "middleman"),
             ("h.test", "middleman,exitpublic"),
         ]);
-        for (i, rel, h) in [(0, 0.999, 1), (1, 0.99, 2), (2, 0.98, 1), (3, 0.0, 0), (4, 1.0, 37), (6, 1.0, 1), (7, 0.985, 1)] {
+        for (i, rel, h) in
+            [(0, 0.999, 1), (1, 0.99, 2), (2, 0.98, 1), (3, 0.0, 0), (4, 1.0, 37), (6, 1.0, 1), (7, 0.985, 1)]
+        {
             rank(&mut mixes[i], rel, h);
         }
         let b_fpr = mixes[1].cert.fingerprint();
@@ -279,19 +316,32 @@ mod tests {
             assert_eq!(exit.address.fqdn(), "a.test", "the only exit at 99 % or more");
             let p = choose_ranked(&mixes, exit, None, 5, Some(&r), &mut rng).unwrap();
             let names: Vec<&str> = p.iter().map(|m| m.address.fqdn()).collect();
-            assert!(names.iter().all(|n| ["a.test", "b.test", "mix.c.test", "other.c.test", "h.test"].contains(n)), "{names:?}");
+            assert!(
+                names.iter().all(|n| ["a.test", "b.test", "mix.c.test", "other.c.test", "h.test"].contains(n)),
+                "{names:?}"
+            );
             assert!(p.windows(2).all(|w| operator(&w[0].address) != operator(&w[1].address)), "{names:?}");
-            assert!(p.windows(2).all(|w| !(w[0].address.fqdn() == "a.test" && w[1].address.fqdn() == "b.test")), "broken chain: {names:?}");
+            assert!(
+                p.windows(2).all(|w| !(w[0].address.fqdn() == "a.test" && w[1].address.fqdn() == "b.test")),
+                "broken chain: {names:?}"
+            );
         }
         // Without rules, as before: every mix goes.
-        let seen: std::collections::BTreeSet<&str> = (0..300).map(|_| choose_exit(&mixes, "x.test", &mut rng).unwrap().address.fqdn()).collect();
+        let seen: std::collections::BTreeSet<&str> =
+            (0..300).map(|_| choose_exit(&mixes, "x.test", &mut rng).unwrap().address.fqdn()).collect();
         assert_eq!(seen.len(), 4);
         // Nothing passes: a typed error, not a silent fallback.
         let strict = Rules { min_exit_reliability: 1.0, ..Rules::default() };
-        assert_eq!(choose_exit_ranked(&mixes, "x.test", Some(&strict), &mut rng).unwrap_err(), PathError::Unranked("no exit"));
+        assert_eq!(
+            choose_exit_ranked(&mixes, "x.test", Some(&strict), &mut rng).unwrap_err(),
+            PathError::Unranked("no exit")
+        );
         let few = &mixes[..2];
         let exit = &few[0];
-        assert_eq!(choose_ranked(few, exit, None, 4, Some(&r), &mut rng).unwrap_err(), PathError::Unranked("too few middleman mixes"));
+        assert_eq!(
+            choose_ranked(few, exit, None, 4, Some(&r), &mut rng).unwrap_err(),
+            PathError::Unranked("too few middleman mixes")
+        );
         // Dummies avoid mixes below the minimum while there are others, and flow anyway.
         for _ in 0..300 {
             let d = choose_dummy_ranked(&mixes, Some(&r), &mut rng);

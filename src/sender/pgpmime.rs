@@ -10,13 +10,13 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertParser;
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message};
 use openpgp::Cert;
 use rand::RngCore;
+use sequoia_openpgp as openpgp;
 
 use crate::format::headers::{self, name_of};
 
@@ -44,7 +44,10 @@ pub fn read_certs(bytes: &[u8]) -> Result<Vec<Cert>> {
 /// Whether the original has a non-empty Subject (left in clear by `encrypt`).
 pub fn has_subject(original: &[u8]) -> bool {
     headers::split(original).is_ok_and(|s| {
-        s.fields.iter().any(|f| name_of(f) == "subject" && f.splitn(2, |&b| b == b':').nth(1).is_some_and(|v| v.iter().any(|b| !b.is_ascii_whitespace())))
+        s.fields.iter().any(|f| {
+            name_of(f) == "subject"
+                && f.splitn(2, |&b| b == b':').nth(1).is_some_and(|v| v.iter().any(|b| !b.is_ascii_whitespace()))
+        })
     })
 }
 
@@ -64,7 +67,15 @@ pub fn encrypt(original: &[u8], certs: &[Cert], now: SystemTime) -> Result<Vec<u
     let policy = StandardPolicy::new();
     let mut recipients = Vec::new();
     for c in certs {
-        let keys: Vec<_> = c.keys().with_policy(&policy, now).supported().alive().revoked(false).for_transport_encryption().for_storage_encryption().collect();
+        let keys: Vec<_> = c
+            .keys()
+            .with_policy(&policy, now)
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_transport_encryption()
+            .for_storage_encryption()
+            .collect();
         let keys: Vec<_> = if keys.is_empty() {
             c.keys().with_policy(&policy, now).supported().alive().revoked(false).for_transport_encryption().collect()
         } else {
@@ -128,9 +139,9 @@ pub fn encrypt(original: &[u8], certs: &[Cert], now: SystemTime) -> Result<Vec<u
 mod tests {
     use super::*;
     use openpgp::cert::CertBuilder;
-    use openpgp::parse::stream::{DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper};
     use openpgp::crypto::SessionKey;
     use openpgp::packet::{PKESK, SKESK};
+    use openpgp::parse::stream::{DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper};
     use openpgp::types::SymmetricAlgorithm;
     use openpgp::KeyHandle;
 
@@ -144,7 +155,13 @@ mod tests {
         }
     }
     impl DecryptionHelper for Helper {
-        fn decrypt(&mut self, pkesks: &[PKESK], _: &[SKESK], sym: Option<SymmetricAlgorithm>, decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool) -> openpgp::Result<Option<Cert>> {
+        fn decrypt(
+            &mut self,
+            pkesks: &[PKESK],
+            _: &[SKESK],
+            sym: Option<SymmetricAlgorithm>,
+            decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+        ) -> openpgp::Result<Option<Cert>> {
             let policy = StandardPolicy::new();
             for ka in self.0.keys().with_policy(&policy, None).secret().for_transport_encryption() {
                 let mut pair = ka.key().clone().into_keypair()?;
@@ -167,13 +184,24 @@ mod tests {
         let out = encrypt(orig, &[cert.clone().strip_secret_key_material()], SystemTime::now()).unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(!text.contains("secret body") && !text.contains("charset=utf-8"), "{text}");
-        assert!(text.starts_with("To: bob@x.test\r\nSubject: hello\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted;"), "{text}");
+        assert!(
+            text.starts_with(
+                "To: bob@x.test\r\nSubject: hello\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted;"
+            ),
+            "{text}"
+        );
         assert!(!text.replace("\r\n", "").contains('\n'), "one line end throughout");
-        assert!(text.contains("-----BEGIN PGP MESSAGE-----\r\n\r\n"), "GnuPG needs the blank line after the armor headers");
+        assert!(
+            text.contains("-----BEGIN PGP MESSAGE-----\r\n\r\n"),
+            "GnuPG needs the blank line after the armor headers"
+        );
         let start = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
         let end = text.find("-----END PGP MESSAGE-----").unwrap() + 25;
         let policy = StandardPolicy::new();
-        let mut d = DecryptorBuilder::from_bytes(&text.as_bytes()[start..end]).unwrap().with_policy(&policy, None, Helper(cert)).unwrap();
+        let mut d = DecryptorBuilder::from_bytes(&text.as_bytes()[start..end])
+            .unwrap()
+            .with_policy(&policy, None, Helper(cert))
+            .unwrap();
         let mut plain = Vec::new();
         std::io::copy(&mut d, &mut plain).unwrap();
         assert_eq!(plain, b"Content-Type: text/plain; charset=utf-8\r\n\r\nthe secret body\r\n");

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use crate::sender::create::CreateError;
 use crate::format::headers::{self, name_of};
+use crate::sender::create::CreateError;
 
 /// The addresses of every field named `name` (lower case) in an original's header.
 pub fn addresses(original: &[u8], names: &[&str]) -> Result<Vec<String>> {
@@ -81,6 +81,9 @@ mod tests {
         assert_eq!(out, [b"To: a@b.test\nSubject: s\n\nbody\n".to_vec()]);
         assert!(originals(b"Subject: s\n\nbody\n", &[]).is_err());
         assert!(originals(b"Subject: s\n\nbody\n", &["not an address".into()]).is_err());
-        assert_eq!(addresses(b"To: a@b.test\nBcc: c@d.test, e@f.test\n\n", &["bcc"]).unwrap(), ["c@d.test", "e@f.test"]);
+        assert_eq!(
+            addresses(b"To: a@b.test\nBcc: c@d.test, e@f.test\n\n", &["bcc"]).unwrap(),
+            ["c@d.test", "e@f.test"]
+        );
     }
 }

@@ -56,7 +56,13 @@ pub fn rfc5322(t: SystemTime) -> String {
     let c = civil(t);
     format!(
         "{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
-        DAYS[c.weekday as usize], c.day, MONTHS[c.month as usize - 1], c.year, c.hour, c.minute, c.second
+        DAYS[c.weekday as usize],
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
     )
 }
 

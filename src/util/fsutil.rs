@@ -14,7 +14,8 @@ use anyhow::{Context, Result};
 /// Creates `dir` (and missing parents) and makes the leaf 0700.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("setting mode 0700 on {}", dir.display()))
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting mode 0700 on {}", dir.display()))
 }
 
 /// Fsyncs a directory, so that renames and creations in it are durable.

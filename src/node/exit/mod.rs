@@ -7,6 +7,6 @@ pub mod prepare;
 
 pub use deliver::{cap_queue, deliver, Delivered, Exit};
 pub use prepare::{
-    cap, delivers_to, enqueue, enqueue_notice, is_own_bounce, prepare, prepare_notice, purge_sent, queued, quoted_own_ids, remember_sent, Delivery, Entry, ExitError, Outcome,
-    Policy, Queued, BOUNCE_WINDOW,
+    cap, delivers_to, enqueue, enqueue_notice, is_own_bounce, prepare, prepare_notice, purge_sent, queued,
+    quoted_own_ids, remember_sent, Delivery, Entry, ExitError, Outcome, Policy, Queued, BOUNCE_WINDOW,
 };

@@ -23,13 +23,12 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-
-use crate::mixes::address::MixAddress;
-use crate::util::clock;
-use crate::format::headers::{self, name_of};
-use crate::mixes::modes::Modes;
 use crate::batch::stamp::Stamp;
+use crate::format::headers::{self, name_of};
+use crate::mixes::address::MixAddress;
+use crate::mixes::modes::Modes;
 use crate::node::counters::{self, Counter};
+use crate::util::clock;
 
 /// What the exit needs to know of its configuration.
 pub struct Policy<'a> {
@@ -100,7 +99,11 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
         return Err(ExitError::NoRecipient);
     }
     let mut mail = Vec::with_capacity(original.len() + 1024);
-    for line in [format!("From: {}", from_field(&parsed, policy.from)), format!("Date: {}", clock::rfc5322(stamp.date)), format!("Message-ID: {}", stamp.message_id)] {
+    for line in [
+        format!("From: {}", from_field(&parsed, policy.from)),
+        format!("Date: {}", clock::rfc5322(stamp.date)),
+        format!("Message-ID: {}", stamp.message_id),
+    ] {
         mail.extend_from_slice(line.as_bytes());
         mail.extend_from_slice(eol);
     }
@@ -112,7 +115,14 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
     }
     let mut copied: Vec<&[u8]> = split.fields.iter().copied().filter(|f| headers::allowed(&name_of(f))).collect();
     copied.push(&label);
-    mail.extend_from_slice(&with_footer(footing(&parsed, split.body), &copied, split.body, eol, &footer(policy), &wrap_boundary(stamp)));
+    mail.extend_from_slice(&with_footer(
+        footing(&parsed, split.body),
+        &copied,
+        split.body,
+        eol,
+        &footer(policy),
+        &wrap_boundary(stamp),
+    ));
     Ok(Delivery { recipients, mail, dropped_recipients: dropped, refused_recipients: refused })
 }
 
@@ -178,7 +188,12 @@ fn from_field(parsed: &[mailparse::MailHeader<'_>], from: &str) -> String {
 pub fn prepare_notice(mail: &[u8]) -> Result<Delivery, ExitError> {
     let to = crate::format::wire::parse(mail).map_err(|_| ExitError::NoHeader)?.to;
     match to.as_slice() {
-        [one] => Ok(Delivery { recipients: vec![one.to_ascii_lowercase()], mail: mail.to_vec(), dropped_recipients: 0, refused_recipients: 0 }),
+        [one] => Ok(Delivery {
+            recipients: vec![one.to_ascii_lowercase()],
+            mail: mail.to_vec(),
+            dropped_recipients: 0,
+            refused_recipients: 0,
+        }),
         _ => Err(ExitError::NoRecipient),
     }
 }
@@ -207,7 +222,8 @@ enum Footing {
 fn footing(headers: &[mailparse::MailHeader<'_>], body: &[u8]) -> Footing {
     use mailparse::MailHeaderMap;
     // No Content-Type means text/plain (RFC 2045 5.2).
-    let ct = mailparse::parse_content_type(&headers.get_first_value("Content-Type").unwrap_or_else(|| "text/plain".into()));
+    let ct =
+        mailparse::parse_content_type(&headers.get_first_value("Content-Type").unwrap_or_else(|| "text/plain".into()));
     let cte = headers.get_first_value("Content-Transfer-Encoding").unwrap_or_default().trim().to_ascii_lowercase();
     if ct.mimetype == "text/plain" && ["", "7bit", "8bit", "binary", "quoted-printable"].contains(&cte.as_str()) {
         return Footing::Append;
@@ -261,7 +277,14 @@ fn wrap_boundary(stamp: &Stamp) -> String {
 
 /// The header fields and body of a delivered mail: `fields` (already filtered, the label
 /// last) and the original body with the footer, which keeps the body byte for byte inside.
-fn with_footer(footing: Footing, fields: &[&[u8]], body: &[u8], eol: &[u8], footer: &[String], wrap_boundary: &str) -> Vec<u8> {
+fn with_footer(
+    footing: Footing,
+    fields: &[&[u8]],
+    body: &[u8],
+    eol: &[u8],
+    footer: &[String],
+    wrap_boundary: &str,
+) -> Vec<u8> {
     let text: Vec<u8> = footer.iter().flat_map(|l| l.bytes().chain(eol.iter().copied())).collect();
     let part = |out: &mut Vec<u8>, boundary: &str| {
         for line in [format!("--{boundary}").as_str(), "Content-Type: text/plain; charset=us-ascii", ""] {
@@ -333,7 +356,13 @@ pub fn enqueue(tx: &rusqlite::Transaction<'_>, original: &[u8], now: SystemTime,
     let id = crate::batch::state::random_id(tx, crate::batch::state::Queue::Exit, &mut rand::rng())?;
     tx.execute(
         "INSERT INTO exitq (id, queued, original, date, message_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![id, crate::batch::state::unix(now), original, crate::batch::state::unix(stamp.date), stamp.message_id],
+        rusqlite::params![
+            id,
+            crate::batch::state::unix(now),
+            original,
+            crate::batch::state::unix(stamp.date),
+            stamp.message_id
+        ],
     )?;
     Ok(())
 }
@@ -404,7 +433,9 @@ pub enum Outcome {
 
 impl Outcome {
     fn from_i64(v: i64) -> Option<Self> {
-        [Outcome::Delivered, Outcome::Blocked, Outcome::OverQuota, Outcome::Refused, Outcome::GaveUp].into_iter().find(|o| *o as i64 == v)
+        [Outcome::Delivered, Outcome::Blocked, Outcome::OverQuota, Outcome::Refused, Outcome::GaveUp]
+            .into_iter()
+            .find(|o| *o as i64 == v)
     }
 
     /// The per-recipient counter, if any (a delivery is counted per original).
@@ -449,7 +480,9 @@ pub fn outcomes(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<std::col
     let mut out = std::collections::HashMap::new();
     for r in rows {
         let (h, o) = r?;
-        let (Ok(h), Some(o)) = (<[u8; 32]>::try_from(h), Outcome::from_i64(o)) else { anyhow::bail!("a malformed row in exit_rcpt") };
+        let (Ok(h), Some(o)) = (<[u8; 32]>::try_from(h), Outcome::from_i64(o)) else {
+            anyhow::bail!("a malformed row in exit_rcpt")
+        };
         out.insert(h, o);
     }
     Ok(out)
@@ -458,7 +491,10 @@ pub fn outcomes(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<std::col
 /// Records a recipient's outcome and counts it, in the caller's transaction (a delivery
 /// commits its quota charge and `remember_sent` with it).
 pub fn record(tx: &rusqlite::Transaction<'_>, id: i64, hash: &[u8; 32], outcome: Outcome) -> anyhow::Result<()> {
-    tx.execute("INSERT OR REPLACE INTO exit_rcpt (entry, hash, outcome) VALUES (?1, ?2, ?3)", rusqlite::params![id, &hash[..], outcome as i64])?;
+    tx.execute(
+        "INSERT OR REPLACE INTO exit_rcpt (entry, hash, outcome) VALUES (?1, ?2, ?3)",
+        rusqlite::params![id, &hash[..], outcome as i64],
+    )?;
     if let Some(c) = outcome.counter() {
         counters::bump(tx, c, 1)?;
     }
@@ -551,7 +587,8 @@ pub fn quoted_own_ids(mail: &[u8], fqdn: &str) -> Vec<String> {
 pub fn is_own_bounce(conn: &rusqlite::Connection, ids: &[String]) -> anyhow::Result<bool> {
     for id in ids {
         let h = crate::abuse::hashed::address_hash(conn, id)?;
-        let found: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM exit_sent WHERE hash = ?1)", [&h[..]], |r| r.get(0))?;
+        let found: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM exit_sent WHERE hash = ?1)", [&h[..]], |r| r.get(0))?;
         if found {
             return Ok(true);
         }
@@ -564,7 +601,14 @@ mod tests {
     use super::*;
 
     fn policy<'a>(addr: &'a MixAddress, modes: &str, local: &'a [String]) -> Policy<'a> {
-        Policy { address: addr, modes: Modes::parse(modes).unwrap(), local_domains: local, max_recipients: 3, operator: "abuse@exit.test", from: "nobody@exit.test" }
+        Policy {
+            address: addr,
+            modes: Modes::parse(modes).unwrap(),
+            local_domains: local,
+            max_recipients: 3,
+            operator: "abuse@exit.test",
+            from: "nobody@exit.test",
+        }
     }
 
     #[test]
@@ -583,13 +627,18 @@ mod tests {
         for gone in ["Received", "Bcc", "Delivered-To", "hidden@"] {
             assert!(!text.contains(gone), "{gone} copied");
         }
-        assert!(text.contains("\r\n\r\nbody\r\nmore\r\n-- \r\nThis mail came through the Mixtasy anonymous remailer\r\n"), "{text}");
+        assert!(
+            text.contains("\r\n\r\nbody\r\nmore\r\n-- \r\nThis mail came through the Mixtasy anonymous remailer\r\n"),
+            "{text}"
+        );
         assert!(text.ends_with("subject \"destination-block\" to mixtasy@exit.test\r\nfrom the address to block, and answer the confirmation.\r\n"));
     }
 
     fn deliver(orig: &[u8]) -> Vec<u8> {
         let addr = MixAddress::for_fqdn("exit.test").unwrap();
-        prepare(orig, &policy(&addr, "exitpublic", &[]), &Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng())).unwrap().mail
+        prepare(orig, &policy(&addr, "exitpublic", &[]), &Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng()))
+            .unwrap()
+            .mail
     }
 
     /// The footer keeps every original body byte for byte, and mail software still reads
@@ -616,7 +665,10 @@ mod tests {
         assert_eq!(parsed.subparts.len(), 2);
         assert_eq!(parsed.subparts[0].ctype.mimetype, "application/pdf");
         assert_eq!(parsed.subparts[0].get_body_raw().unwrap(), b"%PDF-1.4\n");
-        assert!(String::from_utf8_lossy(&out).contains("\r\n\r\nJVBERi0xLjQK\r\n\r\n--mixtasy-"), "body kept byte for byte");
+        assert!(
+            String::from_utf8_lossy(&out).contains("\r\n\r\nJVBERi0xLjQK\r\n\r\n--mixtasy-"),
+            "body kept byte for byte"
+        );
         // PGP/MIME (RFC 3156) keeps its two parts: the whole original is wrapped.
         let pgp = b"To: a@x.test\nMIME-Version: 1.0\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e1\"\n\n--e1\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--e1\nContent-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n--e1--\n";
         let out = deliver(pgp);
@@ -650,8 +702,14 @@ mod tests {
         assert_eq!(prepare(b"no header here", &p, &stamp).unwrap_err(), ExitError::NoHeader);
         // Source routes out of the local domain are refused, counted apart.
         let d = prepare(b"To: victim%remote.test@exit.test, remote.test!v2@exit.test, <\"a@b.test\"@exit.test>, bob@exit.test\n\nhi\n", &p, &stamp).unwrap();
-        assert_eq!((d.recipients.as_slice(), d.refused_recipients, d.dropped_recipients), (["bob@exit.test".to_string()].as_slice(), 3, 0));
-        assert_eq!(prepare(b"To: victim%remote.test@exit.test\n\nhi\n", &p, &stamp).unwrap_err(), ExitError::NoRecipient);
+        assert_eq!(
+            (d.recipients.as_slice(), d.refused_recipients, d.dropped_recipients),
+            (["bob@exit.test".to_string()].as_slice(), 3, 0)
+        );
+        assert_eq!(
+            prepare(b"To: victim%remote.test@exit.test\n\nhi\n", &p, &stamp).unwrap_err(),
+            ExitError::NoRecipient
+        );
     }
 
     /// What names the sender's machine or forges an identity never leaves; the exit's own
@@ -668,9 +726,15 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         let again = prepare(orig, &p, &stamp).unwrap();
         let text = String::from_utf8(d.mail.clone()).unwrap();
         let (head, _) = text.split_once("\n\n").unwrap();
-        let names: Vec<&str> = head.lines().filter(|l| !l.starts_with(' ')).map(|l| l.split(':').next().unwrap()).collect();
+        let names: Vec<&str> =
+            head.lines().filter(|l| !l.starts_with(' ')).map(|l| l.split(':').next().unwrap()).collect();
         assert_eq!(names, ["From", "Date", "Message-ID", "To", "Reply-To", "Subject", "Comments"], "{head}");
-        assert!(head.starts_with("From: \"The President (anonymous)\" <nobody@exit.test>\nDate: Thu, 1 Jan 1970 00:00:00 +0000\n"), "{head}");
+        assert!(
+            head.starts_with(
+                "From: \"The President (anonymous)\" <nobody@exit.test>\nDate: Thu, 1 Jan 1970 00:00:00 +0000\n"
+            ),
+            "{head}"
+        );
         for gone in ["whitehouse", "alice-laptop", "+0200", "NeoMutt", "198.51.100.7", "mine"] {
             assert!(!text.contains(gone), "{gone} leaked");
         }
@@ -689,7 +753,8 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         let addr = MixAddress::for_fqdn("exit.test").unwrap();
         let p = policy(&addr, "exitpublic", &[]);
         let stamp = Stamp::new(&addr, SystemTime::UNIX_EPOCH, &mut rand::rng());
-        let d = prepare(b"To: a@x.test, A@X.TEST\nCc: a@x.test, b@x.test, c@x.test, d@x.test\n\nhi\n", &p, &stamp).unwrap();
+        let d =
+            prepare(b"To: a@x.test, A@X.TEST\nCc: a@x.test, b@x.test, c@x.test, d@x.test\n\nhi\n", &p, &stamp).unwrap();
         assert_eq!(d.recipients, ["a@x.test", "A@x.test", "b@x.test"], "local parts keep their case");
         assert_eq!(d.dropped_recipients, 2, "c and d over the cap; duplicates are not drops");
         let many: String = (0..20_000).map(|i| format!("r{i}@x.test")).collect::<Vec<_>>().join(", ");
@@ -735,7 +800,8 @@ Disposition-Notification-To: a@b.example\nReturn-Receipt-To: a@b.example\nCommen
         assert!(!is_own_bounce(s.conn(), &["<ffff456789abcdef0123456789abcdef@exit.test>".to_string()]).unwrap());
         purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(3600)).unwrap();
         assert!(is_own_bounce(s.conn(), &ids).unwrap(), "kept to the end of the day");
-        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(86400 + 1)).unwrap();
+        purge_sent(s.conn(), SystemTime::UNIX_EPOCH + BOUNCE_WINDOW + std::time::Duration::from_secs(86400 + 1))
+            .unwrap();
         assert!(!is_own_bounce(s.conn(), &ids).unwrap(), "forgotten after the bounce window");
     }
 

@@ -31,7 +31,12 @@ impl Dummies {
     pub(super) fn new(home: &NodeHome, cert: &sequoia_openpgp::Cert, round: &Round) -> Self {
         let now = round.now;
         let mut me = directory::check(&cert.clone().strip_secret_key_material(), now).ok();
-        let (own, mut mixes): (Vec<Mix>, Vec<Mix>) = home.directory().usable(now).unwrap_or_default().into_iter().partition(|m| m.address == round.config.address);
+        let (own, mut mixes): (Vec<Mix>, Vec<Mix>) = home
+            .directory()
+            .usable(now)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|m| m.address == round.config.address);
         // The trusted pingers' word on this node too, as its directory copy carries it.
         if let (Some(me), Some(own)) = (me.as_mut(), own.first()) {
             me.standing = own.standing.clone();
@@ -135,7 +140,8 @@ pub(super) fn send(round: &mut Round, out: Vec<Outgoing>) -> Result<()> {
     sent?;
     let Round { state, sum, .. } = round;
     for (name, n) in &sum.transport.counts {
-        let counter = counters::named(name).with_context(|| format!("the transport counter {name} is not in counters::ALL"))?;
+        let counter =
+            counters::named(name).with_context(|| format!("the transport counter {name} is not in counters::ALL"))?;
         counters::bump(state.conn(), counter, *n as i64)?;
     }
     // The kind of this round's first transport failure (0: none), for `status`.
@@ -153,7 +159,9 @@ fn send_each(round: &mut Round, out: Vec<Outgoing>) -> Result<()> {
                     unreachable!("`take_drawn` keeps only wire mails in the pool")
                 };
                 match transport.send(Some(&config.address), &[rcpt], &mail) {
-                    Ok(()) => state.remove_counted_with(Queue::Pool, id, &[], |tx| sum.tally(tx, counters::POOL_SENT, 1))?,
+                    Ok(()) => {
+                        state.remove_counted_with(Queue::Pool, id, &[], |tx| sum.tally(tx, counters::POOL_SENT, 1))?
+                    }
                     Err(_) => sum.tally(state.conn(), counters::POOL_DEFERRED, 1)?,
                 }
             }

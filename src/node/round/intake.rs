@@ -55,7 +55,9 @@ fn test_panic_hook(mail: &[u8]) {
 /// Says where a panic happened and nothing of its message, which might quote the input.
 fn quiet_panic_report(info: &std::panic::PanicHookInfo<'_>) {
     match info.location() {
-        Some(l) => eprintln!("mixtasyd: a panic at {}:{} while taking a message; it goes to .quarantine", l.file(), l.line()),
+        Some(l) => {
+            eprintln!("mixtasyd: a panic at {}:{} while taking a message; it goes to .quarantine", l.file(), l.line())
+        }
         None => eprintln!("mixtasyd: a panic while taking a message; it goes to .quarantine"),
     }
 }
@@ -78,10 +80,12 @@ fn peel_batch(batch: &[Entry], node: &Node, exit: bool, now: SystemTime) -> Vec<
                             #[cfg(debug_assertions)]
                             test_panic_hook(&m);
                             match peel::peel(&m, node, now, &mut rng) {
-                                Err(d) if d.reason == DropReason::NotMixMail => match exit.then(|| block::parse(&m)).flatten() {
-                                    Some(request) => Taken::Block(request),
-                                    None => Taken::NotMix(exit::quoted_own_ids(&m, node.address.fqdn())),
-                                },
+                                Err(d) if d.reason == DropReason::NotMixMail => {
+                                    match exit.then(|| block::parse(&m)).flatten() {
+                                        Some(request) => Taken::Block(request),
+                                        None => Taken::NotMix(exit::quoted_own_ids(&m, node.address.fqdn())),
+                                    }
+                                }
                                 r => Taken::Peeled(r),
                             }
                         }));
@@ -108,7 +112,14 @@ pub(super) fn intake(round: &mut Round, node: &Node) -> Result<()> {
     taken
 }
 
-fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
+fn intake_all(
+    state: &mut State,
+    spool: &Spool,
+    node: &Node,
+    config: &Config,
+    now: SystemTime,
+    sum: &mut Summary,
+) -> Result<()> {
     let mut entries = spool.walk()?;
     std::thread::scope(|s| -> Result<()> {
         let mut acting: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
@@ -189,7 +200,13 @@ fn intake_all(state: &mut State, spool: &Spool, node: &Node, config: &Config, no
 }
 
 /// Stores what a valid message became.
-fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: SystemTime, sum: &mut Summary) -> Result<()> {
+fn take(
+    tx: &rusqlite::Transaction<'_>,
+    peeled: Peeled,
+    config: &Config,
+    now: SystemTime,
+    sum: &mut Summary,
+) -> Result<()> {
     match peeled {
         Peeled::Forward { to, mail } => {
             pool::insert(tx, &to, &mail)?;
@@ -201,7 +218,11 @@ fn take(tx: &rusqlite::Transaction<'_>, peeled: Peeled, config: &Config, now: Sy
         }
         Peeled::Final { kind: Kind::Singlepart, payload, id } => {
             copies::remember(tx, &id, now, config.part_expiry)?;
-            let counter = if pool_original(tx, &payload, config)? { counters::INTAKE_FINAL } else { counters::DROP_EXIT_OVERSIZED };
+            let counter = if pool_original(tx, &payload, config)? {
+                counters::INTAKE_FINAL
+            } else {
+                counters::DROP_EXIT_OVERSIZED
+            };
             sum.tally(tx, counter, 1)?;
         }
         Peeled::Final { kind: Kind::Multipart { part, total }, id, payload } => {
@@ -233,7 +254,12 @@ fn pool_original(tx: &rusqlite::Transaction<'_>, original: &[u8], config: &Confi
 }
 
 /// A block request queues a confirmation to the address; a reply with a nonce blocks.
-fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, config: &Config, now: SystemTime) -> Result<()> {
+fn take_block_request(
+    tx: &rusqlite::Transaction<'_>,
+    request: block::Request,
+    config: &Config,
+    now: SystemTime,
+) -> Result<()> {
     let bump = |c: Counter| counters::bump(tx, c, 1);
     match request {
         block::Request::Block { address, headers } => {
@@ -243,7 +269,8 @@ fn take_block_request(tx: &rusqlite::Transaction<'_>, request: block::Request, c
             if !exit::delivers_to(config.modes, &config.local_domains, &address) {
                 return Ok(());
             }
-            let limits = block::Limits { per_day: config.block_confirmations_per_day, delimiter: &config.subaddress_delimiter };
+            let limits =
+                block::Limits { per_day: config.block_confirmations_per_day, delimiter: &config.subaddress_delimiter };
             match block::request(tx, &address, &headers, &config.address, now, limits, &mut rand::rng())? {
                 block::Requested::Confirmation(mail) => exit::enqueue_notice(tx, &mail, now)?,
                 block::Requested::Blocked => {}

@@ -24,8 +24,8 @@ use crate::batch::spool::Spool;
 use crate::batch::state::{self, State};
 use crate::batch::transport::Transport;
 use crate::node::config::Config;
-use crate::node::home::NodeHome;
 use crate::node::counters::{self, meta, Counter, Line};
+use crate::node::home::NodeHome;
 use crate::node::peel::Node;
 use crate::node::{copies, exit, metrics, parts, replay};
 
@@ -102,7 +102,8 @@ impl Round {
         let node = crate::node::home::node_of(&config, &cert)?;
         let spool = Spool::open_for_round(&config.maildir)?;
         let transport = config.transport();
-        let round = Round { config, state, spool, transport, now, rng: rand::rng(), sum: Summary::default(), fired: (0, 0) };
+        let round =
+            Round { config, state, spool, transport, now, rng: rand::rng(), sum: Summary::default(), fired: (0, 0) };
         Ok((round, cert, node))
     }
 

@@ -41,7 +41,14 @@ pub struct Outcome {
 
 /// Runs `trials` attacks with `flood` attacker messages a round, each on a node that ran
 /// 200 rounds of `traffic` first; an attack stops after `max_rounds`.
-pub fn simulate(setting: &Setting, traffic: &Traffic, flood: u64, trials: usize, max_rounds: usize, rng: &mut impl Rng) -> Outcome {
+pub fn simulate(
+    setting: &Setting,
+    traffic: &Traffic,
+    flood: u64,
+    trials: usize,
+    max_rounds: usize,
+    rng: &mut impl Rng,
+) -> Outcome {
     let mut out = Outcome::default();
     for _ in 0..trials {
         let mut pool = vec![];
@@ -55,7 +62,7 @@ pub fn simulate(setting: &Setting, traffic: &Traffic, flood: u64, trials: usize,
         while rounds < max_rounds {
             rounds += 1;
             pool.extend((0..flood).map(|_| Entry::Attacker));
-            if !target_in && !pool.iter().any(|e| *e == Entry::Unknown) {
+            if !target_in && !pool.contains(&Entry::Unknown) {
                 // The flush is done: the target goes in with this round's flood.
                 pool.push(Entry::Unknown);
                 target_in = true;
@@ -81,7 +88,13 @@ pub fn simulate(setting: &Setting, traffic: &Traffic, flood: u64, trials: usize,
     }
     let t = trials.max(1) as f64;
     let finished = (t - out.gave_up).max(1.0);
-    Outcome { rounds: out.rounds / t, messages: out.messages / t, candidates: out.candidates / finished, isolated: out.isolated / t, gave_up: out.gave_up / t }
+    Outcome {
+        rounds: out.rounds / t,
+        messages: out.messages / t,
+        candidates: out.candidates / finished,
+        isolated: out.isolated / t,
+        gave_up: out.gave_up / t,
+    }
 }
 
 /// Fires the pool as a round does; returns the outputs the attacker cannot call his own
@@ -100,7 +113,14 @@ mod tests {
     use rand::SeedableRng;
 
     fn node(time_p: f64, flush_p: f64) -> Setting {
-        Setting { name: "t".into(), pool: pool::Params { min_pool: 25, threshold: 5, rate: 0.65 }, dummy_time_p: time_p, dummy_flush_p: flush_p, dummy_starved_p: 0.0, interval: 900 }
+        Setting {
+            name: "t".into(),
+            pool: pool::Params { min_pool: 25, threshold: 5, rate: 0.65 },
+            dummy_time_p: time_p,
+            dummy_flush_p: flush_p,
+            dummy_starved_p: 0.0,
+            interval: 900,
+        }
     }
 
     /// Without dummies the strongest attacker always isolates the target.

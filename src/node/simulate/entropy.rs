@@ -138,6 +138,10 @@ mod tests {
         assert!((h - (10f64.log2() + (-(0.25f64 * 0.25f64.log2()) - 0.75 * 0.75f64.log2()) / 0.25)).abs() < 1e-12);
         assert_eq!(d, 3.0);
         assert_eq!(steady_pool(pool::Params { min_pool: 1000, threshold: 0, rate: 0.1 }, 1), Some((1010, 1)));
-        assert_eq!(steady_pool(pool::Params { min_pool: 0, threshold: 0, rate: 0.0 }, 1), None, "a pool that never sends");
+        assert_eq!(
+            steady_pool(pool::Params { min_pool: 0, threshold: 0, rate: 0.0 }, 1),
+            None,
+            "a pool that never sends"
+        );
     }
 }

@@ -39,23 +39,45 @@ impl Setting {
     /// Mixmaster 3's shipped parameters: POOLSIZE 45, RATE 65 %, SENDPOOLTIME 15 min; its
     /// dummies are not modelled (none here), so only the pool is compared.
     pub fn mixmaster() -> Self {
-        Setting { name: "Mixmaster".into(), pool: pool::Params { min_pool: 45, threshold: 0, rate: 0.65 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, interval: 900 }
+        Setting {
+            name: "Mixmaster".into(),
+            pool: pool::Params { min_pool: 45, threshold: 0, rate: 0.65 },
+            dummy_time_p: 0.0,
+            dummy_flush_p: 0.0,
+            dummy_starved_p: 0.0,
+            interval: 900,
+        }
     }
 
     /// The least Mixminion calls secure: a pool of 5, an interval of 30 minutes (its timed
     /// dynamic pool sends 60 % of the surplus).
     pub fn mixminion_minimum() -> Self {
-        Setting { name: "Mixminion minimum".into(), pool: pool::Params { min_pool: 5, threshold: 0, rate: 0.6 }, dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, interval: 1800 }
+        Setting {
+            name: "Mixminion minimum".into(),
+            pool: pool::Params { min_pool: 5, threshold: 0, rate: 0.6 },
+            dummy_time_p: 0.0,
+            dummy_flush_p: 0.0,
+            dummy_starved_p: 0.0,
+            interval: 1800,
+        }
     }
 }
 
 /// The names `Setting::set` and sweeps know.
-pub const PARAMS: &[&str] = &["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "dummy_starved_p", "interval"];
+pub const PARAMS: &[&str] =
+    &["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "dummy_starved_p", "interval"];
 
 impl Setting {
     /// The node's own settings, fired every `interval` seconds.
     pub fn from_config(name: &str, c: &crate::node::config::Config, interval: u64) -> Self {
-        Setting { name: name.into(), pool: pool::Params { min_pool: c.min_pool, threshold: c.threshold, rate: c.rate }, dummy_time_p: c.dummy_time_p, dummy_flush_p: c.dummy_flush_p, dummy_starved_p: c.dummy_starved_p, interval }
+        Setting {
+            name: name.into(),
+            pool: pool::Params { min_pool: c.min_pool, threshold: c.threshold, rate: c.rate },
+            dummy_time_p: c.dummy_time_p,
+            dummy_flush_p: c.dummy_flush_p,
+            dummy_starved_p: c.dummy_starved_p,
+            interval,
+        }
     }
 
     /// Changes one parameter (`PARAMS`), checked like `mixtasyd.toml` checks it; `interval`
@@ -65,7 +87,10 @@ impl Setting {
         let count = || value.parse::<u64>().map_err(|_| anyhow!("{param}: `{value}` is not a whole number"));
         let fraction = |below_one: bool| match value.parse::<f64>() {
             Ok(f) if (0.0..=1.0).contains(&f) && !(below_one && f >= 1.0) => Ok(f),
-            _ => Err(anyhow!("{param}: `{value}` must be a number from 0 to 1{}", if below_one { " (below 1)" } else { "" })),
+            _ => Err(anyhow!(
+                "{param}: `{value}` must be a number from 0 to 1{}",
+                if below_one { " (below 1)" } else { "" }
+            )),
         };
         match param {
             "min_pool" => self.pool.min_pool = count()?,
@@ -77,7 +102,9 @@ impl Setting {
             "interval" => {
                 self.interval = match value.parse::<u64>() {
                     Ok(secs) => secs,
-                    Err(_) => crate::node::config::parse_duration(value).map_err(|e| anyhow!("interval: {e}"))?.as_secs(),
+                    Err(_) => {
+                        crate::node::config::parse_duration(value).map_err(|e| anyhow!("interval: {e}"))?.as_secs()
+                    }
                 };
                 if self.interval == 0 {
                     bail!("interval: must be more than 0");
@@ -159,7 +186,9 @@ impl Traffic {
             if line.is_empty() {
                 continue;
             }
-            counts.push(line.parse::<u64>().map_err(|_| anyhow::anyhow!("{}: `{line}` is not a count of messages", i + 1))?);
+            counts.push(
+                line.parse::<u64>().map_err(|_| anyhow::anyhow!("{}: `{line}` is not a count of messages", i + 1))?,
+            );
         }
         anyhow::ensure!(!counts.is_empty(), "the trace holds no counts");
         Ok(Traffic::Trace(counts))
@@ -272,12 +301,27 @@ pub fn warmup(rounds: usize) -> usize {
 
 /// The comparison table `mixtasyd simulate` prints: one line a setting.
 pub fn table(traffic: &Traffic, rows: &[(Setting, Report)]) -> String {
-    let mut out = format!("traffic: {:.1} messages a round on average; entropy in bits; delays from arrival to leaving\n", traffic.mean());
-    out.push_str(&format!("{:<34} {:>9} {:>8} {:>10} {:>10} {:>9} {:>8}\n", "setting (min_pool/threshold/rate/t)", "entropy", "5% <", "mean delay", "95% delay", "dummies", "pool"));
+    let mut out = format!(
+        "traffic: {:.1} messages a round on average; entropy in bits; delays from arrival to leaving\n",
+        traffic.mean()
+    );
+    out.push_str(&format!(
+        "{:<34} {:>9} {:>8} {:>10} {:>10} {:>9} {:>8}\n",
+        "setting (min_pool/threshold/rate/t)", "entropy", "5% <", "mean delay", "95% delay", "dummies", "pool"
+    ));
     for (s, r) in rows {
-        let label = format!("{} {}/{}/{:.0}%/{}m", s.name, s.pool.min_pool, s.pool.threshold, s.pool.rate * 100.0, s.interval / 60);
+        let label = format!(
+            "{} {}/{}/{:.0}%/{}m",
+            s.name,
+            s.pool.min_pool,
+            s.pool.threshold,
+            s.pool.rate * 100.0,
+            s.interval / 60
+        );
         if r.messages == 0 {
-            out.push_str(&format!("{label:<34} no message left the pool: it never reaches min_pool + threshold at this traffic\n"));
+            out.push_str(&format!(
+                "{label:<34} no message left the pool: it never reaches min_pool + threshold at this traffic\n"
+            ));
             continue;
         }
         out.push_str(&format!(
@@ -305,7 +349,15 @@ pub fn minutes(secs: f64) -> String {
 
 /// A sweep of `param` over `values` from `base`: the reports, and the SVG of entropy and
 /// mean delay against it beside `reference` (Mixmaster's report).
-pub fn sweep(base: &Setting, param: &str, values: &[String], traffic: &Traffic, rounds: usize, reference: &Report, rng: &mut impl Rng) -> anyhow::Result<(Vec<Report>, String)> {
+pub fn sweep(
+    base: &Setting,
+    param: &str,
+    values: &[String],
+    traffic: &Traffic,
+    rounds: usize,
+    reference: &Report,
+    rng: &mut impl Rng,
+) -> anyhow::Result<(Vec<Report>, String)> {
     let mut reports = Vec::new();
     let mut xs = Vec::new();
     for v in values {
@@ -315,9 +367,21 @@ pub fn sweep(base: &Setting, param: &str, values: &[String], traffic: &Traffic, 
         reports.push(run(&s, traffic, warmup(rounds), rounds, rng));
     }
     let panels = [
-        plot::Panel { label: "entropy of a leaving message (bits)".into(), ys: reports.iter().map(|r| r.entropy).collect(), reference: Some(("Mixmaster".into(), reference.entropy)) },
-        plot::Panel { label: "mean delay (minutes)".into(), ys: reports.iter().map(|r| r.delay_mean / 60.0).collect(), reference: Some(("Mixmaster".into(), reference.delay_mean / 60.0)) },
-        plot::Panel { label: "95th percentile delay (minutes)".into(), ys: reports.iter().map(|r| r.delay_p95 / 60.0).collect(), reference: Some(("Mixmaster".into(), reference.delay_p95 / 60.0)) },
+        plot::Panel {
+            label: "entropy of a leaving message (bits)".into(),
+            ys: reports.iter().map(|r| r.entropy).collect(),
+            reference: Some(("Mixmaster".into(), reference.entropy)),
+        },
+        plot::Panel {
+            label: "mean delay (minutes)".into(),
+            ys: reports.iter().map(|r| r.delay_mean / 60.0).collect(),
+            reference: Some(("Mixmaster".into(), reference.delay_mean / 60.0)),
+        },
+        plot::Panel {
+            label: "95th percentile delay (minutes)".into(),
+            ys: reports.iter().map(|r| r.delay_p95 / 60.0).collect(),
+            reference: Some(("Mixmaster".into(), reference.delay_p95 / 60.0)),
+        },
     ];
     let title = format!("{param} swept, {:.1} messages a round", traffic.mean());
     Ok((reports, plot::svg(&title, param, &xs, &panels)))
@@ -342,7 +406,14 @@ mod tests {
     }
 
     fn plain(pool: pool::Params) -> Setting {
-        Setting { name: "test".into(), pool, dummy_time_p: 0.0, dummy_flush_p: 0.0, dummy_starved_p: 0.0, interval: 900 }
+        Setting {
+            name: "test".into(),
+            pool,
+            dummy_time_p: 0.0,
+            dummy_flush_p: 0.0,
+            dummy_starved_p: 0.0,
+            interval: 900,
+        }
     }
 
     /// A threshold mix (everything leaves once N are in) that gets N a round: every output
@@ -393,7 +464,13 @@ mod tests {
     fn dummies_flush_a_starved_pool() {
         let p = pool::Params { min_pool: 25, threshold: 5, rate: 0.65 };
         let none = run(&plain(p), &Traffic::Poisson(1.0), 500, 20_000, &mut rng());
-        let with = run(&Setting { dummy_time_p: 0.3, dummy_flush_p: 0.3, ..plain(p) }, &Traffic::Poisson(1.0), 500, 20_000, &mut rng());
+        let with = run(
+            &Setting { dummy_time_p: 0.3, dummy_flush_p: 0.3, ..plain(p) },
+            &Traffic::Poisson(1.0),
+            500,
+            20_000,
+            &mut rng(),
+        );
         assert!(with.delay_mean < none.delay_mean, "{with:?} {none:?}");
         // Per round: 0.43 time dummies; flush dummies 0.43 per firing round.
         assert!(with.dummy_overhead > 0.43 && with.dummy_overhead < 0.43 * 2.0 + 0.1, "{with:?}");
@@ -442,7 +519,10 @@ mod tests {
         assert!(s.set("dummy_time_p", "1").unwrap_err().to_string().contains("below 1"));
         assert!(s.set("rate", "1.5").is_err() && s.set("min_pool", "-1").is_err() && s.set("interval", "0").is_err());
         assert!(s.set("pool", "5").unwrap_err().to_string().starts_with("unknown parameter `pool`"));
-        assert_eq!(parse_sweep("min_pool=5..45/4").unwrap(), ("min_pool".into(), vec!["5".into(), "15".into(), "25".into(), "35".into(), "45".into()]));
+        assert_eq!(
+            parse_sweep("min_pool=5..45/4").unwrap(),
+            ("min_pool".into(), vec!["5".into(), "15".into(), "25".into(), "35".into(), "45".into()])
+        );
         assert_eq!(parse_sweep("threshold=0..3").unwrap().1, ["0", "1", "2", "3"], "no repeated whole numbers");
         assert_eq!(parse_sweep("rate=0.5..1/2").unwrap().1, ["0.5000", "0.7500", "1.0000"]);
         for bad in ["min_pool", "min_pool=5", "min_pool=9..1", "min_pool=1..9/0", "pool=1..2"] {

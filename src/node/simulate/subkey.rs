@@ -15,7 +15,14 @@ use rand::Rng;
 
 /// The share of `trials` messages over `hops` hops that every hop takes before its subkey
 /// expires; `None` without delays to draw from.
-pub fn reach_probability(delays: &[f64], hops: usize, validity: f64, interval: f64, trials: usize, rng: &mut impl Rng) -> Option<f64> {
+pub fn reach_probability(
+    delays: &[f64],
+    hops: usize,
+    validity: f64,
+    interval: f64,
+    trials: usize,
+    rng: &mut impl Rng,
+) -> Option<f64> {
     if delays.is_empty() || trials == 0 {
         return None;
     }
