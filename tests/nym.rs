@@ -89,8 +89,13 @@ impl Lab {
     /// A new nym key `name@nym.test` in the GnuPG home (Ed25519 signing, cv25519 encryption).
     pub(crate) fn new_nym_key(&self, name: &str) -> Vec<u8> {
         let uid = format!("{name}@{DOMAIN}");
+        // Made an hour before the lab's clock: generated at the real time, a busy machine
+        // dates the key seconds after `now`, and the client at `--now` would find no key yet.
+        let made = format!("{}!", self.now - 3600);
         self.gpg.ok(
             &[
+                "--faked-system-time",
+                &made,
                 "--passphrase",
                 "",
                 "--pinentry-mode",
