@@ -97,17 +97,8 @@ pub fn seal(nym: &Cert, server: &Cert, text: &[u8], now: SystemTime) -> Result<V
     if recipients.is_empty() {
         return Err(anyhow!("the server key has no usable encryption key (expired? fetch its current key)"));
     }
-    let signer = nym
-        .keys()
-        .with_policy(&policy, now)
-        .secret()
-        .alive()
-        .revoked(false)
-        .for_signing()
-        .next()
+    let signer = crate::nymserv::pgp::signing_key(nym, now)
         .context("the nym key has no usable signing key")?
-        .key()
-        .clone()
         .into_keypair()
         .context("the nym's signing key is protected by a password (remove it with gpg --edit-key … passwd)")?;
     let mut out = Vec::new();

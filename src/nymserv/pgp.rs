@@ -191,6 +191,23 @@ pub fn holds(cert: &Cert, handle: &KeyHandle) -> bool {
     cert.keys().any(|k| k.key().key_handle().aliases(handle))
 }
 
+/// The signing key of `cert` that holds its secret and is valid at `now`: what signs the
+/// server's mail and a nym's requests alike.
+pub fn signing_key(
+    cert: &Cert,
+    now: SystemTime,
+) -> Option<openpgp::packet::Key<openpgp::packet::key::SecretParts, openpgp::packet::key::UnspecifiedRole>> {
+    let policy = StandardPolicy::new();
+    cert.keys()
+        .with_policy(&policy, now)
+        .secret()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .map(|ka| ka.key().clone())
+}
+
 /// `plaintext` encrypted to `to`'s encryption keys and signed by `signer` (the server's
 /// signing key), armored; wrapped once more in a symmetric layer under `passphrase` when
 /// given (the `symmetric:` setting). The recipient's key id is left out (a wildcard
@@ -209,18 +226,7 @@ pub fn seal(to: &Cert, signer: &Cert, plaintext: &[u8], passphrase: Option<&str>
     if recipients.is_empty() {
         return Err(anyhow!("the nym key has no usable encryption key"));
     }
-    let pair = signer
-        .keys()
-        .with_policy(&policy, now)
-        .secret()
-        .alive()
-        .revoked(false)
-        .for_signing()
-        .next()
-        .context("the server key has no signing key")?
-        .key()
-        .clone()
-        .into_keypair()?;
+    let pair = signing_key(signer, now).context("the server key has no signing key")?.into_keypair()?;
     let mut inner = Vec::new();
     {
         let m = Message::new(&mut inner);
