@@ -575,3 +575,33 @@ fn a_starved_pool_gets_more_dummies() {
     }
     assert_eq!(net.status("mix1.test").get("dummy.starved"), before);
 }
+
+/// `dummy_arrival_p` (issue 16): every message that enters the pool brings a geometric
+/// number of dummies with it, so an attacker who floods the node buys it cover he cannot
+/// tell from mail: the pool holds more than he sent, in proportion to what he sent. Off,
+/// it adds nothing. The pool here never fires, so what it holds is exactly what joined.
+#[test]
+fn arrivals_bring_dummies_in_proportion() {
+    let net = lab(2);
+    net.configure("mix1.test", "min_pool", "1000");
+    net.configure("mix1.test", "dummy_arrival_p", "0.5");
+    let flood = |n: usize| {
+        for i in 0..n {
+            let original = format!("To: bob@rcpt.test\nSubject: flood {i}\n\nx\n");
+            net.inject(&net.wrap_original(original.as_bytes(), &["mix1.test", "mix2.test"])[0]);
+        }
+        net.round("mix1.test");
+        net.status("mix1.test")
+    };
+    let st = flood(30);
+    let arrival = st.get("dummy.arrival");
+    // Mean 30 (p/(1-p) = 1 a message), standard deviation about 8.
+    assert!((8..=80).contains(&arrival), "{}", st.0);
+    assert_eq!(st.get("pool"), 30 + arrival, "{}", st.0);
+    assert_eq!((st.get("dummy.pooled"), st.get("intake.forwarded")), (0, 30), "{}", st.0);
+    assert_counters_add_up(&st);
+
+    net.configure("mix1.test", "dummy_arrival_p", "0");
+    let st = flood(10);
+    assert_eq!((st.get("dummy.arrival"), st.get("pool")), (arrival, 40 + arrival), "off: {}", st.0);
+}

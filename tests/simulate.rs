@@ -118,13 +118,18 @@ fn rounds_record_counts_and_write_the_prometheus_file() {
     let mut c = net.node_cmd("mix1.test");
     c.arg("status");
     let text = String::from_utf8(ok(c, b"").stdout).unwrap();
-    assert!(text.contains("expected     entropy "), "{text}");
+    assert!(text.contains("expected     entropy ") && text.contains(" to an outside observer), "), "{text}");
 
     // The Prometheus file: as promtool reads it, readable by the exporter, counts only.
     let prom = home.join("metrics/mixtasyd.prom");
     let body = std::fs::read_to_string(&prom).unwrap();
     assert_eq!(std::fs::metadata(&prom).unwrap().permissions().mode() & 0o777, 0o644);
-    assert!(body.contains("mixtasyd_pool_sent_total 10\n") && body.contains("mixtasyd_expected_entropy "), "{body}");
+    assert!(
+        body.contains("mixtasyd_pool_sent_total 10\n")
+            && body.contains("mixtasyd_expected_entropy ")
+            && body.contains("mixtasyd_expected_entropy_outside "),
+        "{body}"
+    );
     for linking in ["@", "rcpt", "mix2", "mix3", "bob"] {
         assert!(!body.contains(linking), "the metrics file names {linking}:\n{body}");
     }

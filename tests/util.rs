@@ -256,6 +256,7 @@ impl Net {
         self.configure(fqdn, "dummy_time_p", "0.0");
         self.configure(fqdn, "dummy_flush_p", "0.0");
         self.configure(fqdn, "dummy_starved_p", "0.0");
+        self.configure(fqdn, "dummy_arrival_p", "0.0");
     }
 
     /// Gives every node every node's public key (for dummies).

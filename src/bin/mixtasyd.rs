@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, default_value = "15m")]
         interval: String,
         /// Change a setting for the simulation: min_pool, threshold, rate, dummy_time_p,
-        /// dummy_flush_p, dummy_starved_p (repeatable).
+        /// dummy_flush_p, dummy_arrival_p, dummy_starved_p (repeatable).
         #[arg(long = "set", value_name = "PARAM=VALUE")]
         set: Vec<String>,
         /// Run PARAM from a to b (steps: 10 by default) and draw entropy and delays.
@@ -315,6 +315,7 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
             dummy_time_p: 0.0,
             dummy_flush_p: 0.0,
             dummy_starved_p: 0.0,
+            dummy_arrival_p: 0.0,
             ..node.clone()
         };
         for s in [&node, &bare, &Setting::mixmaster()] {

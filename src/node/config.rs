@@ -50,29 +50,36 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "min_pool",
-        default: Some("25"),
+        default: Some("47"),
         doc: "f_min of the timed dynamic pool: messages always kept back. Mixmaster ships 45,
-              Debian 25, Mixminion 5 (and calls less insecure). 25: an anonymity set of 25
-              even when a flood flushes the pool, without Mixmaster's latency on a young network.",
+              Debian 25, Mixminion 5 (and calls less insecure). 47 with the dummies below: more
+              entropy than Mixmaster's shipped settings at no more mean delay from 5 to 50
+              messages a round (mixtasyd simulate; the operator's guide has the table).",
     },
     Setting {
         name: "threshold",
-        default: Some("5"),
+        default: Some("0"),
         doc: "n of the timed dynamic pool: nothing leaves unless the pool holds at least
-              n + f_min messages, so a trickle of single messages waits for cover.",
+              n + f_min messages, so a trickle of single messages waits for cover. 0: the
+              dummies below keep the pool moving.",
     },
     Setting {
         name: "rate",
-        default: Some("0.65"),
+        default: Some("1.0"),
         doc: "frac of the timed dynamic pool: when it fires, (m - f_min) * frac random messages
-              leave (rounded down). Mixmaster's 65 %: Debian's 25 % doubles the latency.",
+              leave (rounded down). 1: all over f_min, as Mixmaster sends below its 65 % cap;
+              a smaller frac adds (1 - frac)/frac rounds of delay at any traffic (Debian's 25 %:
+              3 rounds). Against a flood the arrival-triggered dummies keep the pool unknown.",
     },
     Setting {
         name: "dummy_time_p",
-        default: Some("0.3"),
+        default: Some("0.91"),
         doc: "Time-triggered dummies (thesis 6.6): before each round, k dummies join the pool,
-              k geometric with P(k) = (1-p) p^k like Mixmaster's (mean p/(1-p), 0.43 a round).
-              They flush the pool when traffic is low. 0 turns them off.",
+              k geometric with P(k) = (1-p) p^k like Mixmaster's (mean p/(1-p): 10 a round;
+              Mixmaster's OUTDUMMYP 90 gives 9). They are the cover an outside observer cannot
+              tell from mail, and keep the pool moving when traffic is low. About 960 dummy
+              mails a day: on a host with a mail quota, lower it (0.5: 1 a round) and keep
+              dummy_starved_p. 0 turns them off.",
     },
     Setting {
         name: "dummy_flush_p",
@@ -81,13 +88,22 @@ pub const SETTINGS: &[Setting] = &[
               geometric as above, so a flooded pool still emits messages unknown to the flooder.",
     },
     Setting {
+        name: "dummy_arrival_p",
+        default: Some("0.15"),
+        doc: "Arrival-triggered dummies: for each message that enters the pool, k more dummies
+              join it, k geometric as above (mean 0.18 a message; Mixmaster's INDUMMYP 10 gives
+              0.11). Cover that grows with traffic, and with a flood. 0 turns them off.",
+    },
+    Setting {
         name: "dummy_starved_p",
         default: Some("0.75"),
         doc: "Time-triggered dummies while the pool is starved: when, with the round's arrivals, it
               holds fewer than min_pool + threshold (it would not fire), k is geometric with this p
               instead of dummy_time_p (mean 3 a round), so that a trickle of mail reaches its exit
-              before its 2-day subkeys expire: by simulation, a 4-hop message at 1 message a round
-              does so 99.9 % of the time (95.2 % without). 0 (or at most dummy_time_p) turns it off.",
+              before its 2-day subkeys expire. It matters when dummy_time_p is lowered below it (a
+              mail quota): with dummy_time_p 0.3, a 4-hop message at 1 message a round does so
+              99.9 % of the time by simulation (95 % without). 0 (or at most dummy_time_p) turns
+              it off.",
     },
     Setting {
         name: "max_size",
@@ -256,6 +272,7 @@ pub struct Config {
     pub dummy_time_p: f64,
     pub dummy_flush_p: f64,
     pub dummy_starved_p: f64,
+    pub dummy_arrival_p: f64,
     pub max_size: u64,
     pub max_parts: u64,
     pub max_recipients: u64,
@@ -430,6 +447,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         dummy_time_p: fraction("dummy_time_p")?,
         dummy_flush_p: fraction("dummy_flush_p")?,
         dummy_starved_p: fraction("dummy_starved_p")?,
+        dummy_arrival_p: fraction("dummy_arrival_p")?,
         max_size: int("max_size")?,
         max_parts: int("max_parts")?,
         max_recipients: int("max_recipients")?,
@@ -472,9 +490,15 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         metrics_file: Some(PathBuf::from(string("metrics_file")?)).filter(|p| !p.as_os_str().is_empty()),
         address,
     };
-    if config.dummy_time_p >= 1.0 || config.dummy_flush_p >= 1.0 || config.dummy_starved_p >= 1.0 {
+    let dummies = [
+        ("dummy_time_p", config.dummy_time_p),
+        ("dummy_flush_p", config.dummy_flush_p),
+        ("dummy_starved_p", config.dummy_starved_p),
+        ("dummy_arrival_p", config.dummy_arrival_p),
+    ];
+    if let Some((name, _)) = dummies.iter().find(|(_, p)| *p >= 1.0) {
         return Err(ConfigError::at(
-            line_of(text, "dummy_time_p").max(line_of(text, "dummy_flush_p")).max(line_of(text, "dummy_starved_p")),
+            line_of(text, name),
             "dummy probabilities must be below 1 (1 would mean endless dummies)",
         ));
     }
@@ -551,7 +575,8 @@ mod tests {
         assert_eq!(c.modes, m);
         assert_eq!(c.subkey_validity, Duration::from_secs(2 * 86400));
         assert_eq!(c.clock_skew, Duration::from_secs(3600));
-        assert_eq!((c.min_pool, c.threshold, c.rate), (25, 5, 0.65));
+        assert_eq!((c.min_pool, c.threshold, c.rate), (47, 0, 1.0));
+        assert_eq!((c.dummy_time_p, c.dummy_arrival_p, c.dummy_starved_p), (0.91, 0.15, 0.75));
         assert_eq!(c.transport, TransportKind::Sendmail);
         assert_eq!(c.operator, "postmaster@mix.test");
         assert!(c.local_domains.is_empty());

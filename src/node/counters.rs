@@ -92,6 +92,8 @@ pub const EXIT_OVERSIZED: Counter = counter("exit.oversized", "a reassembled ori
 // The pool, dummies, the operator's folder.
 pub const DUMMY_POOLED: Counter =
     counter("dummy.pooled", "a time-triggered dummy joined the pool", Some(Line::Dummies));
+pub const DUMMY_ARRIVAL: Counter =
+    counter("dummy.arrival", "an arrival-triggered dummy joined the pool", Some(Line::Dummies));
 pub const DUMMY_STARVED: Counter = counter(
     "dummy.starved",
     "a round found the pool starved and drew its time-triggered dummies with dummy_starved_p",
@@ -201,6 +203,7 @@ pub const ALL: &[Counter] = &[
     EXIT_ASSEMBLED,
     EXIT_OVERSIZED,
     DUMMY_POOLED,
+    DUMMY_ARRIVAL,
     DUMMY_STARVED,
     DUMMY_SENT,
     DUMMY_FAILED,

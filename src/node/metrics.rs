@@ -117,8 +117,13 @@ pub fn prometheus(state: &State, expected: Option<&Expected>) -> Result<String> 
         gauge("arrivals_per_round", "Mean messages entering the pool a round over the recorded rounds.", e.arrivals);
         gauge(
             "expected_entropy",
-            "Expected anonymity-set entropy (in bits) of a leaving message at the recorded rates.",
+            "Expected anonymity-set entropy (in bits) of a leaving message at the recorded rates, to an observer who knows the dummies.",
             e.report.entropy,
+        );
+        gauge(
+            "expected_entropy_outside",
+            "The same to an outside observer, who cannot tell a dummy from mail.",
+            e.report.entropy_outside,
         );
         gauge("expected_delay_seconds", "Expected mean delay of a message at the recorded rates.", e.report.delay_mean);
         gauge(

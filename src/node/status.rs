@@ -234,8 +234,9 @@ impl Status {
         if let Some(e) = &self.expected {
             let r = &e.report;
             o += &format!(
-                "expected     entropy {:.2} bits, delay mean {} (95% under {}), from {:.1} messages a round over the last {} rounds (mixtasyd simulate --recorded)\n",
+                "expected     entropy {:.2} bits ({:.2} to an outside observer), delay mean {} (95% under {}), from {:.1} messages a round over the last {} rounds (mixtasyd simulate --recorded)\n",
                 r.entropy,
+                r.entropy_outside,
                 crate::node::simulate::minutes(r.delay_mean),
                 crate::node::simulate::minutes(r.delay_p95),
                 e.arrivals,
@@ -287,7 +288,7 @@ impl Status {
             })
             .collect();
         let expected = self.expected.as_ref().map_or("null".into(), |e| {
-            format!("{{\"rounds\":{},\"arrivals_per_round\":{:.3},\"entropy_bits\":{:.3},\"delay_mean_seconds\":{:.0},\"delay_p95_seconds\":{:.0}}}", e.rounds, e.arrivals, e.report.entropy, e.report.delay_mean, e.report.delay_p95)
+            format!("{{\"rounds\":{},\"arrivals_per_round\":{:.3},\"entropy_bits\":{:.3},\"entropy_outside_bits\":{:.3},\"delay_mean_seconds\":{:.0},\"delay_p95_seconds\":{:.0}}}", e.rounds, e.arrivals, e.report.entropy, e.report.entropy_outside, e.report.delay_mean, e.report.delay_p95)
         });
         let list = |v: &[String]| v.iter().map(|p| json_str(p)).collect::<Vec<_>>().join(",");
         format!(

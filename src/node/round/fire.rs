@@ -1,4 +1,4 @@
-//! Firing the pool (D6, second half of a round): time-triggered dummies join the pool, the
+//! Firing the pool (D6, second half of a round): time- and arrival-triggered dummies join the pool, the
 //! timed dynamic pool draws, drawn finals move to the exit queue, and everything that
 //! leaves (drawn wire mails, the exit queue, flush-triggered dummies) goes to the
 //! transport in one uniformly shuffled order.
@@ -62,23 +62,27 @@ pub(super) enum Outgoing {
     Dummy(WireMessage),
 }
 
-/// Time-triggered dummies join the pool before it fires; more of them while the pool is
-/// starved (`dummy::time_p`).
-pub(super) fn add_time_dummies(round: &mut Round, dummies: &Dummies) -> Result<()> {
+/// Dummies join the pool before it fires: time-triggered ones, more of them while the pool
+/// is starved (`dummy::time_p`), and arrival-triggered ones for what this round pooled.
+pub(super) fn add_pool_dummies(round: &mut Round, dummies: &Dummies) -> Result<()> {
     let config = &round.config;
     let params = pool::Params { min_pool: config.min_pool, threshold: config.threshold, rate: config.rate };
     let p = dummy::time_p(config.dummy_time_p, config.dummy_starved_p, round.state.count("pool")? as u64, params);
     let starved = p > config.dummy_time_p;
-    let k = dummy::geometric(p, &mut round.rng);
-    if k > 0 || starved {
+    let timed = dummy::geometric(p, &mut round.rng);
+    let arrival_p = config.dummy_arrival_p;
+    let arrived: u64 = (0..round.sum.pooled).map(|_| dummy::geometric(arrival_p, &mut round.rng)).sum();
+    if timed + arrived > 0 || starved {
         let tx = round.state.transaction()?;
         if starved {
             round.sum.tally(&tx, counters::DUMMY_STARVED, 1)?;
         }
-        for _ in 0..k {
-            if let Some(d) = dummies.make(&mut round.rng) {
-                pool::insert(&tx, &d.to, &d.mail)?;
-                round.sum.tally(&tx, counters::DUMMY_POOLED, 1)?;
+        for (n, counter) in [(timed, counters::DUMMY_POOLED), (arrived, counters::DUMMY_ARRIVAL)] {
+            for _ in 0..n {
+                if let Some(d) = dummies.make(&mut round.rng) {
+                    pool::insert(&tx, &d.to, &d.mail)?;
+                    round.sum.tally(&tx, counter, 1)?;
+                }
             }
         }
         tx.commit()?;

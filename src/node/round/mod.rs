@@ -141,7 +141,7 @@ pub fn run(home: &NodeHome, now: SystemTime) -> Result<RoundResult> {
     round.trim()?;
 
     let dummies = fire::Dummies::new(home, &cert, &round);
-    fire::add_time_dummies(&mut round, &dummies)?;
+    fire::add_pool_dummies(&mut round, &dummies)?;
     let out = fire::draw(&mut round, &dummies)?;
     fire::send(&mut round, out)?;
     // What still waits after the sends (failing recipients, quota waits) is capped: a

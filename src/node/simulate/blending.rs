@@ -13,7 +13,6 @@
 use rand::Rng;
 
 use crate::node::dummy;
-use crate::node::pool;
 use crate::node::simulate::{Setting, Traffic};
 
 /// What one pool entry is, to the attacker.
@@ -53,8 +52,10 @@ pub fn simulate(
     for _ in 0..trials {
         let mut pool = vec![];
         for r in 0..200 {
-            pool.extend((0..traffic.arrivals(r, rng)).map(|_| Entry::Unknown));
-            pool.extend((0..dummy::geometric(setting.time_p(pool.len() as u64), rng)).map(|_| Entry::Unknown));
+            let arrivals = traffic.arrivals(r, rng);
+            pool.extend((0..arrivals).map(|_| Entry::Unknown));
+            let k = dummy::geometric(setting.time_p(pool.len() as u64), rng) + setting.arrival_dummies(arrivals, rng);
+            pool.extend((0..k).map(|_| Entry::Unknown));
             fire(&mut pool, setting, rng);
         }
         let (mut rounds, mut candidates, mut target_in) = (0usize, 0u64, false);
@@ -62,12 +63,16 @@ pub fn simulate(
         while rounds < max_rounds {
             rounds += 1;
             pool.extend((0..flood).map(|_| Entry::Attacker));
+            let mut arrived = flood;
             if !target_in && !pool.contains(&Entry::Unknown) {
                 // The flush is done: the target goes in with this round's flood.
                 pool.push(Entry::Unknown);
                 target_in = true;
+                arrived += 1;
             }
-            pool.extend((0..dummy::geometric(setting.time_p(pool.len() as u64), rng)).map(|_| Entry::Unknown));
+            // The flood (and the target) trigger arrival dummies like any mail.
+            let k = dummy::geometric(setting.time_p(pool.len() as u64), rng) + setting.arrival_dummies(arrived, rng);
+            pool.extend((0..k).map(|_| Entry::Unknown));
             let unknown_out = fire(&mut pool, setting, rng);
             if target_in {
                 candidates += unknown_out;
@@ -100,7 +105,7 @@ pub fn simulate(
 /// Fires the pool as a round does; returns the outputs the attacker cannot call his own
 /// (drawn unknown entries and flush-triggered dummies).
 fn fire(pool: &mut Vec<Entry>, setting: &Setting, rng: &mut impl Rng) -> u64 {
-    let mut chosen = pool::pick(pool.len(), setting.pool, rng);
+    let mut chosen = setting.pick(pool.len(), rng);
     chosen.sort_unstable_by(|a, b| b.cmp(a));
     let sent_any = !chosen.is_empty();
     let unknown = chosen.into_iter().filter(|&i| pool.swap_remove(i) == Entry::Unknown).count() as u64;
@@ -110,15 +115,18 @@ fn fire(pool: &mut Vec<Entry>, setting: &Setting, rng: &mut impl Rng) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::pool;
     use rand::SeedableRng;
 
     fn node(time_p: f64, flush_p: f64) -> Setting {
         Setting {
             name: "t".into(),
             pool: pool::Params { min_pool: 25, threshold: 5, rate: 0.65 },
+            batching: Default::default(),
             dummy_time_p: time_p,
             dummy_flush_p: flush_p,
             dummy_starved_p: 0.0,
+            dummy_arrival_p: 0.0,
             interval: 900,
         }
     }

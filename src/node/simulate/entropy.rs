@@ -11,14 +11,27 @@
 //!   a message of the earlier pool, each with (1 − n_r/m_r) times its earlier probability,
 //!
 //! so an input that arrived at round s has probability (1/m_s) ∏_{s<j≤r} (1 − n_j/m_j).
-//! The entropy is that of a *real* message leaving, against an attacker who (more than a
-//! real one) knows which outputs are dummies: the distribution above without the dummies'
-//! mass d, renormalised. So dummies never count as cover themselves; they change the
-//! entropy only through the pool they keep and flush. `Tracker` keeps the sum
-//! S = −Σ p log2 p over the real inputs and d, updated in O(1) a round (b = 1 − n_r/m_r):
+//! Two observers, two figures.
+//!
+//! *Knows the dummies* (`Tracker::round`, the guarantee): an attacker who knows which
+//! outputs are dummies (he runs every next hop, or the node). The entropy of a *real*
+//! message leaving is that of the distribution above without the dummies' mass d,
+//! renormalised, so dummies never count as cover themselves; they change the entropy only
+//! through the pool they keep and flush. `Tracker` keeps S = −Σ p log2 p over the real
+//! inputs and d, updated in O(1) a round (b = 1 − n_r/m_r):
 //!
 //!   S_r = x_r/m_r · log2 m_r + b S_{r−1} − b log2 b · (1 − d_{r−1}),
 //!   d_r = k_r/m_r + b d_{r−1},      H_r = S_r/(1 − d_r) + log2 (1 − d_r).
+//!
+//! *Outside* (`Tracker::outside`): an attacker who watches every link but cannot tell a
+//! dummy from mail (they are alike on the wire). To him a dummy that joined the pool is one
+//! more input he did not see arrive, so every pooled entry is a candidate of its own and
+//! the distribution needs no renormalising:
+//!
+//!   O_r = n_r/m_r · log2 m_r + b O_{r−1} − b log2 b.
+//!
+//! Flush-triggered dummies never enter the pool and are left out: the figure is
+//! conservative for them.
 //!
 //! Closed form for the steady state with a constant λ arrivals a round and no dummies:
 //! the pool fires at the same size m every round and sends λ (what arrived). With
@@ -39,6 +52,8 @@ pub struct Tracker {
     s: f64,
     /// The dummies' probability mass.
     d: f64,
+    /// −Σ p log2 p over every pooled entry, dummies included (the outside observer's).
+    o: f64,
 }
 
 impl Tracker {
@@ -54,7 +69,15 @@ impl Tracker {
         let old = if b > 0.0 { b * self.s - b * b.log2() * (1.0 - self.d) } else { 0.0 };
         self.s = arrivals as f64 / mf * mf.log2() + old;
         self.d = dummies as f64 / mf + b.max(0.0) * self.d;
+        let old = if b > 0.0 { b * self.o - b * b.log2() } else { 0.0 };
+        self.o = (arrivals + dummies) as f64 / mf * mf.log2() + old;
         self.entropy()
+    }
+
+    /// The entropy of a message drawn now, to the outside observer (every pooled dummy a
+    /// candidate of its own).
+    pub fn outside(&self) -> f64 {
+        self.o.max(0.0)
     }
 
     /// The entropy of a real message drawn now (0 when the pool holds only dummies).
@@ -113,22 +136,45 @@ mod tests {
             let h = t.round(x, k, m);
             rounds.push((x, k, m));
             // Every real input's probability, then renormalised without the dummies.
-            let (mut probs, mut dummy) = (Vec::new(), 0.0);
+            let (mut probs, mut dummy, mut every) = (Vec::new(), 0.0, 0.0);
             let mut survive = 1.0;
             for &(xs, ks, ms) in rounds.iter().rev() {
                 if ms > 0 {
                     let p = survive / ms as f64;
                     probs.extend((0..xs).map(|_| p));
                     dummy += ks as f64 * p;
+                    if p > 0.0 {
+                        // The outside observer: every entry, dummies too, is a candidate.
+                        every -= (xs + ks) as f64 * p * p.log2();
+                    }
                     survive *= 1.0 - (xs + ks) as f64 / ms as f64;
                 }
             }
             let sum: f64 = probs.iter().map(|p| p / (1.0 - dummy)).filter(|q| *q > 0.0).map(|q| -q * q.log2()).sum();
             if m > 0 {
                 assert!((h - sum).abs() < 1e-9, "{h} {sum}");
+                assert!((t.outside() - every).abs() < 1e-9, "{} {every}", t.outside());
             }
             kept = m - pool::to_send(m, pool::Params { min_pool: 3, threshold: 0, rate: 0.5 });
         }
+    }
+
+    /// A pool that fires at m = 40 every round and gets 6 messages and 4 dummies a round:
+    /// to the outside observer it is a pool of 10 arrivals a round (`closed_form(40, 10)`);
+    /// to the one who knows the dummies, 6 a round that leave with the same probability
+    /// a = 1/4 a round: log2 6 + H_b(a)/a.
+    #[test]
+    fn both_observers_in_steady_state() {
+        let mut t = Tracker::default();
+        let mut h = 0.0;
+        for _ in 0..400 {
+            h = t.round(6, 4, 40);
+        }
+        let a: f64 = 0.25;
+        let hb = -(a * a.log2()) - (1.0 - a) * (1.0 - a).log2();
+        assert!((h - (6f64.log2() + hb / a)).abs() < 1e-9, "{h}");
+        assert!((t.outside() - closed_form(40, 10).0).abs() < 1e-9, "{}", t.outside());
+        assert!(t.outside() > h, "dummies are cover to the outside observer only");
     }
 
     #[test]
