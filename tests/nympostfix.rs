@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::nym::{self, code_in, header, DOMAIN};
 use crate::postfix::{
-    cmd_ok, conf_snapshot, hookup, hookup_script, is_root, new_mail, split_mail, submit, test_user, Lab, Postfix, MIXES,
-    RCPT_DOMAIN, USER,
+    cmd_ok, conf_snapshot, hookup, hookup_script, is_root, new_mail, split_mail, submit, test_user, Lab, Postfix,
+    MIXES, RCPT_DOMAIN, USER,
 };
 use crate::util::{describe, ok, run, Gpg};
 
@@ -221,8 +221,13 @@ fn nym_domain_hookup_on_a_host_without_virtual_domains() {
     // The lab's virtual settings taken out of main.cf: Postfix's defaults, as on such a host.
     let pf = Postfix::start_with(uid, gid, &[]);
     let conf = pf.conf.to_str().unwrap();
-    let virtual_settings =
-        ["virtual_mailbox_domains", "virtual_mailbox_base", "virtual_mailbox_maps", "virtual_uid_maps", "virtual_gid_maps"];
+    let virtual_settings = [
+        "virtual_mailbox_domains",
+        "virtual_mailbox_base",
+        "virtual_mailbox_maps",
+        "virtual_uid_maps",
+        "virtual_gid_maps",
+    ];
     cmd_ok("postconf", &[&["-c", conf, "-X"][..], &virtual_settings].concat());
     cmd_ok("postfix", &["-c", conf, "reload"]);
     let before = conf_snapshot(&pf);
@@ -314,10 +319,7 @@ fn a_nym_through_five_mixes_and_a_real_postfix() {
     let (n, new) = sweep_until(&lab, &pf, &server, &mut seen, 1);
     sweeps.push(n);
     assert!(open(&owner, &new[0]).contains("Delivery confirmed"));
-    assert_eq!(
-        (server.counter(&lab, &pf, "config.created"), server.counter(&lab, &pf, "config.confirmed")),
-        (1, 1)
-    );
+    assert_eq!((server.counter(&lab, &pf, "config.created"), server.counter(&lab, &pf, "config.confirmed")), (1, 1));
 
     // An outside sender mails the nym; the owner's mailbox gets it sealed; GnuPG opens it.
     let mut c = Command::new("/usr/sbin/sendmail");
@@ -400,7 +402,13 @@ fn key_ids(gpg: &Gpg, uid: &str) -> Vec<String> {
 /// Sweeps (a round of every mix, each followed by Postfix's deliveries, then a run of the
 /// server) until `want` new mails are in rcpt.test's Maildir; returns the sweeps and the new
 /// mails. Bounded: 15 sweeps.
-fn sweep_until(lab: &Lab, pf: &Postfix, server: &NymServer, seen: &mut Vec<Vec<u8>>, want: usize) -> (usize, Vec<Vec<u8>>) {
+fn sweep_until(
+    lab: &Lab,
+    pf: &Postfix,
+    server: &NymServer,
+    seen: &mut Vec<Vec<u8>>,
+    want: usize,
+) -> (usize, Vec<Vec<u8>>) {
     for sweep in 1..=15 {
         for (fqdn, _) in MIXES {
             lab.round(pf, fqdn);
