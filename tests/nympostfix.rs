@@ -112,7 +112,8 @@ fn original_to(mail: &[u8]) -> String {
 /// case) reaches the server's Maildir with its envelope recipient on top, which the server
 /// reads, even under a forged X-Original-To lower down; the host's other domain still
 /// receives; a second run changes nothing; `--remove` gives back main.cf and the maps byte
-/// for byte, and the domain's mail no longer reaches the server.
+/// for byte, and the domain's mail no longer reaches the server. A mix node hooked up on the
+/// same host (its lines in the same maps) keeps its mail throughout.
 #[test]
 fn nym_domain_hookup_refuses_takes_the_whole_domain_and_removes() {
     assert!(is_root(), "this test runs a real Postfix instance and the nym server as {USER}: it must run as root");
@@ -133,6 +134,12 @@ fn nym_domain_hookup_refuses_takes_the_whole_domain_and_removes() {
             "transport_maps = inline:{routed.test=error:elsewhere}",
         ],
     );
+    // A mix node on the same host, hooked up first: its lines share our maps.
+    let pristine = conf_snapshot(&pf);
+    let mut c = lab.node_raw("mix1.test");
+    c.args(["init", "--address", "mixtasy@mix1.test", "--modes", "middleman"]);
+    ok(c, b"");
+    succeeded("hookup mix1.test", &hookup(&lab, &pf, "mix1.test", &[]));
     let before = conf_snapshot(&pf);
     let main_before = std::fs::read(pf.conf.join("main.cf")).unwrap();
     // Refusals are checked against an empty home (no domain of its own to compare with).
@@ -151,6 +158,9 @@ fn nym_domain_hookup_refuses_takes_the_whole_domain_and_removes() {
     let mut c = Command::new(hookup_script());
     c.args(["--root", "--domain", "mix1.test", "--nym-domain", DOMAIN]);
     refused(&run(c, b""), "give one of --domain and --nym-domain");
+    let mut c = Command::new(hookup_script());
+    c.args(["--user", "--nym-domain", DOMAIN]).env("HOME", lab.net.dir.path());
+    refused(&run(c, b""), "are for --root");
     assert_eq!(conf_snapshot(&pf), before, "a refused hook-up changed the configuration");
 
     let out = nym_hookup(&pf, &server.home, DOMAIN, &["--dry-run"]);
@@ -207,6 +217,12 @@ fn nym_domain_hookup_refuses_takes_the_whole_domain_and_removes() {
     pf.wait_idle();
     assert_eq!(new_mail(&server.maildir()), 0, "the removed domain still reaches the server");
     assert_eq!(pf.delivered().len(), 2, "Postfix log:\n{}", pf.log_tail());
+    // The node kept its delivery all along; its own removal leaves the lab as it was.
+    submit(&pf, "mixtasy@mix1.test", "for the node");
+    pf.wait_idle();
+    assert_eq!(new_mail(&lab.net.home("mix1.test").join("Maildir")), 1, "Postfix log:\n{}", pf.log_tail());
+    succeeded("hookup mix1.test --remove", &hookup(&lab, &pf, "mix1.test", &["--remove"]));
+    assert_eq!(conf_snapshot(&pf), pristine, "the lab's configuration after both removals");
 }
 
 /// A host with no virtual mailbox domain at all (Debian's default Postfix): the hook-up sets
