@@ -275,7 +275,7 @@ const OWNER_TRACES: [&str; 6] = [
 /// sender's mail to the nym arrives at the owner's mailbox sealed, and GnuPG opens it; mail
 /// the nym sends through send@ reaches an outside recipient `From: alice@nym.test`, with
 /// nothing of the owner (key ids, their From, Date, Message-ID, User-Agent) and nothing of
-/// the mixes it came through.
+/// the mixes it came through. Requests replayed by a hostile exit are refused.
 #[test]
 fn a_nym_through_five_mixes_and_a_real_postfix() {
     let started = std::time::Instant::now();
@@ -331,7 +331,8 @@ fn a_nym_through_five_mixes_and_a_real_postfix() {
     let code = code_in(&confirmation);
 
     // Confirm, through the network: the server says so through the confirmed channel.
-    lab.send(&pf, &to_server("config", &owner.request("alice", format!("confirm: {code}\n").as_bytes(), &[])));
+    let confirm = to_server("config", &owner.request("alice", format!("confirm: {code}\n").as_bytes(), &[]));
+    lab.send(&pf, &confirm);
     let (n, new) = sweep_until(&lab, &pf, &server, &mut seen, 1);
     sweeps.push(n);
     assert!(open(&owner, &new[0]).contains("Delivery confirmed"));
@@ -356,7 +357,8 @@ fn a_nym_through_five_mixes_and_a_real_postfix() {
          Message-ID: <owner-7@alice-laptop.home.example>\nDate: Mon, 2 Mar 2026 10:00:00 +0200\n\
          To: dave@{RCPT_DOMAIN}\nSubject: from the nym\n\nthe nym's words to dave\n"
     );
-    lab.send(&pf, &to_server("send", &owner.request("alice", original.as_bytes(), &[])));
+    let send = to_server("send", &owner.request("alice", original.as_bytes(), &[]));
+    lab.send(&pf, &send);
     let (n, new) = sweep_until(&lab, &pf, &server, &mut seen, 2);
     sweeps.push(n);
     let to_dave: Vec<&Vec<u8>> = new.iter().filter(|m| original_to(m) == format!("dave@{RCPT_DOMAIN}")).collect();
@@ -375,6 +377,21 @@ fn a_nym_through_five_mixes_and_a_real_postfix() {
     }
     let ack: Vec<&Vec<u8>> = new.iter().filter(|m| original_to(m) == format!("owner@{RCPT_DOMAIN}")).collect();
     assert!(ack.len() == 1 && open(&owner, ack[0]).contains("Your mail went to 1 recipient"));
+
+    // A hostile exit saw both requests leave the network (encrypted to the server, but whole)
+    // and hands them to Postfix again: the server refuses the replays and sends nothing.
+    let out_before = server.counter(&lab, &pf, "out.smtp");
+    for (local, request) in [("config", &confirm), ("send", &send)] {
+        let mut c = Command::new("/usr/sbin/sendmail");
+        c.env("MAIL_CONFIG", &pf.conf).args(["-i", "-f", "mixtasy@mix4.test", "--", &format!("{local}@{DOMAIN}")]);
+        ok(c, request);
+    }
+    pf.wait_idle();
+    server.run(&lab, &pf);
+    pf.wait_idle();
+    assert_eq!(server.counter(&lab, &pf, "refused.replay"), 2, "both replays refused");
+    assert_eq!(server.counter(&lab, &pf, "out.smtp"), out_before, "a replay made the server send");
+    assert_eq!(pf.delivered().len(), seen.len(), "a replay reached dave or the owner");
 
     for (name, want) in [("inbound.delivered", 1), ("send.sent", 1), ("intake.deferred", 0), ("out.smtp-failed", 0)] {
         assert_eq!(server.counter(&lab, &pf, name), want, "{name}");
