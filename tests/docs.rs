@@ -159,17 +159,23 @@ fn systemd_units_verify() {
         "systemd-analyze is missing: run scripts/install-deps --test"
     );
     let t = tempfile::tempdir().unwrap();
-    for (section, page) in
-        [("man1", "mixtasy.1"), ("man5", "mixtasyd.toml.5"), ("man8", "mixtasyd.8"), ("man8", "mixtasy-pinger.8")]
-    {
+    for (section, page) in [
+        ("man1", "mixtasy.1"),
+        ("man5", "mixtasyd.toml.5"),
+        ("man8", "mixtasyd.8"),
+        ("man8", "mixtasy-pinger.8"),
+        ("man8", "mixtasy-nymd.8"),
+    ] {
         std::fs::create_dir_all(t.path().join("man").join(section)).unwrap();
         std::fs::copy(root.join("man").join(page), t.path().join("man").join(section).join(page)).unwrap();
     }
     let runtime = t.path().join("run");
     std::fs::create_dir(&runtime).unwrap();
-    for (program, binary) in
-        [("mixtasyd", env!("CARGO_BIN_EXE_mixtasyd")), ("mixtasy-pinger", env!("CARGO_BIN_EXE_mixtasy-pinger"))]
-    {
+    for (program, binary) in [
+        ("mixtasyd", env!("CARGO_BIN_EXE_mixtasyd")),
+        ("mixtasy-pinger", env!("CARGO_BIN_EXE_mixtasy-pinger")),
+        ("mixtasy-nymd", env!("CARGO_BIN_EXE_mixtasy-nymd")),
+    ] {
         for (flavour, bin_dir) in [("system", "/usr/local/bin/"), ("user", "%h/.local/bin/")] {
             let placeholder = format!("{bin_dir}{program} ");
             let dir = t.path().join(program).join(flavour);

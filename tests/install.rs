@@ -103,6 +103,13 @@ fn user_install_from_built_binaries_prints_middleman_fqdn_and_hookup_steps() {
         "the pinger unit does not run the installed binary:\n{unit}"
     );
 
+    let unit = std::fs::read_to_string(dir.path().join("home/.config/systemd/user/mixtasy-nymd.service")).unwrap();
+    assert!(
+        unit.contains(&format!("{}/bin/mixtasy-nymd --run", prefix.display())),
+        "the nym server's unit does not run the installed binary:\n{unit}"
+    );
+    assert!(prefix.join("share/man/man8/mixtasy-nymd.8").is_file(), "mixtasy-nymd(8) not installed");
+
     check_next_steps(&text, "scripts/postfix-hookup --user");
     let init = text.lines().nth(line_of(&text, " init --address")).unwrap();
     assert!(
@@ -123,7 +130,7 @@ fn system_dry_run_prints_middleman_fqdn_and_hookup_steps_and_installs_nothing() 
     assert!(!prefix.exists(), "--dry-run created {}", prefix.display());
     assert!(
         text.contains(&format!(
-            "+ install -m 0755 {0}/mixtasyd {0}/mixtasy {0}/mixtasy-pinger {1}/bin/",
+            "+ install -m 0755 {0}/mixtasyd {0}/mixtasy {0}/mixtasy-pinger {0}/mixtasy-nymd {1}/bin/",
             from.display(),
             prefix.display()
         )),

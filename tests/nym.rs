@@ -112,7 +112,7 @@ impl Lab {
     }
 
     /// `text` signed by `signer` and encrypted to the server, as a user does it with GnuPG.
-    fn request(&self, signer: &str, text: &[u8], extra: &[&str]) -> Vec<u8> {
+    pub(crate) fn request(&self, signer: &str, text: &[u8], extra: &[&str]) -> Vec<u8> {
         let from = format!("{signer}@{DOMAIN}");
         let to = format!("config@{DOMAIN}");
         let mut args = vec!["--armor", "--trust-model", "always", "--sign", "--encrypt", "-u", &from, "-r", &to];

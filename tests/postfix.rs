@@ -31,7 +31,7 @@ use crate::util::*;
 pub(crate) const USER: &str = "mixtasy-test";
 /// Three middlemen and two exits that deliver to anyone (rcpt.test has no mix of its own, so
 /// senders pick an exitpublic mix; an exitprivate one would only serve its own domain).
-const MIXES: [(&str, &str); 5] = [
+pub(crate) const MIXES: [(&str, &str); 5] = [
     ("mix1.test", "middleman"),
     ("mix2.test", "middleman"),
     ("mix3.test", "middleman"),
@@ -44,7 +44,7 @@ const MAIN_CF: &str = "/etc/postfix/main.cf";
 /// First line of a /etc/postfix/main.cf this test wrote (one a killed run left is stale).
 const MARK: &str = "# Written by mixtasyd's tests/postfix.rs for the length of the test";
 
-fn hookup_script() -> PathBuf {
+pub(crate) fn hookup_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-hookup")
 }
 
@@ -397,7 +397,7 @@ impl Lab {
         c
     }
 
-    fn round(&self, pf: &Postfix, fqdn: &str) -> String {
+    pub(crate) fn round(&self, pf: &Postfix, fqdn: &str) -> String {
         let mut c = self.node(pf, fqdn);
         c.arg("--round");
         let line = String::from_utf8(ok(c, b"").stdout).unwrap();
@@ -411,7 +411,7 @@ impl Lab {
         Status(String::from_utf8(ok(c, b"").stdout).unwrap())
     }
 
-    fn send(&self, pf: &Postfix, original: &[u8]) {
+    pub(crate) fn send(&self, pf: &Postfix, original: &[u8]) {
         let mut c = self.sender(pf);
         c.arg("send");
         ok(c, original);
@@ -456,7 +456,7 @@ pub(crate) fn hookup(lab: &Lab, pf: &Postfix, fqdn: &str, extra: &[&str]) -> Out
 }
 
 /// The configuration files the hookup script touches, with their bytes.
-fn conf_snapshot(pf: &Postfix) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn conf_snapshot(pf: &Postfix) -> Vec<(PathBuf, Vec<u8>)> {
     let mut v: Vec<_> = files_below(&pf.conf).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
     v.sort();
     v
@@ -472,7 +472,7 @@ fn original(to: &str, subject: &str, body_len: usize) -> Vec<u8> {
     m
 }
 
-fn split_mail(mail: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_mail(mail: &[u8]) -> (&[u8], &[u8]) {
     let i = mail.windows(2).position(|w| w == b"\n\n").expect("a blank line after the header");
     (&mail[..i + 1], &mail[i + 2..])
 }
@@ -837,14 +837,14 @@ fn hookup_without_root_writes_forward_once() {
 }
 
 /// Mail to `addr` handed to the lab's Postfix (as root, from a local sender).
-fn submit(pf: &Postfix, addr: &str, subject: &str) {
+pub(crate) fn submit(pf: &Postfix, addr: &str, subject: &str) {
     let mut c = Command::new("/usr/sbin/sendmail");
     c.env("MAIL_CONFIG", &pf.conf).args(["-i", "-f", "tester@host.test", "--", addr]);
     ok(c, format!("To: {addr}\nSubject: {subject}\n\n{subject}\n").as_bytes());
 }
 
 /// The files in a Maildir's new/.
-fn new_mail(maildir: &Path) -> usize {
+pub(crate) fn new_mail(maildir: &Path) -> usize {
     files_below(&maildir.join("new")).len()
 }
 

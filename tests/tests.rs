@@ -20,6 +20,7 @@ mod keyserver;
 mod layout;
 mod nym;
 mod nymclient;
+mod nympostfix;
 mod pinger;
 mod pingnet;
 mod postfix;
