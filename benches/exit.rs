@@ -134,6 +134,7 @@ fn lab_node(home: &Path, mail: &Path, fqdn: &str) -> std::path::PathBuf {
             Some("dummy_time_p") => "dummy_time_p = 0.0".to_string(),
             Some("dummy_flush_p") => "dummy_flush_p = 0.0".to_string(),
             Some("dummy_starved_p") => "dummy_starved_p = 0.0".to_string(),
+            Some("dummy_arrival_p") => "dummy_arrival_p = 0.0".to_string(),
             _ => l.to_string(),
         })
         .collect();

@@ -4,7 +4,7 @@
 //! A lab network of N real `mixtasyd` nodes (3 and 5), every one `middleman,exitpublic`,
 //! wired like the tests' `Net::add_lab_node` (own Maildir, `maildir:` transport) and then
 //! given back the DEFAULT pool and dummy settings (min_pool, threshold, rate, dummy_time_p,
-//! dummy_flush_p, dummy_starved_p, read from `config::SETTINGS`). Time is simulated with `--now`, nothing
+//! dummy_flush_p, dummy_arrival_p, dummy_starved_p, read from `config::SETTINGS`). Time is simulated with `--now`, nothing
 //! sleeps: every 15 minutes each node runs `mixtasyd --round` once, at a random offset in
 //! the timer's `RandomizedDelaySec` (2 min), in time order. Every 6 hours the nodes import
 //! each other's current keys, as `discovery_interval` does from a keyserver.
@@ -54,7 +54,8 @@ const GIVE_UP: u64 = 3 * 24 * 3600;
 /// Messages per batch.
 const PER_BATCH: u64 = 4;
 /// The pool and dummy settings restored to their defaults after `add_lab_node`.
-const DEFAULTED: [&str; 6] = ["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "dummy_starved_p"];
+const DEFAULTED: [&str; 7] =
+    ["min_pool", "threshold", "rate", "dummy_time_p", "dummy_flush_p", "dummy_arrival_p", "dummy_starved_p"];
 
 fn runs() -> usize {
     std::env::var("MIXTASY_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)

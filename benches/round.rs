@@ -124,6 +124,7 @@ fn make_home(home: &Path, key_of: Option<&Path>) {
     text = set_setting(&text, "dummy_time_p", "0.0");
     text = set_setting(&text, "dummy_flush_p", "0.0");
     text = set_setting(&text, "dummy_starved_p", "0.0");
+    text = set_setting(&text, "dummy_arrival_p", "0.0");
     fs::write(&cfg, text).expect("writing mixtasyd.toml");
     for sub in ["new", "cur", "tmp"] {
         assert!(home.join("Maildir").join(sub).is_dir(), "init made no Maildir/{sub}");

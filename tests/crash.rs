@@ -407,6 +407,7 @@ fn sigkill_at_random_instants_loses_and_double_counts_nothing() {
             ("dummy_time_p", "0.0"),
             ("dummy_flush_p", "0.0"),
             ("dummy_starved_p", "0.0"),
+            ("dummy_arrival_p", "0.0"),
         ],
     );
     let maildir = home.join("Maildir");

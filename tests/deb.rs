@@ -292,6 +292,7 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
         ("dummy_time_p", "0.0"),
         ("dummy_flush_p", "0.0"),
         ("dummy_starved_p", "0.0"),
+        ("dummy_arrival_p", "0.0"),
     ] {
         configure_file(&config, k, v);
     }

@@ -449,6 +449,7 @@ fn flood(total: usize, key: &Path, set: &Valid, check_node: &Node, now_secs: u64
     net.configure(FQDN, "dummy_time_p", "0.0");
     net.configure(FQDN, "dummy_flush_p", "0.0");
     net.configure(FQDN, "dummy_starved_p", "0.0");
+    net.configure(FQDN, "dummy_arrival_p", "0.0");
     // Every non-mix file is accounted for in `.operator` below: no cap deletes any
     // (the caps are attacked in tests/exitq.rs).
     net.configure(FQDN, "max_operator", "1000000");

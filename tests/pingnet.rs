@@ -95,6 +95,7 @@ fn a_pinger_on_the_real_postfix_and_sks_steers_clients_around_dead_and_flaky_mix
         lab.net.configure(fqdn, "dummy_time_p", "0.0");
         lab.net.configure(fqdn, "dummy_flush_p", "0.0");
         lab.net.configure(fqdn, "dummy_starved_p", "0.0");
+        lab.net.configure(fqdn, "dummy_arrival_p", "0.0");
     }
     lab.net.configure("flaky.test", "sendmail", &format!("{:?}", flaky_sendmail.display().to_string()));
 

@@ -35,7 +35,7 @@ fn simulate_compares_sweeps_and_attacks() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for row in ["this node 25/5/65%/15m", "Mixmaster 45/0/65%/15m", "Mixminion minimum 5/0/60%/30m"] {
+    for row in ["this node 47/0/100%/15m", "Mixmaster 45/0/65%/15m", "Mixminion minimum 5/0/60%/30m"] {
         assert!(text.contains(row), "no row {row}:\n{text}");
     }
     let picture = std::fs::read_to_string(&svg).unwrap();
