@@ -186,9 +186,19 @@ pub fn open(ring: &KeyRing, msg: &[u8], signers: &[Cert], now: SystemTime, max: 
     Ok(Opened { plaintext, claimed: h.claimed, signed: h.good.take(), issuers: std::mem::take(&mut h.issuers) })
 }
 
-/// Whether `cert` holds a key `handle` names.
-pub fn holds(cert: &Cert, handle: &KeyHandle) -> bool {
-    cert.keys().any(|k| k.key().key_handle().aliases(handle))
+/// The names the key index (`store::index_keys`) files `cert` under: the key id and the
+/// fingerprint of each of its keys, upper-case hex.
+pub fn handles(cert: &Cert) -> Vec<String> {
+    cert.keys().flat_map(|k| [k.key().keyid().to_hex(), k.key().fingerprint().to_hex()]).collect()
+}
+
+/// The names under which the key index finds the key a signature's issuer `handle` names:
+/// a key id as is, a fingerprint as itself and as its key id.
+pub fn handle_names(handle: &KeyHandle) -> Vec<String> {
+    match handle {
+        KeyHandle::KeyID(id) => vec![id.to_hex()],
+        KeyHandle::Fingerprint(fp) => vec![fp.to_hex(), openpgp::KeyID::from(fp).to_hex()],
+    }
 }
 
 /// The signing key of `cert` that holds its secret and is valid at `now`: what signs the
