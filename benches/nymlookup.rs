@@ -59,7 +59,7 @@ fn main() {
             last_signed: t0,
         };
         store::put(&tx, &n).unwrap();
-        store::index_keys(&tx, &name, &pgp::handles(&cert)).unwrap();
+        store::index_keys(&tx, &name, &pgp::handles(&cert, SystemTime::now())).unwrap();
         // What GnuPG's signatures name: the signing (sub)key's id.
         let key = cert.keys().subkeys().find(|k| k.key().pk_algo().for_signing()).unwrap().key().keyid();
         signing.push(key.into());

@@ -465,3 +465,24 @@ fn neomutt_reads_the_fetched_maildir_with_the_guides_muttrc() {
     assert!(text.contains("Delivery confirmed"), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("Subject: ")).count(), 3, "every mail read: {text}");
 }
+
+/// `mixtasy nym delete`: the server deletes the nym and says so in the group (fetched like
+/// any mail); mail to it is dropped from then on, as for an unknown name.
+#[test]
+fn client_delete_ends_the_nym() {
+    let lab = Lab::new();
+    let alice = created(&lab, "alice", "pw");
+    alice.request(&lab, &["delete", &alice.address], b"");
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.deleted"), 1);
+    alice.fetch(&lab);
+    assert!(alice.mails().iter().any(|m| m.contains("Your nym is deleted")), "{:?}", alice.mails());
+    lab.deliver(&format!("alice@{DOMAIN}"), b"after the delete\n");
+    lab.run_at(0);
+    assert_eq!((lab.counter("drop.unknown"), lab.counter("inbound.delivered")), (1, 0));
+    // Sending as the deleted nym is refused.
+    alice.request(&lab, &["send", &alice.address], b"To: dave@outside.test\nSubject: s\n\nx\n");
+    lab.run_at(0);
+    assert_eq!(lab.counter("refused.unsigned"), 1);
+    assert!(!lab.dir.path().join("out/dave@outside.test").exists());
+}

@@ -58,7 +58,7 @@ pub fn run(home: &NymHome, now: SystemTime) -> Result<Option<Summary>> {
     let mixes = home.directory().usable(now).unwrap_or_default();
     let ctx = Ctx { cfg: &cfg, server: &server, ring, mixes, now };
     let mut st = home.state()?;
-    store::backfill_keys(st.conn(), |c| Ok(pgp::handles(&pgp::cert(c)?))).context("indexing the nyms' keys")?;
+    store::backfill_keys(st.conn(), |c| Ok(pgp::handles(&pgp::cert(c)?, now))).context("indexing the nyms' keys")?;
     let spool = Spool::open_for_round(&cfg.maildir)?;
     finish_pending(&mut st, &spool)?;
     let mut sum = Summary::default();
@@ -451,7 +451,7 @@ fn create(
             n.last_signed = ctx.now;
             apply_settings(&mut n, req);
             store::put(tx, &n)?;
-            store::index_keys(tx, &n.name, &pgp::handles(key))?;
+            store::index_keys(tx, &n.name, &pgp::handles(key, ctx.now))?;
             if !n.active || Some(&delivery) != Delivery::parse(&n.delivery).as_ref() {
                 return confirmation(tx, ctx, &n, key, &delivery);
             }
@@ -472,7 +472,7 @@ fn create(
             };
             apply_settings(&mut n, req);
             store::put(tx, &n)?;
-            store::index_keys(tx, &n.name, &pgp::handles(key))?;
+            store::index_keys(tx, &n.name, &pgp::handles(key, ctx.now))?;
             let c = confirmation(tx, ctx, &n, key, &delivery)?;
             Ok(if c == "confirm.sent" { "config.created" } else { c })
         }
@@ -692,9 +692,11 @@ mod tests {
         let (key, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("alice@nym.test")).generate().unwrap();
         let alice = stored("alice", key.to_vec().unwrap(), key.fingerprint().to_hex());
         store::put(&tx, &alice).unwrap();
-        store::index_keys(&tx, "alice", &pgp::handles(&key)).unwrap();
-        let signing = key.keys().subkeys().next().unwrap().key().clone();
-        for issuer in [signing.keyid().into(), signing.fingerprint().into(), key.fingerprint().into()] {
+        let now = SystemTime::now();
+        store::index_keys(&tx, "alice", &pgp::handles(&key, now)).unwrap();
+        let policy = sequoia_openpgp::policy::StandardPolicy::new();
+        let signing = key.keys().with_policy(&policy, now).for_signing().next().unwrap().key().clone();
+        for issuer in [signing.keyid().into(), signing.fingerprint().into()] {
             let mut parsed = 0;
             let (certs, nyms) = candidates(&tx, &[issuer], |c| {
                 parsed += 1;
