@@ -178,16 +178,21 @@ pub(crate) fn code_in(text: &str) -> String {
 
 /// Creates and confirms `name` with newsgroup delivery and hSub passphrase `hsub`.
 pub(crate) fn confirmed_nym(lab: &Lab, name: &str, hsub: &str) {
-    let mut text = lab.new_nym_key(name);
+    confirmed_nym_of(lab, lab, name, hsub)
+}
+
+/// `confirmed_nym` for the user `client` (a GnuPG home of its own) of `lab`'s server.
+fn confirmed_nym_of(lab: &Lab, client: &Lab, name: &str, hsub: &str) {
+    let mut text = client.new_nym_key(name);
     text.extend_from_slice(format!("hsub: {hsub}\ndelivery: newsgroup\n").as_bytes());
-    lab.deliver(&format!("config@{DOMAIN}"), &lab.request(name, &text, &[]));
+    lab.deliver(&format!("config@{DOMAIN}"), &client.request(name, &text, &[]));
     lab.run_at(0);
-    let answers = lab.read(hsub);
+    let answers = lab.read_as(client, hsub);
     assert_eq!(answers.len(), 1, "one confirmation in the group");
     let code = code_in(&answers[0]);
-    lab.deliver(&format!("config@{DOMAIN}"), &lab.request(name, format!("confirm: {code}\n").as_bytes(), &[]));
+    lab.deliver(&format!("config@{DOMAIN}"), &client.request(name, format!("confirm: {code}\n").as_bytes(), &[]));
     lab.run_at(0);
-    assert!(lab.read(hsub).iter().any(|a| a.contains("Delivery confirmed")));
+    assert!(lab.read_as(client, hsub).iter().any(|a| a.contains("Delivery confirmed")));
 }
 
 #[test]
@@ -404,4 +409,254 @@ fn a_request_that_fails_stays_in_the_maildir() {
     lab.run_at(0);
     assert_eq!(lab.counter("config.created"), 1);
     assert_eq!(std::fs::read_dir(lab.home().join("Maildir/new")).unwrap().count(), 0);
+}
+
+/// Mail-bomb back pressure: past the day's inbound budget (cost 1 + size/32 KiB) mail to a
+/// nym is dropped and counted, and however much an attacker sends that day (in one run or
+/// many) the nym is told once; the next UTC day mail flows again, and a new bomb that day
+/// brings one new notice.
+#[test]
+fn inbound_budget_drops_past_the_day_and_tells_the_nym_once() {
+    let lab = Lab::new();
+    lab.set("inbound_budget", "4");
+    confirmed_nym(&lab, "alice", "pw");
+    let to = format!("alice@{DOMAIN}");
+    let notices = || lab.read("pw").iter().filter(|a| a.contains("Inbound budget used up")).count();
+    // 1 + 1 + 2 (a mail over 32 KiB costs 2): exactly the budget, all delivered.
+    lab.deliver(&to, b"first\n");
+    lab.run_at(0);
+    lab.deliver(&to, b"second\n");
+    lab.run_at(0);
+    let mut big = b"big one\n".to_vec();
+    big.resize(40 * 1024, b'x');
+    big.push(b'\n');
+    lab.deliver(&to, &big);
+    lab.run_at(0);
+    assert_eq!(lab.counter("inbound.delivered"), 3);
+    assert_eq!(lab.counter("drop.over-budget"), 0);
+    assert_eq!(notices(), 0, "no notice while within the budget");
+    // The bomb: twenty mails in one run, then five runs of one more each, the same day.
+    for i in 0..20 {
+        lab.deliver(&to, format!("bomb {i}\n").as_bytes());
+    }
+    lab.run_at(0);
+    for i in 20..25 {
+        lab.deliver(&to, format!("bomb {i}\n").as_bytes());
+        lab.run_at(0);
+    }
+    assert_eq!(lab.counter("drop.over-budget"), 25);
+    assert_eq!(lab.counter("inbound.delivered"), 3);
+    assert_eq!(notices(), 1, "told once that day");
+    let got = lab.read("pw");
+    assert!(!got.iter().any(|a| a.contains("bomb ")), "nothing of the bomb got through");
+    assert!(got.iter().any(|a| a.contains("big one")));
+    assert_eq!(std::fs::read_dir(lab.home().join("Maildir/new")).unwrap().count(), 0, "dropped, not left");
+
+    // The next UTC day: mail flows again; a new bomb is told once more, that day only.
+    let day = 86400;
+    lab.deliver(&to, b"the next day\n");
+    lab.run_at(day);
+    assert_eq!(lab.counter("inbound.delivered"), 4);
+    assert!(lab.read("pw").iter().any(|a| a.contains("the next day")));
+    for i in 0..6 {
+        lab.deliver(&to, format!("second bomb {i}\n").as_bytes());
+    }
+    lab.run_at(day);
+    assert_eq!(lab.counter("inbound.delivered"), 7, "1 + 3 of the 6 fit the new day's budget");
+    assert_eq!(lab.counter("drop.over-budget"), 28);
+    assert_eq!(notices(), 2, "one notice a day");
+}
+
+/// `delete: yes` signed by the nym (GnuPG): afterwards its mail is dropped as for an
+/// unknown name and counted, it cannot send, and its name is held back from any other key
+/// (`store::NAME_HELD`, a year) while its own key may take it again. The delete replayed
+/// deletes nothing; deletes by another nym, by a key with the nym's user id, or carrying
+/// the nym's public key but signed by another key, delete nothing either.
+#[test]
+fn delete_stops_mail_holds_the_name_and_refuses_replays() {
+    let lab = Lab::new();
+    confirmed_nym(&lab, "alice", "pw");
+    let bob = lab.client();
+    confirmed_nym_of(&lab, &bob, "bob", "bob-pw");
+    let config = format!("config@{DOMAIN}");
+
+    // Mallory: a key with alice's user id, then alice's public key with a delete, signed by mallory.
+    let mallory = lab.client();
+    mallory.new_nym_key("alice");
+    lab.deliver(&config, &mallory.request("alice", b"delete: yes\n", &[]));
+    let mut text = lab.gpg.ok(&["--armor", "--export", &format!("alice@{DOMAIN}")], b"").stdout;
+    text.extend_from_slice(b"delete: yes\n");
+    lab.deliver(&config, &mallory.request("alice", &text, &[]));
+    lab.run_at(0);
+    assert_eq!(lab.counter("refused.unsigned"), 2);
+    // Bob's own delete deletes bob, and only bob.
+    lab.deliver(&config, &bob.request("bob", b"delete: yes\n", &[]));
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.deleted"), 1);
+    assert!(lab.read_as(&bob, "bob-pw").iter().any(|a| a.contains("Nym deleted")));
+    lab.deliver(&format!("alice@{DOMAIN}"), b"alice still here\n");
+    lab.deliver(&format!("bob@{DOMAIN}"), b"bob is gone\n");
+    lab.run_at(0);
+    assert_eq!(lab.counter("inbound.delivered"), 1);
+    assert_eq!(lab.counter("drop.unknown"), 1);
+    assert!(lab.read("pw").iter().any(|a| a.contains("alice still here")));
+
+    // Alice deletes her nym.
+    let delete = lab.request("alice", b"delete: yes\n", &[]);
+    lab.deliver(&config, &delete);
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.deleted"), 2);
+    let said = lab.read("pw");
+    assert!(said.iter().any(|a| a.contains("Nym deleted") && a.contains("held back for 365 days")), "{said:?}");
+    let articles = lab.articles_count();
+    lab.deliver(&format!("alice@{DOMAIN}"), b"after the delete\n");
+    lab.deliver(&format!("send@{DOMAIN}"), &lab.request("alice", b"To: dave@outside.test\n\nfrom the dead\n", &[]));
+    lab.deliver(&config, &lab.request("alice", b"acksend: no\n", &[]));
+    lab.run_at(0);
+    assert_eq!(lab.counter("drop.unknown"), 2, "mail to it is dropped as for an unknown name");
+    assert_eq!(lab.counter("refused.unsigned"), 4, "it can neither send nor modify");
+    assert_eq!(lab.articles_count(), articles, "nothing posted for it");
+    assert!(!lab.dir.path().join("out/dave@outside.test").exists(), "nothing sent");
+
+    // Somebody else's key cannot take the name; the refusal says why.
+    let thief = lab.client();
+    let mut text = thief.new_nym_key("alice");
+    text.extend_from_slice(b"hsub: thief\n");
+    lab.deliver(&config, &thief.request("alice", &text, &[]));
+    lab.run_at(0);
+    assert_eq!(lab.counter("refused.taken"), 1);
+    assert_eq!(lab.counter("config.created"), 2, "alice and bob only");
+    let why = lab.read_as(&thief, "thief");
+    assert!(why.iter().any(|a| a.contains("was deleted and is held back until")), "{why:?}");
+
+    // Alice's own key takes it back; then her old delete, replayed, is refused.
+    let mut text = lab.gpg.ok(&["--armor", "--export", &format!("alice@{DOMAIN}")], b"").stdout;
+    text.extend_from_slice(b"hsub: pw2\n");
+    lab.deliver(&config, &lab.request("alice", &text, &[]));
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.created"), 3);
+    let code = code_in(lab.read("pw2").last().unwrap());
+    lab.deliver(&config, &lab.request("alice", format!("confirm: {code}\n").as_bytes(), &[]));
+    lab.run_at(0);
+    lab.deliver(&config, &delete);
+    lab.run_at(0);
+    assert_eq!(lab.counter("refused.replay"), 1);
+    assert_eq!(lab.counter("config.deleted"), 2, "the replay deleted nothing");
+    lab.deliver(&format!("alice@{DOMAIN}"), b"alive again\n");
+    lab.run_at(0);
+    assert!(lab.read("pw2").iter().any(|a| a.contains("alive again")));
+
+    // Bob's name is free for anybody a year later.
+    let later = 366 * 86400;
+    lab.run_at(later); // the server's encryption subkey rotates meanwhile: fetch its new key.
+    let newcomer = lab.client();
+    let mut text = newcomer.new_nym_key("bob");
+    text.extend_from_slice(b"hsub: new bob\n");
+    let at = format!("{}!", lab.now + later);
+    lab.deliver(&config, &newcomer.request("bob", &text, &["--faked-system-time", &at]));
+    lab.run_at(later);
+    assert_eq!(lab.counter("config.created"), 4, "bob's name is free again");
+}
+
+/// A request whose signature names alice's key as its issuer but was made by another key
+/// finds alice through the key index and is refused; the same request really signed by
+/// alice's key is taken (so the refusal is the forged signature's, not the format's).
+#[test]
+fn a_signature_claiming_another_nyms_key_is_refused() {
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::Cert;
+    let lab = Lab::new();
+    confirmed_nym(&lab, "alice", "pw");
+    let server = Cert::from_bytes(&ok(lab.nymd(0, &["key"]), b"").stdout).unwrap();
+    let secret = lab
+        .gpg
+        .ok(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--armor",
+                "--export-secret-keys",
+                &format!("alice@{DOMAIN}"),
+            ],
+            b"",
+        )
+        .stdout;
+    let alice = Cert::from_bytes(&secret).unwrap();
+    let (mallory, _) = sequoia_openpgp::cert::CertBuilder::new().add_userid("mallory@nym.test").generate().unwrap();
+    let config = format!("config@{DOMAIN}");
+    lab.deliver(&config, &claiming(&server, &mallory, &alice, b"delete: yes\n"));
+    lab.run_at(0);
+    assert_eq!(lab.counter("refused.unsigned"), 1);
+    assert_eq!(lab.counter("config.deleted"), 0);
+    lab.deliver(&config, &claiming(&server, &alice, &alice, b"acksend: no\n"));
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.modified"), 1, "the same construction signed by alice is taken");
+    lab.deliver(&format!("alice@{DOMAIN}"), b"still alice's\n");
+    lab.run_at(0);
+    assert!(lab.read("pw").iter().any(|a| a.contains("still alice's")));
+}
+
+/// `text` signed by `signer`'s primary key in a signature whose issuer subpackets name the
+/// signing key of `claimed`, as does its one-pass header, encrypted to `server`: GnuPG's
+/// layout, every key id in it pointing at `claimed`.
+fn claiming(
+    server: &sequoia_openpgp::Cert,
+    signer: &sequoia_openpgp::Cert,
+    claimed: &sequoia_openpgp::Cert,
+    text: &[u8],
+) -> Vec<u8> {
+    use sequoia_openpgp::packet::one_pass_sig::OnePassSig3;
+    use sequoia_openpgp::packet::signature::SignatureBuilder;
+    use sequoia_openpgp::policy::StandardPolicy;
+    use sequoia_openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
+    use sequoia_openpgp::serialize::Serialize;
+    use sequoia_openpgp::types::{Features, SignatureType};
+    use std::io::Write;
+    let policy = StandardPolicy::new();
+    let now = std::time::SystemTime::now();
+    let named = claimed.keys().with_policy(&policy, now).for_signing().next().unwrap().key().clone();
+    let secret = signer
+        .keys()
+        .with_policy(&policy, now)
+        .secret()
+        .for_signing()
+        .next()
+        .map(|k| k.key().clone())
+        .unwrap_or_else(|| signer.primary_key().key().clone().parts_into_secret().unwrap().role_into_unspecified());
+    let mut pair = secret.into_keypair().unwrap();
+    let sig = SignatureBuilder::new(SignatureType::Binary)
+        .set_signature_creation_time(now)
+        .unwrap()
+        .set_issuer(named.keyid())
+        .unwrap()
+        .set_issuer_fingerprint(named.fingerprint())
+        .unwrap()
+        .sign_message(&mut pair, text)
+        .unwrap();
+    let recipients: Vec<Recipient> = server
+        .keys()
+        .with_policy(&policy, now)
+        .supported()
+        .alive()
+        .for_transport_encryption()
+        .map(|ka| Recipient::new(Features::empty().set_seipdv1(), ka.key().key_handle(), ka.key()))
+        .collect();
+    let mut out = Vec::new();
+    let m = Message::new(&mut out);
+    let m = Armorer::new(m).kind(sequoia_openpgp::armor::Kind::Message).build().unwrap();
+    let mut m = Encryptor::for_recipients(m, recipients).build().unwrap();
+    let mut ops = OnePassSig3::new(SignatureType::Binary);
+    ops.set_hash_algo(sig.hash_algo());
+    ops.set_pk_algo(sig.pk_algo());
+    ops.set_issuer(named.keyid());
+    ops.set_last(true);
+    sequoia_openpgp::Packet::from(ops).serialize(&mut m).unwrap();
+    let mut w = LiteralWriter::new(m).build().unwrap();
+    w.write_all(text).unwrap();
+    let mut m = w.finalize_one().unwrap().unwrap();
+    sequoia_openpgp::Packet::from(sig).serialize(&mut m).unwrap();
+    m.finalize().unwrap();
+    out
 }

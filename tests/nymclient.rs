@@ -404,3 +404,85 @@ fn mail_under_old_and_new_passphrases_is_read_after_modify() {
     let o = run(alice.cmd(&lab, &["modify", &alice.address, "--print"]), b"");
     assert!(!o.status.success() && o.stdout.is_empty());
 }
+
+/// doc/nym.md's "Read your mail": the real NeoMutt, with the muttrc lines the guide shows
+/// (read from the guide itself), opens the Maildir `mixtasy nym fetch` wrote and reads every
+/// mail in it: the outside sender's, its encoded subject and body decoded, and the server's
+/// answers. NeoMutt needs a terminal: script(1) gives it one, and it pipes each message,
+/// decoded as it would show it, into a file.
+#[test]
+fn neomutt_reads_the_fetched_maildir_with_the_guides_muttrc() {
+    let lab = Lab::new();
+    let alice = created(&lab, "alice", "pw");
+    let mail = format!(
+        "X-Original-To: alice@{DOMAIN}\nTo: alice@{DOMAIN}\nFrom: Carol <carol@outside.test>\n\
+         Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_to_a_nym?=\nMIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n\
+         the caf=C3=A9 is open\n"
+    );
+    std::fs::write(lab.home().join("Maildir/new/carol.lab"), mail).unwrap();
+    lab.run_at(0);
+    alice.fetch(&lab);
+    assert_eq!(alice.mails().len(), 3, "the confirmation, its answer, carol's mail");
+
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/nym.md")).unwrap();
+    let lines = guide
+        .split("```muttrc\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("doc/nym.md shows the muttrc lines in a ```muttrc block");
+    assert!(lines.contains("~/NymMail"), "the guide's Maildir is the one `fetch --into ~/NymMail` writes");
+    // The guide's lines as they are (HOME is the owner's directory, so `~/NymMail` is the
+    // inbox `fetch` wrote), then what only a batch run needs: no files of the user's
+    // touched, no key waited for, every message piped out decoded.
+    let muttrc = alice.dir.path().join("muttrc");
+    let read = alice.dir.path().join("read-by-neomutt");
+    std::fs::write(
+        &muttrc,
+        format!(
+            "{lines}set record=\"\"\nset header_cache=\"\"\nset wait_key=no\nset pipe_split=yes\nset pipe_decode=yes\nset charset=utf-8\n"
+        ),
+    )
+    .unwrap();
+    if Command::new("neomutt").arg("-v").stdin(std::process::Stdio::null()).output().is_err() {
+        panic!("NeoMutt is not installed: this test runs the real one; run scripts/install-deps --test");
+    }
+    let push =
+        format!("push \"<tag-pattern>~A<enter><tag-prefix><pipe-message>cat >> {}<enter><exit>\"", read.display());
+    let line = format!("timeout 60 neomutt -n -F {} -e '{push}'", muttrc.display());
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .env("HOME", alice.dir.path())
+        .env("TERM", "dumb")
+        .env("LANG", "C.UTF-8")
+        .env_remove("MAIL");
+    let desc = format!("{c:?}");
+    let out = run(c, b"");
+    assert!(out.status.success(), "NeoMutt failed\n{}", crate::util::describe(&Command::new(desc), &out));
+    let text = std::fs::read_to_string(&read).unwrap_or_default();
+    assert!(text.contains("From: Carol <carol@outside.test>"), "{text}");
+    assert!(text.contains("Subject: Grüße to a nym") && text.contains("the café is open"), "decoded: {text}");
+    assert!(text.contains("Delivery confirmed"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("Subject: ")).count(), 3, "every mail read: {text}");
+}
+
+/// `mixtasy nym delete`: the server deletes the nym and says so in the group (fetched like
+/// any mail); mail to it is dropped from then on, as for an unknown name.
+#[test]
+fn client_delete_ends_the_nym() {
+    let lab = Lab::new();
+    let alice = created(&lab, "alice", "pw");
+    alice.request(&lab, &["delete", &alice.address], b"");
+    lab.run_at(0);
+    assert_eq!(lab.counter("config.deleted"), 1);
+    alice.fetch(&lab);
+    assert!(alice.mails().iter().any(|m| m.contains("Your nym is deleted")), "{:?}", alice.mails());
+    lab.deliver(&format!("alice@{DOMAIN}"), b"after the delete\n");
+    lab.run_at(0);
+    assert_eq!((lab.counter("drop.unknown"), lab.counter("inbound.delivered")), (1, 0));
+    // Sending as the deleted nym is refused.
+    alice.request(&lab, &["send", &alice.address], b"To: dave@outside.test\nSubject: s\n\nx\n");
+    lab.run_at(0);
+    assert_eq!(lab.counter("refused.unsigned"), 1);
+    assert!(!lab.dir.path().join("out/dave@outside.test").exists());
+}

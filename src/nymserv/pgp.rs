@@ -186,9 +186,27 @@ pub fn open(ring: &KeyRing, msg: &[u8], signers: &[Cert], now: SystemTime, max: 
     Ok(Opened { plaintext, claimed: h.claimed, signed: h.good.take(), issuers: std::mem::take(&mut h.issuers) })
 }
 
-/// Whether `cert` holds a key `handle` names.
-pub fn holds(cert: &Cert, handle: &KeyHandle) -> bool {
-    cert.keys().any(|k| k.key().key_handle().aliases(handle))
+/// The names the key index (`store::index_keys`) files `cert` under: the key id and the
+/// fingerprint of each key that can sign for it at `now`, upper-case hex. Only signing keys:
+/// a request's issuer is one, and a signing subkey is bound only with its own back
+/// signature, so nobody can file another nym's signing key under their own nym (an
+/// encryption subkey needs no such consent: anybody may bind alice's to their key) and
+/// crowd alice out of the candidates her own signature names.
+pub fn handles(cert: &Cert, now: SystemTime) -> Vec<String> {
+    cert.keys()
+        .with_policy(&StandardPolicy::new(), key_time(cert, now))
+        .for_signing()
+        .flat_map(|k| [k.key().keyid().to_hex(), k.key().fingerprint().to_hex()])
+        .collect()
+}
+
+/// The names under which the key index finds the key a signature's issuer `handle` names:
+/// a key id as is, a fingerprint as itself and as its key id.
+pub fn handle_names(handle: &KeyHandle) -> Vec<String> {
+    match handle {
+        KeyHandle::KeyID(id) => vec![id.to_hex()],
+        KeyHandle::Fingerprint(fp) => vec![fp.to_hex(), openpgp::KeyID::from(fp).to_hex()],
+    }
 }
 
 /// The signing key of `cert` that holds its secret and is valid at `now`: what signs the
@@ -280,4 +298,35 @@ pub fn can_receive(cert: &Cert, now: SystemTime) -> bool {
 /// A public key from an armored or binary block, checked to be a certificate.
 pub fn cert(bytes: &[u8]) -> Result<Cert> {
     Cert::from_bytes(bytes).context("not an OpenPGP key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::types::{KeyFlags, SignatureType};
+
+    /// Mallory binds alice's signing key into his own key as a signing subkey (he can make
+    /// the binding, not alice's back signature): the index files his nym under his keys only.
+    #[test]
+    fn another_nyms_signing_key_bound_without_its_consent_is_not_indexed() {
+        let now = SystemTime::now();
+        let (alice, _) = CertBuilder::general_purpose(Some("alice@nym.test")).generate().unwrap();
+        let (mallory, _) = CertBuilder::general_purpose(Some("mallory@nym.test")).generate().unwrap();
+        let policy = StandardPolicy::new();
+        let signing = alice.keys().with_policy(&policy, now).for_signing().next().unwrap().key().clone();
+        let sub = signing.clone().role_into_subordinate();
+        let mut pair = mallory.primary_key().key().clone().parts_into_secret().unwrap().into_keypair().unwrap();
+        let binding = SignatureBuilder::new(SignatureType::SubkeyBinding)
+            .set_key_flags(KeyFlags::empty().set_signing())
+            .unwrap()
+            .sign_subkey_binding(&mut pair, mallory.primary_key().key(), &sub)
+            .unwrap();
+        let (mallory, _) = mallory.insert_packets(vec![openpgp::Packet::from(sub), binding.into()]).unwrap();
+        assert!(mallory.keys().any(|k| k.key().fingerprint() == signing.fingerprint()), "the key is in his cert");
+        let filed = handles(&mallory, now);
+        assert!(!filed.contains(&signing.keyid().to_hex()) && !filed.contains(&signing.fingerprint().to_hex()));
+        assert_eq!(filed.len(), 2, "his own signing key, by id and fingerprint");
+        assert!(handles(&alice, now).contains(&signing.keyid().to_hex()));
+    }
 }

@@ -58,6 +58,7 @@ pub fn run(home: &NymHome, now: SystemTime) -> Result<Option<Summary>> {
     let mixes = home.directory().usable(now).unwrap_or_default();
     let ctx = Ctx { cfg: &cfg, server: &server, ring, mixes, now };
     let mut st = home.state()?;
+    store::backfill_keys(st.conn(), |c| Ok(pgp::handles(&pgp::cert(c)?, now))).context("indexing the nyms' keys")?;
     let spool = Spool::open_for_round(&cfg.maildir)?;
     finish_pending(&mut st, &spool)?;
     let mut sum = Summary::default();
@@ -153,16 +154,14 @@ fn open_signed(
     if let Some(Err(e)) = first.claimed.map(|t| pgp::fresh(t, ctx.now)) {
         return Ok(Err(e));
     }
-    let (signers, nym) = match key_of(&first.plaintext) {
-        Some(c) => (vec![c], None),
+    let (signers, nyms) = match key_of(&first.plaintext) {
+        Some(c) => (vec![c], Vec::new()),
         None => {
-            let nym = store::all(tx)?
-                .into_iter()
-                .find(|n| pgp::cert(&n.cert).is_ok_and(|c| first.issuers.iter().any(|i| pgp::holds(&c, i))));
-            match nym {
-                Some(n) => (vec![pgp::cert(&n.cert)?], Some(n)),
-                None => return Ok(Err(Refused::Unsigned)),
+            let (certs, nyms) = candidates(tx, &first.issuers, pgp::cert)?;
+            if nyms.is_empty() {
+                return Ok(Err(Refused::Unsigned));
             }
+            (certs, nyms)
         }
     };
     let opened = match pgp::open(&ctx.ring, &msg, &signers, ctx.now, max) {
@@ -176,7 +175,22 @@ fn open_signed(
     if !store::first_use(tx, &signed.hash, ctx.now)? {
         return Ok(Err(Refused::Replay));
     }
+    let nym = nyms.into_iter().find(|n| n.fingerprint == signed.fingerprint);
     Ok(Ok((opened.plaintext, signed, nym)))
+}
+
+/// The nyms a signature's issuers name, through the key index, and their keys read by
+/// `parse`: only theirs, however many nyms there are. A signature that names a nym's key
+/// but was made by another key finds that nym here and then fails to verify.
+fn candidates(
+    tx: &Transaction<'_>,
+    issuers: &[sequoia_openpgp::KeyHandle],
+    mut parse: impl FnMut(&[u8]) -> Result<Cert>,
+) -> Result<(Vec<Cert>, Vec<Nym>)> {
+    let names: Vec<String> = issuers.iter().flat_map(pgp::handle_names).collect();
+    let nyms = store::by_handles(tx, &names)?;
+    let certs = nyms.iter().map(|n| parse(&n.cert)).collect::<Result<_>>()?;
+    Ok((certs, nyms))
 }
 
 /// A name is 1 to 32 of `a-z 0-9 . - _`, starting with a letter or digit.
@@ -307,10 +321,19 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
                 &n,
                 &cert,
                 &delivery_of(&n),
-                &answer(ctx.cfg, &n.name, "Nym deleted", "Your nym is deleted.", ctx.now),
+                &answer(
+                    ctx.cfg,
+                    &n.name,
+                    "Nym deleted",
+                    &format!(
+                        "Your nym is deleted. Its name is held back for {} days: only this key can take it again.",
+                        store::NAME_HELD.as_secs() / 86400
+                    ),
+                    ctx.now,
+                ),
             )?;
         }
-        store::delete(tx, &n.name)?;
+        store::delete(tx, &n, ctx.now)?;
         return Ok("config.deleted");
     }
     if let Some(code) = &req.confirm {
@@ -408,6 +431,17 @@ fn create(
     let delivery = req.delivery.clone().unwrap_or(Delivery::Newsgroup);
     use sequoia_openpgp::serialize::SerializeInto;
     let bytes = key.to_vec()?;
+    if let Some((held_for, until)) = store::held(tx, &name, ctx.now)? {
+        if held_for != fpr {
+            let why = format!(
+                "{name}@{} was deleted and is held back until {} so that nobody takes over its correspondence",
+                ctx.cfg.domain,
+                crate::util::clock::rfc5322(until)
+            );
+            return refuse(tx, ctx, key, &name, &hsub, &why, "refused.taken");
+        }
+        store::release(tx, &name)?;
+    }
     match store::get(tx, &name)? {
         Some(old) if old.fingerprint != fpr => {
             refuse(tx, ctx, key, &name, &hsub, &format!("{name}@{} is taken", ctx.cfg.domain), "refused.taken")
@@ -417,6 +451,7 @@ fn create(
             n.last_signed = ctx.now;
             apply_settings(&mut n, req);
             store::put(tx, &n)?;
+            store::index_keys(tx, &n.name, &pgp::handles(key, ctx.now))?;
             if !n.active || Some(&delivery) != Delivery::parse(&n.delivery).as_ref() {
                 return confirmation(tx, ctx, &n, key, &delivery);
             }
@@ -437,6 +472,7 @@ fn create(
             };
             apply_settings(&mut n, req);
             store::put(tx, &n)?;
+            store::index_keys(tx, &n.name, &pgp::handles(key, ctx.now))?;
             let c = confirmation(tx, ctx, &n, key, &delivery)?;
             Ok(if c == "confirm.sent" { "config.created" } else { c })
         }
@@ -585,7 +621,7 @@ fn expire(st: &mut State, ctx: &Ctx<'_>) -> Result<u64> {
     let tx = st.transaction()?;
     for n in store::all(&tx)? {
         if n.last_signed + EXPIRE_AFTER <= ctx.now {
-            store::delete(&tx, &n.name)?;
+            store::delete(&tx, &n, ctx.now)?;
             bump(&tx, "nym.expired", 1)?;
             deleted += 1;
         } else if n.active && n.last_signed + WARN_AFTER <= ctx.now {
@@ -621,5 +657,62 @@ mod tests {
         assert_eq!(local_part(b"To: Bob <bob@nym.test>\n\nx", "nym.test").as_deref(), Some("bob"));
         assert_eq!(local_part(b"To: bob@elsewhere.test\n\nx", "nym.test"), None);
         assert!(valid_name("alice.b-1") && !valid_name("-x") && !valid_name("Al") && !valid_name(&"a".repeat(33)));
+    }
+
+    fn stored(name: &str, cert: Vec<u8>, fingerprint: String) -> Nym {
+        let t = SystemTime::UNIX_EPOCH;
+        Nym {
+            name: name.into(),
+            fingerprint,
+            cert,
+            hsub: String::new(),
+            symmetric: String::new(),
+            acksend: true,
+            delivery: "newsgroup".into(),
+            active: true,
+            created: t,
+            last_signed: t,
+        }
+    }
+
+    /// 1000 nyms, one with a real key: finding the signer of a request parses that one key
+    /// and no other (the others' keys do not even parse), whether the signature names its
+    /// key by key id or by fingerprint. Before the key index, each request parsed every
+    /// nym's key until one matched: up to 1000 here.
+    #[test]
+    fn the_signer_is_found_by_the_index_parsing_one_key() {
+        use sequoia_openpgp::serialize::SerializeInto;
+        let mut st = State::in_memory_with(store::MIGRATIONS).unwrap();
+        let tx = st.transaction().unwrap();
+        for i in 0..999 {
+            let name = format!("n{i}");
+            store::put(&tx, &stored(&name, b"not a key".to_vec(), format!("{i:040X}"))).unwrap();
+            store::index_keys(&tx, &name, &[format!("{i:016X}"), format!("{i:040X}")]).unwrap();
+        }
+        let (key, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("alice@nym.test")).generate().unwrap();
+        let alice = stored("alice", key.to_vec().unwrap(), key.fingerprint().to_hex());
+        store::put(&tx, &alice).unwrap();
+        let now = SystemTime::now();
+        store::index_keys(&tx, "alice", &pgp::handles(&key, now)).unwrap();
+        let policy = sequoia_openpgp::policy::StandardPolicy::new();
+        let signing = key.keys().with_policy(&policy, now).for_signing().next().unwrap().key().clone();
+        for issuer in [signing.keyid().into(), signing.fingerprint().into()] {
+            let mut parsed = 0;
+            let (certs, nyms) = candidates(&tx, &[issuer], |c| {
+                parsed += 1;
+                pgp::cert(c)
+            })
+            .unwrap();
+            assert_eq!(parsed, 1, "one key parsed out of 1000");
+            assert_eq!((certs.len(), nyms[0].name.as_str()), (1, "alice"));
+        }
+        // A key nobody holds finds nobody; parses nothing.
+        let (other, _) = sequoia_openpgp::cert::CertBuilder::new().generate().unwrap();
+        let (certs, _) = candidates(&tx, &[other.key_handle()], |_| panic!("parsed a key")).unwrap();
+        assert!(certs.is_empty());
+        // Signatures naming many nyms are tried against at most MAX_CANDIDATES keys.
+        let many: Vec<_> = (0..50u64).map(|i| sequoia_openpgp::KeyID::from(i).into()).collect();
+        let (_, nyms) = candidates(&tx, &many, |_| Ok(key.clone())).unwrap();
+        assert_eq!(nyms.len(), store::MAX_CANDIDATES);
     }
 }

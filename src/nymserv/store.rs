@@ -45,12 +45,30 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE replay (hash BLOB PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;
      CREATE TABLE blocklist (hash BLOB PRIMARY KEY) WITHOUT ROWID;
      CREATE TABLE outbox (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, rcpt TEXT NOT NULL, mail BLOB NOT NULL);",
+    // 2: the key index, every key id and fingerprint (hex) of each nym's key, so that a
+    // signed request finds its nym without parsing every nym's key (rows of nyms made
+    // before it are filled by `backfill_keys`); and deleted names, held back from other
+    // keys for `NAME_HELD`.
+    "CREATE TABLE nym_keys (handle TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (handle, name)) WITHOUT ROWID;
+     CREATE INDEX nym_keys_name ON nym_keys(name);
+     CREATE TABLE deleted (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, until INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// How long a signature hash stays in the replay cache: as long as a signature is fresh.
 pub const REPLAY_KEEP: Duration = Duration::from_secs(7 * 86400);
 /// How long a confirmation code may be answered (nym.alias.net wipes them after 7 days).
 pub const CONFIRM_KEEP: Duration = Duration::from_secs(7 * 86400);
+
+/// How long the name of a deleted (or expired) nym is held back from every key but the one
+/// that held it: mail its correspondents still send must not reach a newcomer who took the
+/// name (nym.alias.net kept deleted names reserved for the same reason). A year: longer
+/// than a nym may sit idle before it expires (120 days), so that correspondents who wrote
+/// to it while it lived have long stopped.
+pub const NAME_HELD: Duration = Duration::from_secs(365 * 86400);
+
+/// At most this many nyms are tried for one signed request: a request naming many issuers
+/// (one signature each) makes the server parse no more keys than this.
+pub const MAX_CANDIDATES: usize = 4;
 
 /// One nym as stored.
 #[derive(Debug, Clone)]
@@ -124,10 +142,80 @@ pub fn put(conn: &Connection, n: &Nym) -> Result<()> {
     Ok(())
 }
 
-pub fn delete(conn: &Connection, name: &str) -> Result<()> {
-    conn.execute("DELETE FROM nyms WHERE name = ?1", [name])?;
-    conn.execute("DELETE FROM confirm WHERE name = ?1", [name])?;
+/// Deletes `n` (its request, or expiry) and holds its name back for `NAME_HELD` from every
+/// key but its own.
+pub fn delete(conn: &Connection, n: &Nym, now: SystemTime) -> Result<()> {
+    conn.execute("DELETE FROM nyms WHERE name = ?1", [&n.name])?;
+    conn.execute("DELETE FROM confirm WHERE name = ?1", [&n.name])?;
+    conn.execute("DELETE FROM nym_keys WHERE name = ?1", [&n.name])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO deleted (name, fingerprint, until) VALUES (?1, ?2, ?3)",
+        params![n.name, n.fingerprint, unix(now + NAME_HELD)],
+    )?;
     Ok(())
+}
+
+/// If `name` belonged to a nym deleted less than `NAME_HELD` ago: the fingerprint of its key
+/// and when the name is free again.
+pub fn held(conn: &Connection, name: &str, now: SystemTime) -> Result<Option<(String, SystemTime)>> {
+    Ok(conn
+        .query_row(
+            "SELECT fingerprint, until FROM deleted WHERE name = ?1 AND until > ?2",
+            params![name, unix(now)],
+            |r| Ok((r.get(0)?, from_unix(r.get(1)?))),
+        )
+        .optional()?)
+}
+
+/// The same key takes its deleted name back: the name is no longer held.
+pub fn release(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute("DELETE FROM deleted WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+/// Records the key ids and fingerprints (`pgp::handles`) of `name`'s key, replacing what was
+/// there: at create and at a key refresh, the only places a nym's key changes.
+pub fn index_keys(conn: &Connection, name: &str, handles: &[String]) -> Result<()> {
+    conn.execute("DELETE FROM nym_keys WHERE name = ?1", [name])?;
+    let mut st = conn.prepare("INSERT OR IGNORE INTO nym_keys (handle, name) VALUES (?1, ?2)")?;
+    for h in handles {
+        st.execute(params![h, name])?;
+    }
+    Ok(())
+}
+
+/// The nyms whose key holds one of `handles` (upper-case hex key ids or fingerprints), at
+/// most `MAX_CANDIDATES`: an index lookup, no key parsed.
+pub fn by_handles(conn: &Connection, handles: &[String]) -> Result<Vec<Nym>> {
+    let mut st = conn.prepare("SELECT DISTINCT name FROM nym_keys WHERE handle = ?1")?;
+    let mut names: Vec<String> = Vec::new();
+    for h in handles {
+        for n in st.query_map([h], |r| r.get::<_, String>(0))? {
+            let n = n?;
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names.truncate(MAX_CANDIDATES);
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(get(conn, &n)?);
+    }
+    Ok(out)
+}
+
+/// Fills the key index for nyms that have no rows in it (those made before migration 2):
+/// `handles` reads a stored key. Run at each start; a no-op once every nym is indexed.
+pub fn backfill_keys(conn: &Connection, handles: impl Fn(&[u8]) -> Result<Vec<String>>) -> Result<usize> {
+    let rows: Vec<(String, Vec<u8>)> = conn
+        .prepare("SELECT name, cert FROM nyms WHERE name NOT IN (SELECT name FROM nym_keys)")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, cert) in &rows {
+        index_keys(conn, name, &handles(cert)?)?;
+    }
+    Ok(rows.len())
 }
 
 fn code_hash(code: &str) -> Vec<u8> {
@@ -168,7 +256,7 @@ pub fn confirmation_waiting(conn: &Connection, delivery: &str, now: SystemTime) 
     )?)
 }
 
-/// Every nym (for the issuer lookup of signed requests and for expiry).
+/// Every nym (for expiry).
 pub fn all(conn: &Connection) -> Result<Vec<Nym>> {
     let names: Vec<String> =
         conn.prepare("SELECT name FROM nyms")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
@@ -188,8 +276,9 @@ pub fn first_use(conn: &Connection, sig_hash: &[u8; 32], now: SystemTime) -> Res
     Ok(n == 1)
 }
 
-/// Forgets expired signature hashes and confirmation codes; deletes never-confirmed nyms
-/// whose confirmation expired.
+/// Forgets expired signature hashes, confirmation codes and held names; deletes
+/// never-confirmed nyms whose confirmation expired (their names are not held: they never
+/// received mail).
 pub fn purge(conn: &Connection, now: SystemTime) -> Result<()> {
     conn.execute("DELETE FROM replay WHERE expires <= ?1", [unix(now)])?;
     conn.execute(
@@ -197,6 +286,8 @@ pub fn purge(conn: &Connection, now: SystemTime) -> Result<()> {
         [unix(now)],
     )?;
     conn.execute("DELETE FROM confirm WHERE expires <= ?1", [unix(now)])?;
+    conn.execute("DELETE FROM nym_keys WHERE name NOT IN (SELECT name FROM nyms)", [])?;
+    conn.execute("DELETE FROM deleted WHERE until <= ?1", [unix(now)])?;
     Ok(())
 }
 
@@ -242,6 +333,54 @@ mod tests {
         assert!(!first_use(s.conn(), &h, t(2000)).unwrap());
         purge(s.conn(), t(1000) + REPLAY_KEEP).unwrap();
         assert!(first_use(s.conn(), &h, t(1000) + REPLAY_KEEP).unwrap());
+    }
+
+    fn nym(name: &str, fingerprint: &str) -> Nym {
+        Nym {
+            name: name.into(),
+            fingerprint: fingerprint.into(),
+            cert: b"key".to_vec(),
+            hsub: String::new(),
+            symmetric: String::new(),
+            acksend: true,
+            delivery: "newsgroup".into(),
+            active: true,
+            created: t(0),
+            last_signed: t(0),
+        }
+    }
+
+    #[test]
+    fn a_deleted_name_is_held_for_its_key_then_freed() {
+        let s = State::in_memory_with(MIGRATIONS).unwrap();
+        let n = nym("alice", "AA");
+        put(s.conn(), &n).unwrap();
+        index_keys(s.conn(), "alice", &["K1".into()]).unwrap();
+        assert_eq!(by_handles(s.conn(), &["K1".into()]).unwrap().len(), 1);
+        delete(s.conn(), &n, t(1000)).unwrap();
+        assert!(get(s.conn(), "alice").unwrap().is_none());
+        assert!(by_handles(s.conn(), &["K1".into()]).unwrap().is_empty(), "its keys find nothing");
+        assert_eq!(held(s.conn(), "alice", t(2000)).unwrap().map(|h| h.0).as_deref(), Some("AA"));
+        purge(s.conn(), t(1000) + NAME_HELD - Duration::from_secs(1)).unwrap();
+        assert!(held(s.conn(), "alice", t(1000) + NAME_HELD - Duration::from_secs(1)).unwrap().is_some());
+        purge(s.conn(), t(1000) + NAME_HELD).unwrap();
+        assert!(held(s.conn(), "alice", t(1000)).unwrap().is_none(), "purged when the time is up");
+    }
+
+    /// Nyms stored before the key index (migration 2) are indexed at the next start.
+    #[test]
+    fn nyms_from_before_the_index_are_backfilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let s = State::open_with(&path, &MIGRATIONS[..1]).unwrap();
+        put(s.conn(), &nym("alice", "AA")).unwrap();
+        put(s.conn(), &nym("bob", "BB")).unwrap();
+        drop(s);
+        let s = State::open_with(&path, MIGRATIONS).unwrap();
+        let handles = |c: &[u8]| Ok(vec![format!("{}-K", String::from_utf8_lossy(c))]);
+        assert_eq!(backfill_keys(s.conn(), handles).unwrap(), 2);
+        assert_eq!(by_handles(s.conn(), &["key-K".into()]).unwrap().len(), 2);
+        assert_eq!(backfill_keys(s.conn(), handles).unwrap(), 0, "once");
     }
 
     #[test]
