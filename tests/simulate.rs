@@ -40,7 +40,7 @@ fn simulate_compares_sweeps_and_attacks() {
     }
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg ") && picture.trim_end().ends_with("</svg>"));
-    assert_eq!(picture.matches("<circle").count(), 5 * 3, "five thresholds in three panels");
+    assert_eq!(picture.matches("<circle").count(), 5 * 4, "five thresholds in four panels");
     // The strongest blending attacker isolates the target of a node without dummies.
     let bare = text.lines().find(|l| l.starts_with("this node without dummies")).expect("blending row");
     assert!(bare.trim_end().ends_with("100%"), "{bare}");

@@ -293,11 +293,15 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
             if path.parent().is_some_and(|d| d.as_os_str().is_empty()) { PathBuf::from(".").join(path) } else { path };
         mixtasy::util::fsutil::write_atomic(&path, svg.as_bytes(), 0o644)
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("\n{param:>14} {:>9} {:>10} {:>10} {:>9}", "entropy", "mean delay", "95% delay", "dummies");
+        println!(
+            "\n{param:>14} {:>9} {:>8} {:>10} {:>10} {:>9}",
+            "entropy", "outside", "mean delay", "95% delay", "dummies"
+        );
         for (v, r) in values.iter().zip(&reports) {
             println!(
-                "{v:>14} {:>9.2} {:>10} {:>10} {:>8.0}%",
+                "{v:>14} {:>9.2} {:>8.2} {:>10} {:>10} {:>8.0}%",
                 r.entropy,
+                r.entropy_outside,
                 sim::minutes(r.delay_mean),
                 sim::minutes(r.delay_p95),
                 r.dummy_overhead * 100.0

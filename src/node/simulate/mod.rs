@@ -444,9 +444,14 @@ pub fn sweep(
     }
     let panels = [
         plot::Panel {
-            label: "entropy of a leaving message (bits)".into(),
+            label: "entropy of a leaving message (bits), to an observer who knows the dummies".into(),
             ys: reports.iter().map(|r| r.entropy).collect(),
             reference: Some(("Mixmaster".into(), reference.entropy)),
+        },
+        plot::Panel {
+            label: "entropy to an outside observer (bits)".into(),
+            ys: reports.iter().map(|r| r.entropy_outside).collect(),
+            reference: Some(("Mixmaster".into(), reference.entropy_outside)),
         },
         plot::Panel {
             label: "mean delay (minutes)".into(),
