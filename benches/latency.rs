@@ -23,7 +23,7 @@
 //! was encrypted to has expired (subkey_validity 2d) and its secret is destroyed.
 //!
 //! Run with `cargo bench --bench latency` (release profile) or `scripts/bench`: 4 runs per
-//! network size (about 10 s to 20 s each on two busy cores); `MIXTASY_BENCH_RUNS=N` for N.
+//! network size (about 25 s to 65 s each on two busy cores, most of it the dummies); `MIXTASY_BENCH_RUNS=N` for N.
 //! The homes live in /dev/shm when it exists (TMPDIR wins if set): wall time only, the
 //! simulated times do not depend on it.
 
