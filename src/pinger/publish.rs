@@ -103,14 +103,12 @@ pub fn sort(rows: &mut [Row<'_>]) {
 
 /// Echolot's `Generated:` date.
 fn generated(now: SystemTime) -> String {
-    const DAY: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let c = clock::civil(now);
     format!(
         "{} {:02} {} {:4} {:02}:{:02}:{:02} GMT",
-        DAY[c.weekday as usize],
+        clock::DAYS[c.weekday as usize],
         c.day,
-        MON[c.month as usize - 1],
+        clock::MONTHS[c.month as usize - 1],
         c.year,
         c.hour,
         c.minute,

@@ -49,10 +49,13 @@ pub fn date(t: SystemTime) -> String {
     format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
 }
 
+/// English day names by `Civil::weekday`, as mail and Echolot's lists write them.
+pub const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+/// English month names by `Civil::month` - 1.
+pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
 /// RFC 5322 date-time in UTC, for a Date: header.
 pub fn rfc5322(t: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let c = civil(t);
     format!(
         "{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
