@@ -35,7 +35,7 @@ pub fn label(cfg: &Config) -> String {
         "X-Anonymous: sent through the nym server {d}; its sender cannot be traced.\r\n \
          To get no more mail from the nyms of {d}, send a mail with the subject\r\n \
          \"{subject}\" to {BLOCK}@{d} from the address to block, and answer the\r\n \
-         confirmation. Complaints to abuse@{d}.\r\n",
+         confirmation.\r\n",
         d = cfg.domain,
         subject = block::SUBJECT
     )
@@ -81,5 +81,37 @@ mod tests {
         assert!(v.contains("\"destination-block\" to block@nym.test"), "{v}");
         assert_eq!(h.len(), 2);
         assert_eq!(bounce_address(&cfg), "bounces@nym.test");
+    }
+
+    /// The nym server's own schema (migration 3) carries the exit's block logic: a request
+    /// queues one confirmation from block@, its nonce blocks, and the state of a server
+    /// made before migration 3 gets the table on opening.
+    #[test]
+    fn the_exits_block_logic_runs_on_the_nym_servers_schema() {
+        use crate::batch::state::State;
+        use crate::nymserv::store;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        drop(State::open_with(&path, &store::MIGRATIONS[..2]).unwrap());
+        let mut st = State::open_with(&path, store::MIGRATIONS).unwrap();
+        let cfg = crate::nymserv::config::parse("domain = \"nym.test\"\n").unwrap();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let req = b"From: Dave <dave@outside.test>\nSubject: destination-block\n\nplease\n";
+        let tx = st.transaction().unwrap();
+        assert_eq!(take(&tx, &cfg, req, now).unwrap(), "block.confirmation-sent");
+        assert_eq!(take(&tx, &cfg, req, now).unwrap(), "block.pending");
+        tx.commit().unwrap();
+        let queued = store::outbox(st.conn()).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].rcpt, "dave@outside.test");
+        let (h, _) = mailparse::parse_headers(&queued[0].mail).unwrap();
+        let subject = h.iter().find(|f| f.get_key() == "Subject").unwrap().get_value();
+        assert!(String::from_utf8_lossy(&queued[0].mail).starts_with("From: block@nym.test\n"));
+        let reply = format!("From: dave@outside.test\nSubject: Re: {subject}\n\nyes\n");
+        let tx = st.transaction().unwrap();
+        assert_eq!(take(&tx, &cfg, reply.as_bytes(), now).unwrap(), "block.confirmed");
+        assert_eq!(take(&tx, &cfg, reply.as_bytes(), now).unwrap(), "block.unknown-nonce");
+        tx.commit().unwrap();
+        assert!(block::is_blocked(st.conn(), "Dave+x@outside.test", "+").unwrap());
     }
 }
