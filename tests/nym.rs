@@ -731,7 +731,10 @@ fn a_recipient_blocks_himself_through_the_confirmation() {
     lab.run_at(0);
     assert_eq!(lab.counter("block.confirmed"), 1);
 
-    alice_sends(&lab, "To: dave@outside.test, carol@outside.test\nCc: Dave+lists@outside.test\nSubject: hi\n\nthird mail\n");
+    alice_sends(
+        &lab,
+        "To: dave@outside.test, carol@outside.test\nCc: Dave+lists@outside.test\nSubject: hi\n\nthird mail\n",
+    );
     lab.run_at(0);
     assert_eq!(outbox_of(&lab, "dave@outside.test").len(), 3, "blocked: nothing more for dave");
     assert!(!lab.dir.path().join("out/dave+lists@outside.test").exists(), "nor for his subaddress");

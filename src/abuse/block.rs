@@ -332,8 +332,7 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
         let mix = "mixtasy@exit.test";
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let tx = s.transaction().unwrap();
-        let Requested::Confirmation(mail) =
-            request(&tx, address, headers, mix, now, LIMITS, &mut rand::rng()).unwrap()
+        let Requested::Confirmation(mail) = request(&tx, address, headers, mix, now, LIMITS, &mut rand::rng()).unwrap()
         else {
             panic!("no confirmation")
         };

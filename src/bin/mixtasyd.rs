@@ -571,4 +571,3 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
     }
     Ok(())
 }
-
