@@ -176,14 +176,10 @@ impl Transport {
     }
 
     /// Sends one mail to `rcpts`, envelope sender `from` (a mix's own address, the nym
-    /// server's bounce address; `None` for a sender, whose MTA knows its user). Ok only when
-    /// every recipient's copy was accepted.
+    /// server's bounce address: always our own, made from a validated domain; `None` for a
+    /// sender, whose MTA knows its user). Ok only when every recipient's copy was accepted.
     pub fn send(&self, from: Option<&str>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
         if rcpts.is_empty() || rcpts.iter().any(|r| !crate::mixes::address::plausible(r)) {
-            return Err(TransportError::BadRecipient);
-        }
-        // Never an option to sendmail: `-f` takes the next word whatever it is.
-        if from.is_some_and(|f| !crate::mixes::address::plausible(f)) {
             return Err(TransportError::BadRecipient);
         }
         match self {
