@@ -82,6 +82,11 @@ impl Lab {
         let mut mail =
             format!("X-Original-To: {to}\nTo: {to}\nFrom: someone@outside.test\nSubject: x\n\n").into_bytes();
         mail.extend_from_slice(body);
+        self.put(&mail);
+    }
+
+    /// Puts a whole mail, header and all, into the server's Maildir.
+    pub(crate) fn put(&self, mail: &[u8]) {
         let name = format!("{}.{}.lab", real_now(), rand::random::<u64>());
         std::fs::write(self.home().join("Maildir/new").join(name), mail).unwrap();
     }
@@ -659,4 +664,197 @@ fn claiming(
     sequoia_openpgp::Packet::from(sig).serialize(&mut m).unwrap();
     m.finalize().unwrap();
     out
+}
+
+/// The lab's mail leaves through `util::lab_sendmail_in` (into the same `out/` Maildirs),
+/// which logs each sendmail's arguments: the envelope sender is seen.
+fn with_recording_sendmail(lab: &Lab) -> PathBuf {
+    let script = crate::util::lab_sendmail_in(lab.dir.path(), &lab.dir.path().join("out"));
+    lab.set("transport", "\"sendmail\"");
+    lab.set("sendmail", &format!("{:?}", script.display().to_string()));
+    lab.dir.path().join("lab-sendmail.log")
+}
+
+/// Mail alice sends through send@ (signed with her key, encrypted to the server).
+fn alice_sends(lab: &Lab, original: &str) {
+    lab.deliver(&format!("send@{DOMAIN}"), &lab.request("alice", original.as_bytes(), &[]));
+}
+
+fn outbox_of(lab: &Lab, rcpt: &str) -> Vec<Vec<u8>> {
+    files(&lab.dir.path().join("out").join(rcpt).join("new"))
+}
+
+/// A block request to block@ from `from`, as a recipient's mail program sends it.
+fn block_request(lab: &Lab, from: &str) {
+    lab.put(
+        format!(
+            "X-Original-To: block@{DOMAIN}\nFrom: {from}\nTo: block@{DOMAIN}\nSubject: destination-block\n\
+             Message-ID: <{}@outside.test>\nDate: Mon, 2 Mar 2026 10:00:00 +0000\n\nno more, please\n",
+            rand::random::<u64>()
+        )
+        .as_bytes(),
+    );
+}
+
+/// Dave, a recipient of nym mail, reads on it how to block, asks block@, answers the
+/// confirmation: the nym's next mail to him (any subaddress) is not delivered, the other
+/// recipients of the same mail get theirs; every mail leaves with the envelope sender
+/// bounces@, and a bounce arriving there is destroyed unread and counted.
+#[test]
+fn a_recipient_blocks_himself_through_the_confirmation() {
+    let lab = Lab::new();
+    let log = with_recording_sendmail(&lab);
+    confirmed_nym(&lab, "alice", "pw");
+    alice_sends(&lab, "To: dave@outside.test\nSubject: hi\n\nfirst mail\n");
+    lab.run_at(0);
+    let first = outbox_of(&lab, "dave@outside.test");
+    assert_eq!(first.len(), 1);
+    let label = header(&first[0], "X-Anonymous");
+    assert!(label.contains(&format!("\"destination-block\" to block@{DOMAIN}")), "says how to block: {label}");
+
+    block_request(&lab, "Dave <Dave@Outside.test>");
+    lab.run_at(0);
+    assert_eq!(lab.counter("block.confirmation-sent"), 1);
+    let got = outbox_of(&lab, "dave@outside.test");
+    assert_eq!(got.len(), 2, "the confirmation");
+    let confirmation = &got[1];
+    assert_eq!(header(confirmation, "From"), format!("block@{DOMAIN}"));
+    assert!(String::from_utf8_lossy(confirmation).contains("> Subject: destination-block"));
+    // Nothing blocked until the answer: the nym's mail still reaches him.
+    alice_sends(&lab, "To: dave@outside.test\nSubject: hi\n\nsecond mail\n");
+    lab.run_at(0);
+    assert_eq!(outbox_of(&lab, "dave@outside.test").len(), 3);
+
+    // Dave answers (his mail program keeps the subject).
+    let subject = header(confirmation, "Subject");
+    lab.put(format!("X-Original-To: block@{DOMAIN}\nFrom: dave@outside.test\nTo: block@{DOMAIN}\nSubject: Re: {subject}\n\nyes\n").as_bytes());
+    lab.run_at(0);
+    assert_eq!(lab.counter("block.confirmed"), 1);
+
+    alice_sends(
+        &lab,
+        "To: dave@outside.test, carol@outside.test\nCc: Dave+lists@outside.test\nSubject: hi\n\nthird mail\n",
+    );
+    lab.run_at(0);
+    assert_eq!(outbox_of(&lab, "dave@outside.test").len(), 3, "blocked: nothing more for dave");
+    assert!(!lab.dir.path().join("out/dave+lists@outside.test").exists(), "nor for his subaddress");
+    let carol = outbox_of(&lab, "carol@outside.test");
+    assert_eq!(carol.len(), 1, "the other recipient gets hers");
+    assert!(String::from_utf8_lossy(&carol[0]).contains("third mail"));
+    assert_eq!(lab.counter("send.blocked-recipient"), 2);
+    assert!(lab.read("pw").iter().any(|a| a.contains("went to 1 recipient")), "the nym's ack counts what went out");
+
+    // Every mail the server handed to sendmail had its own envelope sender.
+    let args = std::fs::read_to_string(&log).unwrap();
+    assert!(args.lines().count() >= 4, "{args}");
+    assert!(args.lines().all(|l| l.starts_with(&format!("-i -f bounces@{DOMAIN} -- "))), "{args}");
+
+    // A bounce of the nym's mail comes back to bounces@: destroyed, never seen by a nym.
+    let articles = lab.articles_count();
+    lab.put(
+        format!(
+            "X-Original-To: bounces@{DOMAIN}\nReturn-Path: <>\nFrom: MAILER-DAEMON@outside.test\nTo: bounces@{DOMAIN}\n\
+             Subject: Undelivered Mail Returned to Sender\n\n> From: alice@{DOMAIN}\n> third mail\n"
+        )
+        .as_bytes(),
+    );
+    lab.run_at(0);
+    assert_eq!(lab.counter("drop.bounce"), 1);
+    assert_eq!(lab.articles_count(), articles, "nothing posted");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), args, "nothing sent");
+    assert_eq!(std::fs::read_dir(lab.home().join("Maildir/new")).unwrap().count(), 0, "taken, not kept");
+}
+
+/// A forged request names a victim who never answers: one confirmation, however often it
+/// is asked (with any subaddress), blocks nothing; a made-up nonce blocks nothing; the
+/// day's cap holds for other addresses.
+#[test]
+fn a_forged_block_request_blocks_nothing_and_sends_one_confirmation() {
+    let lab = Lab::new();
+    lab.set("block_confirmations_per_day", "2");
+    confirmed_nym(&lab, "alice", "pw");
+    block_request(&lab, "victim@outside.test");
+    lab.run_at(0);
+    block_request(&lab, "Victim+x@outside.test");
+    block_request(&lab, "victim@outside.test");
+    lab.put(format!("X-Original-To: block@{DOMAIN}\nFrom: mallory@evil.test\nTo: block@{DOMAIN}\nSubject: Re: block-confirm:00112233445566778899aabbccddeeff\n\n").as_bytes());
+    lab.run_at(3600);
+    assert_eq!(outbox_of(&lab, "victim@outside.test").len(), 1, "exactly one confirmation");
+    assert!(!lab.dir.path().join("out/victim+x@outside.test").exists());
+    assert_eq!(lab.counter("block.confirmation-sent"), 1);
+    assert_eq!(lab.counter("block.pending"), 2);
+    assert_eq!(lab.counter("block.unknown-nonce"), 1);
+    // The cap: one more address gets its confirmation, the next none.
+    block_request(&lab, "w1@outside.test");
+    block_request(&lab, "w2@outside.test");
+    lab.run_at(3600);
+    assert_eq!(lab.counter("block.confirmation-sent"), 2);
+    assert_eq!(lab.counter("block.over-cap"), 1);
+    assert_eq!(outbox_of(&lab, "w1@outside.test").len() + outbox_of(&lab, "w2@outside.test").len(), 1);
+    // Unanswered, the victim still gets the nym's mail.
+    alice_sends(&lab, "To: victim@outside.test\nSubject: hi\n\nstill reaches you\n");
+    lab.run_at(3600);
+    assert_eq!(outbox_of(&lab, "victim@outside.test").len(), 2);
+    assert_eq!(lab.counter("send.blocked-recipient"), 0);
+    // Mail to block@ that is neither a request nor a reply is taken and counted.
+    lab.deliver(&format!("block@{DOMAIN}"), b"hello?\n");
+    lab.run_at(3600);
+    assert_eq!(lab.counter("block.ignored"), 1);
+}
+
+/// The operator blocks an address and a whole domain by hand; unblocks; bad input is an
+/// error that changes nothing.
+#[test]
+fn the_operator_blocks_an_address_and_a_domain() {
+    let lab = Lab::new();
+    confirmed_nym(&lab, "alice", "pw");
+    let block = |args: &[&str]| {
+        let mut a = vec!["block"];
+        a.extend_from_slice(args);
+        String::from_utf8(ok(lab.nymd(0, &a), b"").stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(block(&["add", "Erin+x@Outside.test"]), "blocked");
+    assert_eq!(block(&["add", "erin@outside.test"]), "already blocked");
+    assert_eq!(block(&["check", "erin+other@outside.test"]), "blocked");
+    assert_eq!(block(&["add", "@evil.test"]), "blocked");
+    assert_eq!(block(&["check", "anyone@evil.test"]), "blocked");
+    assert_eq!(block(&["check", "frank@outside.test"]), "not blocked");
+    let bad = run(lab.nymd(0, &["block", "add", "not an address"]), b"");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("local@domain"), "{bad:?}");
+
+    alice_sends(&lab, "To: erin@outside.test, mallory@evil.test\nCc: frank@outside.test\nSubject: hi\n\nmail one\n");
+    lab.run_at(0);
+    assert_eq!(outbox_of(&lab, "frank@outside.test").len(), 1);
+    assert!(!lab.dir.path().join("out/erin@outside.test").exists());
+    assert!(!lab.dir.path().join("out/mallory@evil.test").exists(), "the whole domain");
+    assert_eq!(lab.counter("send.blocked-recipient"), 2);
+
+    assert_eq!(block(&["remove", "erin@outside.test"]), "unblocked");
+    assert_eq!(block(&["remove", "erin@outside.test"]), "was not blocked");
+    alice_sends(&lab, "To: erin@outside.test\nSubject: hi\n\nmail two\n");
+    lab.run_at(0);
+    assert_eq!(outbox_of(&lab, "erin@outside.test").len(), 1, "unblocked");
+}
+
+/// A key block with `delete:` or `confirm:` beside it was taken as a key refresh and the
+/// command ignored: now it is refused with the reason, and the nym is untouched.
+#[test]
+fn a_key_block_with_delete_or_confirm_is_refused_with_a_reason() {
+    let lab = Lab::new();
+    confirmed_nym(&lab, "alice", "pw");
+    let key = lab.gpg.ok(&["--armor", "--export", &format!("alice@{DOMAIN}")], b"").stdout;
+    for extra in ["delete: yes\nhsub: pw\n", "confirm: 0011223344556677\nhsub: pw\n"] {
+        let mut text = key.clone();
+        text.extend_from_slice(extra.as_bytes());
+        lab.deliver(&format!("config@{DOMAIN}"), &lab.request("alice", &text, &[]));
+        lab.run_at(0);
+    }
+    assert_eq!(lab.counter("refused.key-and-command"), 2);
+    assert_eq!((lab.counter("config.deleted"), lab.counter("config.refreshed")), (0, 0));
+    let said = lab.read("pw");
+    let refusals: Vec<_> = said.iter().filter(|a| a.contains("Request refused") && a.contains("of its own")).collect();
+    assert_eq!(refusals.len(), 2, "{said:?}");
+    lab.deliver(&format!("alice@{DOMAIN}"), b"still alive\n");
+    lab.run_at(0);
+    assert!(lab.read("pw").iter().any(|a| a.contains("still alive")), "not deleted");
 }

@@ -880,13 +880,20 @@ pub fn configure_file(path: &Path, key: &str, value: &str) {
 /// A sendmail for the sender that delivers into the lab network as the `maildir:`
 /// transport does: the last argument is the mix address, the mail goes to its Maildir.
 pub fn lab_sendmail(net: &Net) -> PathBuf {
+    lab_sendmail_in(net.dir.path(), &net.mail_root())
+}
+
+/// `lab_sendmail` for any lab: the script is `DIR/lab-sendmail`, it delivers into
+/// `mail_root/<recipient>/` and appends its arguments (`-f` and all) to
+/// `DIR/lab-sendmail.log`.
+pub fn lab_sendmail_in(dir: &Path, mail_root: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let p = net.dir.path().join("lab-sendmail");
+    let p = dir.join("lab-sendmail");
     let body = format!(
         "#!/bin/sh\nfor a; do rcpt=$a; done\nd={root}/$rcpt\nmkdir -p $d/tmp $d/new $d/cur\n\
          f=sent.$$.$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')\ncat > $d/tmp/$f && mv $d/tmp/$f $d/new/$f\necho \"$@\" >> {log}\n",
-        root = net.mail_root().display(),
-        log = net.dir.path().join("lab-sendmail.log").display()
+        root = mail_root.display(),
+        log = dir.join("lab-sendmail.log").display()
     );
     std::fs::write(&p, body).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();

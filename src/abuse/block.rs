@@ -2,8 +2,8 @@
 //! an exit to deliver no more anonymous mail to an address, and only someone who reads
 //! that address can make it so.
 //!
-//! A mail to the mix address with the subject `destination-block` is a request to block
-//! its From address. The exit answers it with a confirmation mail to that address holding
+//! A mail to the mix address (or the nym server's `block@`) with the subject
+//! `destination-block` is a request to block its From address. The exit answers it with a confirmation mail to that address holding
 //! a random nonce and the request's Date, Subject and Message-ID quoted (nothing else of a
 //! forged request reaches its victim). Only a reply carrying the nonce blocks. Automatic
 //! mail (bounces, auto-replies, lists) is never answered: no loops.
@@ -28,7 +28,6 @@ use sha2::{Digest, Sha256};
 
 use crate::abuse::hashed::address_hash;
 use crate::batch::state::unix;
-use crate::mixes::address::MixAddress;
 use crate::util::clock;
 
 /// The subject of a block request (Mixmaster's word for it).
@@ -147,6 +146,17 @@ pub fn remove(conn: &rusqlite::Connection, address: &str, delimiter: &str) -> Re
     Ok(conn.execute("DELETE FROM blocklist WHERE hash IN (?1, ?2)", [&a[..], &b[..]])? >= 1)
 }
 
+/// An address as an operator gives it to `block add|remove|check`: one `local@domain`, or
+/// `@domain` for a whole domain, case folded; an error saying how to give it otherwise.
+pub fn operator_address(a: &str) -> Result<String> {
+    let a = a.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+    let domain = a.strip_prefix('@').is_some_and(crate::mixes::address::valid_fqdn);
+    if !domain && !crate::mixes::address::plausible(&a) {
+        anyhow::bail!("not an email address; give it as local@domain, or @domain for a whole domain");
+    }
+    Ok(a)
+}
+
 /// The exit's limits on block requests.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits<'a> {
@@ -169,12 +179,14 @@ pub enum Requested {
     OverCap,
 }
 
-/// Records a request, within the limits, and says what to do about it.
+/// Records a request, within the limits, and says what to do about it. `from` is the
+/// address the confirmation comes from and its reply goes to (the mix's, the nym server's
+/// `block@`).
 pub fn request(
     tx: &Transaction<'_>,
     address: &str,
     headers: &[u8],
-    mix: &MixAddress,
+    from: &str,
     now: SystemTime,
     limits: Limits<'_>,
     rng: &mut impl RngCore,
@@ -203,7 +215,7 @@ pub fn request(
         "INSERT INTO block_pending (nonce, addr, expires) VALUES (?1, ?2, ?3)",
         params![&nonce_hash(&nonce)[..], &addr[..], unix(now + CONFIRM_EXPIRY)],
     )?;
-    Ok(Requested::Confirmation(confirmation(address, headers, mix, &nonce, now, rng)))
+    Ok(Requested::Confirmation(confirmation(address, headers, from, &nonce, now, rng)))
 }
 
 /// What a reply carrying a nonce did.
@@ -237,22 +249,24 @@ pub fn purge(conn: &rusqlite::Connection, now: SystemTime) -> Result<()> {
     Ok(())
 }
 
-/// The confirmation: to the address, from the mix, marked as an automatic reply so that no
-/// autoresponder answers it, with the request's Date, Subject and Message-ID quoted.
+/// The confirmation: to the address, from the mix (or the nym server), marked as an
+/// automatic reply so that no autoresponder answers it, with the request's Date, Subject
+/// and Message-ID quoted.
 fn confirmation(
     address: &str,
     headers: &[u8],
-    mix: &MixAddress,
+    from: &str,
     nonce: &[u8; 16],
     now: SystemTime,
     rng: &mut impl RngCore,
 ) -> Vec<u8> {
     let token = format!("{TOKEN}{}", crate::format::message::hex(nonce));
-    let stamp = crate::batch::stamp::Stamp::new(mix, now, rng);
+    let domain = from.rsplit_once('@').map_or(from, |(_, d)| d);
+    let stamp = crate::batch::stamp::Stamp::for_domain(domain, now, rng);
     let mut m = format!(
-        "From: {mix}\nTo: {address}\nSubject: Confirm destination block {token}\nDate: {}\nMessage-ID: {}\n\
+        "From: {from}\nTo: {address}\nSubject: Confirm destination block {token}\nDate: {}\nMessage-ID: {}\n\
          Auto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n\
-         Someone asked the Mixtasy anonymous remailer {mix} to deliver\n\
+         Someone asked the Mixtasy anonymous remailer {from} to deliver\n\
          no more anonymous mail to {address}.\n\n\
          If that was you and you want it, reply to this mail and keep the\n\
          subject line, or the line below, in your reply. Nothing is blocked\n\
@@ -313,13 +327,12 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
     }
 
     /// A state with one pending request for `address`; its confirmation mail.
-    fn requested(address: &str, headers: &[u8]) -> (State, MixAddress, SystemTime, Vec<u8>) {
+    fn requested(address: &str, headers: &[u8]) -> (State, &'static str, SystemTime, Vec<u8>) {
         let mut s = State::in_memory().unwrap();
-        let mix = MixAddress::for_fqdn("exit.test").unwrap();
+        let mix = "mixtasy@exit.test";
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let tx = s.transaction().unwrap();
-        let Requested::Confirmation(mail) =
-            request(&tx, address, headers, &mix, now, LIMITS, &mut rand::rng()).unwrap()
+        let Requested::Confirmation(mail) = request(&tx, address, headers, mix, now, LIMITS, &mut rand::rng()).unwrap()
         else {
             panic!("no confirmation")
         };
@@ -353,7 +366,7 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
         assert!(is_blocked(s.conn(), "Victim@X.test", "+").unwrap());
         let tx = s.transaction().unwrap();
         assert_eq!(
-            request(&tx, "victim@x.test", b"", &mix, now, LIMITS, &mut rand::rng()).unwrap(),
+            request(&tx, "victim@x.test", b"", mix, now, LIMITS, &mut rand::rng()).unwrap(),
             Requested::Blocked,
             "no confirmation for a blocked address"
         );
@@ -391,7 +404,7 @@ Message-ID: <r1@evil.example>\nX-Ad: buy now\nSubject: destination-block\nDate: 
         let (mut s, mix, now, _) = requested("v@x.test", b"");
         let limits = Limits { per_day: 3, delimiter: "+" };
         let tx = s.transaction().unwrap();
-        let ask = |a: &str, t: SystemTime| request(&tx, a, b"", &mix, t, limits, &mut rand::rng()).unwrap();
+        let ask = |a: &str, t: SystemTime| request(&tx, a, b"", mix, t, limits, &mut rand::rng()).unwrap();
         assert_eq!(ask("v@x.test", now), Requested::Pending);
         assert_eq!(ask("V+tag@X.test", now), Requested::Pending, "a subaddress is the same mailbox");
         assert!(matches!(ask("w@x.test", now), Requested::Confirmation(_)));

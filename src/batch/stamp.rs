@@ -19,8 +19,13 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn new(address: &MixAddress, now: SystemTime, rng: &mut impl RngCore) -> Self {
+        Self::for_domain(address.fqdn(), now, rng)
+    }
+
+    /// A stamp of mail written by a program of `domain` that is not a mix (the nym server).
+    pub fn for_domain(domain: &str, now: SystemTime, rng: &mut impl RngCore) -> Self {
         let mut b = [0u8; 16];
         rng.fill_bytes(&mut b);
-        Stamp { date: now, message_id: format!("<{}@{}>", crate::format::message::hex(&b), address.fqdn()) }
+        Stamp { date: now, message_id: format!("<{}@{domain}>", crate::format::message::hex(&b)) }
     }
 }

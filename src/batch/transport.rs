@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::mixes::address::MixAddress;
 use crate::util::fsutil;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,9 +175,10 @@ impl Transport {
         }
     }
 
-    /// Sends one mail to `rcpts`, envelope sender `from` (a mix's own address; `None` for a
+    /// Sends one mail to `rcpts`, envelope sender `from` (a mix's own address, the nym
+    /// server's bounce address: always our own, made from a validated domain; `None` for a
     /// sender, whose MTA knows its user). Ok only when every recipient's copy was accepted.
-    pub fn send(&self, from: Option<&MixAddress>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
+    pub fn send(&self, from: Option<&str>, rcpts: &[String], mail: &[u8]) -> Result<(), TransportError> {
         if rcpts.is_empty() || rcpts.iter().any(|r| !crate::mixes::address::plausible(r)) {
             return Err(TransportError::BadRecipient);
         }
@@ -213,7 +213,7 @@ pub fn first_line_scrubbed(stderr: &[u8]) -> String {
 fn sendmail(
     program: &PathBuf,
     timeout: Duration,
-    from: Option<&MixAddress>,
+    from: Option<&str>,
     rcpts: &[String],
     mail: &[u8],
 ) -> Result<(), TransportError> {
@@ -242,14 +242,14 @@ fn sendmail(
 fn run_sendmail(
     program: &PathBuf,
     timeout: Duration,
-    from: Option<&MixAddress>,
+    from: Option<&str>,
     rcpts: &[String],
     mail: &[u8],
 ) -> Result<(), (TransportError, Vec<u8>)> {
     let mut cmd = Command::new(program);
     cmd.arg("-i");
     if let Some(from) = from {
-        cmd.arg("-f").arg(from.as_str());
+        cmd.arg("-f").arg(from);
     }
     let mut child = cmd
         .arg("--")
@@ -325,26 +325,26 @@ mod tests {
     #[test]
     fn sendmail_outcomes() {
         let t = tempfile::tempdir().unwrap();
-        let from = MixAddress::for_fqdn("a.test").unwrap();
+        let from = "mixtasy@a.test";
         let rcpt = vec!["bob@b.test".to_string()];
         let out = t.path().join("got");
         let ok = Transport::Sendmail {
             program: script(t.path(), &format!("echo \"$@\" > {}; cat >> {}", out.display(), out.display())),
             timeout: Duration::from_secs(10),
         };
-        ok.send(Some(&from), &rcpt, b"mail body").unwrap();
+        ok.send(Some(from), &rcpt, b"mail body").unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "-i -f mixtasy@a.test -- bob@b.test\nmail body");
         let tempfail = Transport::Sendmail {
             program: script(t.path(), "cat >/dev/null; exit 75"),
             timeout: Duration::from_secs(10),
         };
-        assert_eq!(tempfail.send(Some(&from), &rcpt, b"x"), Err(TransportError::Status(75)));
+        assert_eq!(tempfail.send(Some(from), &rcpt, b"x"), Err(TransportError::Status(75)));
         let hang = Transport::Sendmail { program: script(t.path(), "sleep 30"), timeout: Duration::from_millis(300) };
-        assert_eq!(hang.send(Some(&from), &rcpt, &vec![b'x'; 1 << 20]), Err(TransportError::Timeout));
+        assert_eq!(hang.send(Some(from), &rcpt, &vec![b'x'; 1 << 20]), Err(TransportError::Timeout));
         let missing = Transport::Sendmail { program: t.path().join("nope"), timeout: Duration::from_secs(1) };
-        assert_eq!(missing.send(Some(&from), &rcpt, b"x"), Err(TransportError::Spawn));
-        assert_eq!(ok.send(Some(&from), &["-oQ/tmp@x.test".into()], b"x"), Err(TransportError::BadRecipient));
-        assert_eq!(ok.send(Some(&from), &["../../etc@x.test".into()], b"x"), Err(TransportError::BadRecipient));
+        assert_eq!(missing.send(Some(from), &rcpt, b"x"), Err(TransportError::Spawn));
+        assert_eq!(ok.send(Some(from), &["-oQ/tmp@x.test".into()], b"x"), Err(TransportError::BadRecipient));
+        assert_eq!(ok.send(Some(from), &["../../etc@x.test".into()], b"x"), Err(TransportError::BadRecipient));
     }
 
     #[test]
@@ -361,9 +361,9 @@ mod tests {
     #[test]
     fn maildir_delivery() {
         let t = tempfile::tempdir().unwrap();
-        let from = MixAddress::for_fqdn("a.test").unwrap();
+        let from = "mixtasy@a.test";
         let tr = Transport::Maildir { root: t.path().to_path_buf() };
-        tr.send(Some(&from), &["Bob@b.test".into(), "carol@b.test".into()], b"hello").unwrap();
+        tr.send(Some(from), &["Bob@b.test".into(), "carol@b.test".into()], b"hello").unwrap();
         for r in ["bob@b.test", "carol@b.test"] {
             let files: Vec<_> = std::fs::read_dir(t.path().join(r).join("new")).unwrap().collect();
             assert_eq!(files.len(), 1);

@@ -46,6 +46,22 @@ enum Command {
     DirectoryImport { files: Vec<PathBuf> },
     /// Counters and sizes (counts only; no nym is named).
     Status,
+    /// The blocklist of send@: addresses no nym's mail reaches (stored as salted hashes).
+    Block {
+        #[command(subcommand)]
+        command: BlockCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlockCommand {
+    /// Block an address now, with every subaddress, without a confirmation (for requests
+    /// that came another way); `@domain` blocks a whole domain.
+    Add { address: String },
+    /// Unblock an address.
+    Remove { address: String },
+    /// Say whether an address is blocked.
+    Check { address: String },
 }
 
 /// Exit status for a usage or setup error.
@@ -108,6 +124,37 @@ fn run(args: Args) -> Result<ExitCode> {
             for (name, value) in st.counters()? {
                 println!("{name} {value}");
             }
+        }
+        Some(Command::Block { command }) => {
+            use mixtasy::abuse::block;
+            let delimiter = home.config()?.subaddress_delimiter;
+            let st = home.state()?;
+            let c = st.conn();
+            // The address is the operator's own input; it is echoed to them and stored nowhere.
+            let said = match command {
+                BlockCommand::Add { address } => {
+                    if block::add(c, &block::operator_address(&address)?, &delimiter)? {
+                        "blocked"
+                    } else {
+                        "already blocked"
+                    }
+                }
+                BlockCommand::Remove { address } => {
+                    if block::remove(c, &block::operator_address(&address)?, &delimiter)? {
+                        "unblocked"
+                    } else {
+                        "was not blocked"
+                    }
+                }
+                BlockCommand::Check { address } => {
+                    if block::is_blocked(c, &block::operator_address(&address)?, &delimiter)? {
+                        "blocked"
+                    } else {
+                        "not blocked"
+                    }
+                }
+            };
+            println!("{said}");
         }
     }
     Ok(ExitCode::SUCCESS)

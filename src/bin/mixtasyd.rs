@@ -473,14 +473,14 @@ fn run(args: Args) -> Result<ExitCode> {
             // The address is the operator's own input; it is echoed to them and stored nowhere.
             match command {
                 BlockCommand::Add { address } => {
-                    let a = block_address(&address)?;
+                    let a = mixtasy::abuse::block::operator_address(&address)?;
                     println!(
                         "{}",
                         if mixtasy::abuse::block::add(conn, &a, &delimiter)? { "blocked" } else { "already blocked" }
                     );
                 }
                 BlockCommand::Remove { address } => {
-                    let a = block_address(&address)?;
+                    let a = mixtasy::abuse::block::operator_address(&address)?;
                     println!(
                         "{}",
                         if mixtasy::abuse::block::remove(conn, &a, &delimiter)? {
@@ -491,7 +491,7 @@ fn run(args: Args) -> Result<ExitCode> {
                     );
                 }
                 BlockCommand::Check { address } => {
-                    let a = block_address(&address)?;
+                    let a = mixtasy::abuse::block::operator_address(&address)?;
                     println!(
                         "{}",
                         if mixtasy::abuse::block::is_blocked(conn, &a, &delimiter)? {
@@ -574,15 +574,4 @@ fn publish_now(home: &NodeHome, certs: &[&sequoia_openpgp::Cert], now: std::time
         Err(e) => eprintln!("mixtasyd: warning: not published ({e:#}); the next round publishes the new key, a revoked key must be uploaded by hand"),
     }
     Ok(())
-}
-
-/// An address as the blocklist knows it: one `local@domain`, or `@domain` for a whole
-/// domain, case folded.
-fn block_address(a: &str) -> Result<String> {
-    let a = a.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
-    let domain = a.strip_prefix('@').is_some_and(mixtasy::mixes::address::valid_fqdn);
-    if !domain && !mixtasy::mixes::address::plausible(&a) {
-        anyhow::bail!("not an email address; give it as local@domain, or @domain for a whole domain");
-    }
-    Ok(a)
 }

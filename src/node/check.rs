@@ -340,7 +340,7 @@ pub fn send_probe(config: &Config, wait: Duration) -> Finding {
     );
     let started = Instant::now();
     let transport = config.transport();
-    if let Err(e) = transport.send(Some(&config.address), &[config.address.to_string()], mail.as_bytes()) {
+    if let Err(e) = transport.send(Some(config.address.as_str()), &[config.address.to_string()], mail.as_bytes()) {
         return finding(Level::Fail, "probe", format!("the transport refused the probe: {e}"));
     }
     let handed = started.elapsed();

@@ -14,6 +14,8 @@ use crate::batch::transport::{Transport, TransportKind};
 pub const RESERVED: &[&str] = &[
     "config",
     "send",
+    crate::nymserv::blocking::BLOCK,
+    crate::nymserv::blocking::BOUNCES,
     "url",
     "confirm",
     "postmaster",
@@ -52,6 +54,10 @@ struct File {
     inbound_budget: u64,
     #[serde(default = "d_hops")]
     hops: usize,
+    #[serde(default = "d_confirmations")]
+    block_confirmations_per_day: u64,
+    #[serde(default = "d_delimiter")]
+    subaddress_delimiter: String,
 }
 
 fn d_maildir() -> String {
@@ -80,6 +86,12 @@ fn d_budget() -> u64 {
 }
 fn d_hops() -> usize {
     crate::sender::path::MIN_HOPS
+}
+fn d_confirmations() -> u64 {
+    50
+}
+fn d_delimiter() -> String {
+    "+".into()
 }
 
 /// Where inbound mail for `newsgroup` nyms is posted.
@@ -129,6 +141,10 @@ pub struct Config {
     pub inbound_budget: u64,
     /// Hops of the paths for `mixtasy:` deliveries.
     pub hops: usize,
+    /// Most block confirmations mailed in 24 hours (`abuse::block::Limits`).
+    pub block_confirmations_per_day: u64,
+    /// What separates a subaddress from the mailbox: a block covers every subaddress.
+    pub subaddress_delimiter: String,
 }
 
 pub fn default_file(domain: &str) -> String {
@@ -154,7 +170,11 @@ pub fn default_file(domain: &str) -> String {
          # Inbound cost units a nym may receive a day (1 + size/32 KiB a mail).\n\
          inbound_budget = 512\n\
          # Hops of the paths for `mixtasy:` deliveries.\n\
-         hops = 4\n"
+         hops = 4\n\
+         # Most destination-block confirmations mailed in 24 hours, whoever asks at block@.\n\
+         block_confirmations_per_day = 50\n\
+         # What separates a subaddress (bob+tag@) from the mailbox: a block covers them all.\n\
+         subaddress_delimiter = \"+\"\n"
     )
 }
 
@@ -183,6 +203,8 @@ pub fn parse(text: &str) -> Result<Config> {
         max_size: f.max_size,
         inbound_budget: f.inbound_budget,
         hops: f.hops,
+        block_confirmations_per_day: f.block_confirmations_per_day,
+        subaddress_delimiter: f.subaddress_delimiter,
     })
 }
 

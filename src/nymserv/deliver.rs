@@ -6,7 +6,9 @@
 //! group (`news` rows) or, for `mixtasy:ADDRESS`, wrapped for the network at once
 //! (`sender::create`) and queued as wire messages for their first mixes (`smtp` rows), so
 //! that a send repeated after a crash is the same wire message, which the first mix's
-//! replay cache drops. `smtp` rows also carry the mail nyms send (send@).
+//! replay cache drops. `smtp` rows also carry the mail nyms send (send@) and block
+//! confirmations; every one leaves with the envelope sender `bounces@DOMAIN`
+//! (`blocking::bounce_address`), whose bounces the server destroys.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -141,11 +143,12 @@ fn nntp_post(addr: &str, article: &[u8]) -> Result<()> {
 /// (sent, failed); failures stay for the next run.
 pub fn flush(state: &mut crate::batch::state::State, cfg: &Config) -> Result<(u64, u64)> {
     let transport = cfg.transport();
+    let bounces = crate::nymserv::blocking::bounce_address(cfg);
     let (mut sent, mut failed) = (0, 0);
     for q in store::outbox(state.conn())? {
         let ok = match q.channel.as_str() {
             "news" => post(&cfg.news, &q.mail).is_ok(),
-            "smtp" => transport.send(None, std::slice::from_ref(&q.rcpt), &q.mail).is_ok(),
+            "smtp" => transport.send(Some(&bounces), std::slice::from_ref(&q.rcpt), &q.mail).is_ok(),
             _ => false,
         };
         if ok {

@@ -10,6 +10,7 @@ pub mod home;
 pub mod store;
 
 // One request or mail through the server, in processing order.
+pub mod blocking;
 pub mod deliver;
 pub mod hsub;
 pub mod pgp;

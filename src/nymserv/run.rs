@@ -5,8 +5,9 @@
 //! outbox rows, counts) with a `done` row; the file is removed only after the commit
 //! (`batch::state`'s crash ordering). The recipient is read from `X-Original-To:` (what
 //! Postfix adds when it delivers a whole domain into one Maildir), else `Delivered-To:`,
-//! else the first `To:`. `config@` takes requests, `send@` mail to send as a nym; any
-//! other local part is inbound mail for a nym. Nothing printed or counted names a nym.
+//! else the first `To:`. `config@` takes requests, `send@` mail to send as a nym,
+//! `block@` block requests and `bounces@` bounces (`blocking`); any other local part is
+//! inbound mail for a nym. Nothing printed or counted names a nym.
 
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +21,7 @@ use crate::batch::spool::Spool;
 use crate::batch::state::{self, bump, finish_pending, Action, State};
 use crate::mixes::directory::Mix;
 use crate::mixes::keys::KeyRing;
+use crate::nymserv::blocking;
 use crate::nymserv::config::Config;
 use crate::nymserv::deliver::{self, Target};
 use crate::nymserv::home::NymHome;
@@ -88,6 +90,7 @@ pub fn run(home: &NymHome, now: SystemTime) -> Result<Option<Summary>> {
     st.clear_done()?;
     sum.expired = expire(&mut st, &ctx)?;
     store::purge(st.conn(), now)?;
+    crate::abuse::block::purge(st.conn(), now)?;
     let (sent, failed) = deliver::flush(&mut st, &cfg)?;
     sum.sent = sent;
     sum.failed = failed;
@@ -129,6 +132,9 @@ fn handle(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
     match local.as_str() {
         "config" => config(tx, ctx, mail),
         "send" => send(tx, ctx, mail),
+        blocking::BLOCK => blocking::take(tx, ctx.cfg, mail, ctx.now),
+        // Bounces of what the server sent quote a nym's mail: destroyed unread.
+        blocking::BOUNCES => Ok("drop.bounce"),
         l if ctx.cfg.reserved(l) => Ok("drop.reserved"),
         l => inbound(tx, ctx, l, mail),
     }
@@ -427,6 +433,12 @@ fn create(
     if signed.fingerprint != key.fingerprint().to_hex() {
         return Ok("refused.unsigned");
     }
+    // A key block makes a create or a refresh; a delete or a confirm beside it would be
+    // ignored silently (the owner thinks the nym gone, or confirmed, and it is not).
+    if req.delete || req.confirm.is_some() {
+        let why = "a request with a key block creates a nym or refreshes its key; send `delete:` or `confirm:` in a request of its own, without the key";
+        return refuse(tx, ctx, key, &name, &hsub, why, "refused.key-and-command");
+    }
     let fpr = key.fingerprint().to_hex();
     let delivery = req.delivery.clone().unwrap_or(Delivery::Newsgroup);
     use sequoia_openpgp::serialize::SerializeInto;
@@ -577,17 +589,18 @@ fn send(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static str
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     let mut out = format!(
-        "From: {name}@{d}\r\nDate: {date}\r\nMessage-ID: <{id}@{d}>\r\nX-Anonymous: sent through the nym server {d}; its sender cannot be traced, complaints to abuse@{d}\r\n",
+        "From: {name}@{d}\r\nDate: {date}\r\nMessage-ID: <{id}@{d}>\r\n{label}",
         name = n.name,
         d = ctx.cfg.domain,
         date = crate::util::clock::rfc5322(ctx.now),
-        id = crate::format::message::hex(&id)
+        id = crate::format::message::hex(&id),
+        label = blocking::label(ctx.cfg)
     )
     .into_bytes();
     out.extend_from_slice(&filtered);
     let mut queued = 0;
     for r in &rcpts {
-        if crate::abuse::block::is_blocked(tx, r, "+")?
+        if crate::abuse::block::is_blocked(tx, r, &ctx.cfg.subaddress_delimiter)?
             || !crate::mixes::address::plausible(r)
             || crate::mixes::address::relays(r)
         {

@@ -3,8 +3,9 @@
 //!
 //! It holds the nyms (name, key, settings, delivery, activity), waiting confirmations
 //! (by the hash of their code), the replay cache of signed requests (by the hash of the
-//! signature, kept 7 days), the outbox, the send@ blocklist (`abuse::block`, salted
-//! hashes), counters and the `done` ledger.
+//! signature, kept 7 days), the outbox, the send@ blocklist and the block requests
+//! waiting for their confirmation (`abuse::block`, salted hashes), counters and the `done`
+//! ledger.
 //!
 //! ## Crash ordering
 //! One transaction per spool file records what became of it (nym changes, outbox rows,
@@ -52,6 +53,9 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE TABLE nym_keys (handle TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (handle, name)) WITHOUT ROWID;
      CREATE INDEX nym_keys_name ON nym_keys(name);
      CREATE TABLE deleted (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, until INTEGER NOT NULL) WITHOUT ROWID;",
+    // 3: destination blocking at block@ (`abuse::block`, the exit's code): requests waiting
+    // for their confirmation, by the hashes of nonce and address, as mixtasyd's table.
+    "CREATE TABLE block_pending (nonce BLOB PRIMARY KEY, addr BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// How long a signature hash stays in the replay cache: as long as a signature is fresh.

@@ -92,7 +92,7 @@ pub fn deliver(state: &mut State, exit: &Exit<'_>, entry: Entry) -> Result<Deliv
                 }
             }
         } else {
-            match exit.transport.send(Some(&config.address), std::slice::from_ref(r), &delivery.mail) {
+            match exit.transport.send(Some(config.address.as_str()), std::slice::from_ref(r), &delivery.mail) {
                 Ok(()) => Some(Outcome::Delivered),
                 Err(TransportError::BadRecipient) => Some(Outcome::Refused),
                 Err(_) if late => Some(Outcome::GaveUp),

@@ -162,7 +162,7 @@ fn send_each(round: &mut Round, out: Vec<Outgoing>) -> Result<()> {
                 let pool::Pooled::Forward { rcpt, mail } = pool::load(state.conn(), id)? else {
                     unreachable!("`take_drawn` keeps only wire mails in the pool")
                 };
-                match transport.send(Some(&config.address), &[rcpt], &mail) {
+                match transport.send(Some(config.address.as_str()), &[rcpt], &mail) {
                     Ok(()) => {
                         state.remove_counted_with(Queue::Pool, id, &[], |tx| sum.tally(tx, counters::POOL_SENT, 1))?
                     }
@@ -171,7 +171,7 @@ fn send_each(round: &mut Round, out: Vec<Outgoing>) -> Result<()> {
             }
             Outgoing::Exit(entry) => sum.delivered += exit::deliver(state, &exit, entry)?.originals,
             Outgoing::Dummy(d) => {
-                let ok = transport.send(Some(&config.address), &[d.to.to_string()], &d.mail).is_ok();
+                let ok = transport.send(Some(config.address.as_str()), &[d.to.to_string()], &d.mail).is_ok();
                 sum.tally(state.conn(), if ok { counters::DUMMY_SENT } else { counters::DUMMY_FAILED }, 1)?;
             }
         }

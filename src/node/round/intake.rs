@@ -271,7 +271,7 @@ fn take_block_request(
             }
             let limits =
                 block::Limits { per_day: config.block_confirmations_per_day, delimiter: &config.subaddress_delimiter };
-            match block::request(tx, &address, &headers, &config.address, now, limits, &mut rand::rng())? {
+            match block::request(tx, &address, &headers, config.address.as_str(), now, limits, &mut rand::rng())? {
                 block::Requested::Confirmation(mail) => exit::enqueue_notice(tx, &mail, now)?,
                 block::Requested::Blocked => {}
                 block::Requested::Pending => bump(counters::BLOCK_REQUEST_PENDING)?,
