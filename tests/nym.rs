@@ -858,3 +858,28 @@ fn a_key_block_with_delete_or_confirm_is_refused_with_a_reason() {
     lab.run_at(0);
     assert!(lab.read("pw").iter().any(|a| a.contains("still alive")), "not deleted");
 }
+
+/// RFC 2142: postmaster@ and abuse@ of the nym domain reach a person. Mail to them is
+/// filed unread in the Maildir's `.operator` folder (counted), never dropped and never
+/// handled as a request; mail to the server's other reserved names is dropped. A flood of
+/// it cannot fill the disk: the folder keeps the newest 1000.
+#[test]
+fn postmaster_and_abuse_reach_the_operator() {
+    let lab = Lab::new();
+    lab.deliver(&format!("postmaster@{DOMAIN}"), b"your server bounces my mail\n");
+    lab.deliver(&format!("Abuse@{DOMAIN}"), b"a nym of yours harasses me\n");
+    lab.deliver(&format!("nobody@{DOMAIN}"), b"to a reserved name nobody reads\n");
+    lab.run_at(0);
+    let kept = files(&lab.home().join("Maildir/.operator/new"));
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().any(|m| String::from_utf8_lossy(m).contains("harasses")));
+    assert_eq!((lab.counter("operator.kept"), lab.counter("drop.reserved")), (2, 1));
+    assert!(files(&lab.home().join("Maildir/new")).is_empty());
+
+    for i in 0..1003 {
+        lab.put(format!("X-Original-To: abuse@{DOMAIN}\nSubject: {i}\n\nflood\n").as_bytes());
+    }
+    lab.run_at(60);
+    assert_eq!(files(&lab.home().join("Maildir/.operator/new")).len(), 1000);
+    assert_eq!(lab.counter("operator.over-cap"), 5);
+}

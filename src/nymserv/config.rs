@@ -30,6 +30,14 @@ pub const RESERVED: &[&str] = &[
     "security",
 ];
 
+/// The reserved local parts that belong to people (RFC 2142): mail to them is kept for
+/// the operator in the Maildir's `.operator` folder, never dropped, so that postmaster@ and
+/// abuse@ of the nym domain reach someone.
+pub const OPERATOR: &[&str] = &["postmaster", "abuse", "root", "admin", "hostmaster", "webmaster", "noc", "security"];
+
+/// The most mails `.operator` keeps (the oldest go first): anyone can mail the domain.
+pub const MAX_OPERATOR: u64 = 1000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {

@@ -22,7 +22,7 @@ use crate::batch::state::{self, bump, finish_pending, Action, State};
 use crate::mixes::directory::Mix;
 use crate::mixes::keys::KeyRing;
 use crate::nymserv::blocking;
-use crate::nymserv::config::Config;
+use crate::nymserv::config::{self, Config};
 use crate::nymserv::deliver::{self, Target};
 use crate::nymserv::home::NymHome;
 use crate::nymserv::pgp::{self, Refused};
@@ -66,6 +66,17 @@ pub fn run(home: &NymHome, now: SystemTime) -> Result<Option<Summary>> {
     let mut sum = Summary::default();
     for entry in spool.list()? {
         let Ok(mail) = std::fs::read(&entry.path) else { continue };
+        if local_part(&mail, &cfg.domain).is_some_and(|l| config::OPERATOR.contains(&l.as_str())) {
+            // Mail for people (postmaster@, abuse@): filed for the operator, unread.
+            let tx = st.transaction()?;
+            bump(&tx, "operator.kept", 1)?;
+            bump(&tx, "intake.taken", 1)?;
+            state::record_done(&tx, &entry.source, Action::ToOperator)?;
+            tx.commit()?;
+            spool.to_operator(&entry.path)?;
+            sum.taken += 1;
+            continue;
+        }
         let tx = st.transaction()?;
         let counter = match handle(&tx, &ctx, &mail) {
             Ok(c) => c,
@@ -88,6 +99,10 @@ pub fn run(home: &NymHome, now: SystemTime) -> Result<Option<Summary>> {
     }
     spool.sync()?;
     st.clear_done()?;
+    let capped = spool.cap_operator(config::MAX_OPERATOR)?;
+    if capped > 0 {
+        st.bump("operator.over-cap", capped as i64)?;
+    }
     sum.expired = expire(&mut st, &ctx)?;
     store::purge(st.conn(), now)?;
     crate::abuse::block::purge(st.conn(), now)?;
