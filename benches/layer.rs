@@ -5,9 +5,10 @@
 //! under the same load. The machine may be noisy: the absolute figures are only indications,
 //! and nothing here asserts a timing. Set `MIXTASY_BENCH_QUICK=1` for a short smoke run.
 //!
-//! On a CPU with SHA extensions the benchmark then runs itself a second time with Nettle's
-//! `sha_ni` code turned off (`NETTLE_FAT_OVERRIDE`), so both figures come from one command:
-//! the peel target of issue 18 is for a CPU without them. Each run names the SHA-1 code it ran.
+//! On a CPU with SHA extensions the benchmark then runs itself a second time with them masked
+//! for OpenSSL (`OPENSSL_ia32cap`, our SHA-1) and Nettle (`NETTLE_FAT_OVERRIDE`, Sequoia's
+//! backend), so both figures come from one command: the peel target of issue 18 is for a CPU
+//! without them. Each run names the SHA-1 code it ran.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -149,13 +150,24 @@ fn environment() {
         shown.join(" "),
         if flags.iter().any(|x| x == "sha_ni") { "present: SHA-1 in hardware" } else { "absent: SHA-1 in software" }
     );
+    let has_sha_ni = flags.iter().any(|x| x == "sha_ni");
+    let openssl = match std::env::var(OPENSSL_CAP) {
+        Ok(v) if v == OPENSSL_NO_SHA => format!("SHA extensions masked ({OPENSSL_CAP}={v})"),
+        Ok(v) => format!("{OPENSSL_CAP}={v}"),
+        Err(_) if has_sha_ni => "SHA extensions (sha_ni)".into(),
+        Err(_) => "no SHA extensions: AVX2/SSSE3 or plain code".into(),
+    };
     let forced = std::env::var("NETTLE_FAT_OVERRIDE").map(|v| format!(" (NETTLE_FAT_OVERRIDE={v})")).unwrap_or_default();
-    println!("SHA-1 (Nettle) in this run: {}{forced}", nettle_sha1_path());
+    println!("SHA-1 (OpenSSL) in this run: {openssl}; Nettle (Sequoia's SHA-256 and AES): {}{forced}", nettle_sha_path());
 }
 
 /// Set in the second run, the one without SHA extensions, so that it does not start a third.
 const NO_SHA_NI_RUN: &str = "MIXTASY_BENCH_NO_SHA_NI";
-/// The argument of a start that only loads Nettle and exits (see `nettle_sha1_path`).
+/// OpenSSL's CPU capability mask, and its value that clears the SHA extensions (bit 29 of
+/// CPUID leaf 7's EBX, the low half of the mask's second word; OpenSSL's `OPENSSL_ia32cap(3)`).
+const OPENSSL_CAP: &str = "OPENSSL_ia32cap";
+const OPENSSL_NO_SHA: &str = ":~0x20000000";
+/// The argument of a start that only loads Nettle and exits (see `nettle_sha_path`).
 const NETTLE_PATH_ARG: &str = "--nettle-path";
 
 /// The CPU's flags as /proc/cpuinfo lists them.
@@ -170,8 +182,8 @@ fn cpu_flags() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// This CPU's features as Nettle 3.8's fat build names them, without `sha_ni`. Nettle (our
-/// SHA-1, the curve, Sequoia's AES) picks its code when it is loaded, from the CPU or, when
+/// This CPU's features as Nettle 3.8's fat build names them, without `sha_ni`. Nettle
+/// (Sequoia's backend) picks its code when it is loaded, from the CPU or, when
 /// `NETTLE_FAT_OVERRIDE` is set, from that list instead: so a process started with it runs the
 /// SHA-1 of a CPU without SHA extensions and everything else as here.
 fn nettle_features_without_sha_ni() -> String {
@@ -191,10 +203,10 @@ fn nettle_features_without_sha_ni() -> String {
     list.join(",")
 }
 
-/// Which SHA-1 code Nettle runs in this process's environment, in Nettle's own words: this
+/// Which SHA code Nettle runs in this process's environment, in Nettle's own words: this
 /// benchmark started again with `NETTLE_FAT_VERBOSE=1` and `--nettle-path`, which exits at
 /// once, and the line of its report that names `sha_ni`.
-fn nettle_sha1_path() -> String {
+fn nettle_sha_path() -> String {
     let out = std::env::current_exe().and_then(|exe| {
         Command::new(exe).arg(NETTLE_PATH_ARG).env("NETTLE_FAT_VERBOSE", "1").stdin(Stdio::null()).output()
     });
@@ -208,14 +220,16 @@ fn nettle_sha1_path() -> String {
     }
 }
 
-/// Runs this benchmark again with Nettle's `sha_ni` turned off, its output after this one's.
+/// Runs this benchmark again with OpenSSL's and Nettle's SHA extensions turned off, its
+/// output after this one's.
 fn run_without_sha_ni() {
     let features = nettle_features_without_sha_ni();
     println!();
-    println!("== the same benchmark again without SHA extensions: NETTLE_FAT_OVERRIDE={features}");
+    println!("== the same benchmark again without SHA extensions: {OPENSSL_CAP}={OPENSSL_NO_SHA} NETTLE_FAT_OVERRIDE={features}");
     let status = std::env::current_exe().and_then(|exe| {
         Command::new(exe)
             .args(std::env::args_os().skip(1))
+            .env(OPENSSL_CAP, OPENSSL_NO_SHA)
             .env("NETTLE_FAT_OVERRIDE", &features)
             .env(NO_SHA_NI_RUN, "1")
             .stdin(Stdio::null())
@@ -320,7 +334,7 @@ fn bench_gpg(cert: &Cert, body: &[u8], expected: &[u8], plan: &Plan) -> Result<(
 
 fn main() {
     if std::env::args().any(|a| a == NETTLE_PATH_ARG) {
-        return; // Loading Nettle was the job: see `nettle_sha1_path`.
+        return; // Loading Nettle was the job: see `nettle_sha_path`.
     }
     // The same allocator tuning the binaries do, so the figures are theirs.
     mixtasy::util::tuning::tune_allocator();
@@ -515,7 +529,7 @@ fn main() {
     println!();
     // The peel target is for a CPU without SHA extensions: on one with them, the second run
     // below gives the figure it is about.
-    let sha_ni_used = nettle_sha1_path().starts_with("using");
+    let sha_ni_used = std::env::var_os(OPENSSL_CAP).is_none() && cpu_flags().iter().any(|f| f == "sha_ni");
     let peel_verdict = match (peel_s.median <= PEEL_TARGET_US, sha_ni_used) {
         (true, false) => "met",
         (false, false) => "NOT met",

@@ -1,26 +1,19 @@
 //! SHA-1, the one helper for it: the Verification hash (D6) and WKD's local-part hash.
 //!
-//! Nettle's, the library Sequoia and the session key already use (issue 18). Its fat build
-//! picks the code at load time: the SHA extensions (`sha_ni`) where the CPU has them,
-//! x86_64 assembly otherwise; `NETTLE_FAT_OVERRIDE` replaces the detected features, which is
-//! how `benches/layer.rs` times the path of a CPU without SHA extensions on one that has
-//! them. Measured on the bench machine (20 KiB, µs): Nettle 11.6 with `sha_ni`, 24.9 without;
-//! the `sha1` crate used before, 10.6 and 24.6 (its portable code): the same where it
-//! matters, and one crate fewer. See doc/protocol.md, "Cost of a layer".
-
-use nettle::hash::insecure_do_not_use::Sha1;
-use nettle::hash::Hash;
+//! OpenSSL's (issue 18), the library of the session key's X25519. It picks its code at
+//! run time: the SHA extensions (`sha_ni`) where the CPU has them, AVX2 or SSSE3 code with a
+//! vectorised message schedule otherwise; the `OPENSSL_ia32cap` variable masks CPU features,
+//! which is how `benches/layer.rs` times a CPU without SHA extensions on one that has them.
+//! Measured on the bench machine (20 KiB, µs): OpenSSL 10.8 with `sha_ni`, 16.8 without;
+//! Nettle 11.6 and 24.9; the `sha1` crate used before 10.6 and 24.6 (its portable code; its
+//! `asm` feature does nothing in 0.10.7). See doc/protocol.md, "Cost of a layer".
 
 /// Bytes of a SHA-1 digest.
 pub const LEN: usize = 20;
 
 /// SHA-1 of `data`.
 pub fn digest(data: &[u8]) -> [u8; LEN] {
-    let mut h = Sha1::default();
-    h.update(data);
-    let mut out = [0u8; LEN];
-    h.digest(&mut out);
-    out
+    openssl::sha::sha1(data)
 }
 
 #[cfg(test)]
