@@ -157,8 +157,12 @@ fn environment() {
         Err(_) if has_sha_ni => "SHA extensions (sha_ni)".into(),
         Err(_) => "no SHA extensions: AVX2/SSSE3 or plain code".into(),
     };
-    let forced = std::env::var("NETTLE_FAT_OVERRIDE").map(|v| format!(" (NETTLE_FAT_OVERRIDE={v})")).unwrap_or_default();
-    println!("SHA-1 (OpenSSL) in this run: {openssl}; Nettle (Sequoia's SHA-256 and AES): {}{forced}", nettle_sha_path());
+    let forced =
+        std::env::var("NETTLE_FAT_OVERRIDE").map(|v| format!(" (NETTLE_FAT_OVERRIDE={v})")).unwrap_or_default();
+    println!(
+        "SHA-1 (OpenSSL) in this run: {openssl}; Nettle (Sequoia's SHA-256 and AES): {}{forced}",
+        nettle_sha_path()
+    );
 }
 
 /// Set in the second run, the one without SHA extensions, so that it does not start a third.

@@ -120,8 +120,12 @@ mod clmul {
         let first = chunks.next().expect("at least 64 bytes");
         // The register's start value, moved to the message's first 32 bits.
         let init = _mm_set_epi64x(i64::from(crc::CRC_24_OPENPGP.init << 8) << 32, 0);
-        let mut lane =
-            [_mm_xor_si128(block(&first[..16]), init), block(&first[16..32]), block(&first[32..48]), block(&first[48..])];
+        let mut lane = [
+            _mm_xor_si128(block(&first[..16]), init),
+            block(&first[16..32]),
+            block(&first[32..48]),
+            block(&first[48..]),
+        ];
         let by_512 = multipliers(BY_512);
         for c in chunks {
             for (j, l) in lane.iter_mut().enumerate() {
