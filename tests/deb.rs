@@ -204,7 +204,7 @@ fn the_debian_package_installs_a_working_node_and_purge_leaves_nothing() {
         String::from_utf8(ok(c, b"").stdout).unwrap().trim().to_string()
     };
     let depends = field("Depends");
-    for d in ["libc6", "libnettle8", "adduser"] {
+    for d in ["libc6", "libnettle8", "libssl3", "adduser"] {
         assert!(
             depends.split(", ").any(|x| x.starts_with(d)),
             "Depends lacks {d} (from shlibs or the metadata): {depends}"

@@ -32,8 +32,11 @@ pub enum ArmorError {
 /// (`clmul`, where the CPU has it) about 2; a peel computes it twice.
 pub fn crc24(data: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    if data.len() >= clmul::MIN_LEN && std::arch::is_x86_feature_detected!("pclmulqdq") {
-        // SAFETY: the CPU has PCLMULQDQ (and SSE2, part of x86_64).
+    if data.len() >= clmul::MIN_LEN
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+        && std::arch::is_x86_feature_detected!("ssse3")
+    {
+        // SAFETY: the CPU has PCLMULQDQ and SSSE3 (and SSE2, part of x86_64).
         return unsafe { clmul::crc24(data) };
     }
     crc24_table(data, crc::CRC_24_OPENPGP.init)
@@ -55,7 +58,10 @@ fn crc24_table(data: &[u8], init: u32) -> u32 {
 /// the top of a 32-bit remainder and the constants fit a 64-bit multiply.
 #[cfg(target_arch = "x86_64")]
 mod clmul {
-    use std::arch::x86_64::{__m128i, _mm_clmulepi64_si128, _mm_set_epi64x, _mm_storeu_si128};
+    use std::arch::x86_64::{
+        __m128i, _mm_clmulepi64_si128, _mm_loadu_si128, _mm_set_epi64x, _mm_set_epi8, _mm_shuffle_epi8,
+        _mm_storeu_si128, _mm_xor_si128,
+    };
 
     /// Below this the table is as fast.
     pub const MIN_LEN: usize = 256;
@@ -83,46 +89,59 @@ mod clmul {
     const BY_512: (u64, u64) = fold(512);
     const BY_128: (u64, u64) = fold(128);
 
-    #[target_feature(enable = "pclmulqdq")]
-    fn mul(a: u64, b: u64) -> u128 {
-        let p: __m128i = _mm_clmulepi64_si128::<0>(_mm_set_epi64x(0, a as i64), _mm_set_epi64x(0, b as i64));
-        let mut out = [0u8; 16];
-        // SAFETY: `out` is 16 writable bytes.
-        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), p) };
-        u128::from_le_bytes(out)
+    /// The multipliers in one register, high one in the high half.
+    #[target_feature(enable = "sse2")]
+    fn multipliers((hi, lo): (u64, u64)) -> __m128i {
+        _mm_set_epi64x(hi as i64, lo as i64)
     }
 
-    /// `x` times x^bits mod P, up to 96 bits: equal to x moved `bits` along, modulo P.
+    /// `x` times x^bits mod P, up to 96 bits: equal to x moved `bits` along, modulo P. The
+    /// lanes stay in registers: the version that went through `u128` was half as fast.
     #[target_feature(enable = "pclmulqdq")]
-    fn advance(x: u128, (hi, lo): (u64, u64)) -> u128 {
-        mul((x >> 64) as u64, hi) ^ mul(x as u64, lo)
+    fn advance(x: __m128i, by: __m128i) -> __m128i {
+        _mm_xor_si128(_mm_clmulepi64_si128::<0x00>(x, by), _mm_clmulepi64_si128::<0x11>(x, by))
     }
 
-    fn block(b: &[u8]) -> u128 {
-        u128::from_be_bytes(b.try_into().expect("16 bytes"))
+    /// 16 bytes as a lane: the register holds `u128::from_be_bytes(b)`.
+    #[target_feature(enable = "ssse3")]
+    fn block(b: &[u8]) -> __m128i {
+        let b: &[u8; 16] = b.try_into().expect("16 bytes");
+        // SAFETY: `b` is 16 readable bytes; the load is unaligned.
+        let x = unsafe { _mm_loadu_si128(b.as_ptr().cast()) };
+        _mm_shuffle_epi8(x, _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
     }
 
     /// `super::crc24` for `data.len() >= MIN_LEN`.
-    #[target_feature(enable = "pclmulqdq")]
+    #[target_feature(enable = "pclmulqdq,ssse3")]
     pub fn crc24(data: &[u8]) -> u32 {
         debug_assert!(data.len() >= MIN_LEN);
         let (body, tail) = data.split_at(data.len() / 64 * 64);
         let mut chunks = body.chunks_exact(64);
         let first = chunks.next().expect("at least 64 bytes");
-        let mut lane = [block(&first[..16]), block(&first[16..32]), block(&first[32..48]), block(&first[48..])];
         // The register's start value, moved to the message's first 32 bits.
-        lane[0] ^= u128::from(crc::CRC_24_OPENPGP.init << 8) << 96;
+        let init = _mm_set_epi64x(i64::from(crc::CRC_24_OPENPGP.init << 8) << 32, 0);
+        let mut lane = [
+            _mm_xor_si128(block(&first[..16]), init),
+            block(&first[16..32]),
+            block(&first[32..48]),
+            block(&first[48..]),
+        ];
+        let by_512 = multipliers(BY_512);
         for c in chunks {
             for (j, l) in lane.iter_mut().enumerate() {
-                *l = advance(*l, BY_512) ^ block(&c[16 * j..16 * j + 16]);
+                *l = _mm_xor_si128(advance(*l, by_512), block(&c[16 * j..16 * j + 16]));
             }
         }
+        let by_128 = multipliers(BY_128);
         let mut x = lane[0];
         for l in &lane[1..] {
-            x = advance(x, BY_128) ^ l;
+            x = _mm_xor_si128(advance(x, by_128), *l);
         }
+        let mut le = [0u8; 16];
+        // SAFETY: `le` is 16 writable bytes; the store is unaligned.
+        unsafe { _mm_storeu_si128(le.as_mut_ptr().cast(), x) };
         let mut rest = [0u8; 16 + 63];
-        rest[..16].copy_from_slice(&x.to_be_bytes());
+        rest[..16].copy_from_slice(&u128::from_le_bytes(le).to_be_bytes());
         rest[16..16 + tail.len()].copy_from_slice(tail);
         super::crc24_table(&rest[..16 + tail.len()], 0)
     }
@@ -189,6 +208,51 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Finds the first armored message in `text` and returns its binary content.
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, ArmorError> {
+    match decode_canonical(text) {
+        Some(data) => Ok(data),
+        None => decode_lines(text),
+    }
+}
+
+/// Length of a full armor line, end of line not counted.
+const LINE: usize = 64;
+
+/// `decode` for exactly what `encode` writes (LF or CRLF line ends), as every mix writes it:
+/// the data lines are cut at their known length instead of searched for line ends (a search
+/// per line was a third of a de-armoring, issue 18). Anything else, including a wrong
+/// checksum, gives `None` and is left to `decode_lines`, so `decode` answers as if only that
+/// existed: a line of another length, or any byte out of place, puts a byte that is not
+/// base64 into the joined data or breaks the fixed tail, and the decoding here fails.
+fn decode_canonical(text: &[u8]) -> Option<Vec<u8>> {
+    let eol: &[u8] = if text.get(BEGIN.len()) == Some(&b'\r') { b"\r\n" } else { b"\n" };
+    let mut r = text.strip_prefix(BEGIN.as_bytes())?.strip_prefix(eol)?.strip_prefix(eol)?;
+    let mut joined = Vec::with_capacity(r.len());
+    // A line end within the 64 bytes: the shorter last line. The count compiles to a few
+    // vector compares, where `contains` was a call to memchr per line.
+    let no_lf = |l: &[u8]| l.iter().fold(0u8, |n, &b| n | u8::from(b == b'\n')) == 0;
+    while r.len() > LINE + eol.len() && &r[LINE..LINE + eol.len()] == eol && no_lf(&r[..LINE]) {
+        joined.extend_from_slice(&r[..LINE]);
+        r = &r[LINE + eol.len()..];
+    }
+    // The last, shorter data line (none when the data is a multiple of 48 bytes).
+    if r.first() != Some(&b'=') {
+        let n = r.iter().position(|&b| b == b'\n')? + 1;
+        joined.extend_from_slice(r[..n].strip_suffix(eol)?);
+        r = &r[n..];
+    }
+    let crc = r.strip_prefix(b"=")?.get(..4)?;
+    let end = r[5..].strip_prefix(eol)?.strip_prefix(END.as_bytes())?;
+    if !(end.is_empty() || end.starts_with(eol)) {
+        return None;
+    }
+    let data = B64.decode_to_vec(&joined).ok()?;
+    let crc = B64.decode_to_vec(crc).ok()?;
+    (crc.len() == 3 && u32::from_be_bytes([0, crc[0], crc[1], crc[2]]) == crc24(&data)).then_some(data)
+}
+
+/// `decode` line by line: any line ends, armor headers, whitespace around lines, GnuPG's
+/// labels, no checksum.
+fn decode_lines(text: &[u8]) -> Result<Vec<u8>, ArmorError> {
     let mut lines = lines(text).map(|l| l.trim_ascii());
     let label = lines
         .by_ref()
@@ -306,6 +370,45 @@ mod tests {
             let ours: Vec<&[u8]> = lines(&text).collect();
             let std: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
             prop_assert_eq!(ours, std);
+        }
+    }
+
+    proptest! {
+        /// The canonical reader answers as the line reader or leaves the text to it, whatever
+        /// an adversary changes in a well-formed armor: bytes flipped to line ends, `=`,
+        /// `-`, whitespace or any value, bytes cut out or put in.
+        #[test]
+        fn canonical_agrees_with_lines(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            crlf: bool,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 0..4),
+        ) {
+            let mut text = encode(&data).into_bytes();
+            if crlf {
+                text = String::from_utf8(text).unwrap().replace('\n', "\r\n").into_bytes();
+            }
+            let pick = [b'\n', b'\r', b'=', b'-', b' ', b'A'];
+            for (at, op, v) in edits {
+                let i = at.index(text.len());
+                match op {
+                    0 => text[i] = pick[v as usize % pick.len()],
+                    1 => text[i] = v,
+                    2 => { text.remove(i); }
+                    _ => text.insert(i, pick[v as usize % pick.len()]),
+                }
+            }
+            if let Some(fast) = decode_canonical(&text) {
+                prop_assert_eq!(Ok(fast), decode_lines(&text));
+            }
+        }
+
+        /// Every armor `encode` writes takes the canonical path.
+        #[test]
+        fn encoded_armor_is_canonical(data in proptest::collection::vec(any::<u8>(), 0..2000), crlf: bool, trailer: bool) {
+            let mut text = encode(&data);
+            if crlf { text = text.replace('\n', "\r\n"); }
+            if trailer { text.push_str("\n-- \nsignature\n"); }
+            prop_assert_eq!(decode_canonical(text.as_bytes()), Some(data));
         }
     }
 

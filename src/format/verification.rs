@@ -4,16 +4,15 @@
 //! the SHA-1 of the next `INNER` bytes. The check is byte-exact on purpose: the field name
 //! is not covered by the hash, so any interpretation or repair would be a place to tag.
 
-use sha1::{Digest, Sha1};
-
 use crate::format::sizes::INNER;
+use crate::util::sha1;
 
 const NAME: &[u8] = b"Verification: ";
 /// Length of the whole line, CRLF included.
 pub const LINE_LEN: usize = NAME.len() + 40 + 2;
 
 /// The 20-byte SHA-1 a Verification line states; also the replay cache key.
-pub type Hash = [u8; 20];
+pub type Hash = [u8; sha1::LEN];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -28,7 +27,7 @@ pub enum VerificationError {
 
 /// SHA-1 of a window.
 pub fn digest(window: &[u8]) -> Hash {
-    Sha1::digest(window).into()
+    sha1::digest(window)
 }
 
 /// Writes the Verification line for `window` (the `INNER` bytes that follow it).

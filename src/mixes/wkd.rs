@@ -22,10 +22,10 @@ use openpgp::cert::CertParser;
 use openpgp::parse::Parse;
 use openpgp::Cert;
 use sequoia_openpgp as openpgp;
-use sha1::Digest;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 
 use crate::mixes::address::MixAddress;
+use crate::util::sha1;
 
 /// Largest WKD answer read: a mix key is a few KiB.
 const MAX_ANSWER: u64 = 1 << 20;
@@ -54,7 +54,7 @@ pub fn urls(address: &MixAddress) -> [String; 2] {
     let s = address.as_str();
     let (local, domain) = s.rsplit_once('@').expect("a mix address has an @");
     let domain = domain.to_ascii_lowercase();
-    let hash = zbase32(&sha1::Sha1::digest(local.to_lowercase().as_bytes()));
+    let hash = zbase32(&sha1::digest(local.to_lowercase().as_bytes()));
     [
         format!("https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/hu/{hash}?l={local}"),
         format!("https://{domain}/.well-known/openpgpkey/hu/{hash}?l={local}"),
@@ -256,10 +256,10 @@ mod tests {
     #[test]
     fn urls_follow_the_draft() {
         // The example of draft-koch-openpgp-webkey-service: Joe.Doe@Example.ORG.
-        assert_eq!(zbase32(&sha1::Sha1::digest(b"joe.doe")), "iy9q119eutrkn8s1mk4r39qejnbu3n5q");
+        assert_eq!(zbase32(&sha1::digest(b"joe.doe")), "iy9q119eutrkn8s1mk4r39qejnbu3n5q");
         let a = MixAddress::parse("mixtasy@Mix2.Test").unwrap();
         let [adv, direct] = urls(&a);
-        let h = zbase32(&sha1::Sha1::digest(b"mixtasy"));
+        let h = zbase32(&sha1::digest(b"mixtasy"));
         assert_eq!(adv, format!("https://openpgpkey.mix2.test/.well-known/openpgpkey/mix2.test/hu/{h}?l=mixtasy"));
         assert_eq!(direct, format!("https://mix2.test/.well-known/openpgpkey/hu/{h}?l=mixtasy"));
     }

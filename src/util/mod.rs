@@ -2,4 +2,5 @@
 
 pub mod clock;
 pub mod fsutil;
+pub mod sha1;
 pub mod tuning;
