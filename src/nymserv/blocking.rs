@@ -17,11 +17,7 @@ use rusqlite::Transaction;
 
 use crate::abuse::block;
 use crate::nymserv::config::Config;
-
-/// The local part that takes block requests and the replies to their confirmations.
-pub const BLOCK: &str = "block";
-/// The local part of the envelope sender of everything the server sends.
-pub const BOUNCES: &str = "bounces";
+pub use crate::nymserv::config::{BLOCK, BOUNCES};
 
 /// The envelope sender of every mail the server hands to sendmail.
 pub fn bounce_address(cfg: &Config) -> String {

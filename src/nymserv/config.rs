@@ -10,12 +10,18 @@ use serde::Deserialize;
 
 use crate::batch::transport::{Transport, TransportKind};
 
+/// The local part that takes block requests and the replies to their confirmations
+/// (`blocking`).
+pub const BLOCK: &str = "block";
+/// The local part of the envelope sender of everything the server sends (`blocking`).
+pub const BOUNCES: &str = "bounces";
+
 /// Local parts nobody may take: the server's own and the ones RFC 2142 gives to people.
 pub const RESERVED: &[&str] = &[
     "config",
     "send",
-    crate::nymserv::blocking::BLOCK,
-    crate::nymserv::blocking::BOUNCES,
+    BLOCK,
+    BOUNCES,
     "url",
     "confirm",
     "postmaster",
