@@ -313,6 +313,10 @@ fn send_goes_out_as_the_nym_until_the_daily_limit() {
         assert!(!text.contains("alice.real") && !text.contains("Realname") && !text.contains("LeakyMail"), "{text}");
         assert!(text.contains("body from the nym"));
         assert!(text.contains("X-Anonymous:"), "labelled");
+        // How to block, in the body too (many mail programs hide header fields), after the
+        // nym's words.
+        let body = &text[text.find("body from the nym").unwrap()..];
+        assert!(body.contains(&format!("\"destination-block\" to block@{DOMAIN}")), "{text}");
     }
     assert!(lab.read("pw").iter().any(|a| a.contains("Send limit reached")));
 }

@@ -37,6 +37,19 @@ pub fn label(cfg: &Config) -> String {
     )
 }
 
+/// The footer of every mail a nym sends: the label's words where every mail program shows
+/// them (`exit::prepare::add_footer`), since many hide header fields.
+pub fn footer(cfg: &Config) -> Vec<String> {
+    let d = &cfg.domain;
+    vec![
+        "-- ".to_string(),
+        format!("This mail came from a nym of {d}: its sender cannot be traced."),
+        format!("To get no more mail from the nyms of {d}, send a mail with the"),
+        format!("subject \"{}\" to {BLOCK}@{d} from the address to", block::SUBJECT),
+        "block, and answer the confirmation.".to_string(),
+    ]
+}
+
 /// A mail to `block@`, in the caller's transaction: a request queues a confirmation to
 /// its From (within the day's cap, one waiting per address), a reply with a nonce blocks.
 /// Returns the counter of what it came to.

@@ -613,6 +613,10 @@ fn send(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static str
     )
     .into_bytes();
     out.extend_from_slice(&filtered);
+    let boundary = format!("nym-{}", crate::format::message::hex(&id));
+    let Ok(out) = crate::node::exit::prepare::add_footer(&out, &blocking::footer(ctx.cfg), &boundary) else {
+        return Ok("send.malformed");
+    };
     let mut queued = 0;
     for r in &rcpts {
         if crate::abuse::block::is_blocked(tx, r, &ctx.cfg.subaddress_delimiter)?

@@ -126,6 +126,16 @@ pub fn prepare(original: &[u8], policy: &Policy<'_>, stamp: &Stamp) -> Result<De
     Ok(Delivery { recipients, mail, dropped_recipients: dropped, refused_recipients: refused })
 }
 
+/// `mail` with `footer` added where a reader sees it (`footing`: after a plain body, as a
+/// last part, or around the whole), its header fields as they are and its body byte for
+/// byte inside; `boundary` names the multipart a wrap needs. For mail leaving a nym server,
+/// which says how to block it the way an exit's delivery does.
+pub fn add_footer(mail: &[u8], footer: &[String], boundary: &str) -> Result<Vec<u8>, ExitError> {
+    let split = headers::split(mail)?;
+    let (parsed, _) = mailparse::parse_headers(split.header).map_err(|_| ExitError::NoHeader)?;
+    Ok(with_footer(footing(&parsed, split.body), &split.fields, split.body, split.eol, footer, boundary))
+}
+
 /// The distinct To and Cc addresses this exit delivers to (domain in lower case), at most
 /// `max_recipients`, with the counts of those dropped (Bcc, not ours, over the cap) and of
 /// those refused (`address::relays`). One pass, a set for the duplicates.
