@@ -48,15 +48,7 @@ fn only_allowlisted_headers_leave_the_sender_and_the_exit() {
     net.capture_logs();
     // The sender's tool strips first and says what it removed, by name only.
     let w = net.create(format!("{LEAKY}from the sender's tool\n").as_bytes(), &["--keep-header", "x-mailer"]);
-    let said: String = net
-        .log
-        .lock()
-        .unwrap()
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| String::from_utf8_lossy(&l.stderr).into_owned())
-        .collect();
+    let said: String = net.captured_stderr();
     assert!(said.contains("removed header fields: From, Sender, Message-ID, Date, User-Agent, X-Originating-IP, Organization, Disposition-Notification-To, Return-Receipt-To"), "{said}");
     for leak in LEAKS {
         assert!(!said.contains(leak), "stderr carries a value: {leak}");

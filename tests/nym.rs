@@ -46,22 +46,7 @@ impl Lab {
 
     /// Sets `key = value` (TOML text) in the server's settings.
     pub(crate) fn set(&self, key: &str, value: &str) {
-        let p = self.home().join("mixtasy-nymd.toml");
-        let text = std::fs::read_to_string(&p).unwrap();
-        let mut found = false;
-        let out: Vec<String> = text
-            .lines()
-            .map(|l| {
-                if l.starts_with(&format!("{key} = ")) {
-                    found = true;
-                    format!("{key} = {value}")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        assert!(found, "no setting {key}");
-        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        crate::util::configure_file(&self.home().join("mixtasy-nymd.toml"), key, value);
     }
 
     /// One run; what it printed goes to the test's output (shown when a test fails).

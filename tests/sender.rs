@@ -262,15 +262,7 @@ fn an_encrypted_original_is_read_by_the_recipient_with_gnupg() {
     for w in net.create(&original, &["--encrypt-to", key.to_str().unwrap()]) {
         net.inject(&w);
     }
-    let said: String = net
-        .log
-        .lock()
-        .unwrap()
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| String::from_utf8_lossy(&l.stderr).into_owned())
-        .collect();
+    let said: String = net.captured_stderr();
     assert!(said.contains("warning: the body is encrypted but the Subject stays in clear"), "{said}");
     assert!(!said.contains("the plan"), "the warning names no value: {said}");
     rounds_until(&net, 20, || !net.delivered("bob@rcpt.test").is_empty());

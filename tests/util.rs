@@ -93,6 +93,16 @@ impl Net {
         self.log.lock().unwrap().get_or_insert_with(Vec::new);
     }
 
+    /// Everything the captured invocations wrote on stderr, in order.
+    pub fn captured_stderr(&self) -> String {
+        let log = self.log.lock().unwrap();
+        log.as_ref()
+            .expect("capture_logs first")
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.stderr).into_owned())
+            .collect()
+    }
+
     /// Adds one invocation's output to the captured logs, if capturing.
     pub fn record(&self, what: String, node: Option<&str>, out: &Output) {
         if let Some(log) = self.log.lock().unwrap().as_mut() {

@@ -248,6 +248,11 @@ fn answer(cfg: &Config, name: &str, subject: &str, text: &str, now: SystemTime) 
     .into_bytes()
 }
 
+/// Tells a nym `text` under `subject`, from config@, over its own delivery.
+fn tell_nym(tx: &Transaction<'_>, ctx: &Ctx<'_>, n: &Nym, cert: &Cert, subject: &str, text: &str) -> Result<()> {
+    tell(tx, ctx, n, cert, &delivery_of(n), &answer(ctx.cfg, &n.name, subject, text, ctx.now))
+}
+
 fn delivery_of(n: &Nym) -> Delivery {
     Delivery::parse(&n.delivery).unwrap_or(Delivery::Newsgroup)
 }
@@ -336,21 +341,15 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
     n.last_signed = ctx.now;
     if req.delete {
         if n.active {
-            tell(
+            tell_nym(
                 tx,
                 ctx,
                 &n,
                 &cert,
-                &delivery_of(&n),
-                &answer(
-                    ctx.cfg,
-                    &n.name,
-                    "Nym deleted",
-                    &format!(
-                        "Your nym is deleted. Its name is held back for {} days: only this key can take it again.",
-                        store::NAME_HELD.as_secs() / 86400
-                    ),
-                    ctx.now,
+                "Nym deleted",
+                &format!(
+                    "Your nym is deleted. Its name is held back for {} days: only this key can take it again.",
+                    store::NAME_HELD.as_secs() / 86400
                 ),
             )?;
         }
@@ -363,20 +362,7 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
                 n.delivery = d;
                 n.active = true;
                 store::put(tx, &n)?;
-                tell(
-                    tx,
-                    ctx,
-                    &n,
-                    &cert,
-                    &delivery_of(&n),
-                    &answer(
-                        ctx.cfg,
-                        &n.name,
-                        "Delivery confirmed",
-                        "Your nym's delivery is confirmed and active.",
-                        ctx.now,
-                    ),
-                )?;
+                tell_nym(tx, ctx, &n, &cert, "Delivery confirmed", "Your nym's delivery is confirmed and active.")?;
                 Ok("config.confirmed")
             }
             None => {
@@ -393,14 +379,7 @@ fn config(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static s
         }
     }
     if n.active {
-        tell(
-            tx,
-            ctx,
-            &n,
-            &cert,
-            &delivery_of(&n),
-            &answer(ctx.cfg, &n.name, "Nym modified", "Your settings are changed.", ctx.now),
-        )?;
+        tell_nym(tx, ctx, &n, &cert, "Nym modified", "Your settings are changed.")?;
     }
     Ok("config.modified")
 }
@@ -523,19 +502,13 @@ fn inbound(tx: &Transaction<'_>, ctx: &Ctx<'_>, name: &str, mail: &[u8]) -> Resu
     let (used, told) = if rday == day { (used, told) } else { (0, 0) };
     if used + cost > ctx.cfg.inbound_budget as i64 {
         if told == 0 {
-            tell(
+            tell_nym(
                 tx,
                 ctx,
                 &n,
                 &cert,
-                &delivery_of(&n),
-                &answer(
-                    ctx.cfg,
-                    name,
-                    "Inbound budget used up",
-                    "Your nym's inbound budget for today is used up: further mail today is dropped.",
-                    ctx.now,
-                ),
+                "Inbound budget used up",
+                "Your nym's inbound budget for today is used up: further mail today is dropped.",
             )?;
         }
         tx.execute(
@@ -572,19 +545,13 @@ fn send(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static str
     let count = if sday == day { count } else { 0 };
     if count as u64 >= ctx.cfg.sends_per_day {
         if count as u64 == ctx.cfg.sends_per_day {
-            tell(
+            tell_nym(
                 tx,
                 ctx,
                 &n,
                 &cert,
-                &delivery_of(&n),
-                &answer(
-                    ctx.cfg,
-                    &n.name,
-                    "Send limit reached",
-                    "Your nym reached its sends for today: sending stops until the next UTC day.",
-                    ctx.now,
-                ),
+                "Send limit reached",
+                "Your nym reached its sends for today: sending stops until the next UTC day.",
             )?;
             tx.execute(
                 "UPDATE nyms SET sent_day = ?2, sent_today = ?3 WHERE name = ?1",
@@ -634,14 +601,7 @@ fn send(tx: &Transaction<'_>, ctx: &Ctx<'_>, mail: &[u8]) -> Result<&'static str
         rusqlite::params![n.name, day, count + 1],
     )?;
     if n.acksend && queued > 0 {
-        tell(
-            tx,
-            ctx,
-            &n,
-            &cert,
-            &delivery_of(&n),
-            &answer(ctx.cfg, &n.name, "Sent", &format!("Your mail went to {queued} recipient(s)."), ctx.now),
-        )?;
+        tell_nym(tx, ctx, &n, &cert, "Sent", &format!("Your mail went to {queued} recipient(s)."))?;
     }
     Ok(if queued > 0 { "send.sent" } else { "send.no-recipient" })
 }
@@ -661,14 +621,7 @@ fn expire(st: &mut State, ctx: &Ctx<'_>) -> Result<u64> {
             if warned == 0 {
                 let cert = pgp::cert(&n.cert)?;
                 let text = "Your nym had no signed request for 90 days: it is deleted at 120 days unless you send one (any config@ request, or mail through send@).";
-                tell(
-                    &tx,
-                    ctx,
-                    &n,
-                    &cert,
-                    &delivery_of(&n),
-                    &answer(ctx.cfg, &n.name, "Nym expires soon", text, ctx.now),
-                )?;
+                tell_nym(&tx, ctx, &n, &cert, "Nym expires soon", text)?;
                 tx.execute("UPDATE nyms SET warned = 1 WHERE name = ?1", [&n.name])?;
                 bump(&tx, "nym.warned", 1)?;
             }
