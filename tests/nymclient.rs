@@ -449,9 +449,14 @@ fn neomutt_reads_the_fetched_maildir_with_the_guides_muttrc() {
     }
     let push =
         format!("push \"<tag-pattern>~A<enter><tag-prefix><pipe-message>cat >> {}<enter><exit>\"", read.display());
-    let line = format!("timeout 60 neomutt -n -F {} -e '{push}'", muttrc.display());
+    // `script` runs the line with $SHELL (CI has none: /bin/sh, which does not exec a last
+    // command). `exec` and `--foreground` keep NeoMutt in the terminal's foreground group: in a
+    // background group the terminal stops it, and a stopped NeoMutt blocks SIGTERM, so a plain
+    // `timeout` never ends it. `-k` kills it should SIGTERM not.
+    let line = format!("exec timeout --foreground -k 10 60 neomutt -n -F {} -e '{push}'", muttrc.display());
     let mut c = Command::new("script");
     c.args(["-qec", &line, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .env("HOME", alice.dir.path())
         .env("TERM", "dumb")
         .env("LANG", "C.UTF-8")

@@ -26,6 +26,11 @@ pub fn mixtasy_pinger() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mixtasy-pinger"))
 }
 
+/// The longest any one command of a test may run. A command that hangs (CI has no terminal
+/// and no standard input) is killed and fails its test with its name, rather than holding
+/// the whole run until CI's own limit ends it without a word.
+const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
+
 /// Runs `cmd` with `stdin`, returns its output without judging it.
 pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -35,7 +40,18 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
     });
-    let out = child.wait_with_output().unwrap();
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let out = match finished.recv_timeout(COMMAND_LIMIT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{cmd:?} ran for over {COMMAND_LIMIT:?} and was killed");
+        }
+    };
     writer.join().unwrap();
     out
 }
