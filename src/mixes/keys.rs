@@ -12,6 +12,7 @@ use openpgp::cert::{CertBuilder, CipherSuite, KeyBuilder};
 use openpgp::crypto::SessionKey;
 use openpgp::packet::key;
 use openpgp::packet::pkesk::PKESK3;
+use openpgp::packet::PKESK;
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::SerializeInto;
@@ -242,6 +243,26 @@ impl DecryptionKey {
     pub fn decrypt(&self, pkesk: &PKESK3) -> Option<(SymmetricAlgorithm, SessionKey)> {
         self.secret.as_ref()?.decrypt(pkesk)
     }
+}
+
+/// Whether a secret transport-encryption key of `cert` (valid at `time`, or now) unwraps one
+/// of `pkesks` to a session key that `decrypt` accepts: the DecryptionHelper of a program that
+/// holds a whole secret certificate (pinger, nym owner), not a mix's key ring.
+pub fn open_with_cert(
+    cert: &Cert,
+    time: Option<SystemTime>,
+    pkesks: &[PKESK],
+    sym: Option<SymmetricAlgorithm>,
+    decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+) -> bool {
+    let policy = StandardPolicy::new();
+    for ka in cert.keys().with_policy(&policy, time).secret().for_transport_encryption() {
+        let Ok(mut pair) = ka.key().clone().into_keypair() else { continue };
+        if pkesks.iter().any(|p| p.decrypt(&mut pair, sym).is_some_and(|(a, k)| decrypt(a, &k))) {
+            return true;
+        }
+    }
+    false
 }
 
 /// What the key ring knows of a key id.

@@ -21,6 +21,7 @@ use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle};
 use sequoia_openpgp as openpgp;
 
+use crate::mixes::keys;
 use crate::nymclient::profile::{Profile, Settings};
 use crate::nymserv::config::News;
 use crate::nymserv::hsub;
@@ -248,17 +249,9 @@ impl DecryptionHelper for Helper<'_> {
             }
             return Err(anyhow!("the symmetric passphrase does not open the article"));
         }
-        let policy = StandardPolicy::new();
         // The server names no recipient (a wildcard): try every encryption key we hold.
-        for ka in self.key.keys().with_policy(&policy, None).secret().for_transport_encryption() {
-            let Ok(mut pair) = ka.key().clone().into_keypair() else { continue };
-            for p in pkesks {
-                if let Some((algo, sk)) = p.decrypt(&mut pair, sym_algo) {
-                    if decrypt(algo, &sk) {
-                        return Ok(None);
-                    }
-                }
-            }
+        if keys::open_with_cert(self.key, None, pkesks, sym_algo, decrypt) {
+            return Ok(None);
         }
         Err(anyhow!("not encrypted to the nym key"))
     }

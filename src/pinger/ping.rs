@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::batch::state::unix;
 use crate::format::message::{self, hex, Kind};
 use crate::mixes::directory::Mix;
+use crate::mixes::keys;
 use crate::sender::{create, pgpmime};
 
 /// HMAC-SHA256 (RFC 2104).
@@ -158,14 +159,8 @@ impl DecryptionHelper for Helper<'_> {
         sym: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
-        let policy = StandardPolicy::new();
-        for ka in self.0.keys().with_policy(&policy, self.1).secret().for_transport_encryption() {
-            let mut pair = ka.key().clone().into_keypair()?;
-            for p in pkesks {
-                if p.decrypt(&mut pair, sym).is_some_and(|(a, k)| decrypt(a, &k)) {
-                    return Ok(None);
-                }
-            }
+        if keys::open_with_cert(self.0, Some(self.1), pkesks, sym, decrypt) {
+            return Ok(None);
         }
         Err(anyhow!("not encrypted to the pinger key"))
     }

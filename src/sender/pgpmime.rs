@@ -162,14 +162,8 @@ mod tests {
             sym: Option<SymmetricAlgorithm>,
             decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
         ) -> openpgp::Result<Option<Cert>> {
-            let policy = StandardPolicy::new();
-            for ka in self.0.keys().with_policy(&policy, None).secret().for_transport_encryption() {
-                let mut pair = ka.key().clone().into_keypair()?;
-                for p in pkesks {
-                    if p.decrypt(&mut pair, sym).is_some_and(|(a, k)| decrypt(a, &k)) {
-                        return Ok(None);
-                    }
-                }
+            if crate::mixes::keys::open_with_cert(&self.0, None, pkesks, sym, decrypt) {
+                return Ok(None);
             }
             Err(anyhow::anyhow!("no key"))
         }
