@@ -573,14 +573,8 @@ impl Directory {
 
     /// The addresses of files named `<address><suffix>`.
     fn addresses(&self, suffix: &str) -> Result<Vec<MixAddress>> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
+        for path in fsutil::entries(&self.dir)? {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
             if let Some(addr) = name.strip_suffix(suffix).and_then(|a| MixAddress::parse(a).ok()) {
                 out.push(addr);

@@ -82,14 +82,8 @@ impl Pingers {
 
     /// Every trusted pinger, by fingerprint. A file that no longer parses is an error.
     pub fn list(&self) -> Result<Vec<Pinger>> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
+        for path in fsutil::entries(&self.dir)? {
             if path.extension().is_none_or(|e| e != "pgp") {
                 continue;
             }

@@ -25,6 +25,7 @@ use crate::mixes::keys;
 use crate::nymclient::profile::{Profile, Settings};
 use crate::nymserv::config::News;
 use crate::nymserv::hsub;
+use crate::util::fsutil;
 
 /// Largest article read; the server's own limit on mail is far below.
 const MAX_ARTICLE: usize = 64 * 1024 * 1024;
@@ -47,11 +48,7 @@ pub fn articles(source: &News) -> Result<Vec<Vec<u8>>> {
         News::Maildir(root) => {
             let mut names = Vec::new();
             for sub in ["cur", "new"] {
-                match std::fs::read_dir(root.join(sub)) {
-                    Ok(d) => names.extend(d.filter_map(|e| e.ok()).map(|e| e.path())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| root.display().to_string()),
-                }
+                names.extend(fsutil::entries(&root.join(sub))?);
             }
             names.sort();
             names.iter().map(|p| std::fs::read(p).with_context(|| p.display().to_string())).collect()

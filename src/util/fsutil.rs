@@ -7,7 +7,7 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -51,6 +51,18 @@ pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         f.sync_all()
     })()
     .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The paths in `dir`, none when it does not exist (a directory made on first use).
+pub fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read = match fs::read_dir(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    read.map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("reading {}", dir.display()))
 }
 
 #[cfg(test)]
