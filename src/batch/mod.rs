@@ -3,6 +3,7 @@
 //! transport to the MTA, the delivery stamp, and the store with its migrations.
 
 pub mod lock;
+pub mod settings;
 pub mod spool;
 pub mod stamp;
 pub mod state;

@@ -250,7 +250,7 @@ fn simulate(home: &NodeHome, o: SimulateOpts) -> Result<()> {
         true => home.config()?,
         false => config::parse("address = \"mixtasy@simulate.invalid\"\nmodes = \"middleman\"\n")?,
     };
-    let interval = config::parse_duration(&o.interval).context("--interval")?.as_secs().max(1);
+    let interval = mixtasy::batch::settings::parse_duration(&o.interval).context("--interval")?.as_secs().max(1);
     let mut node = Setting::from_config("this node", &config, interval);
     for s in &o.set {
         let (k, v) = s.split_once('=').with_context(|| format!("--set {s}: give PARAM=VALUE"))?;

@@ -7,17 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
+
+use crate::batch::settings::{self, ConfigError, Setting};
 
 use crate::mixes::address::MixAddress;
 use crate::mixes::modes::Modes;
-
-/// One setting: its name, its default as a TOML value (`None`: required), and its doc.
-pub struct Setting {
-    pub name: &'static str,
-    pub default: Option<&'static str>,
-    pub doc: &'static str,
-}
 
 /// Every setting of `mixtasyd.toml`, in file order.
 pub const SETTINGS: &[Setting] = &[
@@ -298,196 +293,96 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
 }
 
-/// Parses `2d`, `1h`, `30m`, `45s` (one number, one unit).
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let unit = s.chars().last().ok_or_else(|| anyhow!("empty duration"))?;
-    let n: u64 =
-        s[..s.len() - unit.len_utf8()].parse().map_err(|_| anyhow!("`{s}` is not a duration like 2d, 1h, 30m, 45s"))?;
-    let secs = match unit {
-        'd' => 86400,
-        'h' => 3600,
-        'm' => 60,
-        's' => 1,
-        _ => bail!("`{s}` is not a duration like 2d, 1h, 30m, 45s"),
-    };
-    Ok(Duration::from_secs(n * secs))
-}
-
-fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
 /// The commented file `init` writes: every setting with its default and why.
 pub fn default_file(address: &MixAddress, modes: &Modes) -> String {
-    let mut out = String::from("# mixtasyd.toml: settings of one Mixtasy mix node. See mixtasyd.toml(5).\n");
-    for s in SETTINGS {
-        out.push('\n');
-        for line in s.doc.lines() {
-            out.push_str("# ");
-            out.push_str(line.trim_start());
-            out.push('\n');
+    settings::commented_file("mixtasyd.toml: settings of one Mixtasy mix node. See mixtasyd.toml(5).", SETTINGS, |s| {
+        match s.name {
+            "address" => Some(settings::quote(address.as_str())),
+            "modes" => Some(settings::quote(&modes.to_string())),
+            _ => None,
         }
-        if let Some(d) = s.default {
-            out.push_str(&format!("# Default: {d}\n"));
-        }
-        match (s.name, s.default) {
-            ("address", _) => out.push_str(&format!("address = {}\n", quote(address.as_str()))),
-            ("modes", _) => out.push_str(&format!("modes = {}\n", quote(&modes.to_string()))),
-            (name, Some(d)) => out.push_str(&format!("{name} = {d}\n")),
-            (name, None) => out.push_str(&format!("{name} = \"\"\n")),
-        }
-    }
-    out
-}
-
-fn line_of(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')))
-        .map_or(0, |i| i + 1)
-}
-
-/// A config that cannot be used, as one line: `FILE:LINE: what` (line 0: no one line is
-/// at fault, as for a missing setting). `parse` knows no file; `load` adds it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: Option<PathBuf>,
-    pub line: usize,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.file {
-            Some(file) => write!(f, "{}:{}: {}", file.display(), self.line, self.message),
-            None => write!(f, "{}: {}", self.line, self.message),
-        }
-    }
-}
-
-impl ConfigError {
-    fn at(line: usize, message: impl Into<String>) -> Self {
-        ConfigError { file: None, line, message: message.into() }
-    }
+    })
 }
 
 /// Loads and validates a config file.
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(parse(&text).map_err(|e| ConfigError { file: Some(path.to_path_buf()), ..e })?)
+    settings::load(path, parse)
 }
 
 /// Validates config text. Relative paths stay relative: the caller resolves them against
 /// the home (`Config::resolve`).
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
-        ConfigError::at(line, e.message())
-    })?;
-    for key in table.keys() {
-        if !SETTINGS.iter().any(|s| s.name == key) {
-            return Err(ConfigError::at(line_of(text, key), format!("unknown setting `{key}`")));
-        }
-    }
-    let value = |name: &str| -> Result<toml::Value, ConfigError> {
-        let setting = SETTINGS.iter().find(|s| s.name == name).expect("setting in table");
-        match (table.get(name), setting.default) {
-            (Some(v), _) => Ok(v.clone()),
-            (None, Some(d)) => Ok(format!("v = {d}").parse::<toml::Table>().expect("defaults are TOML")["v"].clone()),
-            (None, None) => Err(ConfigError::at(0, format!("required setting `{name}` is missing"))),
-        }
-    };
-    let at = |name: &str, e: anyhow::Error| ConfigError::at(line_of(text, name), format!("`{name}`: {e:#}"));
-    let string = |name: &str| -> Result<String, ConfigError> {
-        match value(name)? {
-            toml::Value::String(s) => Ok(s),
-            _ => Err(at(name, anyhow!("must be a string"))),
-        }
-    };
-    let int = |name: &str| -> Result<u64, ConfigError> {
-        match value(name)? {
-            toml::Value::Integer(i) if i >= 0 => Ok(i as u64),
-            _ => Err(at(name, anyhow!("must be a whole number, 0 or more"))),
-        }
-    };
-    let fraction = |name: &str| -> Result<f64, ConfigError> {
-        match value(name)? {
-            toml::Value::Float(f) if (0.0..=1.0).contains(&f) => Ok(f),
-            toml::Value::Integer(i) if (0..=1).contains(&i) => Ok(i as f64),
-            _ => Err(at(name, anyhow!("must be a number from 0 to 1"))),
-        }
-    };
-    let duration =
-        |name: &str| -> Result<Duration, ConfigError> { parse_duration(&string(name)?).map_err(|e| at(name, e)) };
-    let local_domains = match value("local_domains")? {
+    let r = settings::Reader::new(text, SETTINGS)?;
+    let local_domains = match r.value("local_domains")? {
         toml::Value::Array(a) => a
             .into_iter()
             .map(|v| match v {
                 toml::Value::String(d) if crate::mixes::address::valid_fqdn(&d) => Ok(d.to_ascii_lowercase()),
-                _ => Err(at("local_domains", anyhow!("must be a list of domain names"))),
+                _ => Err(r.error("local_domains", "must be a list of domain names")),
             })
             .collect::<Result<Vec<_>, ConfigError>>()?,
-        _ => return Err(at("local_domains", anyhow!("must be a list of domain names"))),
+        _ => return Err(r.error("local_domains", "must be a list of domain names")),
     };
-    let transport = TransportKind::parse(&string("transport")?)
-        .ok_or_else(|| at("transport", anyhow!("must be \"sendmail\" or \"maildir:ROOT\"")))?;
-    let address = MixAddress::parse(&string("address")?).map_err(|e| at("address", e.into()))?;
-    let operator = match string("operator")? {
+    let transport = TransportKind::parse(&r.string("transport")?)
+        .ok_or_else(|| r.error("transport", "must be \"sendmail\" or \"maildir:ROOT\""))?;
+    let address = MixAddress::parse(&r.string("address")?).map_err(|e| r.error("address", e))?;
+    let operator = match r.string("operator")? {
         o if o.is_empty() => format!("postmaster@{}", address.fqdn()),
         o if o.contains('@') && !o.contains(['\r', '\n']) => o,
-        _ => return Err(at("operator", anyhow!("must be an email address"))),
+        _ => return Err(r.error("operator", "must be an email address")),
     };
     let config = Config {
-        modes: Modes::parse(&string("modes")?).map_err(|e| at("modes", e.into()))?,
-        maildir: PathBuf::from(string("maildir")?),
+        modes: Modes::parse(&r.string("modes")?).map_err(|e| r.error("modes", e))?,
+        maildir: PathBuf::from(r.string("maildir")?),
         local_domains,
-        min_pool: int("min_pool")?,
-        threshold: int("threshold")?,
-        rate: fraction("rate")?,
-        dummy_time_p: fraction("dummy_time_p")?,
-        dummy_flush_p: fraction("dummy_flush_p")?,
-        dummy_starved_p: fraction("dummy_starved_p")?,
-        dummy_arrival_p: fraction("dummy_arrival_p")?,
-        max_size: int("max_size")?,
-        max_parts: int("max_parts")?,
-        max_recipients: int("max_recipients")?,
-        recipient_quota: int("recipient_quota")?,
-        over_quota: match string("over_quota")?.as_str() {
+        min_pool: r.int("min_pool")?,
+        threshold: r.int("threshold")?,
+        rate: r.fraction("rate")?,
+        dummy_time_p: r.fraction("dummy_time_p")?,
+        dummy_flush_p: r.fraction("dummy_flush_p")?,
+        dummy_starved_p: r.fraction("dummy_starved_p")?,
+        dummy_arrival_p: r.fraction("dummy_arrival_p")?,
+        max_size: r.int("max_size")?,
+        max_parts: r.int("max_parts")?,
+        max_recipients: r.int("max_recipients")?,
+        recipient_quota: r.int("recipient_quota")?,
+        over_quota: match r.string("over_quota")?.as_str() {
             "wait" => crate::abuse::quota::OverQuota::Wait,
             "drop" => crate::abuse::quota::OverQuota::Drop,
-            _ => return Err(at("over_quota", anyhow!("must be \"wait\" or \"drop\""))),
+            _ => return Err(r.error("over_quota", "must be \"wait\" or \"drop\"")),
         },
-        part_expiry: duration("part_expiry")?,
-        exit_giveup: duration("exit_giveup")?,
+        part_expiry: r.duration("part_expiry")?,
+        exit_giveup: r.duration("exit_giveup")?,
         transport,
-        sendmail: PathBuf::from(string("sendmail")?),
-        sendmail_timeout: duration("sendmail_timeout")?,
+        sendmail: PathBuf::from(r.string("sendmail")?),
+        sendmail_timeout: r.duration("sendmail_timeout")?,
         operator,
-        keyserver: match string("keyserver")? {
+        keyserver: match r.string("keyserver")? {
             k if k.is_empty() => None,
             k => {
-                crate::mixes::keyserver::Keyserver::new(&k, Duration::from_secs(1)).map_err(|e| at("keyserver", e))?;
+                crate::mixes::keyserver::Keyserver::new(&k, Duration::from_secs(1))
+                    .map_err(|e| r.error("keyserver", e))?;
                 Some(k)
             }
         },
-        discovery_interval: duration("discovery_interval")?,
-        subkey_validity: duration("subkey_validity")?,
-        clock_skew: duration("clock_skew")?,
-        anonymous_from: match string("anonymous_from")? {
+        discovery_interval: r.duration("discovery_interval")?,
+        subkey_validity: r.duration("subkey_validity")?,
+        clock_skew: r.duration("clock_skew")?,
+        anonymous_from: match r.string("anonymous_from")? {
             f if f.is_empty() => format!("nobody@{}", address.fqdn()),
             f if crate::mixes::address::plausible(&f) => f,
-            _ => return Err(at("anonymous_from", anyhow!("must be an email address, local@domain"))),
+            _ => return Err(r.error("anonymous_from", "must be an email address, local@domain")),
         },
-        block_confirmations_per_day: int("block_confirmations_per_day")?,
-        subaddress_delimiter: match string("subaddress_delimiter")? {
+        block_confirmations_per_day: r.int("block_confirmations_per_day")?,
+        subaddress_delimiter: match r.string("subaddress_delimiter")? {
             d if d.chars().count() <= 1 && !d.contains(['@', '"', ' ']) => d,
-            _ => return Err(at("subaddress_delimiter", anyhow!("must be one character (not @), or empty"))),
+            _ => return Err(r.error("subaddress_delimiter", "must be one character (not @), or empty")),
         },
-        max_exit_queue: int("max_exit_queue")?,
-        max_held_parts: int("max_held_parts")?,
-        max_operator: int("max_operator")?,
-        sendmail_round_limit: duration("sendmail_round_limit")?,
-        metrics_file: Some(PathBuf::from(string("metrics_file")?)).filter(|p| !p.as_os_str().is_empty()),
+        max_exit_queue: r.int("max_exit_queue")?,
+        max_held_parts: r.int("max_held_parts")?,
+        max_operator: r.int("max_operator")?,
+        sendmail_round_limit: r.duration("sendmail_round_limit")?,
+        metrics_file: Some(PathBuf::from(r.string("metrics_file")?)).filter(|p| !p.as_os_str().is_empty()),
         address,
     };
     let dummies = [
@@ -497,10 +392,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ("dummy_arrival_p", config.dummy_arrival_p),
     ];
     if let Some((name, _)) = dummies.iter().find(|(_, p)| *p >= 1.0) {
-        return Err(ConfigError::at(
-            line_of(text, name),
-            "dummy probabilities must be below 1 (1 would mean endless dummies)",
-        ));
+        return Err(r.error_plain(name, "dummy probabilities must be below 1 (1 would mean endless dummies)"));
     }
     Ok(config)
 }
@@ -622,13 +514,5 @@ mod tests {
         let err = parse("address = \"mixtasy@a.test\"\nmodes = [\n").unwrap_err();
         assert!(err.to_string().starts_with("2: ") || err.to_string().starts_with("3: "), "{err}");
         assert!(parse("modes = \"middleman\"\n").unwrap_err().to_string().contains("required setting `address`"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
-        assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
-        assert!(parse_duration("2 days").is_err());
-        assert!(parse_duration("").is_err());
     }
 }

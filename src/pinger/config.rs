@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::Result;
 
+use crate::batch::settings::{self, ConfigError, Setting};
 use crate::batch::transport::TransportKind;
 use crate::mixes::address::MixAddress;
-use crate::node::config::{parse_duration, Setting};
 
 /// Every setting of `mixtasy-pinger.toml`, in file order.
 pub const SETTINGS: &[Setting] = &[
@@ -92,80 +92,54 @@ pub struct Config {
 
 /// The commented file `init` writes.
 pub fn default_file(address: &str) -> String {
-    let mut out = String::from("# mixtasy-pinger.toml: settings of a Mixtasy pinger. See mixtasy-pinger(8).\n");
-    for s in SETTINGS {
-        out.push('\n');
-        for line in s.doc.lines() {
-            out.push_str("# ");
-            out.push_str(line.trim_start());
-            out.push('\n');
-        }
-        match s.default {
-            Some(d) => out.push_str(&format!("# Default: {d}\n{} = {d}\n", s.name)),
-            None => out.push_str(&format!("{} = {}\n", s.name, toml::Value::String(address.to_string()))),
-        }
-    }
-    out
+    settings::commented_file(
+        "mixtasy-pinger.toml: settings of a Mixtasy pinger. See mixtasy-pinger(8).",
+        SETTINGS,
+        |s| (s.name == "address").then(|| settings::quote(address)),
+    )
 }
 
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+    settings::load(path, parse)
 }
 
-pub fn parse(text: &str) -> Result<Config> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
-    if let Some(k) = table.keys().find(|k| !SETTINGS.iter().any(|s| s.name == k.as_str())) {
-        bail!("unknown setting `{k}`");
-    }
-    let string = |name: &str| -> Result<String> {
-        let s = SETTINGS.iter().find(|s| s.name == name).expect("setting in table");
-        let v = match (table.get(name), s.default) {
-            (Some(v), _) => v.clone(),
-            (None, Some(d)) => format!("v = {d}").parse::<toml::Table>().expect("defaults are TOML")["v"].clone(),
-            (None, None) => bail!("required setting `{name}` is missing"),
-        };
-        match v {
-            toml::Value::String(s) => Ok(s),
-            toml::Value::Integer(i) if i >= 0 => Ok(i.to_string()),
-            _ => bail!("`{name}` must be a string"),
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let r = settings::Reader::new(text, SETTINGS)?;
+    let duration = |name: &str| -> Result<Duration, ConfigError> {
+        match r.duration(name)? {
+            d if d.is_zero() => Err(r.error(name, "must be longer than 0")),
+            d => Ok(d),
         }
     };
-    let duration = |name: &str| -> Result<Duration> {
-        let d = parse_duration(&string(name)?).with_context(|| format!("`{name}`"))?;
-        if d.is_zero() {
-            bail!("`{name}` must be longer than 0");
-        }
-        Ok(d)
-    };
-    let address = string("address")?;
+    let address = r.string("address")?;
     if !crate::mixes::address::plausible(&address) {
-        bail!("`address` must be an email address, local@domain");
+        return Err(r.error("address", "must be an email address, local@domain"));
     }
     Ok(Config {
         address,
-        maildir: PathBuf::from(string("maildir")?),
-        output: PathBuf::from(string("output")?),
+        maildir: PathBuf::from(r.string("maildir")?),
+        output: PathBuf::from(r.string("output")?),
         interval: duration("interval")?,
         chain_interval: duration("chain_interval")?,
-        trusted_exit: match string("trusted_exit")? {
+        trusted_exit: match r.string("trusted_exit")? {
             e if e.is_empty() => None,
-            e => {
-                Some(MixAddress::parse(&e).map_err(|_| anyhow!("`trusted_exit` must be a mix address, mixtasy@FQDN"))?)
-            }
+            e => Some(
+                MixAddress::parse(&e).map_err(|_| r.error("trusted_exit", "must be a mix address, mixtasy@FQDN"))?,
+            ),
         },
-        keyserver: match string("keyserver")? {
+        keyserver: match r.string("keyserver")? {
             k if k.is_empty() => None,
             k => {
-                crate::mixes::keyserver::Keyserver::new(&k, Duration::from_secs(1)).context("`keyserver`")?;
+                crate::mixes::keyserver::Keyserver::new(&k, Duration::from_secs(1))
+                    .map_err(|e| r.error("keyserver", e))?;
                 Some(k)
             }
         },
-        transport: TransportKind::parse(&string("transport")?)
-            .ok_or_else(|| anyhow!("`transport` must be \"sendmail\" or \"maildir:ROOT\""))?,
-        sendmail: PathBuf::from(string("sendmail")?),
+        transport: TransportKind::parse(&r.string("transport")?)
+            .ok_or_else(|| r.error("transport", "must be \"sendmail\" or \"maildir:ROOT\""))?,
+        sendmail: PathBuf::from(r.string("sendmail")?),
         sendmail_timeout: duration("sendmail_timeout")?,
-        max_operator: string("max_operator")?.parse().map_err(|_| anyhow!("`max_operator` must be a whole number"))?,
+        max_operator: r.int("max_operator")?,
     })
 }
 
@@ -200,7 +174,10 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(7200));
         assert_eq!(c.chain_interval, Duration::from_secs(7 * 86400));
         assert!(c.trusted_exit.is_none() && c.keyserver.is_none());
-        assert!(parse("address = \"p@x.test\"\nintervall = \"1h\"\n").unwrap_err().to_string().contains("intervall"));
+        let err = parse("address = \"p@x.test\"\nintervall = \"1h\"\n").unwrap_err().to_string();
+        assert_eq!(err, "2: unknown setting `intervall`", "the line is named, as in mixtasyd.toml");
+        let err = parse("address = \"p@x.test\"\n\nmax_operator = -3\n").unwrap_err().to_string();
+        assert!(err.starts_with("3: `max_operator`"), "{err}");
         assert!(parse("address = \"p@x.test\"\ninterval = \"0h\"\n").is_err());
         assert!(parse("address = \"p@x.test\"\ntrusted_exit = \"bob@x.test\"\n").is_err());
         assert!(parse("interval = \"1h\"\n").is_err());

@@ -135,7 +135,7 @@ impl Setting {
                 self.interval = match value.parse::<u64>() {
                     Ok(secs) => secs,
                     Err(_) => {
-                        crate::node::config::parse_duration(value).map_err(|e| anyhow!("interval: {e}"))?.as_secs()
+                        crate::batch::settings::parse_duration(value).map_err(|e| anyhow!("interval: {e}"))?.as_secs()
                     }
                 };
                 if self.interval == 0 {
