@@ -242,8 +242,15 @@ fn every_nymd_counter_and_setting_is_documented() {
     assert!(names.len() >= 30, "found only {} counter names in src/nymserv: is the scan broken?", names.len());
     let missing: Vec<&String> = names.iter().filter(|n| !page.contains(&format!("\n.B {n}\n"))).collect();
     assert!(missing.is_empty(), "man/mixtasy-nymd.8 does not document these counters: {missing:?}");
-    for line in mixtasy::nymserv::config::default_file("nym.test").lines().filter(|l| !l.starts_with('#')) {
-        let key = line.split(" = ").next().unwrap();
-        assert!(entry(&page, key).is_some(), "man/mixtasy-nymd.8 has no entry for the setting `{key}`");
+    for s in mixtasy::nymserv::config::SETTINGS {
+        let body = entry(&page, s.name)
+            .unwrap_or_else(|| panic!("man/mixtasy-nymd.8 has no entry for the setting `{}`", s.name));
+        // The page shows a default as it reads, unquoted; an empty list as "none".
+        let shown = match s.default {
+            None => body.iter().any(|l| l.contains("Required")),
+            Some("[]") => body.iter().any(|l| l.contains("Default: none")),
+            Some(d) => body.contains(&format!(".BR {} .", d.trim_matches('"')).as_str()),
+        };
+        assert!(shown, "man/mixtasy-nymd.8 does not show the default of `{}`: {:?}", s.name, s.default);
     }
 }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
+use anyhow::Result;
 
+use crate::batch::settings::{self, ConfigError, Setting};
 use crate::batch::transport::{Transport, TransportKind};
 
 /// The local part that takes block requests and the replies to their confirmations
@@ -44,69 +44,54 @@ pub const OPERATOR: &[&str] = &["postmaster", "abuse", "root", "admin", "hostmas
 /// The most mails `.operator` keeps (the oldest go first): anyone can mail the domain.
 pub const MAX_OPERATOR: u64 = 1000;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    domain: String,
-    #[serde(default = "d_maildir")]
-    maildir: String,
-    #[serde(default = "d_transport")]
-    transport: String,
-    #[serde(default = "d_sendmail")]
-    sendmail: String,
-    #[serde(default = "d_news")]
-    news: String,
-    #[serde(default)]
-    reserved: Vec<String>,
-    #[serde(default = "d_sends")]
-    sends_per_day: u64,
-    #[serde(default = "d_rcpts")]
-    max_recipients: usize,
-    #[serde(default = "d_size")]
-    max_size: usize,
-    #[serde(default = "d_budget")]
-    inbound_budget: u64,
-    #[serde(default = "d_hops")]
-    hops: usize,
-    #[serde(default = "d_confirmations")]
-    block_confirmations_per_day: u64,
-    #[serde(default = "d_delimiter")]
-    subaddress_delimiter: String,
-}
-
-fn d_maildir() -> String {
-    "Maildir".into()
-}
-fn d_transport() -> String {
-    "sendmail".into()
-}
-fn d_sendmail() -> String {
-    "/usr/sbin/sendmail".into()
-}
-fn d_news() -> String {
-    "nntp://127.0.0.1:119/alt.anonymous.messages".into()
-}
-fn d_sends() -> u64 {
-    50
-}
-fn d_rcpts() -> usize {
-    10
-}
-fn d_size() -> usize {
-    512 * 1024
-}
-fn d_budget() -> u64 {
-    512
-}
-fn d_hops() -> usize {
-    crate::sender::path::MIN_HOPS
-}
-fn d_confirmations() -> u64 {
-    50
-}
-fn d_delimiter() -> String {
-    "+".into()
-}
+/// Every setting of `mixtasy-nymd.toml`, in file order.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "domain",
+        default: None,
+        doc: "The nym domain: Postfix delivers every address of it into `maildir`. Set by `init`.",
+    },
+    Setting { name: "maildir", default: Some("\"Maildir\""), doc: "The Maildir Postfix fills (relative to the home)." },
+    Setting {
+        name: "transport",
+        default: Some("\"sendmail\""),
+        doc: "How mail leaves: \"sendmail\" or \"maildir:ROOT\" (a lab).",
+    },
+    Setting { name: "sendmail", default: Some("\"/usr/sbin/sendmail\""), doc: "The sendmail program." },
+    Setting {
+        name: "news",
+        default: Some("\"nntp://127.0.0.1:119/alt.anonymous.messages\""),
+        doc: "Where `newsgroup` nyms' mail is posted: \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\" (a lab).",
+    },
+    Setting {
+        name: "reserved",
+        default: Some("[]"),
+        doc: "Local parts refused besides the built-in ones (config, send, postmaster, abuse, ...).",
+    },
+    Setting {
+        name: "sends_per_day",
+        default: Some("50"),
+        doc: "Mails a nym may send a UTC day; past it, sending stops until the next day.",
+    },
+    Setting { name: "max_recipients", default: Some("10"), doc: "Recipients (To and Cc) of one sent mail." },
+    Setting { name: "max_size", default: Some("524288"), doc: "Largest mail sent or received, bytes." },
+    Setting {
+        name: "inbound_budget",
+        default: Some("512"),
+        doc: "Inbound cost units a nym may receive a day (1 + size/32 KiB a mail).",
+    },
+    Setting { name: "hops", default: Some("4"), doc: "Hops of the paths for `mixtasy:` deliveries (4 at least)." },
+    Setting {
+        name: "block_confirmations_per_day",
+        default: Some("50"),
+        doc: "Most destination-block confirmations mailed in 24 hours, whoever asks at block@.",
+    },
+    Setting {
+        name: "subaddress_delimiter",
+        default: Some("\"+\""),
+        doc: "What separates a subaddress (bob+tag@) from the mailbox: a block covers them all.",
+    },
+];
 
 /// Where inbound mail for `newsgroup` nyms is posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,70 +146,58 @@ pub struct Config {
     pub subaddress_delimiter: String,
 }
 
+/// The commented file `init` writes.
 pub fn default_file(domain: &str) -> String {
-    format!(
-        "# mixtasy-nymd settings; see mixtasy-nymd(8).\n\
-         # The nym domain: Postfix delivers every address of it into `maildir`.\n\
-         domain = \"{domain}\"\n\
-         # The Maildir Postfix fills (relative to the home).\n\
-         maildir = \"Maildir\"\n\
-         # How mail leaves: \"sendmail\" or \"maildir:ROOT\" (a lab).\n\
-         transport = \"sendmail\"\n\
-         sendmail = \"/usr/sbin/sendmail\"\n\
-         # Where `newsgroup` nyms' mail is posted: \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\" (a lab).\n\
-         news = \"nntp://127.0.0.1:119/alt.anonymous.messages\"\n\
-         # Local parts refused besides the built-in ones (config, send, postmaster, abuse, ...).\n\
-         reserved = []\n\
-         # Mails a nym may send a UTC day; past it, sending stops until the next day.\n\
-         sends_per_day = 50\n\
-         # Recipients (To and Cc) of one sent mail.\n\
-         max_recipients = 10\n\
-         # Largest mail sent or received, bytes.\n\
-         max_size = 524288\n\
-         # Inbound cost units a nym may receive a day (1 + size/32 KiB a mail).\n\
-         inbound_budget = 512\n\
-         # Hops of the paths for `mixtasy:` deliveries.\n\
-         hops = 4\n\
-         # Most destination-block confirmations mailed in 24 hours, whoever asks at block@.\n\
-         block_confirmations_per_day = 50\n\
-         # What separates a subaddress (bob+tag@) from the mailbox: a block covers them all.\n\
-         subaddress_delimiter = \"+\"\n"
+    settings::commented_file(
+        "mixtasy-nymd.toml: settings of a Mixtasy nym server. See mixtasy-nymd(8).",
+        SETTINGS,
+        |s| (s.name == "domain").then(|| settings::quote(domain)),
     )
 }
 
-pub fn parse(text: &str) -> Result<Config> {
-    let f: File = toml::from_str(text).map_err(|e| anyhow!("{}", e.message()))?;
-    let domain = f.domain.to_ascii_lowercase();
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let r = settings::Reader::new(text, SETTINGS)?;
+    let domain = r.string("domain")?.to_ascii_lowercase();
     if !crate::mixes::address::valid_fqdn(&domain) {
-        bail!("`domain` must be a domain name");
+        return Err(r.error("domain", "must be a domain name"));
     }
-    let transport = TransportKind::parse(&f.transport)
-        .ok_or_else(|| anyhow!("`transport` must be \"sendmail\" or \"maildir:ROOT\""))?;
-    let news =
-        News::parse(&f.news).ok_or_else(|| anyhow!("`news` must be \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\""))?;
-    if f.hops < crate::sender::path::MIN_HOPS {
-        bail!("`hops` must be at least {}", crate::sender::path::MIN_HOPS);
+    let transport = TransportKind::parse(&r.string("transport")?)
+        .ok_or_else(|| r.error("transport", "must be \"sendmail\" or \"maildir:ROOT\""))?;
+    let news = News::parse(&r.string("news")?)
+        .ok_or_else(|| r.error("news", "must be \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\""))?;
+    let reserved = match r.value("reserved")? {
+        toml::Value::Array(a) => a
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(n) => Ok(n.to_ascii_lowercase()),
+                _ => Err(r.error("reserved", "must be a list of local parts")),
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+        _ => return Err(r.error("reserved", "must be a list of local parts")),
+    };
+    let hops = r.int("hops")? as usize;
+    if hops < crate::sender::path::MIN_HOPS {
+        return Err(r.error("hops", format!("must be at least {}", crate::sender::path::MIN_HOPS)));
     }
     Ok(Config {
         domain,
-        maildir: f.maildir.into(),
+        maildir: r.string("maildir")?.into(),
         transport,
-        sendmail: f.sendmail.into(),
+        sendmail: r.string("sendmail")?.into(),
         news,
-        reserved: f.reserved.iter().map(|r| r.to_ascii_lowercase()).collect(),
-        sends_per_day: f.sends_per_day,
-        max_recipients: f.max_recipients.max(1),
-        max_size: f.max_size,
-        inbound_budget: f.inbound_budget,
-        hops: f.hops,
-        block_confirmations_per_day: f.block_confirmations_per_day,
-        subaddress_delimiter: f.subaddress_delimiter,
+        reserved,
+        sends_per_day: r.int("sends_per_day")?,
+        max_recipients: (r.int("max_recipients")? as usize).max(1),
+        max_size: r.int("max_size")? as usize,
+        inbound_budget: r.int("inbound_budget")?,
+        hops,
+        block_confirmations_per_day: r.int("block_confirmations_per_day")?,
+        subaddress_delimiter: r.string("subaddress_delimiter")?,
     })
 }
 
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).with_context(|| format!("{}", path.display()))
+    settings::load(path, parse)
 }
 
 impl Config {
@@ -261,7 +234,8 @@ mod tests {
         assert_eq!(c.news, News::Nntp { addr: "127.0.0.1:119".into(), group: "alt.anonymous.messages".into() });
         assert!(c.reserved("config") && c.reserved("postmaster") && !c.reserved("alice"));
         assert!(parse("domain = \"x.test\"\nnews = \"http://x\"\n").unwrap_err().to_string().contains("`news`"));
-        assert!(parse("domain = \"x.test\"\nsend_per_day = 3\n").is_err(), "unknown setting refused");
+        let err = parse("domain = \"x.test\"\nsend_per_day = 3\n").unwrap_err().to_string();
+        assert_eq!(err, "2: unknown setting `send_per_day`", "a typo is refused at its line");
         assert!(parse("domain = \"x.test\"\nhops = 2\n").is_err());
     }
 }
