@@ -158,6 +158,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A list of strings, each accepted by `ok`; `what` names what a list item must be.
+    pub fn strings(&self, name: &str, what: &str, ok: impl Fn(&str) -> bool) -> Result<Vec<String>, ConfigError> {
+        let bad = || self.error(name, format!("must be a list of {what}"));
+        match self.value(name)? {
+            toml::Value::Array(a) => a
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::String(s) if ok(&s) => Ok(s),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            _ => Err(bad()),
+        }
+    }
+
     pub fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
         parse_duration(&self.string(name)?).map_err(|e| self.error(name, e))
     }
@@ -171,6 +186,7 @@ mod tests {
         Setting { name: "who", default: None, doc: "Who.\nTwo lines." },
         Setting { name: "wait", default: Some("\"1h\""), doc: "How long." },
         Setting { name: "count", default: Some("3"), doc: "How many." },
+        Setting { name: "names", default: Some("[]"), doc: "Names." },
     ];
 
     #[test]
@@ -198,7 +214,12 @@ mod tests {
         let r = Reader::new("who = \"a\"\n\ncount = -1\nwait = 5\n", SETTINGS).unwrap();
         assert!(r.int("count").unwrap_err().to_string().starts_with("3: `count`"));
         assert!(r.duration("wait").unwrap_err().to_string().starts_with("4: `wait`"));
+        let r = Reader::new("names = [\"a\", \"\"]\n", SETTINGS).unwrap();
+        assert_eq!(r.strings("names", "names", |_| true).unwrap(), ["a", ""]);
+        let e = r.strings("names", "names", |n| !n.is_empty()).unwrap_err().to_string();
+        assert_eq!(e, "1: `names`: must be a list of names");
         let r = Reader::new("count = 1\n", SETTINGS).unwrap();
+        assert!(r.strings("names", "names", |_| true).unwrap().is_empty(), "the default, an empty list");
         assert_eq!(r.string("who").unwrap_err().to_string(), "0: required setting `who` is missing");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");

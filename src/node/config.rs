@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use crate::batch::settings::{self, ConfigError, Setting};
-
 use crate::mixes::address::MixAddress;
 use crate::mixes::modes::Modes;
 
@@ -313,16 +312,11 @@ pub fn load(path: &Path) -> Result<Config> {
 /// the home (`Config::resolve`).
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let r = settings::Reader::new(text, SETTINGS)?;
-    let local_domains = match r.value("local_domains")? {
-        toml::Value::Array(a) => a
-            .into_iter()
-            .map(|v| match v {
-                toml::Value::String(d) if crate::mixes::address::valid_fqdn(&d) => Ok(d.to_ascii_lowercase()),
-                _ => Err(r.error("local_domains", "must be a list of domain names")),
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?,
-        _ => return Err(r.error("local_domains", "must be a list of domain names")),
-    };
+    let local_domains: Vec<String> = r
+        .strings("local_domains", "domain names", crate::mixes::address::valid_fqdn)?
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
     let transport = TransportKind::parse(&r.string("transport")?)
         .ok_or_else(|| r.error("transport", "must be \"sendmail\" or \"maildir:ROOT\""))?;
     let address = MixAddress::parse(&r.string("address")?).map_err(|e| r.error("address", e))?;

@@ -165,16 +165,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         .ok_or_else(|| r.error("transport", "must be \"sendmail\" or \"maildir:ROOT\""))?;
     let news = News::parse(&r.string("news")?)
         .ok_or_else(|| r.error("news", "must be \"nntp://HOST:PORT/GROUP\" or \"maildir:DIR\""))?;
-    let reserved = match r.value("reserved")? {
-        toml::Value::Array(a) => a
-            .into_iter()
-            .map(|v| match v {
-                toml::Value::String(n) => Ok(n.to_ascii_lowercase()),
-                _ => Err(r.error("reserved", "must be a list of local parts")),
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?,
-        _ => return Err(r.error("reserved", "must be a list of local parts")),
-    };
+    let reserved: Vec<String> =
+        r.strings("reserved", "local parts", |_| true)?.iter().map(|n| n.to_ascii_lowercase()).collect();
     let hops = r.int("hops")? as usize;
     if hops < crate::sender::path::MIN_HOPS {
         return Err(r.error("hops", format!("must be at least {}", crate::sender::path::MIN_HOPS)));
